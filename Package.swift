@@ -1,0 +1,56 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// One module per concern; lower layers never import higher ones (see docs/ARCHITECTURE.md).
+let package = Package(
+  name: "SwiftVMM",
+  platforms: [.macOS(.v13)],
+  products: [
+    .executable(name: "swiftvmm", targets: ["swiftvmm"])
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+  ],
+  targets: [
+    .target(name: "X86", swiftSettings: [.swiftLanguageMode(.v5)]),
+    .target(
+      name: "Memory", dependencies: ["X86"], swiftSettings: [.swiftLanguageMode(.v5)]),
+    .target(
+      name: "Devices",
+      dependencies: ["X86", .product(name: "Logging", package: "swift-log")],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .target(
+      name: "Boot", dependencies: ["X86", "Memory"], swiftSettings: [.swiftLanguageMode(.v5)]),
+    .target(
+      name: "Engine", dependencies: ["X86", "Memory"], swiftSettings: [.swiftLanguageMode(.v5)]),
+    .target(name: "CKVM"),
+    .target(
+      name: "KVM", dependencies: ["CKVM", "Engine", "X86", "Memory"],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .target(
+      name: "Interpreter", dependencies: ["Engine", "X86", "Memory"],
+      swiftSettings: [
+        .swiftLanguageMode(.v5), .unsafeFlags(["-enforce-exclusivity=unchecked"]),
+      ]),
+    .target(
+      name: "VMM",
+      dependencies: [
+        "X86", "Memory", "Devices", "Boot", "Engine", "KVM", "Interpreter",
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .executableTarget(
+      name: "swiftvmm",
+      dependencies: [
+        "VMM", "Engine", "KVM", "Boot",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .testTarget(
+      name: "SwiftVMMTests",
+      dependencies: ["X86", "Memory", "Devices", "Boot", "Engine", "KVM", "Interpreter", "VMM"],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+  ]
+)
