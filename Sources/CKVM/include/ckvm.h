@@ -1,0 +1,2 @@
+// Placeholder; the KVM shim is written in Sources/CKVM.
+#pragma once

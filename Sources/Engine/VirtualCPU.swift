@@ -1,0 +1,54 @@
+import X86
+
+/// A virtual CPU, whatever executes it (the interpreter or /dev/kvm).
+///
+/// The VMM calls `run()` in a loop; each call executes guest code until the
+/// guest needs the outside world and returns that need as a `VMExit`.
+/// Devices never see the engine; the engine never sees devices.
+public protocol VirtualCPU: AnyObject {
+  /// Short engine name ("kvm", "interpreter").
+  var engineName: String { get }
+
+  func getState() throws -> CPUState
+  func setState(_ state: CPUState) throws
+
+  /// Runs guest code until the next exit.
+  func run() throws -> VMExit
+
+  /// Supplies the value for the last `.portIO(.in)` or MMIO read exit.
+  func completeIO(value: UInt64)
+
+  /// Writes the result register of the last `.hypercall` exit.
+  func setHypercallResult(_ value: UInt64)
+
+  /// Thread-safe: makes the current or next `run()` return `.interrupted` soon.
+  func kick()
+
+  /// Counters for `--stats` (instructions, exits by reason, TLB figures...).
+  func statistics() -> [String: UInt64]
+}
+
+/// Errors an engine raises before or outside guest execution.
+public enum EngineError: Error, CustomStringConvertible, Equatable {
+  case unavailable(String)
+  case failed(String)
+  case unsupported(String)
+
+  public var description: String {
+    switch self {
+    case .unavailable(let s): return "engine unavailable: \(s)"
+    case .failed(let s): return "engine failure: \(s)"
+    case .unsupported(let s): return "unsupported: \(s)"
+    }
+  }
+}
+
+/// What an interrupt controller model offers a CPU that has no in-kernel one
+/// (the interpreter): "is there an interrupt for you, and which vector".
+/// Implemented by the VMM on top of the PIC/APIC device models.
+public protocol InterruptInput: AnyObject {
+  /// True when an external interrupt is pending (INTR line high).
+  var hasPendingInterrupt: Bool { get }
+  /// Acknowledges the highest-priority pending interrupt (INTA cycle) and returns its vector.
+  func acknowledgeInterrupt() -> UInt8?
+}
