@@ -49,8 +49,22 @@ let package = Package(
       ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "SwiftVMMTests",
-      dependencies: ["X86", "Memory", "Devices", "Boot", "Engine", "KVM", "Interpreter", "VMM"],
+      name: "MemoryTests", dependencies: ["Memory", "X86"],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .testTarget(
+      name: "DevicesTests", dependencies: ["Devices", "X86"],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .testTarget(
+      name: "BootTests", dependencies: ["Boot", "Memory", "X86"],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .testTarget(
+      name: "KVMTests", dependencies: ["KVM", "Engine", "Memory", "X86"],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .testTarget(
+      name: "InterpreterTests", dependencies: ["Interpreter", "Engine", "Memory", "X86"],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .testTarget(
+      name: "VMMTests", dependencies: ["VMM", "Engine", "Memory", "Devices", "Boot", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
   ]
 )
