@@ -6,7 +6,8 @@ let package = Package(
   name: "SwiftVMM",
   platforms: [.macOS(.v13)],
   products: [
-    .executable(name: "swiftvmm", targets: ["swiftvmm"])
+    .executable(name: "swiftvmm", targets: ["swiftvmm"]),
+    .executable(name: "difftest", targets: ["difftest"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -47,6 +48,18 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    // Differential testing of the interpreter against the host CPU.
+    .target(name: "CNativeExec"),
+    .target(
+      name: "DiffTest", dependencies: ["CNativeExec", "Interpreter", "Engine", "Memory", "X86"],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .executableTarget(
+      name: "difftest",
+      dependencies: ["DiffTest", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .testTarget(
+      name: "DiffTestTests", dependencies: ["DiffTest"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "MemoryTests", dependencies: ["Memory", "X86"],
