@@ -1,0 +1,104 @@
+import Memory
+import X86
+
+/// Fixed low-memory addresses where loaders put the structures they build.
+/// Below 0x10000 nothing else is loaded, so images overlapping this are refused.
+public enum BootLayout {
+  public static let gdt: UInt64 = 0x500
+  public static let multibootInfo: UInt64 = 0x6000
+  public static let multibootMemoryMap: UInt64 = 0x6200
+  public static let loaderName: UInt64 = 0x6F00
+  public static let commandLine: UInt64 = 0x7000
+  public static let commandLineMax = 0x1000
+  public static let stackTop: UInt64 = 0x8FF0
+  public static let pml4: UInt64 = 0x9000
+  /// PDPT at pml4+0x1000, then four page directories.
+  public static let pageTablesEnd: UInt64 = 0xF000
+  /// Everything below this is the loader's.
+  public static let reservedEnd: UInt64 = 0x10000
+
+  /// GDT selectors written by `writeGDT`.
+  public static let code64Selector: UInt16 = 0x08
+  public static let code32Selector: UInt16 = 0x10
+  public static let dataSelector: UInt16 = 0x18
+}
+
+/// What a loader produces: the memory is written, and this is how the first vCPU starts.
+public struct BootImage: Equatable {
+  public enum Format: String, Equatable { case multiboot, elf64 }
+  public var format: Format
+  public var initialState: CPUState
+  /// Highest guest-physical address used by the image (exclusive).
+  public var imageEnd: UInt64
+}
+
+enum ImageLoading {
+  /// Copies the PT_LOAD segments to their physical addresses and zeroes BSS.
+  static func loadSegments(_ elf: ELFImage, bytes: [UInt8], into memory: GuestMemory) throws
+    -> UInt64
+  {
+    var end: UInt64 = 0
+    for (i, s) in elf.segments.enumerated() where s.memorySize > 0 {
+      let start = s.physicalAddress
+      guard start >= BootLayout.reservedEnd else {
+        throw BootError.doesNotFit(
+          "segment \(i) at 0x\(String(start, radix: 16)) overlaps the loader's area below 0x10000")
+      }
+      guard memory.isRAM(GuestPhysicalAddress(start), length: s.memorySize) else {
+        throw BootError.doesNotFit(
+          "segment \(i) [0x\(String(start, radix: 16)), 0x\(String(start + s.memorySize, radix: 16))) is outside guest RAM (\(memory.ramSize >> 20) MiB)"
+        )
+      }
+      let from = Int(s.fileOffset)
+      try bytes.withUnsafeBytes { raw in
+        try memory.write(
+          GuestPhysicalAddress(start),
+          from: UnsafeRawBufferPointer(rebasing: raw[from..<(from + Int(s.fileSize))]))
+      }
+      if s.memorySize > s.fileSize {
+        try memory.fill(
+          GuestPhysicalAddress(start + s.fileSize), count: Int(s.memorySize - s.fileSize), value: 0)
+      }
+      end = max(end, start + s.memorySize)
+    }
+    return end
+  }
+
+  /// A flat GDT: null, 64-bit code, 32-bit code, data.
+  static func writeGDT(_ memory: GuestMemory) throws -> DescriptorTableRegister {
+    let entries: [UInt64] = [
+      0,
+      0x00AF_9A00_0000_FFFF,  // 0x08: code, L=1
+      0x00CF_9A00_0000_FFFF,  // 0x10: code, D=1, 4 GiB
+      0x00CF_9200_0000_FFFF,  // 0x18: data, 4 GiB
+    ]
+    for (i, e) in entries.enumerated() {
+      try memory.write(GuestPhysicalAddress(BootLayout.gdt + UInt64(i * 8)), value: e)
+    }
+    return DescriptorTableRegister(base: BootLayout.gdt, limit: UInt16(entries.count * 8 - 1))
+  }
+
+  /// Identity map of the low 4 GiB with 2 MiB pages (PML4, PDPT, 4 PDs).
+  static func writeIdentityPageTables(_ memory: GuestMemory) throws -> UInt64 {
+    let pml4 = BootLayout.pml4
+    let pdpt = pml4 + 0x1000
+    let rw = PTE.present | PTE.writable
+    try memory.fill(GuestPhysicalAddress(pml4), count: Int(BootLayout.pageTablesEnd - pml4), value: 0)
+    try memory.write(GuestPhysicalAddress(pml4), value: pdpt | rw)
+    for g in 0..<4 {
+      let pd = pdpt + 0x1000 * UInt64(g + 1)
+      try memory.write(GuestPhysicalAddress(pdpt + UInt64(g * 8)), value: pd | rw)
+      for i in 0..<512 {
+        let phys = (UInt64(g) << 30) | (UInt64(i) << 21)
+        try memory.write(
+          GuestPhysicalAddress(pd + UInt64(i * 8)), value: phys | rw | PTE.pageSize)
+      }
+    }
+    return pml4
+  }
+
+  /// A busy 64-bit TSS descriptor cache; KVM and the interpreter want TR usable.
+  static var defaultTR: SegmentRegister {
+    SegmentRegister(selector: 0, base: 0, limit: 0x67, type: 0xB, s: false)
+  }
+}
