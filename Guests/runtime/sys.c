@@ -2,6 +2,8 @@
 #include "sys.h"
 
 struct tss64 sys_tss;
+_Static_assert(sizeof(struct tss64) == 104, "TSS layout");
+_Static_assert(__builtin_offsetof(struct tss64, ist[1]) == 36, "TSS IST1 offset");
 uint8_t sys_kstack[SYS_STACK_SIZE] ALIGNED(16);
 uint8_t sys_ist1[SYS_STACK_SIZE] ALIGNED(16);
 uint8_t sys_ist2[SYS_STACK_SIZE] ALIGNED(16);

@@ -32,8 +32,7 @@ struct trap_frame {
 struct __attribute__((packed)) tss64 {
     uint32_t reserved0;
     uint64_t rsp[3];
-    uint64_t reserved1;
-    uint64_t ist[8];        /* ist[1..7]; ist[0] is the reserved slot */
+    uint64_t ist[8];        /* ist[1..7]; ist[0] is the reserved qword at offset 28 */
     uint64_t reserved2;
     uint16_t reserved3;
     uint16_t iomap_base;
