@@ -1,0 +1,45 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Where the guest's serial output goes: a host file descriptor (stdout) or,
+/// for tests, a capture buffer. Buffered; flushed on newline, when full, and
+/// whenever the VM stops running guest code.
+public final class ConsoleOutput {
+  private var buffer: [UInt8] = []
+  private let fd: Int32?
+  public private(set) var captured: [UInt8] = []
+
+  public init(fd: Int32 = 1) { self.fd = fd }
+  /// Keeps everything in `captured` instead of writing it anywhere.
+  public init(capturing: ()) { self.fd = nil }
+
+  public var capturedText: String { String(decoding: captured, as: UTF8.self) }
+
+  public func write(_ byte: UInt8) {
+    guard fd != nil else {
+      captured.append(byte)
+      return
+    }
+    buffer.append(byte)
+    if byte == 0x0A || buffer.count >= 4096 { flush() }
+  }
+
+  public func flush() {
+    guard let fd, !buffer.isEmpty else { return }
+    var done = 0
+    buffer.withUnsafeBytes { raw in
+      while done < raw.count {
+        let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
+        if n > 0 {
+          done += n
+        } else if n < 0 && errno == EINTR {
+          continue
+        } else {
+          break  // stdout closed: the guest's output has nowhere to go; drop it.
+        }
+      }
+    }
+    buffer.removeAll(keepingCapacity: true)
+  }
+}

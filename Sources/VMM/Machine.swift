@@ -1,0 +1,217 @@
+import Boot
+import Devices
+import Engine
+import Foundation
+import Logging
+import Memory
+import X86
+
+/// One virtual machine: guest RAM, buses, devices and a vCPU, assembled from
+/// a `MachineConfig`. `run()` is the VMM's run loop: it runs the vCPU, hands
+/// each exit to a bus, and feeds the device's answer back.
+public final class Machine {
+  public let config: MachineConfig
+  public let memory: GuestMemory
+  public let portBus: PortIOBus
+  public let mmioBus: MMIOBus
+  public let control = MachineControl()
+  public let uart: UART16550
+  public let cpu: VirtualCPU
+  public let boot: BootImage
+  private let engine: EngineInstance
+  private let console: ConsoleOutput
+  private let logger: Logger
+
+  // Requests from other threads (signals, console input, watchdog).
+  private let lock = NSLock()
+  private var hostStop: MachineOutcome?
+  private var pendingInput: [UInt8] = []
+
+  // VMM-side exit counters.
+  private var exitCounts: [String: UInt64] = [:]
+  public private(set) var wallSeconds: Double = 0
+
+  public init(config: MachineConfig, console: ConsoleOutput, logger: Logger = Logger(label: "swiftvmm"))
+    throws
+  {
+    guard config.cpus == 1 else {
+      throw MachineError.invalidConfig(
+        "--cpus \(config.cpus): only 1 vCPU is supported so far (SMP comes with the Linux platform work)")
+    }
+    self.config = config
+    self.console = console
+    self.logger = logger
+    memory = try GuestMemory(size: config.memorySize, layout: .contiguous)
+    portBus = PortIOBus(logger: logger)
+    mmioBus = MMIOBus(logger: logger)
+
+    engine = try EngineFactory.make(config: config, memory: memory)
+    cpu = engine.cpu
+
+    uart = UART16550(irq: IRQLine(4, lines: engine.interruptLines)) { [console] b in console.write(b) }
+    try portBus.register(uart, ports: 0x3F8...0x3FF, name: "uart0 (16550A)")
+    try portBus.register(DebugExitDevice(control: control), ports: 0xF4...0xF7, name: "isa-debug-exit")
+    let kbc = I8042Device(control: control)
+    try portBus.register(kbc, ports: 0x60...0x60, name: "i8042 data")
+    try portBus.register(kbc, ports: 0x64...0x64, name: "i8042 command", firstOffset: 4)
+
+    var modules: [MultibootLoader.Module] = []
+    if let initrd = config.initrd { modules.append(.init(bytes: initrd, name: "initrd")) }
+    boot = try KernelLoader.load(
+      config.kernel, commandLine: config.commandLine, modules: modules, into: memory)
+    try cpu.setState(boot.initialState)
+    logger.info(
+      "loaded \(config.kernelName) as \(boot.format.rawValue), entry 0x\(String(boot.initialState.general.rip, radix: 16)), engine \(cpu.engineName)"
+    )
+  }
+
+  // MARK: Thread-safe requests
+
+  /// Stops the VM from another thread (Ctrl-C, watchdog).
+  public func requestStop(_ outcome: MachineOutcome) {
+    lock.lock()
+    if hostStop == nil { hostStop = outcome }
+    lock.unlock()
+    cpu.kick()
+  }
+
+  /// Console input from the host, delivered to the UART by the run loop.
+  public func feedInput(_ bytes: [UInt8]) {
+    lock.lock()
+    pendingInput += bytes
+    lock.unlock()
+    cpu.kick()
+  }
+
+  // MARK: Run loop
+
+  public func run() -> MachineOutcome {
+    let start = DispatchTime.now().uptimeNanoseconds
+    defer {
+      console.flush()
+      wallSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+    if let t = config.timeout {
+      DispatchQueue.global().asyncAfter(deadline: .now() + t) { [weak self] in
+        self?.requestStop(.watchdog("guest did not finish within \(t) s (--timeout)"))
+      }
+    }
+    while true {
+      if let o = takeHostEvents() { return o }
+      let exit: VMExit
+      do {
+        exit = try cpu.run()
+      } catch {
+        return .guestFailure("\(error)")
+      }
+      if let o = handle(exit) { return o }
+      if let r = control.stopRequest { return outcome(for: r) }
+    }
+  }
+
+  private func count(_ reason: String) { exitCounts[reason, default: 0] += 1 }
+
+  private func handle(_ exit: VMExit) -> MachineOutcome? {
+    switch exit {
+    case .portIO(let a):
+      count("io")
+      if a.direction == .in {
+        cpu.completeIO(value: UInt64(portBus.read(port: a.port, size: a.size)))
+      } else {
+        portBus.write(port: a.port, size: a.size, value: a.value)
+      }
+    case .mmio(let a):
+      count("mmio")
+      if a.isWrite {
+        mmioBus.write(address: a.address.rawValue, size: a.size, value: a.value)
+      } else {
+        cpu.completeIO(value: mmioBus.read(address: a.address.rawValue, size: a.size))
+      }
+    case .halt:
+      count("halt")
+      console.flush()
+      return haltOutcome()
+    case .shutdown(let reason):
+      count("shutdown")
+      return .guestFailure(reason)
+    case .hypercall(let nr, _):
+      count("hypercall")
+      logger.debug("unknown hypercall \(nr)")
+      cpu.setHypercallResult(UInt64(bitPattern: -38))  // -ENOSYS, as KVM answers
+    case .internalError(let s):
+      count("internal-error")
+      return .guestFailure("engine error: \(s)")
+    case .instructionLimit(let n):
+      return .watchdog("instruction limit of \(n) reached (--max-instructions)")
+    case .interrupted:
+      count("interrupted")
+      console.flush()
+    case .nestedPageFault(let gpa, _, _):
+      return .guestFailure("nested page fault at GPA 0x\(String(gpa, radix: 16)) with no MMU mode to handle it")
+    case .shadowMMU(let e):
+      return .guestFailure("shadow MMU event \(e) with no shadow MMU configured")
+    }
+    return nil
+  }
+
+  /// A halted vCPU with nothing that can wake it is a hung guest: say so.
+  private func haltOutcome() -> MachineOutcome? {
+    let flags = (try? cpu.getState().general.rflags) ?? 0
+    if flags & RFLAGS.if == 0 {
+      return .guestFailure("vCPU halted with interrupts disabled; it can never resume")
+    }
+    // No device here can raise an interrupt on its own yet (no timers), so
+    // only console input could wake it: wait for that or a host request.
+    if !engine.interruptsCanWake {
+      return .guestFailure("vCPU halted waiting for an interrupt, but no interrupt controller is attached")
+    }
+    return waitForEvent()
+  }
+
+  private func waitForEvent() -> MachineOutcome? {
+    while true {
+      lock.lock()
+      let stop = hostStop
+      let hasInput = !pendingInput.isEmpty
+      lock.unlock()
+      if let stop { return stop }
+      if hasInput { return nil }
+      usleep(1000)
+    }
+  }
+
+  private func takeHostEvents() -> MachineOutcome? {
+    lock.lock()
+    let stop = hostStop
+    let input = pendingInput
+    pendingInput.removeAll()
+    lock.unlock()
+    if let stop { return stop }
+    if !input.isEmpty { uart.receive(input) }
+    return nil
+  }
+
+  private func outcome(for r: StopRequest) -> MachineOutcome {
+    switch r {
+    case .debugExit(let s): return .debugExit(status: s)
+    case .reset: return .reset
+    case .powerOff: return .powerOff
+    }
+  }
+
+  /// Engine counters plus the VMM's own exit counts, for `--stats`.
+  public func statistics() -> [String: UInt64] {
+    var s = cpu.statistics()
+    for (k, v) in exitCounts { s["vmm.exits.\(k)"] = v }
+    return s
+  }
+}
+
+public enum MachineError: Error, CustomStringConvertible, Equatable {
+  case invalidConfig(String)
+  public var description: String {
+    switch self {
+    case .invalidConfig(let s): return s
+    }
+  }
+}

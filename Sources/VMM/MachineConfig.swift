@@ -1,0 +1,30 @@
+import Engine
+
+/// Which CPU engine runs the guest.
+public enum EngineKind: String, CaseIterable, Sendable {
+  case kvm
+  case interpreter
+}
+
+/// Everything needed to build and run one VM.
+public struct MachineConfig {
+  /// The kernel image's bytes, and a name for messages.
+  public var kernel: [UInt8]
+  public var kernelName: String
+  public var initrd: [UInt8]?
+  public var commandLine: String = ""
+  public var memorySize: UInt64 = 256 << 20
+  public var cpus: Int = 1
+  public var engine: EngineKind
+  public var cpuid: CPUIDPolicy = .default
+  /// Interpreter watchdog: stop after this many guest instructions.
+  public var maxInstructions: UInt64?
+  /// Wall-clock watchdog in seconds (nil = none).
+  public var timeout: Double?
+
+  public init(kernel: [UInt8], kernelName: String, engine: EngineKind) {
+    self.kernel = kernel
+    self.kernelName = kernelName
+    self.engine = engine
+  }
+}

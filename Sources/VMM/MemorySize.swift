@@ -1,0 +1,70 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Guest memory sizes as users write them: "256M", "1G", "512K", "1048576".
+public enum MemorySize {
+  public static let minimum: UInt64 = 2 << 20
+
+  public enum ParseError: Error, CustomStringConvertible, Equatable {
+    case unparseable(String)
+    case zero
+    case tooSmall(UInt64)
+    case tooLarge(UInt64, host: UInt64)
+    case notPageMultiple(UInt64)
+
+    public var description: String {
+      switch self {
+      case .unparseable(let s):
+        return "cannot parse memory size '\(s)' (use a number with an optional K, M or G suffix)"
+      case .zero: return "memory size must not be zero"
+      case .tooSmall(let b):
+        return "memory size \(b) bytes is below the minimum of \(MemorySize.minimum >> 20) MiB"
+      case .tooLarge(let b, let host):
+        return
+          "memory size \(b >> 20) MiB is larger than this host's \(host >> 20) MiB of physical memory"
+      case .notPageMultiple(let b): return "memory size \(b) is not a multiple of 4 KiB"
+      }
+    }
+  }
+
+  public static func parse(_ text: String, hostMemory: UInt64 = hostPhysicalMemory()) throws
+    -> UInt64
+  {
+    let t = text.trimmingCharacters(in: " ")
+    guard let last = t.last else { throw ParseError.unparseable(text) }
+    var digits = t
+    var shift: UInt64 = 0
+    switch last {
+    case "k", "K": shift = 10
+    case "m", "M": shift = 20
+    case "g", "G": shift = 30
+    case "t", "T": shift = 40
+    default: break
+    }
+    if shift != 0 { digits.removeLast() }
+    guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+      let n = UInt64(digits)
+    else { throw ParseError.unparseable(text) }
+    guard n != 0 else { throw ParseError.zero }
+    let (bytes, overflow) = n.multipliedReportingOverflow(by: 1 << shift)
+    guard !overflow else { throw ParseError.tooLarge(UInt64.max, host: hostMemory) }
+    guard bytes % 4096 == 0 else { throw ParseError.notPageMultiple(bytes) }
+    guard bytes >= minimum else { throw ParseError.tooSmall(bytes) }
+    guard bytes <= hostMemory else { throw ParseError.tooLarge(bytes, host: hostMemory) }
+    return bytes
+  }
+
+  public static func hostPhysicalMemory() -> UInt64 {
+    UInt64(sysconf(Int32(_SC_PHYS_PAGES))) * UInt64(sysconf(Int32(_SC_PAGESIZE)))
+  }
+}
+
+extension String {
+  fileprivate func trimmingCharacters(in c: Character) -> String {
+    var s = Substring(self)
+    while s.first == c { s.removeFirst() }
+    while s.last == c { s.removeLast() }
+    return String(s)
+  }
+}
