@@ -48,6 +48,7 @@ void trap_dispatch(struct trap_frame *f);
 volatile struct trap_record last_trap;
 volatile uint64_t trap_count;
 volatile uint64_t trap_resume;
+volatile uint64_t trap_expect_rip;
 bool (*trap_hook)(struct trap_frame *f);
 int check_failures;
 

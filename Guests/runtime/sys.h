@@ -84,3 +84,11 @@ extern int check_failures;
 int finish(const char *name);   /* prints PASS name / returns 0, or returns 1 */
 
 #endif
+
+/* Inline-asm prefix: arms trap_resume with local label 2 and stores the
+ * address of local label 1 (the instruction expected to fault) in
+ * trap_expect_rip. Clobbers r11. Usage:
+ *   __asm__ volatile(TRAP_ARM "1: <insn>\n\t 2:" ::: "r11", "memory"); */
+extern volatile uint64_t trap_expect_rip;
+#define TRAP_ARM "lea 2f(%%rip), %%r11\n\t mov %%r11, trap_resume(%%rip)\n\t" \
+                 "lea 1f(%%rip), %%r11\n\t mov %%r11, trap_expect_rip(%%rip)\n\t"
