@@ -61,6 +61,7 @@ let package = Package(
     .testTarget(
       name: "DiffTestTests", dependencies: ["DiffTest"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
+    .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "MemoryTests", dependencies: ["Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
@@ -68,16 +69,16 @@ let package = Package(
       name: "DevicesTests", dependencies: ["Devices", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "BootTests", dependencies: ["Boot", "Memory", "X86"],
+      name: "BootTests", dependencies: ["Boot", "TestSupport", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "KVMTests", dependencies: ["KVM", "Engine", "Memory", "X86"],
+      name: "KVMTests", dependencies: ["KVM", "TestSupport", "Engine", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "InterpreterTests", dependencies: ["Interpreter", "Engine", "Memory", "X86"],
+      name: "InterpreterTests", dependencies: ["Interpreter", "TestSupport", "Engine", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "VMMTests", dependencies: ["VMM", "Engine", "Memory", "Devices", "Boot", "X86"],
+      name: "VMMTests", dependencies: ["VMM", "TestSupport", "Engine", "Memory", "Devices", "Boot", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
   ]
 )

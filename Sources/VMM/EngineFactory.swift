@@ -17,3 +17,11 @@ enum EngineFactory {
     throw EngineError.unavailable("engine \(config.engine.rawValue) is not wired in yet")
   }
 }
+
+/// Which engine to use when the user does not say.
+public enum EngineSelection {
+  /// KVM only where /dev/kvm offers hardware virtualization; otherwise the interpreter.
+  public static func best() -> EngineKind { .interpreter }
+
+  public static func hostReport() -> String { "host report not wired in yet" }
+}

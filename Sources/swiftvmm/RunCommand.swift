@@ -1,0 +1,125 @@
+import ArgumentParser
+import Boot
+import Engine
+import Foundation
+import Logging
+import Memory
+import VMM
+
+struct Run: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Boot a guest kernel. Without --kernel, runs the embedded demo guest.",
+    discussion: """
+      Exit status: the guest's isa-debug-exit status ((v << 1) | 1) if it used it; \
+      0 on poweroff or reset; 2 if the guest failed (triple fault, halted forever); \
+      4 if a watchdog fired; 66 for unusable input; 130 on Ctrl-C.
+      """)
+
+  @Option(help: "Kernel image: multiboot v1 ELF32 or a plain ELF64.")
+  var kernel: String?
+  @Option(help: "Initial ramdisk, passed as a multiboot module.")
+  var initrd: String?
+  @Option(help: "Kernel command line.")
+  var cmdline: String = ""
+  @Option(help: "Guest memory, e.g. 256M or 1G.")
+  var memory: String = "256M"
+  @Option(help: "Number of vCPUs.")
+  var cpus: Int = 1
+  @Option(help: "CPU engine: kvm or interpreter (default: kvm with hardware virtualization, else interpreter).")
+  var engine: String?
+  @Option(help: "Interpreter watchdog: stop after this many guest instructions.")
+  var maxInstructions: UInt64?
+  @Option(help: "Wall-clock watchdog in seconds.")
+  var timeout: Double?
+  @Option(help: "Write engine and VMM counters to this JSON file when the VM stops.")
+  var stats: String?
+  @OptionGroup var logging: LoggingOptions
+
+  func run() throws {
+    let logger = try logging.bootstrap()
+    let engineKind: EngineKind
+    if let e = engine {
+      guard let k = EngineKind(rawValue: e) else {
+        throw ValidationError("unknown engine '\(e)'; choose kvm or interpreter")
+      }
+      engineKind = k
+    } else {
+      engineKind = EngineSelection.best()
+    }
+    let memorySize: UInt64
+    do {
+      memorySize = try MemorySize.parse(memory)
+    } catch {
+      fail("--memory: \(error)", status: 66)
+    }
+    guard cpus >= 1 else { throw ValidationError("--cpus must be at least 1") }
+
+    var config: MachineConfig
+    if let path = kernel {
+      config = MachineConfig(kernel: readInput(path, what: "kernel"), kernelName: path, engine: engineKind)
+    } else {
+      guard let bytes = Data(base64Encoded: EmbeddedGuest.base64) else {
+        fail("the embedded demo guest is corrupt", status: 70)
+      }
+      config = MachineConfig(kernel: [UInt8](bytes), kernelName: "(embedded \(EmbeddedGuest.name))", engine: engineKind)
+    }
+    if let initrd { config.initrd = readInput(initrd, what: "initrd") }
+    // Multiboot boot loaders pass the kernel's name first, as QEMU does.
+    config.commandLine = "\(kernel ?? EmbeddedGuest.name) \(cmdline)"
+    config.memorySize = memorySize
+    config.cpus = cpus
+    config.maxInstructions = maxInstructions
+    config.timeout = timeout
+
+    let console = ConsoleOutput(fd: 1)
+    let machine: Machine
+    do {
+      machine = try Machine(config: config, console: console, logger: logger)
+    } catch let e as BootError {
+      fail("\(config.kernelName): \(e)", status: 66)
+    } catch {
+      fail("\(error)", status: 66)
+    }
+
+    let terminal = HostTerminal()
+    terminal.start(
+      onInput: { machine.feedInput($0) },
+      onSignal: { machine.requestStop(.interrupted) })
+    let outcome = machine.run()
+    terminal.restore()
+
+    if let stats {
+      writeStats(machine, outcome: outcome, to: stats)
+    }
+    if let m = outcome.message {
+      FileHandle.standardError.write(Data("swiftvmm: \(m)\n".utf8))
+    }
+    Foundation.exit(outcome.exitStatus)
+  }
+
+  private func readInput(_ path: String, what: String) -> [UInt8] {
+    guard FileManager.default.fileExists(atPath: path) else {
+      fail("\(what) '\(path)' does not exist", status: 66)
+    }
+    guard let d = FileManager.default.contents(atPath: path) else {
+      fail("\(what) '\(path)' cannot be read", status: 66)
+    }
+    return [UInt8](d)
+  }
+
+  private func writeStats(_ machine: Machine, outcome: MachineOutcome, to path: String) {
+    var doc: [String: Any] = [
+      "engine": machine.cpu.engineName,
+      "outcome": outcome.description,
+      "exitStatus": Int(outcome.exitStatus),
+      "wallSeconds": machine.wallSeconds,
+    ]
+    doc["counters"] = machine.statistics().mapValues { NSNumber(value: $0) }
+    do {
+      let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
+      try data.write(to: URL(fileURLWithPath: path))
+    } catch {
+      FileHandle.standardError.write(Data("swiftvmm: cannot write stats to \(path): \(error)\n".utf8))
+    }
+  }
+}

@@ -1,0 +1,89 @@
+import XCTest
+
+@testable import Devices
+
+final class RecordingDevice: PortIODevice, MMIODevice {
+  var writes: [(UInt64, Int, UInt64)] = []
+  var readValue: UInt64 = 0x42
+  func ioRead(offset: UInt16, size: Int) -> UInt32 { UInt32(readValue) + UInt32(offset) }
+  func ioWrite(offset: UInt16, size: Int, value: UInt32) {
+    writes.append((UInt64(offset), size, UInt64(value)))
+  }
+  func mmioRead(offset: UInt64, size: Int) -> UInt64 { readValue + offset }
+  func mmioWrite(offset: UInt64, size: Int, value: UInt64) { writes.append((offset, size, value)) }
+}
+
+final class BusTests: XCTestCase {
+  func testPortDispatchUsesOffsets() throws {
+    let bus = PortIOBus()
+    let d = RecordingDevice()
+    try bus.register(d, ports: 0x3F8...0x3FF, name: "d")
+    XCTAssertEqual(bus.read(port: 0x3FA, size: 1), 0x44)
+    bus.write(port: 0x3FF, size: 1, value: 7)
+    XCTAssertEqual(d.writes.first?.0, 7)
+  }
+
+  func testOverlappingPortRangesAreRejected() throws {
+    let bus = PortIOBus()
+    try bus.register(RecordingDevice(), ports: 0x60...0x64, name: "a")
+    XCTAssertThrowsError(try bus.register(RecordingDevice(), ports: 0x64...0x65, name: "b")) {
+      XCTAssertEqual($0 as? BusError, .overlap(new: "b", existing: "a", at: 0x64))
+    }
+  }
+
+  func testUnassignedReadsAllOnes() {
+    let bus = PortIOBus()
+    XCTAssertEqual(bus.read(port: 0x1234, size: 1), 0xFF)
+    XCTAssertEqual(bus.read(port: 0x1234, size: 2), 0xFFFF)
+    XCTAssertEqual(bus.read(port: 0x1234, size: 4), 0xFFFF_FFFF)
+    bus.write(port: 0x1234, size: 1, value: 1)  // dropped, no crash
+    let mmio = MMIOBus()
+    XCTAssertEqual(mmio.read(address: 0xD000_0000, size: 4), 0xFFFF_FFFF)
+    XCTAssertEqual(mmio.read(address: 0xD000_0000, size: 8), UInt64.max)
+  }
+
+  func testMMIODispatchAndOverlap() throws {
+    let bus = MMIOBus()
+    let a = RecordingDevice()
+    try bus.register(a, base: 0xFEC0_0000, size: 0x1000, name: "ioapic")
+    try bus.register(RecordingDevice(), base: 0xFEE0_0000, size: 0x1000, name: "lapic")
+    XCTAssertEqual(bus.read(address: 0xFEC0_0010, size: 4), 0x52)
+    bus.write(address: 0xFEC0_0FFF, size: 1, value: 9)
+    XCTAssertEqual(a.writes.first?.0, 0xFFF)
+    XCTAssertThrowsError(try bus.register(RecordingDevice(), base: 0xFEC0_0800, size: 0x1000, name: "x"))
+    XCTAssertThrowsError(try bus.register(RecordingDevice(), base: 0, size: 0, name: "empty"))
+    XCTAssertEqual(bus.read(address: 0xFEC0_1000, size: 4), 0xFFFF_FFFF)
+  }
+
+  func testDebugExitStatus() {
+    let c = MachineControl()
+    let d = DebugExitDevice(control: c)
+    d.ioWrite(offset: 0, size: 4, value: 0)
+    XCTAssertEqual(c.stopRequest, .debugExit(status: 1))
+    let c2 = MachineControl()
+    DebugExitDevice(control: c2).ioWrite(offset: 0, size: 1, value: 0x21)
+    XCTAssertEqual(c2.stopRequest, .debugExit(status: 0x43))
+  }
+
+  func testI8042ResetAndSelfTest() {
+    let c = MachineControl()
+    let k = I8042Device(control: c)
+    k.ioWrite(offset: 4, size: 1, value: 0xAA)
+    XCTAssertEqual(k.ioRead(offset: 4, size: 1) & 1, 1, "output buffer full after self-test")
+    XCTAssertEqual(k.ioRead(offset: 0, size: 1), 0x55)
+    XCTAssertNil(c.stopRequest)
+    k.ioWrite(offset: 4, size: 1, value: 0xFE)
+    XCTAssertEqual(c.stopRequest, .reset)
+  }
+
+  func testI8042OutputPortResetLine() {
+    let c = MachineControl()
+    let k = I8042Device(control: c)
+    k.ioWrite(offset: 4, size: 1, value: 0xD1)
+    k.ioWrite(offset: 0, size: 1, value: 0xDF)  // A20 on, reset line high: no reset
+    XCTAssertNil(c.stopRequest)
+    k.ioWrite(offset: 4, size: 1, value: 0xD1)
+    k.ioWrite(offset: 0, size: 1, value: 0xDE)
+    XCTAssertEqual(c.stopRequest, .reset)
+  }
+}

@@ -1,0 +1,91 @@
+import XCTest
+
+@testable import Devices
+
+final class LineRecorder: InterruptLines {
+  var levels: [Int: Bool] = [:]
+  var changes = 0
+  func setLevel(irq: Int, high: Bool) {
+    levels[irq] = high
+    changes += 1
+  }
+}
+
+final class UARTTests: XCTestCase {
+  var out: [UInt8] = []
+  let lines = LineRecorder()
+  lazy var uart = UART16550(irq: IRQLine(4, lines: lines)) { [unowned self] in self.out.append($0) }
+
+  func reg(_ o: UInt16) -> UInt8 { UInt8(uart.ioRead(offset: o, size: 1)) }
+  func set(_ o: UInt16, _ v: UInt8) { uart.ioWrite(offset: o, size: 1, value: UInt32(v)) }
+
+  func testTransmitGoesToOutputAndTHRStaysEmpty() {
+    set(0, 0x41)
+    set(0, 0x0A)
+    XCTAssertEqual(out, [0x41, 0x0A])
+    XCTAssertEqual(reg(5) & 0x60, 0x60, "THRE and TEMT")
+  }
+
+  func testDivisorLatchDoesNotTransmit() {
+    set(3, 0x80)
+    set(0, 0x01)
+    set(1, 0x00)
+    XCTAssertEqual(reg(0), 0x01)
+    set(3, 0x03)
+    XCTAssertTrue(out.isEmpty)
+    XCTAssertEqual(reg(3), 0x03)
+  }
+
+  func testFIFOIdentifiesAs16550A() {
+    set(2, 0xC7)
+    XCTAssertEqual(reg(2) & 0xC0, 0xC0)
+    set(7, 0x5A)
+    XCTAssertEqual(reg(7), 0x5A)
+  }
+
+  func testReceiveSetsDataReadyAndInterruptOnlyWithOUT2() {
+    set(2, 0x01)  // FIFO on, trigger 1
+    set(1, 0x01)  // RX data interrupt
+    uart.receive([0x61, 0x62])
+    XCTAssertEqual(reg(5) & 1, 1)
+    XCTAssertEqual(lines.levels[4] ?? false, false, "OUT2 clear gates the IRQ")
+    set(4, 0x08)
+    XCTAssertEqual(lines.levels[4], true)
+    XCTAssertEqual(reg(2) & 0x0F, 0x04)
+    XCTAssertEqual(reg(0), 0x61)
+    XCTAssertEqual(reg(0), 0x62)
+    XCTAssertEqual(reg(5) & 1, 0)
+    XCTAssertEqual(lines.levels[4], false)
+    XCTAssertEqual(reg(2) & 0x0F, 0x01, "no interrupt pending")
+  }
+
+  func testBacklogLosesNothing() {
+    set(2, 0x01)
+    let input = (0..<100).map { UInt8($0) }
+    uart.receive(input)
+    var got: [UInt8] = []
+    while reg(5) & 1 != 0 { got.append(reg(0)) }
+    XCTAssertEqual(got, input)
+    XCTAssertEqual(reg(5) & 2, 0, "no overrun")
+  }
+
+  func testTHREInterruptClearedByIIRRead() {
+    set(4, 0x08)
+    set(1, 0x02)
+    XCTAssertEqual(lines.levels[4], true)
+    XCTAssertEqual(reg(2) & 0x0F, 0x02)
+    XCTAssertEqual(lines.levels[4], false)
+    set(0, 0x20)  // transmit: THR empty again
+    XCTAssertEqual(lines.levels[4], true)
+  }
+
+  func testLoopbackEchoesAndMirrorsModemLines() {
+    set(4, 0x10 | 0x0A)  // loop, RTS, OUT2
+    XCTAssertEqual(reg(6) & 0xF0, 0x90, "CTS from RTS, DCD from OUT2")
+    set(0, 0x55)
+    XCTAssertTrue(out.isEmpty)
+    XCTAssertEqual(reg(0), 0x55)
+    set(4, 0x00)
+    XCTAssertEqual(reg(6) & 0xF0, 0xB0)
+  }
+}
