@@ -37,7 +37,7 @@ let package = Package(
     .target(
       name: "VMM",
       dependencies: [
-        "X86", "Memory", "Devices", "Boot", "Engine",
+        "X86", "Memory", "Devices", "Boot", "Engine", "KVM",
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: [.swiftLanguageMode(.v5)]),

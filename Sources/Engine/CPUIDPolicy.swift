@@ -30,7 +30,13 @@ public struct CPUIDPolicy: Equatable, Sendable {
     return nil
   }
 
-  /// Packs a 12-byte vendor/signature string into EBX, EDX, ECX order (as leaf 0 uses).
+  /// Packs a 12-byte vendor string the way leaf 0 returns it: EBX, EDX, ECX.
+  public static func registers(fromVendor s: String) -> (ebx: UInt32, ecx: UInt32, edx: UInt32) {
+    let r = registers(fromSignature: s)
+    return (r.ebx, r.edx, r.ecx)
+  }
+
+  /// Packs a 12-byte signature the way hypervisor leaves return it: EBX, ECX, EDX.
   public static func registers(fromSignature s: String) -> (ebx: UInt32, ecx: UInt32, edx: UInt32)
   {
     var b = Array(s.utf8.prefix(12))
@@ -38,7 +44,7 @@ public struct CPUIDPolicy: Equatable, Sendable {
     func word(_ i: Int) -> UInt32 {
       UInt32(b[i]) | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2]) << 16 | UInt32(b[i + 3]) << 24
     }
-    return (word(0), word(8), word(4))
+    return (word(0), word(4), word(8))
   }
 
   /// Packs a brand string into leaves 0x80000002..4.
@@ -59,8 +65,8 @@ public struct CPUIDPolicy: Equatable, Sendable {
   /// SwiftVMM's default: a modest x86-64 CPU with only the features every
   /// engine implements, the hypervisor bit, and our own hypervisor leaves.
   public static var `default`: CPUIDPolicy {
-    let vendor = registers(fromSignature: "GenuineIntel")
-    let hv = registers(fromSignature: "SwiftVMMSwft")
+    let vendor = registers(fromVendor: "GenuineIntel")
+    let hv = registers(fromSignature: "SwiftVMM")
     let f = CPUIDFeature.self
     let leaf1edx =
       f.fpu | f.de | f.pse | f.tsc | f.msr | f.pae | f.cx8 | f.apic | f.sep | f.pge

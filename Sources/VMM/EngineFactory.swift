@@ -1,5 +1,6 @@
 import Devices
 import Engine
+import KVM
 import Memory
 
 /// An engine's vCPU plus how devices reach its interrupt controller.
@@ -12,16 +13,37 @@ struct EngineInstance {
   var owner: AnyObject?
 }
 
+/// Device interrupt lines into a KVM VM (KVM_IRQ_LINE).
+final class KVMInterruptLines: InterruptLines {
+  let vm: KVMVirtualMachine
+  init(vm: KVMVirtualMachine) { self.vm = vm }
+  func setLevel(irq: Int, high: Bool) { try? vm.setIRQLine(UInt32(irq), level: high) }
+}
+
 enum EngineFactory {
   static func make(config: MachineConfig, memory: GuestMemory) throws -> EngineInstance {
-    throw EngineError.unavailable("engine \(config.engine.rawValue) is not wired in yet")
+    switch config.engine {
+    case .kvm:
+      // No in-kernel irqchip yet: nothing raises interrupts the guest waits for,
+      // and without it HLT reaches the VMM, which can then tell a hung guest.
+      let vm = try KVMVirtualMachine(memory: memory, irqChip: false)
+      let cpu = try vm.createVCPU(id: 0, cpuid: config.cpuid)
+      return EngineInstance(cpu: cpu, interruptLines: nil, interruptsCanWake: false, owner: vm)
+    case .interpreter:
+      throw EngineError.unavailable("the interpreter engine is not wired in yet")
+    }
   }
 }
 
 /// Which engine to use when the user does not say.
 public enum EngineSelection {
   /// KVM only where /dev/kvm offers hardware virtualization; otherwise the interpreter.
-  public static func best() -> EngineKind { .interpreter }
+  public static func best() -> EngineKind {
+    KVMHost.hardwareVirtualization ? .kvm : .interpreter
+  }
 
-  public static func hostReport() -> String { "host report not wired in yet" }
+  public static func hostReport() -> String {
+    let host = KVMHost.probe()
+    return host.report + "\nDefault engine: \(best().rawValue)"
+  }
 }
