@@ -92,3 +92,6 @@ int finish(const char *name);   /* prints PASS name / returns 0, or returns 1 */
 extern volatile uint64_t trap_expect_rip;
 #define TRAP_ARM "lea 2f(%%rip), %%r11\n\t mov %%r11, trap_resume(%%rip)\n\t" \
                  "lea 1f(%%rip), %%r11\n\t mov %%r11, trap_expect_rip(%%rip)\n\t"
+
+/* Clears the present bit of vector vec's gate (DPL and type kept). */
+void idt_clear(int vec);
