@@ -88,7 +88,7 @@ wait_all() {
 }
 
 for src in runtime/entry32.S runtime/entry64.S "${RUNTIME_SRCS[@]}"; do
-    b=$(basename "$src"); compile "$src" "$OBJ/runtime/${b%.*}.o"
+    b=$(basename "$src"); compile "$src" "$OBJ/runtime/$b.o"
 done
 for g in "${GUESTS[@]}"; do
     mkdir -p "$OBJ/$g"
@@ -96,21 +96,21 @@ for g in "${GUESTS[@]}"; do
     # optional per-guest extra compiler flags, one per line
     if [[ -f "$g/cflags" ]]; then mapfile -t extra < <(grep -v '^\s*\(#\|$\)' "$g/cflags"); fi
     for src in "$g"/*.[cS]; do
-        b=$(basename "$src"); compile "$src" "$OBJ/$g/${b%.*}.o" "${extra[@]}"
+        b=$(basename "$src"); compile "$src" "$OBJ/$g/$b.o" "${extra[@]}"
     done
 done
 wait_all
 
 RT_OBJS=()
-for src in "${RUNTIME_SRCS[@]}"; do b=$(basename "$src"); RT_OBJS+=("$OBJ/runtime/${b%.*}.o"); done
+for src in "${RUNTIME_SRCS[@]}"; do b=$(basename "$src"); RT_OBJS+=("$OBJ/runtime/$b.o"); done
 
 for g in "${GUESTS[@]}"; do
     gobjs=("$OBJ/$g"/*.o)
     "$LD" "${LDFLAGS[@]}" -e _start32 -o "$OBJ/$g.mb64" \
-        "$OBJ/runtime/entry32.o" "${RT_OBJS[@]}" "${gobjs[@]}"
+        "$OBJ/runtime/entry32.S.o" "${RT_OBJS[@]}" "${gobjs[@]}"
     "$OBJCOPY" -O elf32-i386 --strip-debug --remove-section=.comment "$OBJ/$g.mb64" "$OUT/$g.elf"
     "$LD" "${LDFLAGS[@]}" -e _start64 -o "$OBJ/$g.e64" \
-        "$OBJ/runtime/entry64.o" "${RT_OBJS[@]}" "${gobjs[@]}"
+        "$OBJ/runtime/entry64.S.o" "${RT_OBJS[@]}" "${gobjs[@]}"
     "$OBJCOPY" --strip-debug --remove-section=.comment "$OBJ/$g.e64" "$OUT/${g}64.elf"
 done
 
