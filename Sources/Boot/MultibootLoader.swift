@@ -171,8 +171,8 @@ public enum MultibootLoader {
     let mbi = GuestPhysicalAddress(BootLayout.multibootInfo)
     try memory.fill(mbi, count: 0x200, value: 0)
     let map = MemoryMap.pc(for: memory)
-    // mem_upper: KiB of contiguous RAM from 1 MiB.
-    let upper = memory.regions.first(where: { $0.start.rawValue == 0 }).map { ($0.end - 0x10_0000) >> 10 } ?? 0
+    // mem_upper: KiB of contiguous usable RAM from 1 MiB.
+    let upper = map.first(where: { $0.base == 0x10_0000 }).map { $0.length >> 10 } ?? 0
     var flags: UInt32 = (1 << 0) | (1 << 2) | (1 << 6) | (1 << 9)
     try memory.write(mbi + 4, value: UInt32(MemoryMap.lowMemoryEnd >> 10))
     try memory.write(mbi + 8, value: UInt32(truncatingIfNeeded: min(upper, 0xFFFF_FFFF)))

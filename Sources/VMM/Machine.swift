@@ -45,11 +45,6 @@ public final class Machine {
     portBus = PortIOBus(logger: logger)
     mmioBus = MMIOBus(logger: logger)
 
-    engine = try EngineFactory.make(config: config, memory: memory)
-    cpu = engine.cpu
-
-    uart = UART16550(irq: IRQLine(4, lines: engine.interruptLines)) { [console] b in console.write(b) }
-    try portBus.register(uart, ports: 0x3F8...0x3FF, name: "uart0 (16550A)")
     try portBus.register(DebugExitDevice(control: control), ports: 0xF4...0xF7, name: "isa-debug-exit")
     let kbc = I8042Device(control: control)
     try portBus.register(kbc, ports: 0x60...0x60, name: "i8042 data")
@@ -57,8 +52,14 @@ public final class Machine {
 
     var modules: [MultibootLoader.Module] = []
     if let initrd = config.initrd { modules.append(.init(bytes: initrd, name: "initrd")) }
+    // Load before creating the engine, so bad images are reported the same on every engine.
     boot = try KernelLoader.load(
       config.kernel, commandLine: config.commandLine, modules: modules, into: memory)
+    engine = try EngineFactory.make(config: config, memory: memory)
+    cpu = engine.cpu
+
+    uart = UART16550(irq: IRQLine(4, lines: engine.interruptLines)) { [console] b in console.write(b) }
+    try portBus.register(uart, ports: 0x3F8...0x3FF, name: "uart0 (16550A)")
     try cpu.setState(boot.initialState)
     logger.info(
       "loaded \(config.kernelName) as \(boot.format.rawValue), entry 0x\(String(boot.initialState.general.rip, radix: 16)), engine \(cpu.engineName)"

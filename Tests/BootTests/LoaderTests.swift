@@ -21,7 +21,7 @@ final class LoaderTests: XCTestCase {
     let mbi = GuestPhysicalAddress(BootLayout.multibootInfo)
     let flags = try mem.read(mbi, as: UInt32.self)
     XCTAssertEqual(flags & 0b1000101, 0b1000101)
-    XCTAssertEqual(try mem.read(mbi + 8, as: UInt32.self), (64 << 10) - 1024)
+    XCTAssertEqual(try mem.read(mbi + 8, as: UInt32.self), (64 << 10) - 1024 - 128)
     let cmdAddr = UInt64(try mem.read(mbi + 16, as: UInt32.self))
     XCTAssertEqual(try mem.readBytes(GuestPhysicalAddress(cmdAddr), count: 14), Array("hello.elf a=1".utf8) + [0])
     let mmapLen = try mem.read(mbi + 44, as: UInt32.self)

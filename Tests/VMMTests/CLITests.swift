@@ -1,0 +1,125 @@
+import Foundation
+import KVM
+import TestSupport
+import XCTest
+
+/// Runs the `swiftvmm` binary the way a user does, and checks statuses and messages.
+final class CLITests: XCTestCase {
+  static var binary: String {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    return dir.appendingPathComponent("swiftvmm").path
+  }
+
+  func swiftvmm(_ args: [String]) throws -> (status: Int32, output: String) {
+    guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
+      throw XCTSkip("swiftvmm binary not built next to the test runner at \(Self.binary)")
+    }
+    return try GuestImages.run(Self.binary, args, timeout: 120)
+  }
+
+  var kvmArgs: [String] {
+    get throws {
+      let host = KVMHost.probe()
+      guard host.isUsable else { throw XCTSkip("needs /dev/kvm: \(host.openError ?? "")") }
+      return ["--engine", "kvm"]
+    }
+  }
+
+  func tempFile(_ bytes: [UInt8]) throws -> String {
+    let p = NSTemporaryDirectory() + "swiftvmm-cli-\(UUID().uuidString)"
+    try Data(bytes).write(to: URL(fileURLWithPath: p))
+    addTeardownBlock { try? FileManager.default.removeItem(atPath: p) }
+    return p
+  }
+
+  func testMissingKernel() throws {
+    let r = try swiftvmm(["run", "--kernel", "/nonexistent/vmlinuz"])
+    XCTAssertEqual(r.status, 66)
+    XCTAssertTrue(r.output.contains("'/nonexistent/vmlinuz' does not exist"), r.output)
+  }
+
+  func testUnreadableKernel() throws {
+    let dir = NSTemporaryDirectory()
+    let r = try swiftvmm(["run", "--kernel", dir])
+    XCTAssertEqual(r.status, 66, r.output)
+    XCTAssertTrue(r.output.contains("cannot be read"), r.output)
+  }
+
+  func testGarbageKernel() throws {
+    let p = try tempFile([UInt8](repeating: 0x90, count: 4096))
+    let r = try swiftvmm(["run", "--kernel", p])
+    XCTAssertEqual(r.status, 66)
+    XCTAssertTrue(r.output.contains("neither a multiboot image nor an ELF"), r.output)
+    XCTAssertEqual(r.output.split(separator: "\n").count, 1, "one-line error: \(r.output)")
+  }
+
+  func testTruncatedKernel() throws {
+    let full = try GuestImages.bytes("hello64.elf")
+    let p = try tempFile(Array(full.prefix(200)))
+    let r = try swiftvmm(["run", "--kernel", p])
+    XCTAssertEqual(r.status, 66)
+    XCTAssertTrue(r.output.contains("truncated"), r.output)
+  }
+
+  func testBadMemorySizes() throws {
+    let hello = try GuestImages.path("hello.elf")
+    for (size, words) in [
+      ("0", "must not be zero"), ("lots", "cannot parse memory size"),
+      ("64T", "larger than this host"), ("1024K", "below the minimum"), ("1000", "multiple of 4 KiB"),
+      ("99999999999999999999G", "cannot parse"),
+    ] {
+      let r = try swiftvmm(["run", "--kernel", hello, "--memory", size])
+      XCTAssertEqual(r.status, 66, "\(size): \(r.output)")
+      XCTAssertTrue(r.output.contains(words), "\(size): \(r.output)")
+    }
+  }
+
+  func testSegmentsOutsideRAM() throws {
+    let r = try swiftvmm(["run", "--kernel", try GuestImages.path("hello.elf"), "--memory", "1M"])
+    XCTAssertNotEqual(r.status, 0)
+    XCTAssertTrue(r.output.contains("minimum") || r.output.contains("outside guest RAM"), r.output)
+  }
+
+  func testUnknownEngineIsAUsageError() throws {
+    let r = try swiftvmm(["run", "--engine", "vmware"])
+    XCTAssertEqual(r.status, 64)
+    XCTAssertTrue(r.output.contains("unknown engine 'vmware'"), r.output)
+  }
+
+  func testTripleFaultReportsAndExits2() throws {
+    let p = try tempFile(FlatMultiboot.image(code: [0x0F, 0x0B]))
+    let r = try swiftvmm(["run", "--kernel", p] + kvmArgs)
+    XCTAssertEqual(r.status, 2, r.output)
+    XCTAssertTrue(r.output.contains("triple fault"), r.output)
+  }
+
+  func testHelloOnKVMStatusAndGreeting() throws {
+    let r = try swiftvmm(["run", "--kernel", try GuestImages.path("hello.elf")] + kvmArgs)
+    XCTAssertEqual(r.status, 1)
+    XCTAssertTrue(r.output.hasPrefix("Hello from SwiftVMM guest!\n"), r.output)
+  }
+
+  func testEmbeddedDemoGuestRuns() throws {
+    let r = try swiftvmm(["run", "--timeout", "60"])
+    XCTAssertEqual(r.status, 1, r.output)
+    XCTAssertTrue(r.output.contains("Hello from SwiftVMM guest!"), r.output)
+  }
+
+  func testStatsFileIsWritten() throws {
+    let out = NSTemporaryDirectory() + "swiftvmm-stats-\(UUID().uuidString).json"
+    defer { try? FileManager.default.removeItem(atPath: out) }
+    let r = try swiftvmm(["run", "--kernel", try GuestImages.path("hello.elf"), "--stats", out] + kvmArgs)
+    XCTAssertEqual(r.status, 1, r.output)
+    let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as? [String: Any]
+    XCTAssertEqual(json?["exitStatus"] as? Int, 1)
+    let counters = json?["counters"] as? [String: Any]
+    XCTAssertNotNil(counters?["vmm.exits.io"], "\(String(describing: counters))")
+  }
+
+  func testInfoReportsKVMKind() throws {
+    let r = try swiftvmm(["info"])
+    XCTAssertEqual(r.status, 0)
+    XCTAssertTrue(r.output.contains("Default engine:"), r.output)
+    XCTAssertTrue(r.output.contains("KVM"), r.output)
+  }
+}
