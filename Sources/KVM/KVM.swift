@@ -14,7 +14,8 @@ func errnoDescription(_ code: Int32) -> String {
     EPERM: "EPERM", ENOENT: "ENOENT", EINTR: "EINTR", EIO: "EIO", ENXIO: "ENXIO",
     E2BIG: "E2BIG", EBADF: "EBADF", EAGAIN: "EAGAIN", ENOMEM: "ENOMEM", EACCES: "EACCES",
     EFAULT: "EFAULT", EBUSY: "EBUSY", EEXIST: "EEXIST", ENODEV: "ENODEV", EINVAL: "EINVAL",
-    EMFILE: "EMFILE", ENOTTY: "ENOTTY", ENOSPC: "ENOSPC", ENOSYS: "ENOSYS", EOPNOTSUPP: "EOPNOTSUPP",
+    EMFILE: "EMFILE", ENOTTY: "ENOTTY", ENOSPC: "ENOSPC", ENOSYS: "ENOSYS",
+    EOPNOTSUPP: "EOPNOTSUPP",
   ]
   let text = strerror(code).map { String(cString: $0) } ?? "unknown error"
   return "\(names[code] ?? "errno \(code)") (\(text))"

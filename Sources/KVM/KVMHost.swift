@@ -59,7 +59,9 @@ public struct KVMHost: Sendable {
   private init(probing path: String) {
     devicePath = path
     deviceExists = hostPathExists(path)
-    modules = ["kvm", "kvm_intel", "kvm_amd", "kvm_pvm"].filter { hostPathExists("/sys/module/\($0)") }
+    modules = ["kvm", "kvm_intel", "kvm_amd", "kvm_pvm"].filter {
+      hostPathExists("/sys/module/\($0)")
+    }
 
     var openError: String? = nil
     var api: Int32? = nil
@@ -81,7 +83,9 @@ public struct KVMHost: Sendable {
           openError = "KVM_GET_API_VERSION on \(path) failed: \(errnoDescription(-v))"
         } else {
           api = v
-          if v != 12 { openError = "\(path) reports KVM API version \(v); only version 12 is supported" }
+          if v != 12 {
+            openError = "\(path) reports KVM API version \(v); only version 12 is supported"
+          }
         }
         if openError == nil {
           for (name, cap) in KVMHost.probedCapabilities {
@@ -201,7 +205,9 @@ public struct KVMHost: Sendable {
       var vendor = "?"
       if let b = basic?.result {
         var bytes: [UInt8] = []
-        for w in [b.ebx, b.edx, b.ecx] { for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: w >> (8 * i))) } }
+        for w in [b.ebx, b.edx, b.ecx] {
+          for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: w >> (8 * i))) }
+        }
         vendor = String(decoding: bytes, as: UTF8.self)
       }
       lines.append(

@@ -77,7 +77,8 @@ public final class KVMVirtualMachine {
       }
       for (i, region) in memory.regions.enumerated() {
         guard let host = memory.contiguousPointer(region: i) else {
-          throw EngineError.failed("RAM region \(i) at \(region.start) has no contiguous host range")
+          throw EngineError.failed(
+            "RAM region \(i) at \(region.start) has no contiguous host range")
         }
         let r = ckvm_set_user_memory_region(
           vm, UInt32(i), 0, region.start.rawValue, region.size, host)
@@ -95,7 +96,9 @@ public final class KVMVirtualMachine {
       }
       var notes: [String] = []
       if ramOverlapsTSS {
-        notes.append("guest RAM covers \(hex(KVMVirtualMachine.identityMapAddress)); TSS and identity map not set")
+        notes.append(
+          "guest RAM covers \(hex(KVMVirtualMachine.identityMapAddress)); TSS and identity map not set"
+        )
       } else {
         if ckvm_check_extension(vm, Int(CKVM_CAP_SET_TSS_ADDR)) > 0 {
           let r = ckvm_set_tss_addr(vm, KVMVirtualMachine.tssAddress)
@@ -158,7 +161,8 @@ public final class KVMVirtualMachine {
     var err: Int32 = 0
     guard let run = ckvm_map_run(fd, runMapSize, &err) else {
       _ = ckvm_close(fd)
-      throw EngineError.failed("mmap of the kvm_run page of vCPU \(id) failed: \(errnoDescription(err))")
+      throw EngineError.failed(
+        "mmap of the kvm_run page of vCPU \(id) failed: \(errnoDescription(err))")
     }
     let vcpu = KVMVirtualCPU(vm: self, id: id, fd: fd, run: run, runSize: runMapSize)
     vcpuIDs.insert(id)
