@@ -159,6 +159,15 @@ const struct mb_mmap_entry *mb_mmap(uint32_t i);
 bool cmdline_get(const char *key, char *out, size_t outlen);
 uint64_t cmdline_uint(const char *key, uint64_t dflt);   /* decimal or 0x hex, k/m/g suffixes */
 
+/* Benchmark work size: base * scale / div from the command line tokens
+ * scale=N (default 1) and div=N (default 1); at least 1. */
+static inline uint64_t bench_work(uint64_t base)
+{
+    uint64_t scale = cmdline_uint("scale", 1), div = cmdline_uint("div", 1);
+    uint64_t v = base * scale / (div ? div : 1);
+    return v ? v : 1;
+}
+
 /* ---- paging helpers (work on whatever CR3 points to, identity mapped) ---- */
 /* Set the U/S bit on every present entry reachable for the low 4 GiB and flush the TLB. */
 void paging_set_user_all(void);
