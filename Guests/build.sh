@@ -109,6 +109,7 @@ for g in "${GUESTS[@]}"; do
     "$LD" "${LDFLAGS[@]}" -e _start32 -o "$OBJ/$g.mb64" \
         "$OBJ/runtime/entry32.S.o" "${RT_OBJS[@]}" "${gobjs[@]}"
     "$OBJCOPY" -O elf32-i386 --strip-debug --remove-section=.comment "$OBJ/$g.mb64" "$OUT/$g.elf"
+    [[ -f "$g/multiboot-only" ]] && continue     # e.g. the boot64 test shim
     "$LD" "${LDFLAGS[@]}" -e _start64 -o "$OBJ/$g.e64" \
         "$OBJ/runtime/entry64.S.o" "${RT_OBJS[@]}" "${gobjs[@]}"
     "$OBJCOPY" --strip-debug --remove-section=.comment "$OBJ/$g.e64" "$OUT/${g}64.elf"

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every guest under QEMU (TCG) and checks exit status and last line.
+# Usage: Guests/qemu-test.sh [BUILDDIR]   (default Guests/build; run build.sh first)
+#   QUICK=1 (default) passes small work sizes to the benchmarks (div=20).
+#   Also boots each NAME64.elf through the boot64 shim (-initrd).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+B=${1:-$HERE/build}
+QEMU=${QEMU:-qemu-system-x86_64}
+QUICK=${QUICK:-1}
+command -v "$QEMU" >/dev/null || { echo "qemu-test.sh: $QEMU not found" >&2; exit 1; }
+
+# guest -> expected last line (regex)
+declare -A EXPECT=(
+    [hello]='^(multiboot: magic=0x2badb002 mem_upper=[0-9]+K cmdline=".*"|entry: long mode \(elf64\))$'
+    [cpuid]='^cpuid: done$'
+    [exits]='^exits: done$'
+    [exceptions]='^PASS exceptions$'
+    [idt_ist]='^PASS idt_ist$'
+    [paging]='^PASS paging$'
+    [syscall]='^PASS syscall$'
+    [softint]='^PASS softint$'
+    [modes]='^PASS modes$'
+    [bench_loop]='^bench loop: result=[0-9a-f]+$'
+    [bench_sort]='^bench sort: result=[0-9a-f]+$'
+    [bench_crc32]='^bench crc32: result=[0-9a-f]+$'
+    [bench_mem]='^bench mem: result=[0-9a-f]+$'
+    [bench_chase]='^bench chase: result=[0-9a-f]+$'
+)
+
+fail=0
+run() {   # run LABEL EXPECT-REGEX qemu-args...
+    local label=$1 re=$2; shift 2
+    local out t0 t1 rc
+    t0=$(date +%s%N)
+    set +e
+    out=$(timeout 60 "$QEMU" -accel tcg -display none -serial stdio -no-reboot -m 256 \
+          -device isa-debug-exit,iobase=0xf4,iosize=4 "$@" </dev/null 2>&1)
+    rc=$?
+    set -e
+    t1=$(date +%s%N)
+    local last
+    last=$(printf '%s\n' "$out" | tail -n 1)
+    if [[ $rc == 1 && $last =~ $re ]]; then
+        printf 'ok   %-26s %6d ms  %s\n' "$label" $(( (t1 - t0) / 1000000 )) "$last"
+    else
+        printf 'FAIL %-26s status=%d\n%s\n' "$label" "$rc" "$out"
+        fail=1
+    fi
+}
+
+for g in $(printf '%s\n' "${!EXPECT[@]}" | sort); do
+    args="count=1000"
+    [[ $g == bench_* && $QUICK == 1 ]] && args="div=20"
+    [[ -f "$B/$g.elf" ]] && run "$g.elf" "${EXPECT[$g]}" -kernel "$B/$g.elf" -append "$args"
+    [[ $g == bench_chase && -f "$B/$g.elf" ]] && run "$g.elf pages=4k" "${EXPECT[$g]}" -kernel "$B/$g.elf" -append "$args pages=4k"
+    [[ -f "$B/${g}64.elf" && -f "$B/boot64.elf" ]] && run "${g}64.elf (boot64)" "${EXPECT[$g]}" -kernel "$B/boot64.elf" -initrd "$B/${g}64.elf"
+done
+exit $fail
