@@ -22,12 +22,15 @@ final class KVMInterruptLines: InterruptLines {
 
 enum EngineFactory {
   static func make(config: MachineConfig, memory: GuestMemory) throws -> EngineInstance {
+    let implemented = EngineFeatures.implemented(by: config.engine)
+    let cpuid = config.cpuid ?? CPUIDPolicy.default.masked(to: implemented)
+    try cpuid.validate(engine: config.engine.rawValue, implemented: implemented)
     switch config.engine {
     case .kvm:
       // No in-kernel irqchip yet: nothing raises interrupts the guest waits for,
       // and without it HLT reaches the VMM, which can then tell a hung guest.
       let vm = try KVMVirtualMachine(memory: memory, irqChip: false)
-      let cpu = try vm.createVCPU(id: 0, cpuid: config.cpuid)
+      let cpu = try vm.createVCPU(id: 0, cpuid: cpuid)
       return EngineInstance(cpu: cpu, interruptLines: nil, interruptsCanWake: false, owner: vm)
     case .interpreter:
       throw EngineError.unavailable("the interpreter engine is not wired in yet")

@@ -16,7 +16,9 @@ public struct MachineConfig {
   public var memorySize: UInt64 = 256 << 20
   public var cpus: Int = 1
   public var engine: EngineKind
-  public var cpuid: CPUIDPolicy = .default
+  /// The guest's CPUID policy; nil = the default policy less what the engine lacks.
+  /// An explicit policy is refused if it claims a feature the engine cannot provide.
+  public var cpuid: CPUIDPolicy?
   /// Interpreter watchdog: stop after this many guest instructions.
   public var maxInstructions: UInt64?
   /// Wall-clock watchdog in seconds (nil = none).

@@ -27,6 +27,8 @@ struct Run: ParsableCommand {
   var cpus: Int = 1
   @Option(help: "CPU engine: kvm or interpreter (default: kvm with hardware virtualization, else interpreter).")
   var engine: String?
+  @Option(help: "CPUID policy: a name (default, kvm, minimal) or a JSON file. Without it, the default policy less what the engine lacks.")
+  var cpuid: String?
   @Option(help: "Interpreter watchdog: stop after this many guest instructions.")
   var maxInstructions: UInt64?
   @Option(help: "Wall-clock watchdog in seconds.")
@@ -66,6 +68,11 @@ struct Run: ParsableCommand {
     if let initrd { config.initrd = readInput(initrd, what: "initrd") }
     // Multiboot boot loaders pass the kernel's name first, as QEMU does.
     config.commandLine = "\(kernel ?? EmbeddedGuest.name) \(cmdline)"
+    do {
+      config.cpuid = try cpuid.map { try CPUIDPolicy.load(nameOrPath: $0) }
+    } catch {
+      fail("--cpuid: \(error)", status: 66)
+    }
     config.memorySize = memorySize
     config.cpus = cpus
     config.maxInstructions = maxInstructions
