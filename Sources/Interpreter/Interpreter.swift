@@ -1,1 +1,488 @@
-// Interpreter module
+import Engine
+import Memory
+import Synchronization
+import X86
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Knobs for the interpreter engine.
+public struct InterpreterOptions {
+  /// Stop with `.instructionLimit` after this many instructions (watchdog).
+  public var maxInstructions: UInt64?
+  /// How RDTSC advances. `.hostClock`: host monotonic nanoseconds scaled to
+  /// `tscFrequencyHz` (interactive; guest time tracks wall time).
+  /// `.instructionCount`: one tick per retired instruction (deterministic).
+  public var timeSource: TimeSource = .hostClock
+  /// Nominal TSC frequency used by `.hostClock`.
+  public var tscFrequencyHz: UInt64 = 1_000_000_000
+  /// MMU mode; only `.direct` exists so far (nested/shadow come later).
+  public var mmuMode: MMUMode = .direct
+
+  public enum TimeSource: Sendable { case hostClock, instructionCount }
+  public init() {}
+}
+
+/// How linear addresses become host pointers on a TLB miss. Only the walk and
+/// its fault handling differ between modes; the TLB fast path is shared.
+public enum MMUMode: Sendable {
+  /// The walker reads guest page tables at guest-physical addresses (a plain emulator).
+  case direct
+}
+
+/// Internal "exception" used to abort the current instruction.
+/// vector < 32: architectural exception. `exitVector`: an exit is pending.
+struct Fault: Error {
+  var vector: UInt16
+  var code: UInt32
+  var hasCode: Bool
+  static let exitVector: UInt16 = 0x100
+  @inline(__always) static func gp(_ c: UInt32 = 0) -> Fault {
+    Fault(vector: 13, code: c, hasCode: true)
+  }
+  @inline(__always) static func ud() -> Fault { Fault(vector: 6, code: 0, hasCode: false) }
+  @inline(__always) static func ss(_ c: UInt32 = 0) -> Fault {
+    Fault(vector: 12, code: c, hasCode: true)
+  }
+  @inline(__always) static func np(_ c: UInt32) -> Fault {
+    Fault(vector: 11, code: c, hasCode: true)
+  }
+  @inline(__always) static func ts(_ c: UInt32) -> Fault {
+    Fault(vector: 10, code: c, hasCode: true)
+  }
+  @inline(__always) static func de() -> Fault { Fault(vector: 0, code: 0, hasCode: false) }
+  @inline(__always) static func nm() -> Fault { Fault(vector: 7, code: 0, hasCode: false) }
+  static let exit = Fault(vector: exitVector, code: 0, hasCode: false)
+}
+
+// Segment register indices (encoding order).
+let ES = 0
+let CS = 1
+let SS = 2
+let DS = 3
+let FS = 4
+let GS = 5
+
+/// The x86-64 interpreter: decodes and executes every guest instruction in software.
+public final class InterpreterCPU: VirtualCPU {
+  public let engineName = "interpreter"
+  public var interruptInput: InterruptInput?
+
+  let memory: GuestMemory
+  let cpuid: CPUIDPolicy
+  let options: InterpreterOptions
+  private let kicked = Atomic<Bool>(false)
+
+  // MARK: Architectural state (pointers: no CoW, no bounds checks, no ARC on access)
+  let r: UnsafeMutablePointer<UInt64>  // 16 GPRs
+  var rip: UInt64 = 0
+  /// RFLAGS; the status bits are valid only while `fOp == .none`.
+  var rfl: UInt64 = 2
+  var fOp: FlagOp = .none
+  var fSize: Int = 4
+  var fRes: UInt64 = 0
+  var fA: UInt64 = 0
+  var fB: UInt64 = 0
+  var fCin: UInt64 = 0
+
+  let seg: UnsafeMutablePointer<SegmentRegister>  // ES CS SS DS FS GS
+  /// Effective segment bases (0 for ES/CS/SS/DS in 64-bit mode).
+  let segBase: UnsafeMutablePointer<UInt64>
+  var ldtr = SegmentRegister(selector: 0, base: 0, limit: 0xFFFF, type: 0x2, s: false)
+  var tr = SegmentRegister(selector: 0, base: 0, limit: 0xFFFF, type: 0xB, s: false)
+  var gdtr = DescriptorTableRegister()
+  var idtr = DescriptorTableRegister(base: 0, limit: 0x3FF)
+  var cr0: UInt64 = 0x6000_0010
+  var cr2: UInt64 = 0
+  var cr3: UInt64 = 0
+  var cr4: UInt64 = 0
+  var cr8: UInt64 = 0
+  var efer: UInt64 = 0
+  var dr = [UInt64](repeating: 0, count: 8)
+  var xcr0: UInt64 = 1
+
+  // MSR storage.
+  var apicBase: UInt64 = 0xFEE0_0900
+  var star: UInt64 = 0
+  var lstar: UInt64 = 0
+  var cstar: UInt64 = 0
+  var fmask: UInt64 = 0
+  var kernelGSBase: UInt64 = 0
+  var pat: UInt64 = 0x0007_0406_0007_0406
+  var tscOffset: UInt64 = 0
+  var tscAux: UInt64 = 0
+  var tscDeadline: UInt64 = 0
+  var miscEnable: UInt64 = 1
+  var sysenterCS: UInt64 = 0
+  var sysenterESP: UInt64 = 0
+  var sysenterEIP: UInt64 = 0
+  var mtrrDefType: UInt64 = 0
+  var mtrrs = [UInt32: UInt64]()
+  var mcgStatus: UInt64 = 0
+  var specCtrl: UInt64 = 0
+  var kvmMSRs = [UInt32: UInt64]()
+
+  // FPU / SSE state (minimal: control/status words, tag, MXCSR, raw register images).
+  var fpuCW: UInt16 = 0x37F
+  var fpuSW: UInt16 = 0
+  var fpuTW: UInt8 = 0  // abridged tag (FXSAVE format)
+  var mxcsr: UInt32 = 0x1F80
+  /// x87/MMX registers (8 × 16 bytes, FXSAVE image) and XMM0-15 (16 × 16 bytes).
+  let fpuRegs: UnsafeMutableRawPointer
+  let xmm: UnsafeMutableRawPointer
+
+  // MARK: Derived mode
+  var cpl: Int = 0
+  /// Default code size in bytes: 2, 4 or 8.
+  var codeSize: Int = 2
+  /// Stack address size in bytes: 2, 4 or 8.
+  var stackSize: Int = 2
+  var mode64 = false
+  var protectedMode = false
+  var longActive = false
+
+  // MARK: Per-instruction decode state
+  var startRIP: UInt64 = 0
+  var ipos: Int = 0
+  var fetchPtr: UnsafeMutableRawPointer?
+  var fetchAvail: Int = 0
+  var fetchBuf: UnsafeMutableRawPointer
+  var opSize: Int = 4
+  var adSize: Int = 4
+  var segOvr: Int = -1
+  var rex: UInt8 = 0
+  var rep: UInt8 = 0  // 0, 0xF2, 0xF3
+  var lockPrefix = false
+  var has66 = false
+  // ModRM
+  var modReg: Int = 0
+  var modRM: Int = 0
+  var modIsReg = false
+  var eaOff: UInt64 = 0
+  var eaSeg: Int = DS
+  var eaRipRel = false
+
+  // MARK: Run control
+  var stop = false
+  var pendingExit: VMExit?
+  var interruptShadow = false
+  var halted = false
+  /// Value supplied by completeIO for a restarted IN/INS or MMIO read.
+  var ioValue: UInt64?
+  var mmioValue: UInt64?
+  var mmioKey: UInt64 = 0
+  /// Exit budget.
+  var instructions: UInt64 = 0
+  var limit: UInt64 = .max
+  var hypercallPending = false
+  var deliveringDepth = 0
+
+  // MARK: MMU
+  var tlb: TLB
+  var tlbHasLarge = false
+
+  // MARK: Counters
+  var stats = Counters()
+
+  public init(memory: GuestMemory, cpuid: CPUIDPolicy, options: InterpreterOptions = .init()) {
+    self.memory = memory
+    self.cpuid = cpuid
+    self.options = options
+    r = .allocate(capacity: 16)
+    r.initialize(repeating: 0, count: 16)
+    seg = .allocate(capacity: 6)
+    seg.initialize(repeating: SegmentRegister.realMode(selector: 0), count: 6)
+    seg[CS] = SegmentRegister.realMode(selector: 0, code: true)
+    segBase = .allocate(capacity: 6)
+    segBase.initialize(repeating: 0, count: 6)
+    fpuRegs = .allocate(byteCount: 128, alignment: 16)
+    fpuRegs.initializeMemory(as: UInt8.self, repeating: 0, count: 128)
+    xmm = .allocate(byteCount: 256, alignment: 16)
+    xmm.initializeMemory(as: UInt8.self, repeating: 0, count: 256)
+    fetchBuf = .allocate(byteCount: 32, alignment: 16)
+    tlb = TLB()
+    if let m = options.maxInstructions { limit = m }
+    let f1 = cpuid.lookup(leaf: 1, subleaf: 0)
+    let f7 = cpuid.lookup(leaf: 7, subleaf: 0)
+    let e1 = cpuid.lookup(leaf: 0x8000_0001, subleaf: 0)
+    hasPOPCNT = f1.ecx & (1 << 23) != 0
+    hasBMI1 = f7.ebx & (1 << 3) != 0
+    hasLZCNT = e1.ecx & (1 << 5) != 0
+    hasXSAVE = f1.ecx & (1 << 26) != 0
+    hasCX16 = f1.ecx & (1 << 13) != 0
+    hasRDTSCP = e1.edx & (1 << 27) != 0
+    hasRDPID = f7.ecx & (1 << 22) != 0
+    hasNX = e1.edx & (1 << 20) != 0
+    has1G = e1.edx & (1 << 26) != 0
+    hasFSGSBASE = f7.ebx & 1 != 0
+    updateMode()
+  }
+
+  deinit {
+    r.deallocate()
+    seg.deallocate()
+    segBase.deallocate()
+    fpuRegs.deallocate()
+    xmm.deallocate()
+    fetchBuf.deallocate()
+    tlb.deallocate()
+  }
+
+  // Feature flags from the CPUID policy.
+  let hasPOPCNT: Bool
+  let hasBMI1: Bool
+  let hasLZCNT: Bool
+  let hasXSAVE: Bool
+  let hasCX16: Bool
+  let hasRDTSCP: Bool
+  let hasRDPID: Bool
+  let hasNX: Bool
+  let has1G: Bool
+  let hasFSGSBASE: Bool
+
+  // MARK: VirtualCPU
+
+  public func getState() throws -> CPUState {
+    var g = GeneralRegisters()
+    for i in 0..<16 { g[i] = r[i] }
+    g.rip = rip
+    g.rflags = flags
+    var s = SpecialRegisters()
+    s.es = seg[ES]
+    s.cs = seg[CS]
+    s.ss = seg[SS]
+    s.ds = seg[DS]
+    s.fs = seg[FS]
+    s.gs = seg[GS]
+    s.tr = tr
+    s.ldt = ldtr
+    s.gdt = gdtr
+    s.idt = idtr
+    s.cr0 = cr0
+    s.cr2 = cr2
+    s.cr3 = cr3
+    s.cr4 = cr4
+    s.cr8 = cr8
+    s.efer = efer
+    s.apicBase = apicBase
+    return CPUState(general: g, special: s)
+  }
+
+  public func setState(_ state: CPUState) throws {
+    for i in 0..<16 { r[i] = state.general[i] }
+    rip = state.general.rip
+    flags = state.general.rflags
+    let s = state.special
+    seg[ES] = s.es
+    seg[CS] = s.cs
+    seg[SS] = s.ss
+    seg[DS] = s.ds
+    seg[FS] = s.fs
+    seg[GS] = s.gs
+    tr = s.tr
+    ldtr = s.ldt
+    gdtr = s.gdt
+    idtr = s.idt
+    cr0 = s.cr0 | CR0.et
+    cr2 = s.cr2
+    cr3 = s.cr3
+    cr4 = s.cr4
+    cr8 = s.cr8
+    efer = s.efer
+    apicBase = s.apicBase
+    // LMA follows from LME + PG as hardware would have computed it.
+    if efer & EFER.lme != 0 && cr0 & CR0.pg != 0 { efer |= EFER.lma } else { efer &= ~EFER.lma }
+    cpl = cr0 & CR0.pe == 0 ? 0 : Int(s.cs.dpl)
+    updateMode()
+    flushTLB(keepGlobal: false)
+    halted = false
+  }
+
+  public func completeIO(value: UInt64) {
+    if pendingIn {
+      ioValue = value; pendingIn = false
+    } else if pendingMMIORead {
+      mmioValue = value
+      pendingMMIORead = false
+    }
+  }
+  var pendingIn = false
+  var pendingMMIORead = false
+
+  public func setHypercallResult(_ value: UInt64) { r[0] = value }
+
+  public func kick() { kicked.store(true, ordering: .releasing) }
+
+  public func statistics() -> [String: UInt64] { stats.dictionary(instructions: instructions) }
+
+  /// Runs guest code until an exit.
+  public func run() throws -> VMExit {
+    stop = false
+    pendingExit = nil
+    if limit != .max && instructions >= limit {
+      return record(.instructionLimit(instructions))
+    }
+    // A restarted IN/MMIO read must complete before anything else happens.
+    if ioValue != nil || mmioValue != nil {
+      single()
+      if let e = finishBatch() { return e }
+    }
+    while true {
+      if kicked.load(ordering: .relaxed) {
+        kicked.store(false, ordering: .relaxed)
+        return record(.interrupted)
+      }
+      if interruptShadow {
+        interruptShadow = false
+        single()
+        if let e = finishBatch() { return e }
+        continue
+      }
+      if rfl & RFLAGS.if != 0, let input = interruptInput, input.hasPendingInterrupt {
+        if let v = input.acknowledgeInterrupt() {
+          halted = false
+          stats.externalInterrupts &+= 1
+          raise(UInt16(v), 0, false, external: true)
+          if let e = finishBatch() { return e }
+        }
+      }
+      if halted { return record(.halt) }
+      if limit != .max && instructions >= limit {
+        return record(.instructionLimit(instructions))
+      }
+      let budget = limit == .max ? 4096 : min(4096, limit &- instructions)
+      runBatch(budget)
+      if let e = finishBatch() { return e }
+    }
+  }
+
+  @inline(__always) private func single() {
+    stop = false
+    do {
+      try step()
+    } catch {
+      handleFault(error)
+    }
+    instructions &+= 1
+  }
+
+  /// Executes up to `budget` instructions or until something sets `stop`.
+  private func runBatch(_ budget: UInt64) {
+    var n = budget
+    stop = false
+    while n != 0 {
+      do {
+        try step()
+      } catch {
+        handleFault(error)
+      }
+      n &-= 1
+      if stop { break }
+    }
+    instructions &+= budget &- n
+  }
+
+  /// After a batch: an exit to return, or nil to continue.
+  private func finishBatch() -> VMExit? {
+    stop = false
+    if let e = pendingExit {
+      pendingExit = nil
+      return record(e)
+    }
+    return nil
+  }
+
+  private func record(_ e: VMExit) -> VMExit {
+    stats.countExit(e)
+    return e
+  }
+
+  /// Ends the batch with an exit after the current instruction.
+  @inline(__always) func exit(_ e: VMExit) {
+    pendingExit = e
+    stop = true
+  }
+
+  func handleFault(_ f: Fault) {
+    if f.vector == Fault.exitVector {
+      stop = true
+      return
+    }
+    raise(f.vector, f.code, f.hasCode, external: false)
+  }
+
+  // MARK: Time
+
+  /// The guest's TSC. One function so the time source can be swapped.
+  @inline(never) func readTSC() -> UInt64 {
+    switch options.timeSource {
+    case .instructionCount:
+      return instructions &+ tscOffset
+    case .hostClock:
+      var ts = timespec()
+      clock_gettime(CLOCK_MONOTONIC, &ts)
+      let ns = UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+      let ticks =
+        options.tscFrequencyHz == 1_000_000_000
+        ? ns : UInt64((Double(ns) * Double(options.tscFrequencyHz) / 1e9))
+      return ticks &+ tscOffset
+    }
+  }
+}
+
+/// Event counters reported by `statistics()`.
+struct Counters {
+  var tlbHits: UInt64 = 0
+  var tlbMisses: UInt64 = 0
+  var tlbFlushes: UInt64 = 0
+  var tlbPageFlushes: UInt64 = 0
+  var pageWalks: UInt64 = 0
+  var pageWalkRefs: UInt64 = 0
+  var fetchPageHits: UInt64 = 0
+  var fetchPageMisses: UInt64 = 0
+  var exceptions: UInt64 = 0
+  var externalInterrupts: UInt64 = 0
+  var pageFaults: UInt64 = 0
+  var cr3Loads: UInt64 = 0
+  var invlpg: UInt64 = 0
+  var exits = [String: UInt64]()
+
+  mutating func countExit(_ e: VMExit) {
+    let k: String
+    switch e {
+    case .portIO: k = "exits.portio"
+    case .mmio: k = "exits.mmio"
+    case .halt: k = "exits.halt"
+    case .shutdown: k = "exits.shutdown"
+    case .hypercall: k = "exits.hypercall"
+    case .internalError: k = "exits.internal_error"
+    case .instructionLimit: k = "exits.instruction_limit"
+    case .interrupted: k = "exits.interrupted"
+    case .nestedPageFault: k = "exits.nested_page_fault"
+    case .shadowMMU: k = "exits.shadow_mmu"
+    }
+    exits[k, default: 0] &+= 1
+  }
+
+  func dictionary(instructions: UInt64) -> [String: UInt64] {
+    var d: [String: UInt64] = [
+      "instructions": instructions,
+      "tlb.hits": tlbHits, "tlb.misses": tlbMisses, "tlb.flushes": tlbFlushes,
+      "tlb.page_flushes": tlbPageFlushes,
+      "mmu.page_walks": pageWalks, "mmu.page_walk_refs": pageWalkRefs,
+      "decode.fetch_page_hits": fetchPageHits, "decode.fetch_page_misses": fetchPageMisses,
+      "exceptions": exceptions, "interrupts.external": externalInterrupts,
+      "exceptions.page_faults": pageFaults, "mmu.cr3_loads": cr3Loads, "mmu.invlpg": invlpg,
+    ]
+    var total: UInt64 = 0
+    for (k, v) in exits {
+      d[k] = v
+      total &+= v
+    }
+    d["exits"] = total
+    return d
+  }
+}
