@@ -134,7 +134,7 @@ extension CPUIDPolicy {
     return CPUIDPolicy.string(words: words)
   }
 
-  static func string(words: [UInt32]) -> String {
+  public static func string(words: [UInt32]) -> String {
     let bytes = words.flatMap { w in (0..<4).map { UInt8(truncatingIfNeeded: w >> (8 * $0)) } }
     return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
   }

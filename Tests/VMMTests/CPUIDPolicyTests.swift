@@ -1,4 +1,5 @@
 import Engine
+import X86
 import Foundation
 import XCTest
 
