@@ -37,7 +37,7 @@ let package = Package(
     .target(
       name: "VMM",
       dependencies: [
-        "X86", "Memory", "Devices", "Boot", "Engine", "KVM",
+        "X86", "Memory", "Devices", "Boot", "Engine", "KVM", "Interpreter",
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: [.swiftLanguageMode(.v5)]),

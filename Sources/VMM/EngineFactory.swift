@@ -1,5 +1,6 @@
 import Devices
 import Engine
+import Interpreter
 import KVM
 import Memory
 
@@ -33,7 +34,10 @@ enum EngineFactory {
       let cpu = try vm.createVCPU(id: 0, cpuid: cpuid)
       return EngineInstance(cpu: cpu, interruptLines: nil, interruptsCanWake: false, owner: vm)
     case .interpreter:
-      throw EngineError.unavailable("the interpreter engine is not wired in yet")
+      var options = InterpreterOptions()
+      options.maxInstructions = config.maxInstructions
+      let cpu = InterpreterCPU(memory: memory, cpuid: cpuid, options: options)
+      return EngineInstance(cpu: cpu, interruptLines: nil, interruptsCanWake: false, owner: nil)
     }
   }
 }
