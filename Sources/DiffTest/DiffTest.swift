@@ -1,1 +1,0 @@
-// DiffTest module
