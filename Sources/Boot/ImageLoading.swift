@@ -25,7 +25,12 @@ public enum BootLayout {
 
 /// What a loader produces: the memory is written, and this is how the first vCPU starts.
 public struct BootImage: Equatable {
-  public enum Format: String, Equatable { case multiboot, elf64 }
+  public enum Format: String, Equatable {
+    case multiboot, elf64
+    /// Linux bzImage through the 64-bit boot protocol; Linux ELF vmlinux through the PVH entry.
+    case linuxBzImage = "bzimage"
+    case linuxPVH = "pvh"
+  }
   public var format: Format
   public var initialState: CPUState
   /// Highest guest-physical address used by the image (exclusive).
