@@ -242,8 +242,11 @@ public func disassemble(_ code: [UInt8]) -> String? {
     try? fm.removeItem(atPath: objPath)
   }
   let text =
-    ".text\n.globl snippet\nsnippet:\n.byte " + code.map { String($0) }.joined(separator: ",") + "\n"
-  guard (try? text.write(toFile: asmPath, atomically: true, encoding: .utf8)) != nil else { return nil }
+    ".text\n.globl snippet\nsnippet:\n.byte " + code.map { String($0) }.joined(separator: ",")
+    + "\n"
+  guard (try? text.write(toFile: asmPath, atomically: true, encoding: .utf8)) != nil else {
+    return nil
+  }
   func run(_ exe: String, _ args: [String]) -> String? {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: exe)
@@ -261,8 +264,14 @@ public func disassemble(_ code: [UInt8]) -> String? {
       "\(dir)/llvm-objdump",
       ["-d", "--no-show-raw-insn", "--adjust-vma=\(Layout.code)", "-M", "intel", objPath])
   else { return nil }
-  let lines = dis.split(separator: "\n").filter { $0.contains(":\t") }
-  return lines.map { "    " + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "\n")
+  let lines = dis.split(separator: "\n").filter {
+    $0.first?.isHexDigit == true && $0.contains(":") && !$0.contains("<")
+      && !$0.contains("file format")
+  }
+  return lines.map {
+    "    "
+      + $0.replacingOccurrences(of: "\t", with: " ").replacingOccurrences(of: ":      ", with: ":")
+  }.joined(separator: "\n")
 }
 
 /// The text of one mismatch, as printed and as written to the findings file.
@@ -270,13 +279,16 @@ public func describe(_ m: Mismatch, disassembly: Bool = true) -> String {
   func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
   var s = "MISMATCH form \"\(m.form)\"  seed \(m.seed) case \(m.index)\n"
   s += "  forms in case: \(m.forms.joined(separator: " | "))\n"
-  s += "  bytes (prefix up to the culprit): \(m.code.map { String(format: "%02x", $0) }.joined(separator: " "))\n"
+  s +=
+    "  bytes (prefix up to the culprit): \(m.code.map { String(format: "%02x", $0) }.joined(separator: " "))\n"
   if disassembly, let d = disassemble(m.code) { s += d + "\n" }
   s += "  initial: "
   s += (0..<16).map { "\(Asm.regNames64[$0])=\(hex(m.regs[$0]))" }.joined(separator: " ")
   s += " rflags=\(hex(m.rflags))\n"
   if !m.patches.isEmpty {
-    s += "  memory: " + m.patches.map { "[\(hex($0.address))]=\(hex($0.value))" }.joined(separator: " ") + "\n"
+    s +=
+      "  memory: "
+      + m.patches.map { "[\(hex($0.address))]=\(hex($0.value))" }.joined(separator: " ") + "\n"
   }
   for d in m.details { s += "  " + d + "\n" }
   s += "  reproduce: swift run -c release difftest --seed \(m.seed) --case \(m.index) --verbose\n"
@@ -291,7 +303,8 @@ extension DiffRun {
     let nc = tc.nativeCase()
     let n = try native.run([nc])[0]
     let i = interp.run(nc)
-    var s = "case \(index) seed \(config.seed): forms \(tc.forms.map { table.forms[$0].name }.joined(separator: " | "))\n"
+    var s =
+      "case \(index) seed \(config.seed): forms \(tc.forms.map { table.forms[$0].name }.joined(separator: " | "))\n"
     let code = tc.code()
     s += "  bytes: \(code.map { String(format: "%02x", $0) }.joined(separator: " "))\n"
     if let d = disassemble(code) { s += d + "\n" }
@@ -302,10 +315,13 @@ extension DiffRun {
       s += "  \(name): \(o.kind)"
       if case .exception = o.kind { s += " rip \(hex(o.faultRIP)) addr \(hex(o.faultAddress))" }
       s += " rflags \(hex(o.rflags))\n"
-      s += "    mem: " + o.diffs.map { "[\(hex($0.address))]=\(hex($0.value))" }.joined(separator: " ") + "\n"
+      s +=
+        "    mem: " + o.diffs.map { "[\(hex($0.address))]=\(hex($0.value))" }.joined(separator: " ")
+        + "\n"
     }
     for r in 0..<16 {
-      s += "  \(Asm.regNames64[r].padding(toLength: 4, withPad: " ", startingAt: 0)) in \(hex(tc.regs[r]).padding(toLength: 19, withPad: " ", startingAt: 0)) native \(hex(n.regs[r]).padding(toLength: 19, withPad: " ", startingAt: 0)) interp \(hex(i.regs[r]))\n"
+      s +=
+        "  \(Asm.regNames64[r].padding(toLength: 4, withPad: " ", startingAt: 0)) in \(hex(tc.regs[r]).padding(toLength: 19, withPad: " ", startingAt: 0)) native \(hex(n.regs[r]).padding(toLength: 19, withPad: " ", startingAt: 0)) interp \(hex(i.regs[r]))\n"
     }
     return s
   }

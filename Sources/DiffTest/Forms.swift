@@ -27,7 +27,9 @@ private let ccNames = [
 ]
 
 /// Prefix + REX.W/0x66 + opcode + immediate, for forms without ModRM (accumulator, string ops).
-private func plain(_ prefixes: [UInt8] = [], size: Int, noW: Bool = false, _ op: [UInt8], imm: [UInt8] = [])
+private func plain(
+  _ prefixes: [UInt8] = [], size: Int, noW: Bool = false, _ op: [UInt8], imm: [UInt8] = []
+)
   -> Encoded
 {
   var b = prefixes
@@ -139,7 +141,8 @@ public final class FormTable {
         rm = g.rmOperand(size: size, write: writes)
       }
       let lock: [UInt8] = lockable && writes && rm.isMem && g.rng.chance(20) ? [0xF0] : []
-      g.emit(Asm.encode(prefixes: lock, size: size, opcode: op, reg: digit, rm: rm, rmIsByte: size == 1))
+      g.emit(
+        Asm.encode(prefixes: lock, size: size, opcode: op, reg: digit, rm: rm, rmIsByte: size == 1))
       if writes, case .reg(let r) = rm { g.writtenByte(r) }
       effect(g)
       return true
@@ -159,8 +162,11 @@ public final class FormTable {
         if logic { g.flags(defined: S & ~AF, undefined: AF) } else { g.flags(defined: S) }
       }
       let base = UInt8(k * 8)
-      rmReg("\(n) r/m8,r8", [base], size: 1, dir: writes ? .toRM : .none, reads: reads, lockable: true, effect: fx)
-      rmReg("\(n) r8,r/m8", [base + 2], size: 1, dir: writes ? .toReg : .none, reads: reads, effect: fx)
+      rmReg(
+        "\(n) r/m8,r8", [base], size: 1, dir: writes ? .toRM : .none, reads: reads, lockable: true,
+        effect: fx)
+      rmReg(
+        "\(n) r8,r/m8", [base + 2], size: 1, dir: writes ? .toReg : .none, reads: reads, effect: fx)
       for s in vSizes {
         rmReg(
           "\(n) r/m\(bits(s)),r\(bits(s))", [base + 1], size: s, dir: writes ? .toRM : .none,
@@ -183,7 +189,9 @@ public final class FormTable {
           return true
         }
       }
-      rmImm("\(n) r/m8,imm8", [0x80], digit: k, size: 1, immSize: 1, writes: writes, reads: reads, lockable: true, effect: fx)
+      rmImm(
+        "\(n) r/m8,imm8", [0x80], digit: k, size: 1, immSize: 1, writes: writes, reads: reads,
+        lockable: true, effect: fx)
       add("\(n) al,imm8") { g in
         g.needFlags(reads)
         g.emit(plain(size: 1, [base + 4], imm: Asm.imm(g.value(), 1)))
@@ -290,7 +298,9 @@ public final class FormTable {
           g.needFlags(reads)
           let count = FormTable.shiftCounts(s, g)
           let rm = FormTable.destRM(g, size: s)
-          g.emit(Asm.encode(size: s, opcode: [ib], reg: op, rm: rm, rmIsByte: s == 1, imm: [UInt8(count & 0xFF)]))
+          g.emit(
+            Asm.encode(
+              size: s, opcode: [ib], reg: op, rm: rm, rmIsByte: s == 1, imm: [UInt8(count & 0xFF)]))
           if case .reg(let r) = rm { g.writtenByte(r) }
           FormTable.shiftEffect(op: op, size: s, count: count, g: g)
           return true
@@ -326,7 +336,8 @@ public final class FormTable {
           if s == 2 && (count & 0x1F) > 16 { count = UInt64(g.rng.below(17)) }
           let rm = g.rmOperand(size: s, write: true)
           let reg = g.pickSrc()
-          g.emit(Asm.encode(size: s, opcode: [0x0F, base], reg: reg, rm: rm, imm: [UInt8(count & 0xFF)]))
+          g.emit(
+            Asm.encode(size: s, opcode: [0x0F, base], reg: reg, rm: rm, imm: [UInt8(count & 0xFF)]))
           if case .reg(let r) = rm { g.written(r) }
           effect(g, count)
           return true
@@ -419,7 +430,8 @@ public final class FormTable {
       add("imul r\(b),r/m\(b),imm\(bits(min(s, 4)))") { g in
         let rm = g.rmOperand(size: s, write: false)
         let reg = g.pickDest()
-        g.emit(Asm.encode(size: s, opcode: [0x69], reg: reg, rm: rm, imm: Asm.imm(g.value(), min(s, 4))))
+        g.emit(
+          Asm.encode(size: s, opcode: [0x69], reg: reg, rm: rm, imm: Asm.imm(g.value(), min(s, 4))))
         g.written(reg)
         fx(g)
         return true
@@ -436,7 +448,8 @@ public final class FormTable {
     rmImm("mov r/m8,imm8", [0xC6], digit: 0, size: 1, immSize: 1, writes: true, effect: none)
     add("mov r8,imm8") { g in
       let r = g.byteReg(legacy: g.rng.chance(40), dest: true)
-      g.emit(Asm.encodeOpReg(size: 1, opcode: [0xB0], reg: r, isByte: true, imm: Asm.imm(g.value(), 1)))
+      g.emit(
+        Asm.encodeOpReg(size: 1, opcode: [0xB0], reg: r, isByte: true, imm: Asm.imm(g.value(), 1)))
       g.writtenByte(r)
       return true
     }
@@ -444,7 +457,9 @@ public final class FormTable {
       let b = bits(s)
       rmReg("mov r/m\(b),r\(b)", [0x89], size: s, dir: .toRM, effect: none)
       rmReg("mov r\(b),r/m\(b)", [0x8B], size: s, dir: .toReg, effect: none)
-      rmImm("mov r/m\(b),imm\(bits(min(s, 4)))", [0xC7], digit: 0, size: s, immSize: min(s, 4), writes: true, effect: none)
+      rmImm(
+        "mov r/m\(b),imm\(bits(min(s, 4)))", [0xC7], digit: 0, size: s, immSize: min(s, 4),
+        writes: true, effect: none)
       add("mov r\(b),imm\(b)") { g in
         let r = g.pickDest()
         g.emit(Asm.encodeOpReg(size: s, opcode: [0xB8], reg: r, imm: Asm.imm(g.value(), s)))
@@ -522,7 +537,7 @@ public final class FormTable {
     }
     add("xlat") { g in
       guard let bx = g.knownValue(3, or: { g.dataTarget(size: 256) }) else { return false }
-      guard bx >= Layout.data, bx + 256 <= Layout.data + Layout.dataSize else { return false }
+      guard bx >= Layout.data, bx <= Layout.data + Layout.dataSize - 256 else { return false }
       g.emit(plain(size: g.rng.chance(30) ? 8 : 4, [0xD7]))
       g.written(0)
       return true
@@ -545,7 +560,9 @@ public final class FormTable {
         }
         let reg = s == 1 ? g.byteReg(legacy: legacy, dest: true) : g.pickDest()
         g.emit(
-          Asm.encode(size: s, opcode: [s == 1 ? 0x86 : 0x87], reg: reg, regIsByte: s == 1, rm: rm, rmIsByte: s == 1))
+          Asm.encode(
+            size: s, opcode: [s == 1 ? 0x86 : 0x87], reg: reg, regIsByte: s == 1, rm: rm,
+            rmIsByte: s == 1))
         g.writtenByte(reg)
         if case .reg(let r) = rm { g.writtenByte(r) }
         return true
@@ -573,7 +590,8 @@ public final class FormTable {
         let lock: [UInt8] = rm.isMem && g.rng.chance(30) ? [0xF0] : []
         g.emit(
           Asm.encode(
-            prefixes: lock, size: s, opcode: [0x0F, s == 1 ? 0xC0 : 0xC1], reg: reg, regIsByte: s == 1,
+            prefixes: lock, size: s, opcode: [0x0F, s == 1 ? 0xC0 : 0xC1], reg: reg,
+            regIsByte: s == 1,
             rm: rm, rmIsByte: s == 1))
         g.writtenByte(reg)
         if case .reg(let r) = rm { g.writtenByte(r) }
@@ -592,10 +610,19 @@ public final class FormTable {
             p.address == m.target & ~7, m.target & 7 == 0
           {
             g.assigned[0] =
-              s == 8 ? p.value : (g.rng.next() << UInt64(s * 8)) | (p.value & ((1 << UInt64(s * 8)) - 1))
+              s == 8
+              ? p.value : (g.rng.next() << UInt64(s * 8)) | (p.value & ((1 << UInt64(s * 8)) - 1))
           }
         } else {
           rm = .reg(s == 1 ? g.byteReg(legacy: legacy, dest: true) : g.pickDest())
+          // Vendor difference: when the comparison fails, Intel writes the 32-bit
+          // destination back (zeroing bits 63:32), AMD leaves it alone. Keep those
+          // bits zero so both behaviours agree (docs/DIFFTEST.md).
+          if s == 4, case .reg(let r) = rm, r != 0 {
+            guard let v = g.knownValue(r, or: { g.value() & 0xFFFF_FFFF }), v >> 32 == 0 else {
+              return false
+            }
+          }
           if g.rng.chance(30), case .reg(let r) = rm, s > 1, g.known[r], g.known[0] {
             let v = g.knownValue(r, or: { g.value() })!
             if g.assigned[0] == nil { g.assigned[0] = v }
@@ -605,7 +632,8 @@ public final class FormTable {
         let lock: [UInt8] = rm.isMem && g.rng.chance(30) ? [0xF0] : []
         g.emit(
           Asm.encode(
-            prefixes: lock, size: s, opcode: [0x0F, s == 1 ? 0xB0 : 0xB1], reg: reg, regIsByte: s == 1,
+            prefixes: lock, size: s, opcode: [0x0F, s == 1 ? 0xB0 : 0xB1], reg: reg,
+            regIsByte: s == 1,
             rm: rm, rmIsByte: s == 1))
         g.written(0)
         if case .reg(let r) = rm { g.writtenByte(r) }
@@ -640,7 +668,8 @@ public final class FormTable {
         }
         let m = g.memOperand(size: size, target: t, patch: false)
         let lock: [UInt8] = g.rng.chance(40) ? [0xF0] : []
-        g.emit(Asm.encode(prefixes: lock, size: wide ? 8 : 4, opcode: [0x0F, 0xC7], reg: 1, rm: .mem(m)))
+        g.emit(
+          Asm.encode(prefixes: lock, size: wide ? 8 : 4, opcode: [0x0F, 0xC7], reg: 1, rm: .mem(m)))
         g.written(0)
         g.written(2)
         g.flags(defined: ZF)
@@ -680,7 +709,8 @@ public final class FormTable {
               or: {
                 s == 8
                   ? UInt64(bitPattern: off)
-                  : (g.rng.next() << UInt64(s * 8)) | (UInt64(bitPattern: off) & ((1 << UInt64(s * 8)) - 1))
+                  : (g.rng.next() << UInt64(s * 8))
+                    | (UInt64(bitPattern: off) & ((1 << UInt64(s * 8)) - 1))
               })
           else { return false }
           // The unit actually accessed.
@@ -699,7 +729,8 @@ public final class FormTable {
           if case .some(let bb) = m.base, bb == reg { return false }
           if case .some(let ii) = m.index, ii == reg { return false }
           let lock: [UInt8] = writes && g.rng.chance(20) ? [0xF0] : []
-          g.emit(Asm.encode(prefixes: lock, size: s, opcode: [0x0F, regOps[k]], reg: reg, rm: .mem(m)))
+          g.emit(
+            Asm.encode(prefixes: lock, size: s, opcode: [0x0F, regOps[k]], reg: reg, rm: .mem(m)))
           fx(g)
           return true
         }
@@ -732,7 +763,8 @@ public final class FormTable {
       add("set\(ccNames[cc]) r/m8") { g in
         g.needFlags(reads)
         let rm = FormTable.destRM(g, size: 1)
-        g.emit(Asm.encode(size: 1, opcode: [0x0F, 0x90 + UInt8(cc)], reg: 0, rm: rm, rmIsByte: true))
+        g.emit(
+          Asm.encode(size: 1, opcode: [0x0F, 0x90 + UInt8(cc)], reg: 0, rm: rm, rmIsByte: true))
         if case .reg(let r) = rm { g.writtenByte(r) }
         return true
       }
@@ -752,25 +784,31 @@ public final class FormTable {
       add("j\(ccNames[cc]) rel32") { g in
         g.needFlags(reads)
         g.emitJump(
-          Encoded(bytes: [0x0F, 0x80 + UInt8(cc), 0, 0, 0, 0], ripFixup: nil), relOffset: 2, width: 4,
+          Encoded(bytes: [0x0F, 0x80 + UInt8(cc), 0, 0, 0, 0], ripFixup: nil), relOffset: 2,
+          width: 4,
           skip: 1 + g.rng.below(3))
         return true
       }
     }
     add("jmp rel8") { g in
-      g.emitJump(Encoded(bytes: [0xEB, 0], ripFixup: nil), relOffset: 1, width: 1, skip: 1 + g.rng.below(2))
+      g.emitJump(
+        Encoded(bytes: [0xEB, 0], ripFixup: nil), relOffset: 1, width: 1, skip: 1 + g.rng.below(2))
       return true
     }
     add("jmp rel32") { g in
       g.emitJump(
-        Encoded(bytes: [0xE9, 0, 0, 0, 0], ripFixup: nil), relOffset: 1, width: 4, skip: 1 + g.rng.below(2))
+        Encoded(bytes: [0xE9, 0, 0, 0, 0], ripFixup: nil), relOffset: 1, width: 4,
+        skip: 1 + g.rng.below(2))
       return true
     }
-    for (n, op, readsZ) in [("loop", UInt8(0xE2), false), ("loope", 0xE1, true), ("loopne", 0xE0, true)] {
+    for (n, op, readsZ) in [
+      ("loop", UInt8(0xE2), false), ("loope", 0xE1, true), ("loopne", 0xE0, true),
+    ] {
       add("\(n) rel8") { g in
         if readsZ { g.needFlags(ZF) }
         _ = g.knownValue(1, or: { g.rng.chance(50) ? UInt64(g.rng.below(3)) : g.value() })
-        g.emitJump(Encoded(bytes: [op, 0], ripFixup: nil), relOffset: 1, width: 1, skip: 1 + g.rng.below(2))
+        g.emitJump(
+          Encoded(bytes: [op, 0], ripFixup: nil), relOffset: 1, width: 1, skip: 1 + g.rng.below(2))
         g.written(1)
         return true
       }
@@ -779,7 +817,9 @@ public final class FormTable {
       add("\(n) rel8") { g in
         _ = g.knownValue(
           1, or: { g.rng.chance(50) ? (g.rng.chance(50) ? 0 : g.rng.next() << 32) : g.value() })
-        g.emitJump(Encoded(bytes: p + [0xE3, 0], ripFixup: nil), relOffset: p.count + 1, width: 1, skip: 1 + g.rng.below(2))
+        g.emitJump(
+          Encoded(bytes: p + [0xE3, 0], ripFixup: nil), relOffset: p.count + 1, width: 1,
+          skip: 1 + g.rng.below(2))
         return true
       }
     }
@@ -904,7 +944,7 @@ public final class FormTable {
         let bp = g.knownValue(
           5, or: { g.rsp0 &+ UInt64(bitPattern: Int64(g.rng.below(33) - 16) * 8) })
       else { return false }
-      guard bp >= Layout.stack + 0x100, bp + 0x100 <= Layout.stack + Layout.stackSize else {
+      guard bp >= Layout.stack + 0x100, bp <= Layout.stack + Layout.stackSize - 0x100 else {
         return false
       }
       g.stackLo = min(g.stackLo, -200)
@@ -925,7 +965,8 @@ public final class FormTable {
     add("call rel32") { g in
       guard g.push(8) else { return false }
       g.emitJump(
-        Encoded(bytes: [0xE8, 0, 0, 0, 0], ripFixup: nil), relOffset: 1, width: 4, skip: g.rng.below(2))
+        Encoded(bytes: [0xE8, 0, 0, 0, 0], ripFixup: nil), relOffset: 1, width: 4,
+        skip: g.rng.below(2))
       return true
     }
     add("ret / ret imm16") { g in
@@ -933,9 +974,11 @@ public final class FormTable {
       guard g.push(8), g.pop(8 + max(extra, 0)) else { return false }
       // push imm32 <address of a later instruction>; ret
       g.emitJump(
-        Encoded(bytes: [0x68, 0, 0, 0, 0], ripFixup: nil), relOffset: 1, width: -4, skip: 1 + g.rng.below(2))
+        Encoded(bytes: [0x68, 0, 0, 0, 0], ripFixup: nil), relOffset: 1, width: -4,
+        skip: 1 + g.rng.below(2))
       g.items[g.items.count - 1].form = -1
-      g.emit(extra < 0 ? plain(size: 4, [0xC3]) : plain(size: 4, [0xC2], imm: Asm.imm(UInt64(extra), 2)))
+      g.emit(
+        extra < 0 ? plain(size: 4, [0xC3]) : plain(size: 4, [0xC2], imm: Asm.imm(UInt64(extra), 2)))
       return true
     }
   }
@@ -952,9 +995,15 @@ public final class FormTable {
       var flags: Bool
     }
     let ops = [
-      Op(name: "movs", op: 0xA4, src: true, dst: true, reps: [("", nil), ("rep ", 0xF3)], flags: false),
-      Op(name: "stos", op: 0xAA, src: false, dst: true, reps: [("", nil), ("rep ", 0xF3)], flags: false),
-      Op(name: "lods", op: 0xAC, src: true, dst: false, reps: [("", nil), ("rep ", 0xF3)], flags: false),
+      Op(
+        name: "movs", op: 0xA4, src: true, dst: true, reps: [("", nil), ("rep ", 0xF3)],
+        flags: false),
+      Op(
+        name: "stos", op: 0xAA, src: false, dst: true, reps: [("", nil), ("rep ", 0xF3)],
+        flags: false),
+      Op(
+        name: "lods", op: 0xAC, src: true, dst: false, reps: [("", nil), ("rep ", 0xF3)],
+        flags: false),
       Op(
         name: "cmps", op: 0xA6, src: true, dst: true,
         reps: [("", nil), ("repe ", 0xF3), ("repne ", 0xF2)], flags: true),
@@ -979,9 +1028,10 @@ public final class FormTable {
             func pointer(_ r: Int) -> Bool {
               guard
                 let v = g.knownValue(
-                  r, or: { Layout.data + 0x100 + UInt64(g.rng.below(0x3000)) / UInt64(s) * UInt64(s) })
+                  r,
+                  or: { Layout.data + 0x100 + UInt64(g.rng.below(0x3000)) / UInt64(s) * UInt64(s) })
               else { return false }
-              guard v >= Layout.data + 0x100, v + 0x100 <= Layout.data + Layout.dataSize else {
+              guard v >= Layout.data + 0x100, v <= Layout.data + Layout.dataSize - 0x100 else {
                 return false
               }
               if count > 0 {
@@ -1026,9 +1076,13 @@ public final class FormTable {
       let m = g.memOperand(size: s, target: t, patch: false)
       let r = g.pickDest()
       if g.rng.chance(50) {
-        g.emit(Asm.encode(size: s, opcode: [s == 1 ? 0x8A : 0x8B], reg: r, regIsByte: s == 1, rm: .mem(m)))
+        g.emit(
+          Asm.encode(
+            size: s, opcode: [s == 1 ? 0x8A : 0x8B], reg: r, regIsByte: s == 1, rm: .mem(m)))
       } else {
-        g.emit(Asm.encode(size: s, opcode: [s == 1 ? 0x88 : 0x89], reg: r, regIsByte: s == 1, rm: .mem(m)))
+        g.emit(
+          Asm.encode(
+            size: s, opcode: [s == 1 ? 0x88 : 0x89], reg: r, regIsByte: s == 1, rm: .mem(m)))
       }
       g.written(r)
       return true

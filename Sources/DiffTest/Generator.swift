@@ -163,7 +163,9 @@ public struct TestCase {
     c.npatches = UInt32(patches.count)
     withUnsafeMutablePointer(to: &c.patches) {
       $0.withMemoryRebound(to: nx_patch.self, capacity: Layout.maxPatches) { p in
-        for (i, pt) in patches.enumerated() { p[i] = nx_patch(address: pt.address, value: pt.value) }
+        for (i, pt) in patches.enumerated() {
+          p[i] = nx_patch(address: pt.address, value: pt.value)
+        }
       }
     }
     return c
@@ -283,7 +285,9 @@ public final class Gen {
     var a = align
     if a == 1 && rng.chance(40) { a = size }
     off = off / UInt64(a) * UInt64(a)
-    if off + UInt64(size) > Layout.dataSize { off = (Layout.dataSize - UInt64(size)) / UInt64(a) * UInt64(a) }
+    if off + UInt64(size) > Layout.dataSize {
+      off = (Layout.dataSize - UInt64(size)) / UInt64(a) * UInt64(a)
+    }
     return Layout.data + off
   }
 
@@ -446,7 +450,8 @@ public final class Gen {
   func emitJump(_ e: Encoded, relOffset: Int, width: Int, skip: Int) {
     let target = forms.count + skip  // forms.count is the index of the next instance
     items.append(
-      Item(enc: e, form: currentForm, jump: (relOffset: relOffset, width: width, targetForm: target)))
+      Item(
+        enc: e, form: currentForm, jump: (relOffset: relOffset, width: width, targetForm: target)))
     codeBytes += e.bytes.count
     jumps.append((forms.count - 1, target, u))
     pendingU[target, default: 0] |= u

@@ -26,7 +26,9 @@ public struct Outcome {
   init(_ r: nx_result) {
     var rr = r
     regs = withUnsafePointer(to: &rr.out.gpr) {
-      $0.withMemoryRebound(to: UInt64.self, capacity: 16) { Array(UnsafeBufferPointer(start: $0, count: 16)) }
+      $0.withMemoryRebound(to: UInt64.self, capacity: 16) {
+        Array(UnsafeBufferPointer(start: $0, count: 16))
+      }
     }
     rflags = r.out.rflags
     diffCount = Int(r.ndiffs)
@@ -114,8 +116,10 @@ public final class InterpreterRunner {
     memory = try GuestMemory(size: 16 << 20)
     pristine = .allocate(capacity: 1)
     nx_image_init(pristine, imageSeed)
-    guard let d = memory.hostPointer(GuestPhysicalAddress(Self.dataPhys), length: Int(Layout.dataSize)),
-      let s = memory.hostPointer(GuestPhysicalAddress(Self.stackPhys), length: Int(Layout.stackSize)),
+    guard
+      let d = memory.hostPointer(GuestPhysicalAddress(Self.dataPhys), length: Int(Layout.dataSize)),
+      let s = memory.hostPointer(
+        GuestPhysicalAddress(Self.stackPhys), length: Int(Layout.stackSize)),
       let c = memory.hostPointer(GuestPhysicalAddress(Self.codePhys), length: 4096)
     else { throw DiffTestError.setup("guest RAM is not contiguous") }
     data = d.assumingMemoryBound(to: UInt8.self)
@@ -171,7 +175,8 @@ public final class InterpreterRunner {
       try w64(Self.idt + UInt64(v) * 16 + 8, h >> 32)
       // out v, al ; hlt ; jmp $
       try memory.write(
-        GuestPhysicalAddress(h), bytes: [0xE6, UInt8(truncatingIfNeeded: v), 0xF4, 0xEB, 0xFE, 0x90, 0x90, 0x90])
+        GuestPhysicalAddress(h),
+        bytes: [0xE6, UInt8(truncatingIfNeeded: v), 0xF4, 0xEB, 0xFE, 0x90, 0x90, 0x90])
     }
     var s = CPUState()
     var cs = SegmentRegister.code64(selector: 0x08)
@@ -203,7 +208,9 @@ public final class InterpreterRunner {
       codeHost.copyMemory(from: src.baseAddress!, byteCount: len)
     }
     codeHost.storeBytes(of: 0xF4, toByteOffset: len, as: UInt8.self)  // hlt
-    saved.withUnsafeMutableBufferPointer { nx_case_begin(pristine, data, stack, &c, $0.baseAddress) }
+    saved.withUnsafeMutableBufferPointer {
+      nx_case_begin(pristine, data, stack, &c, $0.baseAddress)
+    }
     var message = ""
     do {
       r = try execute(c, codeLength: len, message: &message)
@@ -248,7 +255,8 @@ public final class InterpreterRunner {
       let want = Layout.code + UInt64(codeLength) + 1
       if st.general.rip != want {
         r.status = Int32(NX_CRASH)
-        message = "halted at rip 0x\(String(st.general.rip, radix: 16)), expected 0x\(String(want, radix: 16))"
+        message =
+          "halted at rip 0x\(String(st.general.rip, radix: 16)), expected 0x\(String(want, radix: 16))"
       } else {
         r.status = Int32(NX_OK)
       }
@@ -265,7 +273,9 @@ public final class InterpreterRunner {
       r.vector = Int32(v)
       r.fault_rip = rip
       if v == 14 { r.fault_addr = st.special.cr2 }
-      if Vector.hasErrorCode(UInt8(v)) { r.error_code = try memory.read(GuestPhysicalAddress(frame - 8)) }
+      if Vector.hasErrorCode(UInt8(v)) {
+        r.error_code = try memory.read(GuestPhysicalAddress(frame - 8))
+      }
     case .instructionLimit:
       r.status = Int32(NX_TIMEOUT)
       store(st.general)

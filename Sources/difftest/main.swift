@@ -15,7 +15,8 @@ struct DiffTestCommand: ParsableCommand {
   var onlyCase: Int?
   @Option(help: "Mismatches shown in detail.") var show: Int = 20
   @Option(help: "Write a per-form coverage table to this file.") var coverage: String?
-  @ArgumentParser.Flag(help: "Print every form's counts and a disassembly of each shown mismatch.") var verbose = false
+  @ArgumentParser.Flag(help: "Print every form's counts and a disassembly of each shown mismatch.")
+  var verbose = false
   @ArgumentParser.Flag(help: "List the forms and exit.") var listForms = false
 
   func run() throws {
@@ -52,10 +53,15 @@ struct DiffTestCommand: ParsableCommand {
         )
       }
       if verbose { print(lines.joined(separator: "\n")) }
-      if let path = coverage { try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8) }
+      if let path = coverage {
+        try (lines.joined(separator: "\n") + "\n").write(
+          toFile: path, atomically: true, encoding: .utf8)
+      }
     }
     // Mismatch classes by culprit form.
-    let bad = report.perForm.filter { $0.value.mismatches > 0 }.sorted { $0.value.mismatches > $1.value.mismatches }
+    let bad = report.perForm.filter { $0.value.mismatches > 0 }.sorted {
+      $0.value.mismatches > $1.value.mismatches
+    }
     if !bad.isEmpty {
       print("mismatching forms (culprit = shortest mismatching prefix):")
       for (name, st) in bad { print("  \(name): \(st.mismatches) of \(st.cases)") }
@@ -67,7 +73,8 @@ struct DiffTestCommand: ParsableCommand {
     )
     print(
       String(
-        format: "time %.1fs (%.0f cases/s; native %.1fs = %.0f cases/s, interpreter %.1fs)  seed %llu",
+        format:
+          "time %.1fs (%.0f cases/s; native %.1fs = %.0f cases/s, interpreter %.1fs)  seed %llu",
         report.elapsed, rate, report.nativeSeconds,
         Double(report.casesRun) / max(report.nativeSeconds, 1e-9), report.interpreterSeconds, seed))
     if report.mismatchCount > 0 || !report.nativeProblems.isEmpty { throw ExitCode(1) }
