@@ -1,0 +1,201 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// The Debian reference guest as `swiftvmm guest fetch-linux` leaves it in the cache:
+///
+///     <cache>/debs/*.deb                         what apt-get download fetched
+///     <cache>/root/boot/vmlinuz-<ver>            the bzImage
+///     <cache>/root/lib/modules/<ver>/kernel/...  modules (uncompressed .ko in Debian 12)
+///     <cache>/root/bin/busybox                   busybox-static
+///     <cache>/vmlinux-<ver>                      ELF vmlinux unpacked from the bzImage, for PVH
+///
+/// The cache is `$SWIFTVMM_CACHE` if set, else `~/.cache/swiftvmm/linux`.
+public struct LinuxGuestImages: Equatable {
+  public var cacheDirectory: String
+  public var kernelVersion: String
+  public var bzImage: String
+  public var vmlinux: String
+  public var modulesDirectory: String
+  public var busybox: String
+
+  public static var defaultCacheDirectory: String {
+    if let c = getenv("SWIFTVMM_CACHE"), !String(cString: c).isEmpty { return String(cString: c) }
+    let home = getenv("HOME").map { String(cString: $0) } ?? "/tmp"
+    return home + "/.cache/swiftvmm/linux"
+  }
+
+  /// The unpacked guest in `cache`, or nil when any piece is missing (vmlinux included).
+  public static func locate(in cache: String = defaultCacheDirectory) -> LinuxGuestImages? {
+    guard let k = unpacked(in: cache) else { return nil }
+    return exists(k.vmlinux) ? k : nil
+  }
+
+  /// Like `locate`, but the vmlinux need not have been extracted yet.
+  public static func unpacked(in cache: String) -> LinuxGuestImages? {
+    let root = cache + "/root"
+    guard let names = list(root + "/boot"),
+      let kernelName = names.filter({ $0.hasPrefix("vmlinuz-") }).sorted().last
+    else { return nil }
+    let version = String(kernelName.dropFirst("vmlinuz-".count))
+    let g = LinuxGuestImages(
+      cacheDirectory: cache, kernelVersion: version, bzImage: root + "/boot/" + kernelName,
+      vmlinux: cache + "/vmlinux-" + version, modulesDirectory: root + "/lib/modules/" + version,
+      busybox: root + "/bin/busybox")
+    guard exists(g.bzImage), exists(g.busybox), exists(g.modulesDirectory) else { return nil }
+    return g
+  }
+
+  /// Paths of the virtio driver modules present, in a load order that satisfies their
+  /// dependencies (Debian ships no modules.dep before depmod runs).
+  public func virtioModules() -> [String] {
+    var found: [String: String] = [:]
+    func scan(_ dir: String) {
+      for n in LinuxGuestImages.list(dir) ?? [] {
+        let p = dir + "/" + n
+        if LinuxGuestImages.isDirectory(p) {
+          scan(p)
+        } else if StandardInitramfs.moduleLoadOrder.contains(StandardInitramfs.moduleName(n)) {
+          found[StandardInitramfs.moduleName(n)] = p
+        }
+      }
+    }
+    scan(modulesDirectory + "/kernel")
+    return StandardInitramfs.moduleLoadOrder.compactMap { found[$0] }
+  }
+
+  static func exists(_ p: String) -> Bool {
+    var st = stat()
+    return stat(p, &st) == 0
+  }
+
+  static func isDirectory(_ p: String) -> Bool {
+    var st = stat()
+    return lstat(p, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR
+  }
+
+  static func list(_ dir: String) -> [String]? {
+    guard let d = opendir(dir) else { return nil }
+    defer { closedir(d) }
+    var names: [String] = []
+    while let e = readdir(d) {
+      let n = withUnsafeBytes(of: e.pointee.d_name) {
+        String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+      }
+      if n != "." && n != ".." { names.append(n) }
+    }
+    return names.sorted()
+  }
+}
+
+/// The initramfs our Linux tests boot: busybox, its applet links, an /init script,
+/// /dev/console, and the virtio modules (kept as Debian ships them, under /lib/modules).
+public enum StandardInitramfs {
+  /// Applets linked in /bin (busybox resolves the rest via `busybox <applet>`).
+  public static let applets = [
+    "sh", "ash", "cat", "echo", "ls", "mkdir", "mount", "umount", "mknod", "ln", "rm", "cp", "mv",
+    "insmod", "rmmod", "lsmod", "modprobe", "poweroff", "reboot", "halt", "sleep", "dmesg", "uname",
+    "grep", "sed", "head", "tail", "wc", "ps", "free", "true", "false", "sync", "date", "hostname",
+    "ifconfig", "ip", "dd", "hexdump", "md5sum", "sha256sum", "stty", "test", "[", "env", "setsid",
+    "cttyhack", "sysctl", "seq", "tr", "cut", "sort", "uptime", "nproc", "printf", "cmp", "find",
+    "xargs", "vi", "less", "top", "kill", "chmod", "chown", "touch", "stat", "df", "du",
+  ]
+
+  /// Virtio modules in dependency order; failover/net_failover are virtio_net's dependencies.
+  public static let moduleLoadOrder = [
+    "virtio", "virtio_ring", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci",
+    "virtio_blk", "failover", "net_failover", "virtio_net", "virtio_console", "virtio-rng",
+  ]
+
+  /// "virtio_net.ko.xz" -> "virtio_net".
+  static func moduleName(_ file: String) -> String {
+    for ext in [".ko.xz", ".ko.zst", ".ko.gz", ".ko"] where file.hasSuffix(ext) {
+      return String(file.dropLast(ext.count))
+    }
+    return ""
+  }
+
+  /// The file listing the bundled modules' guest paths in load order, one per line, so
+  /// an init script can run `for m in $(cat /etc/virtio-modules); do insmod $m; done`.
+  public static let moduleListPath = "etc/virtio-modules"
+
+  /// Builds the entries. `modules` are host paths of .ko files inside `modulesRoot`
+  /// (`lib/modules/<ver>`); their path below it is kept. Throws if busybox is missing.
+  public static func entries(
+    busybox: String, initScript: String, modules: [String] = [], modulesRoot: String? = nil,
+    kernelVersion: String? = nil, extraFiles: [CPIOEntry] = []
+  ) throws -> [CPIOEntry] {
+    guard LinuxGuestImages.exists(busybox) else {
+      throw InitramfsError.missing(
+        "busybox (\(busybox) does not exist; run `swiftvmm guest fetch-linux` or pass the busybox-static binary)"
+      )
+    }
+    let bb = try CPIO.readFile(busybox)
+    guard bb.count > 4, bb[0] == 0x7F, bb[1] == 0x45 else {
+      throw InitramfsError.invalid("\(busybox) is not an ELF executable")
+    }
+    var e: [CPIOEntry] = [
+      CPIOEntry("bin", .directory), CPIOEntry("sbin", .directory), CPIOEntry("dev", .directory),
+      CPIOEntry("proc", .directory), CPIOEntry("sys", .directory),
+      CPIOEntry("tmp", .directory, permissions: 0o1777),
+      CPIOEntry("etc", .directory), CPIOEntry("root", .directory, permissions: 0o700),
+      CPIOEntry("dev/console", .characterDevice(major: 5, minor: 1), permissions: 0o600),
+      CPIOEntry("dev/null", .characterDevice(major: 1, minor: 3), permissions: 0o666),
+      CPIOEntry("dev/ttyS0", .characterDevice(major: 4, minor: 64), permissions: 0o660),
+      CPIOEntry("bin/busybox", .file(bb), permissions: 0o755),
+    ]
+    for a in applets { e.append(CPIOEntry("bin/" + a, .symlink("busybox"))) }
+    e.append(CPIOEntry("init", .file(Array(initScript.utf8)), permissions: 0o755))
+    if !modules.isEmpty {
+      guard let root = modulesRoot else {
+        throw InitramfsError.invalid("modules given without the lib/modules/<version> directory")
+      }
+      let version = kernelVersion ?? String(root.split(separator: "/").last ?? "")
+      var guestPaths: [String] = []
+      for m in modules {
+        guard m.hasPrefix(root + "/") else {
+          throw InitramfsError.invalid("module \(m) is not under \(root)")
+        }
+        let rel = "lib/modules/\(version)/" + m.dropFirst(root.count + 1)
+        e.append(CPIOEntry(rel, .file(try CPIO.readFile(m)), permissions: 0o644))
+        guestPaths.append("/" + rel)
+      }
+      e.append(
+        CPIOEntry(moduleListPath, .file(Array(guestPaths.joined(separator: "\n").utf8) + [10])))
+    }
+    e += extraFiles
+    try CPIO.checkSymlinks(e)
+    return e
+  }
+
+  /// The standard initramfs for a fetched Debian guest, as a (gzip-compressed) cpio archive.
+  public static func build(
+    guest: LinuxGuestImages, initScript: String, gzip: Bool = true, extraFiles: [CPIOEntry] = []
+  ) throws -> [UInt8] {
+    let cpio = CPIO.archive(
+      try entries(
+        busybox: guest.busybox, initScript: initScript, modules: guest.virtioModules(),
+        modulesRoot: guest.modulesDirectory, kernelVersion: guest.kernelVersion,
+        extraFiles: extraFiles))
+    return gzip ? Gzip.compress(cpio) : cpio
+  }
+
+  /// An init that mounts the usual filesystems, loads the virtio modules, runs `commands`
+  /// and powers off.
+  public static func initScript(commands: String) -> String {
+    """
+    #!/bin/sh
+    mount -t proc proc /proc
+    mount -t sysfs sysfs /sys
+    mount -t devtmpfs devtmpfs /dev 2>/dev/null
+    if [ -f /\(moduleListPath) ]; then
+      for m in $(cat /\(moduleListPath)); do insmod $m 2>/dev/null; done
+    fi
+    \(commands)
+    poweroff -f
+
+    """
+  }
+}
