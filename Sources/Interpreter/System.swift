@@ -392,6 +392,8 @@ extension InterpreterCPU {
           return
         }
         let second = error.vector
+        // A fault while delivering INT n/INT3/INTO reports the INT instruction itself.
+        if isSoft { rip = startRIP }
         if v == 8 {
           chain.append(second)
           break

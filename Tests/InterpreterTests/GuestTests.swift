@@ -1,0 +1,80 @@
+import Engine
+import Foundation
+import XCTest
+
+@testable import Interpreter
+
+final class GuestTests: XCTestCase {
+  func runGuest(_ name: String, cmdline: String = "", maxInstructions: UInt64 = 2_000_000_000)
+    throws -> TestMachine?
+  {
+    let path = TestMachine.guestDir + "/" + name + ".elf"
+    guard FileManager.default.fileExists(atPath: path) else {
+      print("SKIP \(name): \(path) not built (run Guests/build.sh)")
+      return nil
+    }
+    var o = InterpreterOptions()
+    o.maxInstructions = maxInstructions
+    let m = try TestMachine(ramMiB: 256, options: o)
+    try m.bootMultiboot(path: path, cmdline: cmdline)
+    let stop = try m.run()
+    if stop != .debugExit(0) {
+      print("guest \(name) output:\n\(m.serial)\nstop: \(stop)")
+    }
+    XCTAssertEqual(stop, .debugExit(0), "\(name): \(m.serial.suffix(400))")
+    return m
+  }
+
+  func testHello() throws {
+    guard let m = try runGuest("hello", cmdline: "hello.elf") else { return }
+    XCTAssertTrue(m.serial.contains("Hello from SwiftVMM guest!"))
+    XCTAssertTrue(m.serial.contains("multiboot: magic=0x2badb002"), m.serial)
+  }
+
+  func testCPUID() throws {
+    guard let m = try runGuest("cpuid") else { return }
+    XCTAssertTrue(m.serial.contains("cpuid: done"), m.serial)
+  }
+
+  func testExits() throws {
+    guard let m = try runGuest("exits", cmdline: "count=100") else { return }
+    XCTAssertTrue(m.serial.contains("exits: done"), m.serial)
+  }
+
+  func testExceptions() throws {
+    guard let m = try runGuest("exceptions") else { return }
+    XCTAssertTrue(m.serial.contains("PASS exceptions"), m.serial)
+  }
+
+  func testIDTIST() throws {
+    guard let m = try runGuest("idt_ist") else { return }
+    XCTAssertTrue(m.serial.contains("PASS idt_ist"), m.serial)
+  }
+
+  func testPaging() throws {
+    guard let m = try runGuest("paging") else { return }
+    XCTAssertTrue(m.serial.contains("PASS paging"), m.serial)
+  }
+
+  func testSyscall() throws {
+    guard let m = try runGuest("syscall") else { return }
+    XCTAssertTrue(m.serial.contains("PASS syscall"), m.serial)
+  }
+
+  func testSoftint() throws {
+    guard let m = try runGuest("softint") else { return }
+    XCTAssertTrue(m.serial.contains("PASS softint"), m.serial)
+  }
+
+  func testModes() throws {
+    guard let m = try runGuest("modes") else { return }
+    XCTAssertTrue(m.serial.contains("PASS modes"), m.serial)
+  }
+
+  func testBenchmarksSmall() throws {
+    for b in ["bench_loop", "bench_sort", "bench_crc32", "bench_mem", "bench_chase"] {
+      guard let m = try runGuest(b, cmdline: "div=1000") else { return }
+      XCTAssertTrue(m.serial.contains("result="), "\(b): \(m.serial)")
+    }
+  }
+}
