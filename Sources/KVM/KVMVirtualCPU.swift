@@ -17,9 +17,15 @@ import X86
 ///   KVM_CREATE_IRQCHIP and KVM_SET_CPUID2 are accepted.
 /// - PVM emulates REP OUTS one element per exit (count = 1) but REP INS
 ///   arrives with count > 1; both forms are handled.
-/// - An exception PVM cannot deliver through a missing IDT can surface as
-///   KVM_EXIT_INTERNAL_ERROR (emulation failure) instead of a triple fault:
-///   INT3 with IDT limit 0 does, #UD (UD2) with limit 0 gives KVM_EXIT_SHUTDOWN.
+/// - Faults are delivered (#DE, #UD, #PF...), and an undeliverable one is a
+///   triple fault (KVM_EXIT_SHUTDOWN) in protected and long mode. In real mode
+///   PVM ignores the IVT limit, so there is no triple fault: the guest runs on.
+/// - Software interrupts are not emulated: INT n / INT3 at CPL 0 end in
+///   KVM_EXIT_INTERNAL_ERROR (emulation failure, instruction bytes in the data),
+///   at CPL 3 the guest gets #UD. SYSRET raises #GP. VMCALL/VMMCALL never
+///   complete: the vCPU spins on them until kicked. The same happens with a
+///   plain C VMM, so these are PVM limits, not the engine's.
+/// - Each exit costs ~8-9 µs (bench/kvm-exits), in C and Swift alike.
 public final class KVMVirtualCPU: VirtualCPU {
   public let engineName = "kvm"
   public let id: UInt32
