@@ -26,22 +26,27 @@ declare -A EXPECT=(
     [bench_crc32]='^bench crc32: result=[0-9a-f]+$'
     [bench_mem]='^bench mem: result=[0-9a-f]+$'
     [bench_chase]='^bench chase: result=[0-9a-f]+$'
+    [pt_torture]='^PASS pt_torture$'
 )
+# guest -> RAM in MiB (default 256) and expected host exit status (default 1 = guest code 0)
+declare -A MEM=()
+declare -A STATUS=()
 
 fail=0
 run() {   # run LABEL EXPECT-REGEX qemu-args...
     local label=$1 re=$2; shift 2
     local out t0 t1 rc
+    local mem=${RUN_MEM:-256} want=${RUN_STATUS:-1}
     t0=$(date +%s%N)
     set +e
-    out=$(timeout 60 "$QEMU" -accel tcg -display none -serial stdio -no-reboot -m 256 \
+    out=$(timeout 60 "$QEMU" -accel tcg -display none -serial stdio -no-reboot -m "$mem" \
           -device isa-debug-exit,iobase=0xf4,iosize=4 "$@" </dev/null 2>&1)
     rc=$?
     set -e
     t1=$(date +%s%N)
     local last
     last=$(printf '%s\n' "$out" | tail -n 1)
-    if [[ $rc == 1 && $last =~ $re ]]; then
+    if [[ $rc == "$want" && $last =~ $re ]]; then
         printf 'ok   %-26s %6d ms  %s\n' "$label" $(( (t1 - t0) / 1000000 )) "$last"
     else
         printf 'FAIL %-26s status=%d\n%s\n' "$label" "$rc" "$out"
@@ -50,6 +55,8 @@ run() {   # run LABEL EXPECT-REGEX qemu-args...
 }
 
 for g in $(printf '%s\n' "${!EXPECT[@]}" | sort); do
+    RUN_MEM=${MEM[$g]:-256}
+    RUN_STATUS=${STATUS[$g]:-1}
     args="count=1000"
     [[ $g == bench_* && $QUICK == 1 ]] && args="div=20"
     [[ -f "$B/$g.elf" ]] && run "$g.elf" "${EXPECT[$g]}" -kernel "$B/$g.elf" -append "$args"
