@@ -225,6 +225,8 @@ static char last_error[512];
 static uint64_t fork_count;
 
 static volatile sig_atomic_t faulted;
+static int refork_on_fault = 0;
+void nx_set_refork_on_fault(int on) { refork_on_fault = on; }
 static nx_result *current_result;
 
 static void on_fault(int sig, siginfo_t *si, void *ctx) {
@@ -308,7 +310,10 @@ static int child_main(const nx_case *cases, int start, int n) {
     }
     nx_case_end(&image, data, stack, c, saved, r);
     __atomic_store_n(&shm->progress, i + 1, __ATOMIC_RELEASE);
-    if (faulted && (r->signo == SIGSEGV || r->signo == SIGBUS)) return CHILD_REFORK;
+    // A fault stopped the access that caused it, so the child's own memory is
+    // intact; re-forking here would only cost time. A wild store that
+    // succeeds would not fault at all; each batch gets a fresh child anyway.
+    if (faulted && refork_on_fault) return CHILD_REFORK;
   }
   return CHILD_DONE;
 }

@@ -265,7 +265,7 @@ public func disassemble(_ code: [UInt8]) -> String? {
       ["-d", "--no-show-raw-insn", "--adjust-vma=\(Layout.code)", "-M", "intel", objPath])
   else { return nil }
   let lines = dis.split(separator: "\n").filter {
-    $0.first?.isHexDigit == true && $0.contains(":") && !$0.contains("<")
+    $0.first?.isHexDigit == true && $0.contains(":") && !$0.hasSuffix(">:")
       && !$0.contains("file format")
   }
   return lines.map {

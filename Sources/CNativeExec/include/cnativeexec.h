@@ -90,11 +90,13 @@ void nx_case_end(nx_image *pristine, uint8_t *live_data, uint8_t *live_stack,
                  const nx_case *c, const uint64_t saved[NX_MAX_PATCHES], nx_result *r);
 
 // Runs n cases natively, each in turn, in forked children (one child per
-// batch; a fresh child after a SIGSEGV/SIGBUS, a hang or a crash).
+// batch; a fresh child after a hang or a crash, and optionally after any fault).
 // Returns 0, or -1 with a message in nx_last_error().
 int nx_run_batch(const nx_case *cases, nx_result *results, int n, uint64_t image_seed,
                  int timeout_ms);
 const char *nx_last_error(void);
+// Start a fresh child after every faulting case (off by default: slower).
+void nx_set_refork_on_fault(int on);
 // Number of child processes forked so far.
 uint64_t nx_forks(void);
 
