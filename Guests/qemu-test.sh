@@ -27,6 +27,7 @@ declare -A EXPECT=(
     [bench_mem]='^bench mem: result=[0-9a-f]+$'
     [bench_chase]='^bench chase: result=[0-9a-f]+$'
     [pt_torture]='^PASS pt_torture$'
+    [pt_selfwrite]='^PASS pt_selfwrite$'
 )
 # guest -> RAM in MiB (default 256) and expected host exit status (default 1 = guest code 0)
 declare -A MEM=()
