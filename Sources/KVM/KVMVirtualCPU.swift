@@ -378,7 +378,7 @@ public final class KVMVirtualCPU: VirtualCPU {
   @inline(__always)
   private func enterKVM() -> Int32 {
     let me = pthread_self()
-    if unblockedThread == nil || pthread_equal(unblockedThread!, me) == 0 {
+    if !isUnblocked(on: me) {
       // Worker threads (Dispatch) may block SIGUSR1; the kick needs it deliverable.
       _ = ckvm_unblock_signal(KVMVirtualCPU.kickSignal)
       unblockedThread = me
@@ -392,6 +392,12 @@ public final class KVMVirtualCPU: VirtualCPU {
     runningThread = nil
     pthread_mutex_unlock(lock)
     return r
+  }
+
+  @inline(__always)
+  private func isUnblocked(on thread: pthread_t) -> Bool {
+    guard let t = unblockedThread else { return false }
+    return pthread_equal(t, thread) != 0
   }
 
   private func interrupted() -> VMExit {

@@ -188,11 +188,11 @@ final class KVMTests: XCTestCase {
   ]
 
   /// 32-bit: cpuid(0) -> out 0x10 ebx, edx, ecx; cpuid(0x40000000) -> out 0x10 ebx;
-  /// cpuid(1) -> out 0x11 ecx; hlt
+  /// cpuid(1) -> out 0x11 ecx, out 0x12 ebx; hlt
   static let protectedCPUID: [UInt8] = [
     0x31, 0xC0, 0x31, 0xC9, 0x0F, 0xA2, 0x89, 0xD8, 0xE7, 0x10, 0x89, 0xD0, 0xE7, 0x10, 0x89, 0xC8,
     0xE7, 0x10, 0xB8, 0x00, 0x00, 0x00, 0x40, 0x0F, 0xA2, 0x89, 0xD8, 0xE7, 0x10, 0xB8, 0x01, 0x00,
-    0x00, 0x00, 0x0F, 0xA2, 0x89, 0xC8, 0xE7, 0x11, 0xF4,
+    0x00, 0x00, 0x0F, 0xA2, 0x89, 0xC8, 0xE7, 0x11, 0x89, 0xD8, 0xE7, 0x12, 0xF4,
   ]
 
   /// ud2 (with no usable IDT: #UD -> #DF -> triple fault)
@@ -416,7 +416,24 @@ final class KVMTests: XCTestCase {
     guard case .portIO(let leaf1) = try runOnce(vcpu) else { return XCTFail("expected out 0x11") }
     XCTAssertEqual(leaf1.port, 0x11)
     XCTAssertNotEqual(leaf1.value & CPUIDFeature.hypervisor, 0)
+    guard case .portIO(let ebx) = try runOnce(vcpu) else { return XCTFail("expected out 0x12") }
+    XCTAssertEqual(ebx.value >> 24, 0, "initial APIC ID of vCPU 0")
     XCTAssertEqual(try runOnce(vcpu), .halt)
+  }
+
+  func testSecondVCPUSeesItsOwnAPICID() throws {
+    let (vm, vcpu0) = try makeGuest(code: Self.protectedCPUID)
+    let vcpu1 = try vm.createVCPU(id: 1)
+    XCTAssertThrowsError(try vm.createVCPU(id: 1))
+    for (id, vcpu) in [(UInt32(1), vcpu1), (0, vcpu0)] {
+      try vcpu.setState(Self.protectedModeState(memory: vm.memory))
+      for _ in 0..<5 { _ = try runOnce(vcpu) }
+      guard case .portIO(let ebx) = try runOnce(vcpu), ebx.port == 0x12 else {
+        return XCTFail("expected out 0x12 from vCPU \(id)")
+      }
+      XCTAssertEqual(ebx.value >> 24, id)
+      XCTAssertEqual(try runOnce(vcpu), .halt)
+    }
   }
 
   func testMSRRoundTrip() throws {
