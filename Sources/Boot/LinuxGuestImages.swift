@@ -48,22 +48,39 @@ public struct LinuxGuestImages: Equatable {
     return g
   }
 
-  /// Paths of the virtio driver modules present, in a load order that satisfies their
-  /// dependencies (Debian ships no modules.dep before depmod runs).
+  /// Paths of the virtio driver modules present plus every module they depend on, in
+  /// load order: dependencies come from each module's `depends=` modinfo string, since
+  /// Debian ships no modules.dep before depmod runs.
   public func virtioModules() -> [String] {
-    var found: [String: String] = [:]
+    var byName: [String: String] = [:]
     func scan(_ dir: String) {
       for n in LinuxGuestImages.list(dir) ?? [] {
         let p = dir + "/" + n
         if LinuxGuestImages.isDirectory(p) {
           scan(p)
-        } else if StandardInitramfs.moduleLoadOrder.contains(StandardInitramfs.moduleName(n)) {
-          found[StandardInitramfs.moduleName(n)] = p
+        } else {
+          let name = StandardInitramfs.moduleName(n)
+          if !name.isEmpty { byName[name.replacingDashes] = p }
         }
       }
     }
     scan(modulesDirectory + "/kernel")
-    return StandardInitramfs.moduleLoadOrder.compactMap { found[$0] }
+    var order: [String] = []
+    var state: [String: Bool] = [:]  // false: in progress, true: done
+    func visit(_ name: String) {
+      let key = name.replacingDashes
+      guard state[key] == nil, let path = byName[key] else { return }
+      state[key] = false
+      let bytes = (try? CPIO.readFile(path)) ?? []
+      for d in StandardInitramfs.dependencies(ofModule: bytes) where state[d.replacingDashes] == nil
+      {
+        visit(d)
+      }
+      state[key] = true
+      order.append(path)
+    }
+    for m in StandardInitramfs.virtioModuleNames { visit(m) }
+    return order
   }
 
   static func exists(_ p: String) -> Bool {
@@ -103,11 +120,27 @@ public enum StandardInitramfs {
     "xargs", "vi", "less", "top", "kill", "chmod", "chown", "touch", "stat", "df", "du",
   ]
 
-  /// Virtio modules in dependency order; failover/net_failover are virtio_net's dependencies.
-  public static let moduleLoadOrder = [
-    "virtio", "virtio_ring", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci",
-    "virtio_blk", "failover", "net_failover", "virtio_net", "virtio_console", "virtio-rng",
+  /// The virtio drivers the later issues need; `LinuxGuestImages.virtioModules()` adds
+  /// their dependencies (virtio_ring, virtio_pci_*_dev, failover, net_failover).
+  public static let virtioModuleNames = [
+    "virtio", "virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio-rng",
   ]
+
+  /// The `depends=` list from a module's .modinfo strings.
+  public static func dependencies(ofModule ko: [UInt8]) -> [String] {
+    let key = Array("depends=".utf8)
+    var i = 0
+    while i + key.count <= ko.count {
+      if ko[i] == key[0], (i == 0 || ko[i - 1] == 0), Array(ko[i..<(i + key.count)]) == key {
+        var j = i + key.count
+        while j < ko.count && ko[j] != 0 { j += 1 }
+        let list = String(decoding: ko[(i + key.count)..<j], as: UTF8.self)
+        return list.split(separator: ",").map(String.init)
+      }
+      i += 1
+    }
+    return []
+  }
 
   /// "virtio_net.ko.xz" -> "virtio_net".
   static func moduleName(_ file: String) -> String {
@@ -198,4 +231,9 @@ public enum StandardInitramfs {
 
     """
   }
+}
+
+extension String {
+  /// Module names treat '-' and '_' alike (virtio-rng is loaded as virtio_rng).
+  fileprivate var replacingDashes: String { String(map { $0 == "-" ? "_" : $0 }) }
 }
