@@ -828,6 +828,50 @@ public final class FormTable {
   // MARK: Flags and no-ops
 
   func misc() {
+    // A REX prefix that is not immediately before the opcode is ignored;
+    // with two REX prefixes only the last one counts.
+    add("alu r16,r16 with an ignored REX before 0x66") { g in
+      let op = UInt8(g.rng.below(8) * 8 + 1)
+      let a = g.rng.below(8)
+      var b = g.rng.below(8)
+      if b == 4 && op != 0x39 { b = 5 }
+      let rex = UInt8(0x40 + g.rng.below(16))
+      g.needFlags(op == 0x11 || op == 0x19 ? CF : 0)
+      g.emit(Encoded(bytes: [rex, 0x66, op, 0xC0 | UInt8(a << 3) | UInt8(b)], ripFixup: nil))
+      if op != 0x39 { g.written(b) }
+      if op == 0x09 || op == 0x21 || op == 0x31 {
+        g.flags(defined: S & ~AF, undefined: AF)
+      } else {
+        g.flags(defined: S)
+      }
+      return true
+    }
+    add("mov r64,r/m64 with two REX prefixes") { g in
+      let first = UInt8(0x40 + g.rng.below(16))
+      let r = g.pickDest()
+      let src = g.pickSrc()
+      let e = Asm.encode(size: 8, opcode: [0x8B], reg: r, rm: .reg(src))
+      g.emit(Encoded(bytes: [first] + e.bytes, ripFixup: nil))
+      g.written(r)
+      return true
+    }
+    for (n, digit, pushes) in [("jmp r64", 4, false), ("call r64", 2, true)] {
+      add("\(n) (forward)") { g in
+        let r = g.pickDest()
+        if pushes { guard g.push(8) else { return false } }
+        // lea r, [rip + target]; jmp/call r
+        var m = MemOperand()
+        m.ripRelative = true
+        let lea = Asm.encode(size: 8, opcode: [0x8D], reg: r, rm: .mem(m))
+        g.emitJump(
+          Encoded(bytes: lea.bytes, ripFixup: nil), relOffset: lea.ripFixup!.offset, width: 4,
+          skip: 1 + g.rng.below(2))
+        g.items[g.items.count - 1].form = -1
+        g.emit(Asm.encode(size: 4, opcode: [0xFF], reg: digit, rm: .reg(r)))
+        g.written(r)
+        return true
+      }
+    }
     add("clc") { g in
       g.emit(plain(size: 4, [0xF8]))
       g.flags(defined: CF)
@@ -1015,44 +1059,54 @@ public final class FormTable {
     for o in ops {
       for (rn, rp) in o.reps {
         for s in allSizes {
-          add("\(rn)\(o.name)\(suffix[s]!)") { g in
-            var count: UInt64 = 1
-            if rp != nil {
-              guard
-                let c = g.knownValue(
-                  1, or: { g.rng.chance(15) ? 0 : UInt64(g.rng.below(9)) })
-              else { return false }
-              guard c <= 16 else { return false }
-              count = c
-            }
-            func pointer(_ r: Int) -> Bool {
-              guard
-                let v = g.knownValue(
-                  r,
-                  or: { Layout.data + 0x100 + UInt64(g.rng.below(0x3000)) / UInt64(s) * UInt64(s) })
-              else { return false }
-              guard v >= Layout.data + 0x100, v <= Layout.data + Layout.dataSize - 0x100 else {
-                return false
+          for a32 in [false, true] {
+            add("\(rn)\(o.name)\(suffix[s]!)\(a32 ? " (a32)" : "")") { g in
+              // With 0x67 only ECX/ESI/EDI count: give the upper halves junk.
+              let junk: () -> UInt64 = { a32 ? g.rng.next() << 32 : 0 }
+              let low: (UInt64) -> UInt64 = { a32 ? $0 & 0xFFFF_FFFF : $0 }
+              var count: UInt64 = 1
+              if rp != nil {
+                guard
+                  let c = g.knownValue(
+                    1, or: { junk() | (g.rng.chance(15) ? 0 : UInt64(g.rng.below(9))) })
+                else { return false }
+                guard low(c) <= 16 else { return false }
+                count = low(c)
               }
-              if count > 0 {
-                for k in 0..<min(Int(count), 3) {
-                  g.maybePatch(v &+ UInt64(k * s), size: s)
+              func pointer(_ r: Int) -> Bool {
+                guard
+                  let raw = g.knownValue(
+                    r,
+                    or: {
+                      junk()
+                        | (Layout.data + 0x100 + UInt64(g.rng.below(0x3000)) / UInt64(s) * UInt64(s))
+                    })
+                else { return false }
+                let v = low(raw)
+                guard v >= Layout.data + 0x100, v <= Layout.data + Layout.dataSize - 0x100 else {
+                  return false
                 }
+                if count > 0 {
+                  for k in 0..<min(Int(count), 3) {
+                    g.maybePatch(v &+ UInt64(k * s), size: s)
+                  }
+                }
+                return true
               }
+              if o.src && !pointer(6) { return false }
+              if o.dst && !pointer(7) { return false }
+              var pre: [UInt8] = []
+              if let p = rp { pre.append(p) }
+              if a32 { pre.append(0x67) }
+              if o.src && g.rng.chance(10) { pre.append(g.rng.pick([0x26, 0x2E, 0x36, 0x3E])) }
+              g.emit(plain(pre, size: s, [s == 1 ? o.op : o.op + 1]))
+              if o.src { g.written(6) }
+              if o.dst { g.written(7) }
+              if rp != nil { g.written(1) }
+              if o.name == "lods" { g.written(0) }
+              if o.flags && count > 0 { g.flags(defined: S) }
               return true
             }
-            if o.src && !pointer(6) { return false }
-            if o.dst && !pointer(7) { return false }
-            var pre: [UInt8] = []
-            if let p = rp { pre.append(p) }
-            if o.src && g.rng.chance(10) { pre.append(g.rng.pick([0x26, 0x2E, 0x36, 0x3E])) }
-            g.emit(plain(pre, size: s, [s == 1 ? o.op : o.op + 1]))
-            if o.src { g.written(6) }
-            if o.dst { g.written(7) }
-            if rp != nil { g.written(1) }
-            if o.name == "lods" { g.written(0) }
-            if o.flags && count > 0 { g.flags(defined: S) }
-            return true
           }
         }
       }
@@ -1096,6 +1150,54 @@ public final class FormTable {
       m.disp = Int64(g.rng.below(64))
       g.emit(Asm.encode(size: 8, opcode: [0x8B], reg: g.pickDest(), rm: .mem(m)))
       return true
+    }
+    // Opcodes that are invalid in 64-bit mode, and LOCK where it is not allowed.
+    let invalid64: [[UInt8]] = [
+      [0x06], [0x07], [0x0E], [0x16], [0x17], [0x1E], [0x1F], [0x27], [0x2F], [0x37], [0x3F],
+      [0x60], [0x61], [0x82, 0xC0, 0x01], [0x9A, 0, 0, 0, 0, 0, 0], [0xCE], [0xD4, 0x0A],
+      [0xD5, 0x0A], [0xD6], [0xEA, 0, 0, 0, 0, 0, 0],
+    ]
+    add("fault: opcode invalid in 64-bit mode") { g in
+      g.emit(Encoded(bytes: g.rng.pick(invalid64), ripFixup: nil))
+      return true
+    }
+    add("fault: lock on a non-lockable form") { g in
+      let forms: [[UInt8]] = [
+        [0xF0, 0x48, 0x89, 0xC3], [0xF0, 0x01, 0xD8], [0xF0, 0x90], [0xF0, 0x0F, 0xAF, 0xC1],
+        [0xF0, 0x48, 0x8B, 0x05, 0, 0, 0, 0], [0xF0, 0x84, 0x05, 0, 0, 0, 0],
+      ]
+      g.emit(Encoded(bytes: g.rng.pick(forms), ripFixup: nil))
+      return true
+    }
+    add("fault: ud0/ud1") { g in
+      g.emit(Encoded(bytes: g.rng.pick([[0x0F, 0xB9, 0xC0], [0x0F, 0xFF, 0xC0]]), ripFixup: nil))
+      return true
+    }
+    add("fault: instruction longer than 15 bytes") { g in
+      let n = 12 + g.rng.below(4)
+      let pre = (0..<n).map { _ in g.rng.pick([0x2E, 0x3E, 0x26, 0x36, 0x66] as [UInt8]) }
+      g.emit(Encoded(bytes: pre + [0x48, 0x8B, 0xC0], ripFixup: nil))
+      return true
+    }
+    for (n, op) in [("rep stos", UInt8(0xAA)), ("rep movs", 0xA4)] {
+      add("fault: \(n) running off the data region") { g in
+        let s = g.rng.pick(allSizes)
+        let k = UInt64(g.rng.below(4))
+        let end = Layout.data + Layout.dataSize
+        guard g.knownValue(7, or: { end - k * UInt64(s) }) == end - k * UInt64(s),
+          let count = g.knownValue(1, or: { k + 1 + UInt64(g.rng.below(4)) }), count <= 16
+        else { return false }
+        if op == 0xA4 {
+          guard g.knownValue(6, or: { Layout.data + 0x200 }) == Layout.data + 0x200 else {
+            return false
+          }
+        }
+        g.emit(plain([0xF3], size: s, [s == 1 ? op : op + 1]))
+        g.written(1)
+        g.written(6)
+        g.written(7)
+        return true
+      }
     }
     add("fault: cmpxchg16b misaligned") { g in
       let t = g.dataTarget(size: 24) + 8 - UInt64(g.rng.below(2) * 4)

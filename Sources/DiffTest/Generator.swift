@@ -277,6 +277,11 @@ public final class Gen {
   /// A data-region address for an access of `size` bytes.
   func dataTarget(size: Int, align: Int = 1) -> UInt64 {
     var off: UInt64
+    if size > 1 && rng.chance(6) {
+      // Straddle a page boundary inside the region.
+      let page = UInt64(1 + rng.below(Int(Layout.dataSize >> 12) - 1)) << 12
+      return Layout.data + page - UInt64(1 + rng.below(size - 1))
+    }
     if rng.chance(75) {
       off = UInt64(rng.below(4096))
     } else {

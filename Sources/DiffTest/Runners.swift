@@ -107,6 +107,8 @@ public final class InterpreterRunner {
   static let tss: UInt64 = 0xA000
   static let handlers: UInt64 = 0xB000
   static let istTop: UInt64 = 0xE000
+  /// Virtual address of the system structures (physical 0...64 KiB).
+  static let sysVA: UInt64 = 0x3800_0000
   static let codePhys: UInt64 = 0x10_0000
   static let dataPhys: UInt64 = 0x20_0000
   static let stackPhys: UInt64 = 0x30_0000
@@ -140,12 +142,13 @@ public final class InterpreterRunner {
     let user: UInt64 = PTE.present | PTE.writable | PTE.user
     try w64(Self.pml4, Self.pdpt | user)
     try w64(Self.pdpt, Self.pd | user)
-    try w64(Self.pd + 0 * 8, Self.ptLow | user)
+    try w64(Self.pd + (Self.sysVA >> 21) * 8, Self.ptLow | user)
     try w64(Self.pd + 128 * 8, Self.ptCode | user)
     try w64(Self.pd + 256 * 8, Self.ptData | user)
     try w64(Self.pd + 384 * 8, Self.ptStack | user)
-    // Identity map of the first 1 MiB (system structures), supervisor only.
-    for i in 0..<256 {
+    // The system structures (first 64 KiB of RAM) at sysVA, supervisor only.
+    // Nothing at low virtual addresses is mapped, as in the native child.
+    for i in 0..<16 {
       try w64(Self.ptLow + UInt64(i) * 8, UInt64(i) << 12 | PTE.present | PTE.writable)
     }
     try w64(Self.ptCode, Self.codePhys | user)
@@ -157,17 +160,17 @@ public final class InterpreterRunner {
     try w64(Self.gdt + 8, 0x00AF_9B00_0000_FFFF)
     try w64(Self.gdt + 16, 0x00CF_9300_0000_FFFF)
     let tssLimit: UInt64 = 0x67
-    let b = Self.tss
+    let b = Self.sysVA + Self.tss
     let tssLow =
       (tssLimit & 0xFFFF) | (b & 0xFF_FFFF) << 16 | UInt64(0x8B) << 40 | ((b >> 24) & 0xFF) << 56
     try w64(Self.gdt + 24, tssLow)
     try w64(Self.gdt + 32, b >> 32)
     // TSS: RSP0 and IST1.
-    try w64(Self.tss + 4, Self.istTop)
-    try w64(Self.tss + 0x24, Self.istTop)
+    try w64(Self.tss + 4, Self.sysVA + Self.istTop)
+    try w64(Self.tss + 0x24, Self.sysVA + Self.istTop)
     // IDT: every vector to its own handler, interrupt gate, IST1.
     for v in 0..<256 {
-      let h = Self.handlers + UInt64(v) * 8
+      let h = Self.sysVA + Self.handlers + UInt64(v) * 8
       let lo =
         (h & 0xFFFF) | UInt64(0x08) << 16 | UInt64(1) << 32 | UInt64(0x8E) << 40
         | ((h >> 16) & 0xFFFF) << 48
@@ -175,7 +178,7 @@ public final class InterpreterRunner {
       try w64(Self.idt + UInt64(v) * 16 + 8, h >> 32)
       // out v, al ; hlt ; jmp $
       try memory.write(
-        GuestPhysicalAddress(h),
+        GuestPhysicalAddress(h - Self.sysVA),
         bytes: [0xE6, UInt8(truncatingIfNeeded: v), 0xF4, 0xEB, 0xFE, 0x90, 0x90, 0x90])
     }
     var s = CPUState()
@@ -188,9 +191,10 @@ public final class InterpreterRunner {
     s.special.ss = ds
     s.special.fs = ds
     s.special.gs = ds
-    s.special.tr = SegmentRegister(selector: 0x18, base: Self.tss, limit: 0x67, type: 0xB, s: false)
-    s.special.gdt = DescriptorTableRegister(base: Self.gdt, limit: 0x27)
-    s.special.idt = DescriptorTableRegister(base: Self.idt, limit: 0xFFF)
+    s.special.tr = SegmentRegister(
+      selector: 0x18, base: Self.sysVA + Self.tss, limit: 0x67, type: 0xB, s: false)
+    s.special.gdt = DescriptorTableRegister(base: Self.sysVA + Self.gdt, limit: 0x27)
+    s.special.idt = DescriptorTableRegister(base: Self.sysVA + Self.idt, limit: 0xFFF)
     s.special.cr0 = CR0.pe | CR0.mp | CR0.et | CR0.ne | CR0.wp | CR0.pg
     s.special.cr3 = Self.pml4
     s.special.cr4 = CR4.pae | CR4.osfxsr | CR4.osxmmexcpt

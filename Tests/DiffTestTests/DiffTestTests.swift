@@ -13,19 +13,24 @@ final class DiffTestTests: XCTestCase {
   // MARK: Encoder
 
   func testEncoderKnownBytes() {
-    XCTAssertEqual(Asm.encode(size: 8, opcode: [0x01], reg: 3, rm: .reg(0)).bytes, [0x48, 0x01, 0xD8])
+    XCTAssertEqual(
+      Asm.encode(size: 8, opcode: [0x01], reg: 3, rm: .reg(0)).bytes, [0x48, 0x01, 0xD8])
     // [rbp] needs a zero disp8; [r12] needs a SIB byte.
     var m = MemOperand()
     m.base = 5
-    XCTAssertEqual(Asm.encode(size: 4, opcode: [0x8B], reg: 0, rm: .mem(m)).bytes, [0x8B, 0x45, 0x00])
+    XCTAssertEqual(
+      Asm.encode(size: 4, opcode: [0x8B], reg: 0, rm: .mem(m)).bytes, [0x8B, 0x45, 0x00])
     m.base = 12
-    XCTAssertEqual(Asm.encode(size: 4, opcode: [0x8B], reg: 0, rm: .mem(m)).bytes, [0x41, 0x8B, 0x04, 0x24])
+    XCTAssertEqual(
+      Asm.encode(size: 4, opcode: [0x8B], reg: 0, rm: .mem(m)).bytes, [0x41, 0x8B, 0x04, 0x24])
     // SIL needs REX, AH forbids it.
     XCTAssertEqual(
-      Asm.encode(size: 1, opcode: [0x88], reg: 6, regIsByte: true, rm: .reg(0), rmIsByte: true).bytes,
+      Asm.encode(size: 1, opcode: [0x88], reg: 6, regIsByte: true, rm: .reg(0), rmIsByte: true)
+        .bytes,
       [0x40, 0x88, 0xF0])
     XCTAssertEqual(
-      Asm.encode(size: 1, opcode: [0x88], reg: 16, regIsByte: true, rm: .reg(3), rmIsByte: true).bytes,
+      Asm.encode(size: 1, opcode: [0x88], reg: 16, regIsByte: true, rm: .reg(3), rmIsByte: true)
+        .bytes,
       [0x88, 0xE3])
     // 16-bit with an index register and disp32.
     m = MemOperand()
@@ -99,7 +104,8 @@ final class DiffTestTests: XCTestCase {
     let interp = try InterpreterRunner(imageSeed: 1)
     for (k, c) in samples.enumerated() {
       let i = interp.run(c)
-      let d = compareOutcomes(native: native[k], interpreter: i, undefinedAtEnd: 0, undefinedAnywhere: 0)
+      let d = compareOutcomes(
+        native: native[k], interpreter: i, undefinedAtEnd: 0, undefinedAnywhere: 0)
       XCTAssertEqual(d, [], "sample \(k)")
     }
   }
@@ -108,18 +114,28 @@ final class DiffTestTests: XCTestCase {
     let native = try NativeRunner(imageSeed: 1).run([samples[0]])[0]
     var other = native
     other.regs[3] ^= 1
-    XCTAssertFalse(compareOutcomes(native: native, interpreter: other, undefinedAtEnd: 0, undefinedAnywhere: 0).isEmpty)
+    XCTAssertFalse(
+      compareOutcomes(native: native, interpreter: other, undefinedAtEnd: 0, undefinedAnywhere: 0)
+        .isEmpty)
     other = native
     other.rflags ^= Flag.af
-    XCTAssertFalse(compareOutcomes(native: native, interpreter: other, undefinedAtEnd: 0, undefinedAnywhere: 0).isEmpty)
+    XCTAssertFalse(
+      compareOutcomes(native: native, interpreter: other, undefinedAtEnd: 0, undefinedAnywhere: 0)
+        .isEmpty)
     XCTAssertTrue(
-      compareOutcomes(native: native, interpreter: other, undefinedAtEnd: Flag.af, undefinedAnywhere: 0).isEmpty)
+      compareOutcomes(
+        native: native, interpreter: other, undefinedAtEnd: Flag.af, undefinedAnywhere: 0
+      ).isEmpty)
     other = native
     other.rflags ^= 1 << 9  // IF is not compared (user mode vs CPL0)
-    XCTAssertTrue(compareOutcomes(native: native, interpreter: other, undefinedAtEnd: 0, undefinedAnywhere: 0).isEmpty)
+    XCTAssertTrue(
+      compareOutcomes(native: native, interpreter: other, undefinedAtEnd: 0, undefinedAnywhere: 0)
+        .isEmpty)
     other = native
     other.kind = .exception(vector: 13)
-    XCTAssertFalse(compareOutcomes(native: native, interpreter: other, undefinedAtEnd: 0, undefinedAnywhere: 0).isEmpty)
+    XCTAssertFalse(
+      compareOutcomes(native: native, interpreter: other, undefinedAtEnd: 0, undefinedAnywhere: 0)
+        .isEmpty)
   }
 
   // MARK: The fixed-seed differential subset
@@ -138,6 +154,7 @@ final class DiffTestTests: XCTestCase {
     XCTAssertEqual(report.casesRun, 3000)
     XCTAssertEqual(report.nativeProblems, [])
     XCTAssertGreaterThan(report.formsCovered, report.formsSelected * 9 / 10)
-    XCTAssertEqual(report.mismatchCount, 0, "interpreter differs from the host CPU; see the cases printed above")
+    XCTAssertEqual(
+      report.mismatchCount, 0, "interpreter differs from the host CPU; see the cases printed above")
   }
 }
