@@ -115,7 +115,7 @@ public final class IOAPIC: MMIODevice, InterruptLines {
     case 0x10..<(0x10 + UInt8(IOAPIC.pinCount * 2)):
       let e = redirection[Int(index - 0x10) / 2]
       return UInt32(truncatingIfNeeded: index & 1 == 0 ? e : e >> 32)
-    default: return 0xFFFF_FFFF
+    default: return 0  // as QEMU's
     }
   }
 

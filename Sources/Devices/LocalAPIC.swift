@@ -308,7 +308,7 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   // MARK: Registers
 
   private func setSVR(_ v: UInt32) {
-    svr = v & 0x1FF
+    svr = v & 0x3FF  // vector, enable, focus-check disable
     if !isSoftwareEnabled {
       for i in lvt.indices { lvt[i] |= LVT.masked }
     }

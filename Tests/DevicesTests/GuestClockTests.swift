@@ -1,0 +1,67 @@
+import XCTest
+
+@testable import Devices
+
+final class GuestClockTests: XCTestCase {
+  func testManualClockNeverGoesBack() {
+    let c = ManualClock(start: 100)
+    XCTAssertEqual(c.nanoseconds, 100)
+    c.advance(by: 50)
+    XCTAssertEqual(c.nanoseconds, 150)
+    c.set(to: 120)
+    XCTAssertEqual(c.nanoseconds, 150, "earlier times are ignored")
+    c.set(to: 1_000)
+    XCTAssertEqual(c.nanoseconds, 1_000)
+  }
+
+  func testInstructionCountTimeIsExactOverSmallSteps() {
+    // 2.5 ns per instruction = 2560 per 1024 instructions.
+    let c = ManualClock(nanosecondsPer1024Instructions: 2560)
+    for _ in 0..<1000 { c.advance(instructions: 3) }
+    XCTAssertEqual(c.nanoseconds, 7_500, "remainders carry instead of being lost")
+    let d = ManualClock(nanosecondsPer1024Instructions: 2560)
+    d.advance(instructions: 3000)
+    XCTAssertEqual(d.nanoseconds, c.nanoseconds)
+  }
+
+  func testInstructionCountDefaultIsOneNanosecondEach() {
+    let c = ManualClock()
+    c.advance(instructions: 12_345)
+    XCTAssertEqual(c.nanoseconds, 12_345)
+  }
+
+  func testHostClockStartsNearZeroAndIsMonotonic() {
+    let c = HostMonotonicClock()
+    let a = c.nanoseconds
+    XCTAssertLessThan(a, 1_000_000_000)
+    var last = a
+    for _ in 0..<1000 {
+      let n = c.nanoseconds
+      XCTAssertGreaterThanOrEqual(n, last)
+      last = n
+    }
+    usleep(2000)
+    XCTAssertGreaterThanOrEqual(c.nanoseconds - a, 2_000_000)
+  }
+
+  func testTickRateConversions() {
+    let pit = TickRate(hertz: 1_193_182)
+    XCTAssertEqual(pit.ticks(in: 1_000_000_000), 1_193_182)
+    XCTAssertEqual(pit.ticks(in: 838), 0)
+    XCTAssertEqual(pit.ticks(in: 839), 1)
+    XCTAssertEqual(pit.nanoseconds(for: 1), 839, "rounded up: the deadline has always passed")
+    for t: UInt64 in [1, 7, 4773, 65536, 123_456_789] {
+      XCTAssertEqual(pit.ticks(in: pit.nanoseconds(for: t)), t)
+    }
+    let tsc = TickRate(hertz: 3_000_000_000)
+    XCTAssertEqual(tsc.ticks(in: UInt64(1) << 62), 13_835_058_055_282_163_712)
+    XCTAssertEqual(tsc.nanoseconds(for: UInt64.max), 6_148_914_691_236_517_205)
+    XCTAssertEqual(
+      TickRate(hertz: 1).nanoseconds(for: UInt64.max), UInt64.max, "saturates instead of trapping")
+    XCTAssertEqual(TickRate(hertz: 0).hertz, 1)
+  }
+
+  func testWallClockIsPlausible() {
+    XCTAssertGreaterThan(hostWallClockSeconds(), 1_600_000_000)
+  }
+}
