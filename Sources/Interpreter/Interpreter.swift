@@ -138,6 +138,8 @@ public final class InterpreterCPU: VirtualCPU {
   var cpl: Int = 0
   /// Default code size in bytes: 2, 4 or 8.
   var codeSize: Int = 2
+  /// IP wrap mask for the code size.
+  var codeMask: UInt64 = 0xFFFF
   /// Stack address size in bytes: 2, 4 or 8.
   var stackSize: Int = 2
   var mode64 = false

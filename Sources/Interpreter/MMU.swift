@@ -249,9 +249,12 @@ extension InterpreterCPU {
     if t.large { tlbHasLarge = true }
     switch kind {
     case .read, .write:
-      tlb.rtag[slot] = key
-      tlb.radd[slot] = add
-      tlb.glob[slot] = (tlb.glob[slot] & ~1) | g
+      // A write fill leaves the read entry alone: src and dst of a copy may share a slot.
+      if kind == .read {
+        tlb.rtag[slot] = key
+        tlb.radd[slot] = add
+        tlb.glob[slot] = (tlb.glob[slot] & ~1) | g
+      }
       if kind == .write || t.writeOK {
         tlb.wtag[slot] = key
         tlb.wadd[slot] = add
@@ -512,5 +515,4 @@ extension InterpreterCPU {
     return a | (try fetch32()) << 32
   }
 
-  var codeMask: UInt64 { codeSize == 8 ? ~0 : codeSize == 4 ? 0xFFFF_FFFF : 0xFFFF }
 }

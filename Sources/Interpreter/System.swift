@@ -12,6 +12,7 @@ extension InterpreterCPU {
     let cs = seg[CS]
     mode64 = longActive && cs.l && protectedMode
     codeSize = mode64 ? 8 : (cs.db ? 4 : 2)
+    codeMask = codeSize == 8 ? ~0 : codeSize == 4 ? 0xFFFF_FFFF : 0xFFFF
     stackSize = mode64 ? 8 : (seg[SS].db ? 4 : 2)
     for i in 0..<6 { segBase[i] = (mode64 && i < 4) ? 0 : seg[i].base }
     if !mode64 { for i in 0..<6 { segBase[i] &= 0xFFFF_FFFF } }

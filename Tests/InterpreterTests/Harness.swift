@@ -42,7 +42,8 @@ final class TestMachine {
     let pd: UInt64 = 0x72000
     try memory.write(GuestPhysicalAddress(pml4), value: pdpt | 3)
     for i in 0..<4 {
-      try memory.write(GuestPhysicalAddress(pdpt + UInt64(i) * 8), value: (pd + UInt64(i) * 0x1000) | 3)
+      try memory.write(
+        GuestPhysicalAddress(pdpt + UInt64(i) * 8), value: (pd + UInt64(i) * 0x1000) | 3)
     }
     for i in 0..<2048 {
       try memory.write(GuestPhysicalAddress(pd + UInt64(i) * 8), value: (UInt64(i) << 21) | 0x83)
@@ -77,7 +78,8 @@ final class TestMachine {
   func bootMultiboot(path: String, cmdline: String = "") throws {
     let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
     func u32(_ o: Int) -> UInt32 {
-      UInt32(data[o]) | UInt32(data[o + 1]) << 8 | UInt32(data[o + 2]) << 16 | UInt32(data[o + 3]) << 24
+      UInt32(data[o]) | UInt32(data[o + 1]) << 8 | UInt32(data[o + 2]) << 16 | UInt32(data[o + 3])
+        << 24
     }
     func u16(_ o: Int) -> Int { Int(data[o]) | Int(data[o + 1]) << 8 }
     precondition(data[4] == 1, "not ELF32")
@@ -94,7 +96,8 @@ final class TestMachine {
       let memsz = Int(u32(p + 20))
       try memory.write(GuestPhysicalAddress(paddr), bytes: Array(data[off..<off + filesz]))
       if memsz > filesz {
-        try memory.fill(GuestPhysicalAddress(paddr + UInt64(filesz)), count: memsz - filesz, value: 0)
+        try memory.fill(
+          GuestPhysicalAddress(paddr + UInt64(filesz)), count: memsz - filesz, value: 0)
       }
     }
     // Multiboot info at 0x8000, command line at 0x9000.
@@ -102,7 +105,8 @@ final class TestMachine {
     try memory.fill(GuestPhysicalAddress(mbi), count: 128, value: 0)
     try memory.write(GuestPhysicalAddress(mbi), value: UInt32(1 | 4))
     try memory.write(GuestPhysicalAddress(mbi + 4), value: UInt32(640))
-    try memory.write(GuestPhysicalAddress(mbi + 8), value: UInt32((memory.ramSize - (1 << 20)) >> 10))
+    try memory.write(
+      GuestPhysicalAddress(mbi + 8), value: UInt32((memory.ramSize - (1 << 20)) >> 10))
     try memory.write(GuestPhysicalAddress(mbi + 16), value: UInt32(0x9000))
     try memory.write(GuestPhysicalAddress(0x9000), bytes: Array(cmdline.utf8) + [0])
     try setProtectedMode32(rip: UInt64(entry))
