@@ -28,9 +28,11 @@ declare -A EXPECT=(
     [bench_chase]='^bench chase: result=[0-9a-f]+$'
     [pt_torture]='^PASS pt_torture$'
     [pt_selfwrite]='^PASS pt_selfwrite$'
+    # default work (mb=256 steps=3000000): the checksum is the same for 4k and 2m pages
+    [tlb_thrash]='^tlb_thrash: pages=(4k|2m) mb=256 steps=3000000 result=02a46e15d6e7684b$'
 )
 # guest -> RAM in MiB (default 256) and expected host exit status (default 1 = guest code 0)
-declare -A MEM=()
+declare -A MEM=([tlb_thrash]=512)
 declare -A STATUS=()
 
 fail=0
@@ -62,6 +64,7 @@ for g in $(printf '%s\n' "${!EXPECT[@]}" | sort); do
     [[ $g == bench_* && $QUICK == 1 ]] && args="div=20"
     [[ -f "$B/$g.elf" ]] && run "$g.elf" "${EXPECT[$g]}" -kernel "$B/$g.elf" -append "$args"
     [[ $g == bench_chase && -f "$B/$g.elf" ]] && run "$g.elf pages=4k" "${EXPECT[$g]}" -kernel "$B/$g.elf" -append "$args pages=4k"
+    [[ $g == tlb_thrash && -f "$B/$g.elf" ]] && run "$g.elf pages=2m" "${EXPECT[$g]}" -kernel "$B/$g.elf" -append "$args pages=2m"
     [[ -f "$B/${g}64.elf" && -f "$B/boot64.elf" ]] && run "${g}64.elf (boot64)" "${EXPECT[$g]}" -kernel "$B/boot64.elf" -initrd "$B/${g}64.elf"
 done
 exit $fail
