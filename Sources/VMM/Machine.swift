@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import Logging
 import Memory
+import Synchronization
 import X86
 
 /// One virtual machine: guest RAM, buses, devices and a vCPU, assembled from
@@ -22,13 +23,24 @@ public final class Machine {
   private let console: ConsoleOutput
   private let logger: Logger
 
-  // Requests from other threads (signals, console input, watchdog).
+  // Requests from other threads (signals, console input, watchdog). The
+  // flag lets the run loop skip the lock on every exit when nothing is pending.
   private let lock = NSLock()
+  private let hostAttention = Atomic<Bool>(false)
   private var hostStop: MachineOutcome?
   private var pendingInput: [UInt8] = []
 
-  // VMM-side exit counters.
-  private var exitCounts: [String: UInt64] = [:]
+  /// VMM-side exit counters, by reason.
+  private struct ExitCounters {
+    var io: UInt64 = 0
+    var mmio: UInt64 = 0
+    var halt: UInt64 = 0
+    var shutdown: UInt64 = 0
+    var hypercall: UInt64 = 0
+    var internalError: UInt64 = 0
+    var interrupted: UInt64 = 0
+  }
+  private var exits = ExitCounters()
   public private(set) var wallSeconds: Double = 0
 
   public init(config: MachineConfig, console: ConsoleOutput, logger: Logger = Logger(label: "swiftvmm"))
@@ -73,6 +85,7 @@ public final class Machine {
     lock.lock()
     if hostStop == nil { hostStop = outcome }
     lock.unlock()
+    hostAttention.store(true, ordering: .releasing)
     cpu.kick()
   }
 
@@ -81,6 +94,7 @@ public final class Machine {
     lock.lock()
     pendingInput += bytes
     lock.unlock()
+    hostAttention.store(true, ordering: .releasing)
     cpu.kick()
   }
 
@@ -110,42 +124,40 @@ public final class Machine {
     }
   }
 
-  private func count(_ reason: String) { exitCounts[reason, default: 0] += 1 }
-
   private func handle(_ exit: VMExit) -> MachineOutcome? {
     switch exit {
     case .portIO(let a):
-      count("io")
+      exits.io += 1
       if a.direction == .in {
         cpu.completeIO(value: UInt64(portBus.read(port: a.port, size: a.size)))
       } else {
         portBus.write(port: a.port, size: a.size, value: a.value)
       }
     case .mmio(let a):
-      count("mmio")
+      exits.mmio += 1
       if a.isWrite {
         mmioBus.write(address: a.address.rawValue, size: a.size, value: a.value)
       } else {
         cpu.completeIO(value: mmioBus.read(address: a.address.rawValue, size: a.size))
       }
     case .halt:
-      count("halt")
+      exits.halt += 1
       console.flush()
       return haltOutcome()
     case .shutdown(let reason):
-      count("shutdown")
+      exits.shutdown += 1
       return .guestFailure(reason)
     case .hypercall(let nr, _):
-      count("hypercall")
+      exits.hypercall += 1
       logger.debug("unknown hypercall \(nr)")
       cpu.setHypercallResult(UInt64(bitPattern: -38))  // -ENOSYS, as KVM answers
     case .internalError(let s):
-      count("internal-error")
+      exits.internalError += 1
       return .guestFailure("engine error: \(s)")
     case .instructionLimit(let n):
       return .watchdog("instruction limit of \(n) reached (--max-instructions)")
     case .interrupted:
-      count("interrupted")
+      exits.interrupted += 1
       console.flush()
     case .nestedPageFault(let gpa, _, _):
       return .guestFailure("nested page fault at GPA 0x\(String(gpa, radix: 16)) with no MMU mode to handle it")
@@ -182,7 +194,9 @@ public final class Machine {
   }
 
   private func takeHostEvents() -> MachineOutcome? {
+    guard hostAttention.load(ordering: .acquiring) else { return nil }
     lock.lock()
+    if hostStop == nil { hostAttention.store(false, ordering: .relaxed) }
     let stop = hostStop
     let input = pendingInput
     pendingInput.removeAll()
@@ -203,7 +217,13 @@ public final class Machine {
   /// Engine counters plus the VMM's own exit counts, for `--stats`.
   public func statistics() -> [String: UInt64] {
     var s = cpu.statistics()
-    for (k, v) in exitCounts { s["vmm.exits.\(k)"] = v }
+    s["vmm.exits.io"] = exits.io
+    s["vmm.exits.mmio"] = exits.mmio
+    s["vmm.exits.halt"] = exits.halt
+    s["vmm.exits.shutdown"] = exits.shutdown
+    s["vmm.exits.hypercall"] = exits.hypercall
+    s["vmm.exits.internal-error"] = exits.internalError
+    s["vmm.exits.interrupted"] = exits.interrupted
     return s
   }
 }
