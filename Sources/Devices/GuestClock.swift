@@ -112,3 +112,36 @@ public struct TickRate: Equatable, Sendable {
     return q
   }
 }
+
+/// The guest's time-stamp counter: constant rate, derived from the guest
+/// clock, so it never runs backwards unless the guest writes it (MSR 0x10).
+/// The interpreter answers RDTSC/RDTSCP from `read()`; the LAPIC's
+/// TSC-deadline timer converts deadlines with `nanoseconds(atTSC:)`.
+public final class GuestTSC {
+  public let rate: TickRate
+  private let clock: GuestClock
+  /// Guest TSC minus ticks elapsed since guest time 0 (wrapping).
+  public private(set) var offset: UInt64 = 0
+
+  public init(clock: GuestClock, frequency: UInt64) {
+    self.clock = clock
+    rate = TickRate(hertz: frequency)
+  }
+
+  public var frequency: UInt64 { rate.hertz }
+
+  public func read() -> UInt64 { rate.ticks(in: clock.nanoseconds) &+ offset }
+
+  /// WRMSR IA32_TIME_STAMP_COUNTER: the counter continues from `value`.
+  public func write(_ value: UInt64) {
+    offset = value &- rate.ticks(in: clock.nanoseconds)
+  }
+
+  /// Guest time (ns) at which the TSC reaches `value`; 0 if it already has.
+  public func nanoseconds(atTSC value: UInt64) -> UInt64 {
+    // Compare in the unwrapped tick domain: values below the offset are past.
+    let now = read()
+    guard value > now else { return 0 }
+    return rate.nanoseconds(for: rate.ticks(in: clock.nanoseconds) &+ (value &- now))
+  }
+}

@@ -74,8 +74,7 @@ public struct InterprocessorInterrupt: Equatable, Sendable {
 /// (`apicBase`) and 0x6E0 (`writeTSCDeadline`/`readTSCDeadline`) to it.
 ///
 /// The timer counts at `timerFrequency` (1 GHz by default, as QEMU and KVM)
-/// divided by the divide configuration; TSC-deadline mode compares against
-/// TSC = `tscRate.ticks(in: guest ns) + tscOffset`.
+/// divided by the divide configuration; TSC-deadline mode compares against `tsc`.
 public final class LocalAPIC: MMIODevice, TimedDevice {
   public static let defaultBase: UInt64 = 0xFEE0_0000
   public static let size: UInt64 = 0x1000
@@ -83,10 +82,8 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   static let maxQueuedIPIs = 256
 
   private let clock: GuestClock
-  public let tscRate: TickRate
+  public let tsc: GuestTSC
   public let timerRate: TickRate
-  /// TSC value at guest time 0 (the guest's TSC = rate × time + offset).
-  public var tscOffset: UInt64 = 0
 
   /// Called on EOI of a level-triggered vector (TMR set): the IOAPIC clears remote IRR.
   public var onLevelTriggeredEOI: ((UInt8) -> Void)?
@@ -128,18 +125,26 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   static let bsp: UInt64 = 1 << 8
 
   /// - Parameters:
-  ///   - tscFrequency: guest TSC rate in Hz, for TSC-deadline mode.
+  ///   - tsc: the CPU's time-stamp counter, for TSC-deadline mode.
   ///   - isBSP: the bootstrap CPU starts with LINT0 in ExtINT (virtual wire), as QEMU's.
   public init(
-    clock: GuestClock, tscFrequency: UInt64, id: UInt8 = 0, isBSP: Bool = true,
+    clock: GuestClock, tsc: GuestTSC, id: UInt8 = 0, isBSP: Bool = true,
     timerFrequency: UInt64 = 1_000_000_000
   ) {
     self.clock = clock
-    tscRate = TickRate(hertz: tscFrequency)
+    self.tsc = tsc
     timerRate = TickRate(hertz: timerFrequency)
     self.id = UInt32(id) << 24
     apicBase = LocalAPIC.defaultBase | LocalAPIC.globalEnable | (isBSP ? LocalAPIC.bsp : 0)
     if isBSP { lvt[LVT.lint0] = 0x700 }
+  }
+
+  /// With a TSC of its own at `tscFrequency` Hz (tests, single-CPU setups).
+  public convenience init(
+    clock: GuestClock, tscFrequency: UInt64, id: UInt8 = 0, isBSP: Bool = true
+  ) {
+    self.init(
+      clock: clock, tsc: GuestTSC(clock: clock, frequency: tscFrequency), id: id, isBSP: isBSP)
   }
 
   public func register(on bus: MMIOBus) throws {
@@ -273,12 +278,8 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   public func writeTSCDeadline(_ value: UInt64) {
     guard timerMode == .tscDeadline else { return }
     tscDeadline = value
-    if value == 0 {
-      timerDeadline = nil
-    } else {
-      let ticks = value >= tscOffset ? value - tscOffset : 0
-      timerDeadline = tscRate.nanoseconds(for: ticks)
-    }
+    // A deadline already reached fires at the next poll.
+    timerDeadline = value == 0 ? nil : tsc.nanoseconds(atTSC: value)
   }
 
   /// IA32_TSC_DEADLINE read: the armed deadline, 0 once it fired or outside that mode.

@@ -65,3 +65,29 @@ final class GuestClockTests: XCTestCase {
     XCTAssertGreaterThan(hostWallClockSeconds(), 1_600_000_000)
   }
 }
+
+final class GuestTSCTests: XCTestCase {
+  func testTSCFollowsClockAndWrites() {
+    let clock = ManualClock()
+    let tsc = GuestTSC(clock: clock, frequency: 2_500_000_000)
+    XCTAssertEqual(tsc.read(), 0)
+    clock.advance(by: 1_000)
+    XCTAssertEqual(tsc.read(), 2_500)
+    tsc.write(10)
+    XCTAssertEqual(tsc.read(), 10)
+    clock.advance(by: 2)
+    XCTAssertEqual(tsc.read(), 15)
+    XCTAssertEqual(tsc.nanoseconds(atTSC: 25), 1_006)
+    XCTAssertEqual(tsc.nanoseconds(atTSC: 5), 0, "already passed")
+  }
+
+  func testTSCNeverRunsBackwardsWithHostClock() {
+    let tsc = GuestTSC(clock: HostMonotonicClock(), frequency: 3_000_000_000)
+    var last = tsc.read()
+    for _ in 0..<10000 {
+      let v = tsc.read()
+      XCTAssertGreaterThanOrEqual(v, last)
+      last = v
+    }
+  }
+}

@@ -170,14 +170,18 @@ final class LocalAPICTests: XCTestCase {
     XCTAssertEqual(apic.readTSCDeadline(), 0)
   }
 
-  func testTSCDeadlineHonoursOffset() {
+  func testTSCDeadlineFollowsGuestWrittenTSC() {
     enable()
-    apic.tscOffset = 1_000
+    clock.set(to: 1_000)
+    apic.tsc.write(1_000_000)  // TSC now 1e6 at t = 1000 ns (2 GHz)
+    XCTAssertEqual(apic.tsc.read(), 1_000_000)
     w(0x320, 0x400EF)
-    apic.writeTSCDeadline(3_000)
-    XCTAssertEqual(apic.nextDeadline, 1_000)
+    apic.writeTSCDeadline(1_004_000)
+    XCTAssertEqual(apic.nextDeadline, 3_000)
     apic.writeTSCDeadline(500)
     XCTAssertEqual(apic.nextDeadline, 0, "a deadline in the past fires at the next poll")
+    apic.poll(now: clock.nanoseconds)
+    XCTAssertEqual(apic.acknowledge(), 0xEF)
   }
 
   func testSoftwareDisableMasksLVTs() {
