@@ -846,6 +846,23 @@ public final class FormTable {
       }
       return true
     }
+    // Self-modifying code: a store into the immediate of an instruction that
+    // follows (directly, or after a jmp +0), which must then execute the new value.
+    for viaJump in [false, true] {
+      add("smc: store into the next instruction\(viaJump ? " (then jmp)" : "")") { g in
+        let v = UInt8(truncatingIfNeeded: g.value())
+        let old = UInt8(truncatingIfNeeded: g.value())
+        let r = g.byteReg(legacy: false, dest: true)
+        let mov = Asm.encodeOpReg(size: 1, opcode: [0xB0], reg: r, isByte: true, imm: [old])
+        // mov byte [rip + d], v   with d reaching the imm8 of `mov r8, imm8`.
+        let d = UInt8((viaJump ? 2 : 0) + mov.bytes.count - 1)
+        g.emit(Encoded(bytes: [0xC6, 0x05, d, 0, 0, 0, v], ripFixup: nil))
+        if viaJump { g.emitHelper(Encoded(bytes: [0xEB, 0x00], ripFixup: nil)) }
+        g.emitHelper(mov)
+        g.writtenByte(r)
+        return true
+      }
+    }
     add("mov r64,r/m64 with two REX prefixes") { g in
       let first = UInt8(0x40 + g.rng.below(16))
       let r = g.pickDest()
@@ -1022,7 +1039,10 @@ public final class FormTable {
         skip: 1 + g.rng.below(2))
       g.items[g.items.count - 1].form = -1
       g.emit(
-        extra < 0 ? plain(size: 4, [0xC3]) : plain(size: 4, [0xC2], imm: Asm.imm(UInt64(extra), 2)))
+        // `rep ret` (F3 C3), as GCC emits for some AMD cores: F3 is ignored.
+        extra < 0
+          ? plain(g.rng.chance(30) ? [0xF3] : [], size: 4, [0xC3])
+          : plain(size: 4, [0xC2], imm: Asm.imm(UInt64(extra), 2)))
       return true
     }
   }

@@ -482,7 +482,7 @@ public final class Gen {
 
   static func build(seed: UInt64, index: Int, table: FormTable, enabled: [Int]) -> TestCase {
     let g = Gen(seed: seed)
-    let count = 1 + g.rng.below(5)
+    let count = 1 + g.rng.below(7)
     var attempts = 0
     while g.forms.count < count && attempts < 100 {
       attempts += 1
