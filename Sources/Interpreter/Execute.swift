@@ -83,8 +83,9 @@ extension InterpreterCPU {
       if bse == 5 && mod == 0 {
         a &+= sext(try fetch32(), 4)
       } else {
-        a &+= r[bse | (Int(rex & 1) << 3)]
-        if bse == 4 || bse == 5 { s = SS }
+        let bi = bse | (Int(rex & 1) << 3)
+        a &+= r[bi]
+        if bi == 4 || bi == 5 { s = SS }  // RSP/RBP, not R12/R13
       }
     } else if rm == 5 && mod == 0 {
       let d = sext(try fetch32(), 4)
@@ -96,8 +97,9 @@ extension InterpreterCPU {
       }
       a = d
     } else {
-      a = r[rm | (Int(rex & 1) << 3)]
-      if rm == 5 { s = SS }
+      let bi = rm | (Int(rex & 1) << 3)
+      a = r[bi]
+      if bi == 5 { s = SS }
     }
     if mod == 1 {
       a &+= sext(UInt64(try fetch8()), 1)

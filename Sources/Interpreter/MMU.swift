@@ -146,11 +146,24 @@ extension InterpreterCPU {
   }
 
   @inline(__always) func readMem(_ s: Int, _ off: UInt64, _ size: Int) throws(Fault) -> UInt64 {
-    try readLin(linear(s, off), size)
+    do {
+      return try readLin(linear(s, off), size)
+    } catch {
+      throw s == SS ? stackFault(error) : error
+    }
   }
 
   @inline(__always) func writeMem(_ s: Int, _ off: UInt64, _ size: Int, _ v: UInt64) throws(Fault) {
-    try writeLin(linear(s, off), size, v)
+    do {
+      try writeLin(linear(s, off), size, v)
+    } catch {
+      throw s == SS ? stackFault(error) : error
+    }
+  }
+
+  /// A non-canonical SS-relative reference raises #SS(0), not #GP(0).
+  @inline(never) func stackFault(_ f: Fault) -> Fault {
+    f.vector == 13 ? Fault.ss(0) : f
   }
 
   /// Supervisor-privileged (implicit) accesses: descriptor tables, TSS, IDT.
