@@ -1,3 +1,23 @@
+// Wiring the PC platform (what the VMM does once per machine):
+//
+//   let clock: GuestClock = deterministic ? ManualClock() : HostMonotonicClock()
+//   let tsc = GuestTSC(clock: clock, frequency: tscHz)          // RDTSC, MSR 0x10
+//   let pic = PIC8259Pair();            try pic.register(on: portBus)    // 0x20, 0xA0, 0x4D0
+//   let ioapic = IOAPIC();              try ioapic.register(on: mmioBus) // 0xFEC00000
+//   let lapic = LocalAPIC(clock: clock, tsc: tsc); try lapic.register(on: mmioBus)
+//   ioapic.connect(to: lapic)                                    // messages + EOI broadcast
+//   let irqs = ISAInterruptRouter(pic: pic, ioapic: ioapic)      // devices' InterruptLines
+//   (keep `irqs` alive in the machine: an IRQLine holds its lines weakly)
+//   let pit = PIT8254(clock: clock, irq0: IRQLine(0, lines: irqs)); try pit.register(on: portBus)
+//   let rtc = CMOSRTC(clock: clock, irq: IRQLine(8, lines: irqs), memoryBelow4G: ..., ...)
+//   let cpuInput = PlatformInterrupts(lapic: lapic, pic: pic)    // the interpreter's InterruptInput
+//
+// Run loop: after each exit (and while the CPU halts), poll every TimedDevice
+// (pit, rtc, lapic) whose `nextDeadline` has passed. A halted CPU waits until
+// the earliest deadline: a host-clock VMM sleeps until then, a deterministic
+// one sets its ManualClock to it. MSR 0x1B goes to `lapic.writeAPICBase`/
+// `apicBase`, MSR 0x6E0 to `lapic.writeTSCDeadline`/`readTSCDeadline`.
+
 /// The PC's interrupt wiring as devices see it: each ISA IRQ 0-15 goes to
 /// both the 8259 pair and the IOAPIC, so one set of device wiring works
 /// whichever controller the guest programs. ISA IRQ0 lands on IOAPIC pin 2,
