@@ -294,7 +294,7 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
     switch timerMode {
     case .periodic:
       // Periods missed while the VMM was away coalesce into this one interrupt.
-      let period = UInt64(initialCount)
+      let period = max(1, UInt64(initialCount))
       let t = timerTicks(at: now)
       let start = timerStart ?? now
       timerDeadline = start &+ nanoseconds(forTimerTicks: (t / period &+ 1) &* period)
