@@ -63,6 +63,7 @@ public enum BzImageLoader {
     public static let e820Entries = 0x1E8
     public static let setupHeader = 0x1F1
     public static let setupSects = 0x1F1
+    public static let syssize = 0x1F4
     public static let bootFlag = 0x1FE
     public static let header = 0x202
     public static let version = 0x206
@@ -129,6 +130,12 @@ public enum BzImageLoader {
     guard h.kernelOffset < bytes.count else {
       throw BootError.truncated(
         "setup code claims \(h.setupSects) sectors but the file has \(bytes.count) bytes")
+    }
+    // syssize (protected-mode code in 16-byte units) catches a file cut short.
+    let syssize = Int(try r.u32(Offset.syssize))
+    guard syssize <= (bytes.count - h.kernelOffset) / 16 else {
+      throw BootError.truncated(
+        "kernel is \(bytes.count - h.kernelOffset) bytes but syssize says \(syssize * 16)")
     }
     guard h.kernelAlignment != 0, h.kernelAlignment & (h.kernelAlignment - 1) == 0 else {
       throw BootError.malformed(

@@ -44,7 +44,9 @@ public enum LZ4 {
           "LZ4 block at offset \(pos - 4) needs \(size) bytes, \(bytes.count - pos) left")
       }
       let start = out.count
-      out.append(contentsOf: repeatElement(0, count: legacyBlockSize))
+      // Each input byte expands to at most 255 output bytes; do not zero 8 MiB for a tiny block.
+      let room = min(legacyBlockSize, Int(size) * 255 + 16)
+      out.append(contentsOf: repeatElement(0, count: room))
       let produced = try bytes.withUnsafeBufferPointer { src in
         try out.withUnsafeMutableBufferPointer { dst in
           try decodeBlock(
@@ -52,7 +54,7 @@ public enum LZ4 {
             into: UnsafeMutableBufferPointer(rebasing: dst[start...]))
         }
       }
-      out.removeLast(legacyBlockSize - produced)
+      out.removeLast(room - produced)
       pos += Int(size)
     }
     if let e = expectedSize, e != out.count {
