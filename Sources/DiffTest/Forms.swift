@@ -67,6 +67,17 @@ public final class FormTable {
 
   // MARK: Generic shapes
 
+  /// Prefixes that must not change the meaning: segment overrides (ignored in
+  /// 64-bit mode for ES/CS/SS/DS), 0x66 on byte operations, and REP/REPNE on
+  /// one-byte opcodes that are not string instructions.
+  static func noise(_ g: Gen, rm: RMOperand, size: Int, op: [UInt8]) -> [UInt8] {
+    var p: [UInt8] = []
+    if rm.isMem && g.rng.chance(8) { p.append(g.rng.pick([0x26, 0x2E, 0x36, 0x3E])) }
+    if size == 1 && op.count == 1 && g.rng.chance(5) { p.append(0x66) }
+    if op.count == 1 && g.rng.chance(3) { p.append(g.rng.pick([0xF2, 0xF3])) }
+    return p
+  }
+
   enum Dir { case toRM, toReg, none }
 
   /// op r/m, reg (or reg, r/m) with ModRM.
@@ -94,7 +105,8 @@ public final class FormTable {
       let lock: [UInt8] = lockable && dir == .toRM && rm.isMem && g.rng.chance(20) ? [0xF0] : []
       g.emit(
         Asm.encode(
-          prefixes: lock, size: size, opcode: op, reg: reg, regIsByte: size == 1, rm: rm,
+          prefixes: FormTable.noise(g, rm: rm, size: size, op: op) + lock, size: size, opcode: op,
+          reg: reg, regIsByte: size == 1, rm: rm,
           rmIsByte: size == 1))
       if dir == .toRM, case .reg(let r) = rm { g.writtenByte(r) }
       if dir == .toReg { g.writtenByte(reg) }
@@ -119,7 +131,8 @@ public final class FormTable {
       let lock: [UInt8] = lockable && writes && rm.isMem && g.rng.chance(20) ? [0xF0] : []
       g.emit(
         Asm.encode(
-          prefixes: lock, size: size, opcode: op, reg: digit, rm: rm, rmIsByte: size == 1,
+          prefixes: FormTable.noise(g, rm: rm, size: size, op: op) + lock, size: size, opcode: op,
+          reg: digit, rm: rm, rmIsByte: size == 1,
           imm: Asm.imm(g.value(), immSize)))
       if writes, case .reg(let r) = rm { g.writtenByte(r) }
       effect(g)
@@ -142,7 +155,9 @@ public final class FormTable {
       }
       let lock: [UInt8] = lockable && writes && rm.isMem && g.rng.chance(20) ? [0xF0] : []
       g.emit(
-        Asm.encode(prefixes: lock, size: size, opcode: op, reg: digit, rm: rm, rmIsByte: size == 1))
+        Asm.encode(
+          prefixes: FormTable.noise(g, rm: rm, size: size, op: op) + lock, size: size, opcode: op,
+          reg: digit, rm: rm, rmIsByte: size == 1))
       if writes, case .reg(let r) = rm { g.writtenByte(r) }
       effect(g)
       return true
@@ -995,6 +1010,23 @@ public final class FormTable {
         return true
       }
     }
+    // push/pop with an RSP-based operand: push computes the address before
+    // decrementing RSP, pop after incrementing it.
+    add("push m64 [rsp+d]") { g in
+      guard g.rspKnown else { return false }
+      let d = g.rng.below(16) * 8
+      guard g.push(8) else { return false }
+      g.emit(Encoded(bytes: [0xFF, 0x74, 0x24, UInt8(d)], ripFixup: nil))
+      return true
+    }
+    add("pop m64 [rsp+d]") { g in
+      guard g.rspKnown else { return false }
+      let d = g.rng.below(16) * 8
+      guard g.push(8), g.pop(8) else { return false }
+      g.emitHelper(plain(size: 4, [0x6A], imm: Asm.imm(g.value(), 1)))
+      g.emit(Encoded(bytes: [0x8F, 0x44, 0x24, UInt8(d)], ripFixup: nil))
+      return true
+    }
     add("push imm8") { g in
       guard g.push(8) else { return false }
       g.emit(plain(size: 4, [0x6A], imm: Asm.imm(g.value(), 1)))
@@ -1159,6 +1191,18 @@ public final class FormTable {
             size: s, opcode: [s == 1 ? 0x88 : 0x89], reg: r, regIsByte: s == 1, rm: .mem(m)))
       }
       g.written(r)
+      return true
+    }
+    add("fault: read-modify-write straddling the data region's end") { g in
+      let s = g.rng.pick([2, 4, 8])
+      let t = Layout.data + Layout.dataSize - UInt64(1 + g.rng.below(s - 1))
+      let m = g.memOperand(size: s, target: t, patch: false)
+      let r = g.pickSrc()
+      let op: [UInt8] = g.rng.pick([
+        [0x01], [0x09], [0x11], [0x21], [0x29], [0x31], [0x87], [0x0F, 0xC1],
+      ])
+      let lock: [UInt8] = op != [0x87] && g.rng.chance(30) ? [0xF0] : []
+      g.emit(Asm.encode(prefixes: lock, size: s, opcode: op, reg: r, rm: .mem(m)))
       return true
     }
     add("fault: #GP non-canonical") { g in
