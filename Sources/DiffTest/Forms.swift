@@ -1047,6 +1047,21 @@ public final class FormTable {
       g.written(5)
       return true
     }
+    add("enter imm16,2..4 (nested frames)") { g in
+      guard
+        let bp = g.knownValue(
+          5, or: { g.rsp0 &+ UInt64(bitPattern: Int64(g.rng.below(33) - 16) * 8) })
+      else { return false }
+      guard bp >= Layout.stack + 0x100, bp <= Layout.stack + Layout.stackSize - 0x100 else {
+        return false
+      }
+      let level = 2 + g.rng.below(3)
+      let size = g.rng.below(8) * 8
+      guard g.push(8 * (level + 1) + size) else { return false }
+      g.emit(plain(size: 4, [0xC8], imm: Asm.imm(UInt64(size), 2) + [UInt8(level)]))
+      g.written(5)
+      return true
+    }
     add("enter imm16,0/1") { g in
       let level = g.rng.below(2)
       let size = g.rng.below(8) * 8
@@ -1144,6 +1159,14 @@ public final class FormTable {
                   }
                 }
                 return true
+              }
+              // Overlapping source and destination now and then (memmove-style).
+              if o.src && o.dst && g.known[6] && g.known[7] && g.assigned[6] == nil
+                && g.assigned[7] == nil && g.rng.chance(25)
+              {
+                let base = junk() | (Layout.data + 0x200 + UInt64(g.rng.below(0x1000)))
+                g.assigned[6] = base
+                g.assigned[7] = base &+ UInt64(bitPattern: Int64(g.rng.below(33) - 16))
               }
               if o.src && !pointer(6) { return false }
               if o.dst && !pointer(7) { return false }
