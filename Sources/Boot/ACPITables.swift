@@ -12,6 +12,8 @@ public struct ACPIConfig: Equatable {
   /// PM1a event block (4 bytes: PM1_STS, PM1_EN), control block (2 bytes) and the
   /// PM timer (4 bytes, 32-bit counter at 3.579545 MHz) follow each other from here.
   public var pmBase: UInt16 = 0x600
+  /// SLP_TYP for S5 in \_S5 (QEMU's PIIX4 PM powers off on 0; ours uses 5).
+  public var s5SleepType: UInt16 = ACPITables.s5SleepType
   /// Describe COM1, the i8042 and the RTC in the DSDT, so Linux finds them via PNP as under QEMU.
   public var legacyDevices: Bool = true
 
@@ -33,7 +35,7 @@ public struct ACPIConfig: Equatable {
 /// - PM_TMR_BLK 0x608-0x60B: 32-bit free-running counter at 3.579545 MHz (TMR_VAL_EXT set).
 /// - SCI on ISA IRQ 9, level triggered, active high (MADT override).
 public enum ACPITables {
-  /// SLP_TYPa/b written with SLP_EN for S5 (soft off); \_S5 in the DSDT says so.
+  /// Default SLP_TYPa/b written with SLP_EN for S5 (soft off); \_S5 in the DSDT says so.
   public static let s5SleepType: UInt16 = 5
   public static let oemID: [UInt8] = Array("SWVMM ".utf8)
   public static let oemTableID: [UInt8] = Array("SWIFTVMM".utf8)
@@ -172,7 +174,7 @@ public enum ACPITables {
     // Flags: WBINVD, PROC_C1, PWR_BUTTON and SLP_BUTTON as control-method/absent, TMR_VAL_EXT.
     put(112, 1 << 0 | 1 << 2 | 1 << 4 | 1 << 5 | 1 << 8, 4)
     put(131, 0, 1)  // FADT minor version: 6.0
-    put(132, facs, 8)  // X_FIRMWARE_CTRL
+    // X_FIRMWARE_CTRL stays 0: the spec allows only one of the two FACS pointers.
     put(140, dsdt, 8)  // X_DSDT
     put(148, gas(io: c.pm1aEventBlock, bytes: 4))
     put(172, gas(io: c.pm1aControlBlock, bytes: 2))
@@ -233,7 +235,7 @@ public enum ACPITables {
       + AML.nameDecl(
         "\\_S5",
         AML.package([
-          AML.integer(UInt64(s5SleepType)), AML.integer(UInt64(s5SleepType)), AML.integer(0),
+          AML.integer(UInt64(c.s5SleepType)), AML.integer(UInt64(c.s5SleepType)), AML.integer(0),
           AML.integer(0),
         ]))
     // Revision 2: 64-bit AML integers.

@@ -86,7 +86,7 @@ final class ACPITablesTests: XCTestCase {
     let dsdt = le(f, 40, 4)
     XCTAssertEqual(le(f, 140, 8), dsdt)
     let facs = le(f, 36, 4)
-    XCTAssertEqual(le(f, 132, 8), facs)
+    XCTAssertEqual(le(f, 132, 8), 0, "X_FIRMWARE_CTRL must be 0 when FIRMWARE_CTRL is set")
     XCTAssertEqual(facs % 64, 0)
     XCTAssertEqual(try r.sig(facs), "FACS")
     XCTAssertEqual(try r.u32(facs + 4), 64)
