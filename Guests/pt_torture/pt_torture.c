@@ -639,6 +639,81 @@ static void test_large(void)
     }
 }
 
+/* ------------------------------------------ code remap, cross-modifying */
+
+static void test_code(void)
+{
+    int bad = check_failures;
+    const uint64_t x = T_PG(50), alias = T_PG(51);
+    static const uint8_t beef[6] = { 0xB8, 0xEF, 0xBE, 0x00, 0x00, 0xC3 };   /* mov $0xbeef, %eax; ret */
+    memcpy((void *)(uintptr_t)FRAME(101), beef, sizeof beef);
+    vpte_t *e = pte_a(x);
+    *e = FRAME(100) | RWU;
+    inv(x);
+    CHECK(k_exec(x) == PT_EXEC_OK, "code page: first frame");
+    *e = FRAME(101) | RWU;
+    inv(x);
+    CHECK(k_exec(x) == 0xbeef, "code page remapped + INVLPG: %lx", k_exec(x));
+    /* modify the code through a second (data) mapping of its frame, then
+     * serialize (CPUID) and execute it through the first one */
+    *pte_a(alias) = FRAME(101) | RWU;
+    inv(alias);
+    *(volatile uint32_t *)(uintptr_t)(alias + 1) = 0x1234;
+    cpuid(0, 0, 0, 0, 0, 0);
+    CHECK(k_exec(x) == 0x1234, "code modified through an alias: %lx", k_exec(x));
+    expect_no_trap("code tests");
+    if (check_failures == bad)
+        puts("code: remapped code page, code written through an alias ok\n");
+}
+
+/* ------------------------------------- a table page recycled as data and back */
+
+static void test_recycle(void)
+{
+    int bad = check_failures;
+    const uint64_t R = VA_T + 6 * 0x200000ul, R2 = VA_T + 0x80000000ul;   /* PD_T[6], PDPT_T[2] */
+    vpte_t *t = pt_new();
+    for (unsigned i = 0; i < 8; i++)
+        t[i] = FRAME(110 + i) | RWU;
+    vpte_t *pde = pt_entry(pml4_a, R, 2, TF);
+    *pde = pt_pa(t) | TF;
+    for (unsigned i = 0; i < 8; i++)
+        CHECK(rd(R + i * 4096ul + 8 * i) == pat(FRAME(110 + i), i), "recycle: as a PT, page %u", i);
+    /* unlink, then use the page as plain data */
+    *pde = 0;
+    for (unsigned i = 0; i < 8; i++)
+        inv(R + i * 4096ul);
+    for (unsigned i = 0; i < 512; i++)
+        t[i] = 0x0123456789ABCDEFul * (i + 1) | 1;
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < 512; i++)
+        sum += t[i] ^ (0x0123456789ABCDEFul * (i + 1) | 1);
+    CHECK(sum == 0, "recycle: data written to a former PT read back wrong");
+    k_read(R + 0x3000);
+    expect_pf("recycle: PDE cleared while the page holds data", 0, R + 0x3000, false);
+    /* a PT again, other contents (not present -> present: no INVLPG) */
+    for (unsigned i = 0; i < 512; i++)
+        t[i] = 0;
+    for (unsigned i = 0; i < 8; i++)
+        t[i] = FRAME(120 + i) | RWU;
+    *pde = pt_pa(t) | TF;
+    for (unsigned i = 0; i < 8; i++)
+        CHECK(rd(R + i * 4096ul + 8 * i) == pat(FRAME(120 + i), i), "recycle: as a PT again, page %u", i);
+    /* and as a PD: unlink, rewrite, link one level up */
+    *pde = 0;
+    for (unsigned i = 0; i < 8; i++)
+        inv(R + i * 4096ul);
+    vpte_t *leaf = pt_new();
+    leaf[3] = FRAME(126) | RWU;
+    for (unsigned i = 0; i < 512; i++)
+        t[i] = 0;
+    t[1] = pt_pa(leaf) | TF;
+    *pt_entry(pml4_a, R2, 3, TF) = pt_pa(t) | TF;
+    CHECK(rd(R2 + 0x200000 + 3 * 4096 + 8) == pat(FRAME(126), 1), "recycle: as a PD");
+    if (check_failures == bad)
+        puts("recycle: a PT page reused as data, as a PT and as a PD ok\n");
+}
+
 int guest_main(uint32_t magic, uint32_t mbi)
 {
     (void)magic;
@@ -662,5 +737,7 @@ int guest_main(uint32_t magic, uint32_t mbi)
     test_cr3_switch();
     test_global();
     test_large();
+    test_code();
+    test_recycle();
     return finish("pt_torture");
 }

@@ -294,6 +294,7 @@ int guest_main(uint32_t magic, uint32_t mbi)
     expect_rc("HC_MMU_UPDATE of an unpinned table", update1(&spare[0], FR(5) | RWU), -HC_EPERM, 0);
     expect_rc("HC_PIN_TABLE again", hc(HC_PIN_TABLE, pt_pa(spare), 1), 0, -1);
     /* other refusals */
+    expect_rc("HC_PIN_TABLE of a page a validated leaf maps writable", hc(HC_PIN_TABLE, FR(5), 1), -HC_EPERM, 512);
     expect_rc("HC_UNPIN_TABLE of a referenced table", hc(HC_UNPIN_TABLE, pt_pa(l1_t), 0), -HC_EPERM, -1);
     expect_rc("HC_UNPIN_TABLE of the base pointer", hc(HC_UNPIN_TABLE, pt_pa(pml4), 0), -HC_EPERM, -1);
     expect_rc("HC_UNPIN_TABLE of a never-pinned page", hc(HC_UNPIN_TABLE, pt_pa(never), 0), -HC_EINVAL, -1);
