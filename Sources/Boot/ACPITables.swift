@@ -201,8 +201,8 @@ public enum ACPITables {
     b += [2, 10, 0, 0] + AML.le(2, 4) + AML.le(0, 2)  // PIT IRQ0 -> GSI 2
     // SCI: active high (01), level (11 << 2).
     b += [2, 10, 0, c.sciIRQ] + AML.le(UInt64(c.sciIRQ), 4) + AML.le(0x1 | 0x3 << 2, 2)
-    // LINT1 of every processor is NMI (edge, active high).
-    b += [4, 6, 0xFF] + AML.le(0x5, 2) + [1]
+    // LINT1 of every processor is NMI; flags 0 (bus default), as QEMU reports it.
+    b += [4, 6, 0xFF] + AML.le(0, 2) + [1]
     return table("APIC", revision: 5, b)
   }
 
