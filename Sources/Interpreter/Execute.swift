@@ -182,18 +182,43 @@ extension InterpreterCPU {
   // MARK: Step
 
   /// Decodes and executes one instruction.
-  func step() throws(Fault) {
+  @inline(__always) func step() throws(Fault) {
     startRIP = rip
     try beginFetch()
     var b = try fetch8()
-    opSize = codeSize == 2 ? 2 : 4
+    opSize = defOpSize
     adSize = codeSize
     segOvr = -1
     rex = 0
     rep = 0
     lockPrefix = false
     has66 = false
-    // Prefixes.
+    if b & 0xF0 == 0x40 && mode64 {
+      // REX alone is the common 64-bit case: no trip through the prefix loop.
+      rex = b
+      b = try fetch8()
+      if isPrefix(b) {
+        b = try decodePrefixes(b)
+      } else if rex & 8 != 0 {
+        opSize = 8
+      }
+    } else if isPrefix(b) {
+      b = try decodePrefixes(b)
+    }
+    try execute(b)
+  }
+
+  /// Legacy prefixes and REX (REX counts only right before the opcode).
+  @inline(__always) func isPrefix(_ b: UInt8) -> Bool {
+    let lo: UInt64 = (1 << 0x26) | (1 << 0x2E) | (1 << 0x36) | (1 << 0x3E)
+    let mid: UInt64 = (0xF << (0x64 - 64)) | (mode64 ? 0xFFFF : 0)
+    let hi: UInt64 = (1 << (0xF0 - 192)) | (1 << (0xF2 - 192)) | (1 << (0xF3 - 192))
+    let w = b < 64 ? lo : (b < 128 ? mid : (b >= 192 ? hi : 0))
+    return (w >> UInt64(b & 63)) & 1 != 0
+  }
+
+  func decodePrefixes(_ first: UInt8) throws(Fault) -> UInt8 {
+    var b = first
     prefixLoop: while true {
       switch b {
       case 0x66:
@@ -219,6 +244,11 @@ extension InterpreterCPU {
       b = try fetch8()
     }
     if rex & 8 != 0 { opSize = 8 }
+    return b
+  }
+
+  /// Executes the instruction whose (first) opcode byte is `b`; prefixes are decoded.
+  func execute(_ b: UInt8) throws(Fault) {
     if lockPrefix { try checkLock(b) }
 
     switch b {

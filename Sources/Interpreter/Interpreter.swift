@@ -135,11 +135,17 @@ public final class InterpreterCPU: VirtualCPU {
   let xmm: UnsafeMutableRawPointer
 
   // MARK: Derived mode
-  var cpl: Int = 0
+  var cpl: Int = 0 {
+    didSet { userKey = cpl == 3 ? 1 : 0 }
+  }
+  /// TLB tag bit for the current privilege (1 = user).
+  var userKey: UInt64 = 0
   /// Default code size in bytes: 2, 4 or 8.
   var codeSize: Int = 2
   /// IP wrap mask for the code size.
   var codeMask: UInt64 = 0xFFFF
+  /// Default operand size (2 or 4) for the code size.
+  var defOpSize: Int = 2
   /// Stack address size in bytes: 2, 4 or 8.
   var stackSize: Int = 2
   var mode64 = false

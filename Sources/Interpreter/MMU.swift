@@ -61,7 +61,6 @@ struct Translation {
 }
 
 extension InterpreterCPU {
-  var userKey: UInt64 { cpl == 3 ? 1 : 0 }
 
   // MARK: TLB maintenance
 

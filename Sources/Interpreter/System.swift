@@ -13,6 +13,7 @@ extension InterpreterCPU {
     mode64 = longActive && cs.l && protectedMode
     codeSize = mode64 ? 8 : (cs.db ? 4 : 2)
     codeMask = codeSize == 8 ? ~0 : codeSize == 4 ? 0xFFFF_FFFF : 0xFFFF
+    defOpSize = codeSize == 2 ? 2 : 4
     stackSize = mode64 ? 8 : (seg[SS].db ? 4 : 2)
     for i in 0..<6 { segBase[i] = (mode64 && i < 4) ? 0 : seg[i].base }
     if !mode64 { for i in 0..<6 { segBase[i] &= 0xFFFF_FFFF } }
