@@ -406,6 +406,20 @@ static void test_accessed_dirty(void)
     show_ad("A/D 4K: user write", *e, PTE_A | PTE_D);
     expect_no_trap("A/D user accesses");
 
+    /* two aliases of one frame: each PTE gets the bits of its own accesses */
+    uint64_t v1 = T_PG(41), v2 = T_PG(42);
+    vpte_t *e1 = pte_a(v1), *e2 = pte_a(v2);
+    *e1 = FRAME(52) | RWU;
+    *e2 = FRAME(52) | RWU;
+    inv(v1);
+    inv(v2);
+    (void)rd(v1);
+    show_ad("A/D alias: read via 1, PTE 1", *e1, PTE_A);
+    show_ad("A/D alias: read via 1, PTE 2", *e2, 0);
+    wr(v2 + 8, 9);
+    show_ad("A/D alias: write via 2, PTE 1", *e1, PTE_A);
+    show_ad("A/D alias: write via 2, PTE 2", *e2, PTE_A | PTE_D);
+
     /* 2 MiB leaf */
     vpte_t *pde = pt_entry(pml4_a, VA_LARGE, 2, TF);
     *pde = BIG(2) | RWU | PTE_PS;
