@@ -3,6 +3,8 @@
 # Usage: Guests/qemu-test.sh [BUILDDIR]   (default Guests/build; run build.sh first)
 #   QUICK=1 (default) passes small work sizes to the benchmarks (div=20).
 #   Also boots each NAME64.elf through the boot64 shim (-initrd).
+#   Per guest: RAM (MEM, default 256 MiB) and expected host status (STATUS,
+#   default 1 = guest code 0; pv_mmu exits 3 = status 7 without SwiftVMM).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 B=${1:-$HERE/build}
