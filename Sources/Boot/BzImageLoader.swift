@@ -325,3 +325,47 @@ public enum LinuxBoot {
     return DescriptorTableRegister(base: BootLayout.gdt, limit: UInt16(entries.count * 8 - 1))
   }
 }
+
+/// Which Linux entry to use.
+public enum LinuxBootProtocol: String, Equatable, CaseIterable {
+  /// bzImage, 64-bit boot protocol.
+  case bzImage = "bzimage"
+  /// ELF vmlinux, PVH entry (a bzImage is unpacked to its vmlinux first).
+  case pvh
+}
+
+extension LinuxBoot {
+  /// Recognises a Linux kernel: a bzImage, or an ELF with the PVH note.
+  public static func isLinuxKernel(_ bytes: [UInt8]) -> Bool {
+    BzImageLoader.isBzImage(bytes) || PVHLoader.isPVHImage(bytes)
+  }
+
+  /// The one call the VMM needs: installs the ACPI tables for `acpi` in the firmware area,
+  /// then loads `kernel` (bzImage or PVH vmlinux) with the chosen protocol. The default
+  /// protocol is the image's own: bzImage for a bzImage, PVH for an ELF.
+  public static func load(
+    _ kernel: [UInt8], commandLine: String, initrd: [UInt8]? = nil, acpi: ACPIConfig = ACPIConfig(),
+    protocol proto: LinuxBootProtocol? = nil, into memory: GuestMemory
+  ) throws -> (image: BootImage, acpi: ACPITables.Layout) {
+    let isBz = BzImageLoader.isBzImage(kernel)
+    let chosen = proto ?? (isBz ? .bzImage : .pvh)
+    let tables = try ACPITables.install(acpi, into: memory)
+    switch chosen {
+    case .bzImage:
+      guard isBz else {
+        throw BootError.unsupported(
+          "the bzImage protocol needs a bzImage; this is an ELF vmlinux (use PVH)")
+      }
+      let img = try BzImageLoader.load(
+        kernel, commandLine: commandLine, initrd: initrd, rsdp: tables.rsdp, into: memory)
+      return (img, tables)
+    case .pvh:
+      let elf = isBz ? try BzImageLoader.extractVmlinux(kernel) : kernel
+      let limit = isBz ? Int(try BzImageLoader.parseHeader(kernel).cmdlineSize) : 2047
+      let img = try PVHLoader.load(
+        elf, commandLine: commandLine, initrd: initrd, rsdp: tables.rsdp, commandLineLimit: limit,
+        into: memory)
+      return (img, tables)
+    }
+  }
+}
