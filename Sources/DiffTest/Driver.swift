@@ -117,6 +117,9 @@ public struct Config {
   public var batch = 2048
   /// Mismatches kept in full (all are counted).
   public var keep = 200
+  /// Mismatches whose culprit form is searched for (the rest count against
+  /// the case's last form).
+  public var localize = 5000
   /// Only run this one case index (reproduction).
   public var onlyCase: Int? = nil
   public var maxInstructions: UInt64 = 20_000
@@ -182,7 +185,7 @@ public final class DiffRun {
         report.mismatchCount += 1
         var culprit = tc.forms.count
         var details = d
-        if report.mismatches.count < config.keep {
+        if report.mismatchCount <= config.localize {
           (culprit, details) = try localize(tc, fullDetails: d)
         }
         let fname = table.forms[tc.forms[culprit - 1]].name
