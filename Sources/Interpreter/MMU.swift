@@ -344,6 +344,10 @@ extension InterpreterCPU {
       rw = pde & PTE.writable != 0
       us = pde & PTE.user != 0
       if pde & PTE.pageSize != 0 && cr4 & CR4.pse != 0 {
+        // PSE-36 with MAXPHYADDR 40: bit 21 is reserved.
+        if pde & (1 << 21) != 0 {
+          throw pageFault(lin, kind, user: user, present: true, rsvd: true)
+        }
         leaf = pde
         leafPtr = pdeP
         pageMask = 0x3F_FFFF
@@ -403,7 +407,8 @@ extension InterpreterCPU {
       var rsvd = e & rsvdHigh != 0 || (!nxe && e & PTE.nx != 0)
       let ps = e & PTE.pageSize != 0
       if level == 4 && ps { rsvd = true }
-      if level == 3 && ps && !has1G { rsvd = true }
+      if level == 3 && ps && (!has1G || e & 0x3FFF_E000 != 0) { rsvd = true }
+      if level == 2 && ps && e & 0x1F_E000 != 0 { rsvd = true }  // 2 MiB page: bits 20:13
       if rsvd { throw pageFault(lin, kind, user: user, present: true, rsvd: true) }
       rw = rw && e & PTE.writable != 0
       us = us && e & PTE.user != 0

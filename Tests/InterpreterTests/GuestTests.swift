@@ -78,3 +78,27 @@ final class GuestTests: XCTestCase {
     }
   }
 }
+
+/// Every other multiboot guest in Guests/build must exit 0 (PASS) on the interpreter.
+final class AllGuestsTests: XCTestCase {
+  func testEveryMultibootGuest() throws {
+    let dir = TestMachine.guestDir
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else {
+      print("SKIP: \(dir) missing (run Guests/build.sh)")
+      return
+    }
+    let skip: Set<String> = ["boot64", "pv_mmu"]  // boot64 is a shim; pv_mmu needs the VMM's hypercalls
+    for f in names.sorted() where f.hasSuffix(".elf") && !f.hasSuffix("64.elf") {
+      let name = String(f.dropLast(4))
+      if skip.contains(name) || name.hasPrefix("bench_") { continue }
+      var o = InterpreterOptions()
+      o.maxInstructions = 3_000_000_000
+      let m = try TestMachine(ramMiB: 512, options: o)
+      try m.bootMultiboot(path: dir + "/" + f, cmdline: f)
+      let stop = try m.run()
+      XCTAssertEqual(stop, .debugExit(0), "\(name): \(m.serial.suffix(600))")
+      if stop != .debugExit(0) { print(m.serial) }
+      print("guest \(name): \(stop) last line: \(m.serial.split(separator: "\n").last ?? "")")
+    }
+  }
+}
