@@ -22,7 +22,9 @@ final class KVMInterruptLines: InterruptLines {
 }
 
 enum EngineFactory {
-  static func make(config: MachineConfig, memory: GuestMemory) throws -> EngineInstance {
+  static func make(config: MachineConfig, memory: GuestMemory, platform: PCPlatform?) throws
+    -> EngineInstance
+  {
     let implemented = EngineFeatures.implemented(by: config.engine)
     let cpuid = config.cpuid ?? CPUIDPolicy.default.masked(to: implemented)
     try cpuid.validate(engine: config.engine.rawValue, implemented: implemented)
@@ -37,7 +39,9 @@ enum EngineFactory {
       var options = InterpreterOptions()
       options.maxInstructions = config.maxInstructions
       let cpu = InterpreterCPU(memory: memory, cpuid: cpuid, options: options)
-      return EngineInstance(cpu: cpu, interruptLines: nil, interruptsCanWake: false, owner: nil)
+      cpu.interruptInput = platform?.interrupts
+      return EngineInstance(
+        cpu: cpu, interruptLines: platform?.irqs, interruptsCanWake: platform != nil, owner: nil)
     }
   }
 }

@@ -20,6 +20,8 @@ public final class Machine {
   public let cpu: VirtualCPU
   public let boot: BootImage
   private let engine: EngineInstance
+  /// The PC platform devices, for engines without an in-kernel platform.
+  let platform: PCPlatform?
   private let console: ConsoleOutput
   private let logger: Logger
 
@@ -29,6 +31,8 @@ public final class Machine {
   private let hostAttention = Atomic<Bool>(false)
   private var hostStop: MachineOutcome?
   private var pendingInput: [UInt8] = []
+  /// Whether console input may still arrive (a reader is attached and not at EOF).
+  private var inputOpen = false
 
   /// VMM-side exit counters, by reason.
   private struct ExitCounters {
@@ -67,7 +71,14 @@ public final class Machine {
     // Load before creating the engine, so bad images are reported the same on every engine.
     boot = try KernelLoader.load(
       config.kernel, commandLine: config.commandLine, modules: modules, into: memory)
-    engine = try EngineFactory.make(config: config, memory: memory)
+    if config.engine == .interpreter {
+      platform = try PCPlatform(
+        memory: memory, portBus: portBus, mmioBus: mmioBus, clock: HostMonotonicClock(),
+        cpuCount: config.cpus)
+    } else {
+      platform = nil
+    }
+    engine = try EngineFactory.make(config: config, memory: memory, platform: platform)
     cpu = engine.cpu
 
     uart = UART16550(irq: IRQLine(4, lines: engine.interruptLines)) { [console] b in console.write(b) }
@@ -93,6 +104,17 @@ public final class Machine {
   public func feedInput(_ bytes: [UInt8]) {
     lock.lock()
     pendingInput += bytes
+    inputOpen = true
+    lock.unlock()
+    hostAttention.store(true, ordering: .releasing)
+    cpu.kick()
+  }
+
+  /// Says whether console input can still arrive: a halted guest waiting only
+  /// for input is not hung while a reader is attached.
+  public func setInputOpen(_ open: Bool) {
+    lock.lock()
+    inputOpen = open
     lock.unlock()
     hostAttention.store(true, ordering: .releasing)
     cpu.kick()
@@ -111,6 +133,8 @@ public final class Machine {
         self?.requestStop(.watchdog("guest did not finish within \(t) s (--timeout)"))
       }
     }
+    let timer = platform.map { TimerKicker(platform: $0, cpu: cpu) }
+    defer { timer?.stop() }
     while true {
       if let o = takeHostEvents() { return o }
       let exit: VMExit
@@ -121,6 +145,7 @@ public final class Machine {
       }
       if let o = handle(exit) { return o }
       if let r = control.stopRequest { return outcome(for: r) }
+      platform?.poll()
     }
   }
 
@@ -173,23 +198,41 @@ public final class Machine {
     if flags & RFLAGS.if == 0 {
       return .guestFailure("vCPU halted with interrupts disabled; it can never resume")
     }
-    // No device here can raise an interrupt on its own yet (no timers), so
-    // only console input could wake it: wait for that or a host request.
-    if !engine.interruptsCanWake {
-      return .guestFailure("vCPU halted waiting for an interrupt, but no interrupt controller is attached")
+    guard let platform, engine.interruptsCanWake else {
+      return .guestFailure(
+        "vCPU halted waiting for an interrupt, but no interrupt controller is attached")
     }
-    return waitForEvent()
+    return waitForInterrupt(platform)
   }
 
-  private func waitForEvent() -> MachineOutcome? {
+  /// Sleeps until a timer fires an interrupt, console input arrives, or the
+  /// host stops the VM. Fails when nothing could ever wake the vCPU.
+  private func waitForInterrupt(_ platform: PCPlatform) -> MachineOutcome? {
     while true {
+      platform.poll()
+      if platform.interrupts.hasPendingInterrupt { return nil }
       lock.lock()
       let stop = hostStop
       let hasInput = !pendingInput.isEmpty
+      let inputOpen = inputOpen
       lock.unlock()
       if let stop { return stop }
-      if hasInput { return nil }
-      usleep(1000)
+      if hasInput {
+        // Deliver it and let the UART decide whether that raises an interrupt.
+        _ = takeHostEvents()
+        if platform.interrupts.hasPendingInterrupt { return nil }
+        continue
+      }
+      guard let deadline = platform.earliestDeadline else {
+        if inputOpen || uart.hasBacklog {
+          usleep(1000)
+          continue
+        }
+        return .guestFailure(
+          "vCPU halted waiting for an interrupt, but no timer is armed and no input can arrive")
+      }
+      let now = platform.clock.nanoseconds
+      if deadline > now { usleep(UInt32(min((deadline - now) / 1000, 10_000))) }
     }
   }
 

@@ -12,7 +12,10 @@ final class HostTerminal {
   private var saved: termios?
   private var signalSources: [DispatchSourceSignal] = []
 
-  func start(onInput: @escaping ([UInt8]) -> Void, onSignal: @escaping () -> Void) {
+  func start(
+    onInput: @escaping ([UInt8]) -> Void, onEnd: @escaping () -> Void,
+    onSignal: @escaping () -> Void
+  ) {
     for sig in [SIGINT, SIGTERM, SIGHUP] {
       signal(sig, SIG_IGN)
       let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
@@ -44,7 +47,8 @@ final class HostTerminal {
         } else if n < 0 && errno == EINTR {
           continue
         } else {
-          return  // EOF or error: no more input.
+          onEnd()  // EOF or error: no more input.
+          return
         }
       }
     }

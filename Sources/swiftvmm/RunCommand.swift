@@ -89,8 +89,10 @@ struct Run: ParsableCommand {
     }
 
     let terminal = HostTerminal()
+    machine.setInputOpen(true)
     terminal.start(
       onInput: { machine.feedInput($0) },
+      onEnd: { machine.setInputOpen(false) },
       onSignal: { machine.requestStop(.interrupted) })
     let outcome = machine.run()
     terminal.restore()
