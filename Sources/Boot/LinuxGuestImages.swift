@@ -48,6 +48,19 @@ public struct LinuxGuestImages: Equatable {
     return g
   }
 
+  /// What `unpacked(in:)` did not find, for error messages.
+  public static func missingPieces(in cache: String) -> [String] {
+    let root = cache + "/root"
+    let kernels = (list(root + "/boot") ?? []).filter { $0.hasPrefix("vmlinuz-") }
+    var out: [String] = []
+    if kernels.isEmpty { out.append("\(root)/boot/vmlinuz-*") }
+    if !exists(root + "/bin/busybox") { out.append("busybox (\(root)/bin/busybox)") }
+    if let k = kernels.last, !exists(root + "/lib/modules/" + k.dropFirst("vmlinuz-".count)) {
+      out.append("\(root)/lib/modules/\(k.dropFirst("vmlinuz-".count))")
+    }
+    return out
+  }
+
   /// Paths of the virtio driver modules present plus every module they depend on, in
   /// load order: dependencies come from each module's `depends=` modinfo string, since
   /// Debian ships no modules.dep before depmod runs.

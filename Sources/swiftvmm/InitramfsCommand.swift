@@ -47,8 +47,9 @@ struct InitramfsCommand: ParsableCommand {
       } else {
         let dir = cache ?? LinuxGuestImages.defaultCacheDirectory
         guard let guest = LinuxGuestImages.unpacked(in: dir) else {
+          let missing = LinuxGuestImages.missingPieces(in: dir).joined(separator: ", ")
           throw InitramfsError.missing(
-            "the Debian guest in \(dir) (busybox, modules); run `swiftvmm guest fetch-linux` first")
+            "\(missing); run `swiftvmm guest fetch-linux --cache \(dir)` first")
         }
         let script: String
         if let i = self.`init` {
