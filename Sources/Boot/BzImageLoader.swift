@@ -120,7 +120,7 @@ public enum BzImageLoader {
       payloadOffset: try r.u32(Offset.payloadOffset),
       payloadLength: try r.u32(Offset.payloadLength),
       prefAddress: try r.u64(Offset.prefAddress), initSize: try r.u32(Offset.initSize),
-      headerEnd: min(0x202 + Int(try r.u8(0x201)), 0x290))
+      headerEnd: min(0x202 + Int(try r.u8(0x201)), 0x290, bytes.count))
     guard h.loadflags & SetupHeader.loadedHigh != 0 else {
       throw BootError.unsupported("a zImage (LOADED_HIGH clear) cannot be booted; use a bzImage")
     }
@@ -194,6 +194,10 @@ public enum BzImageLoader {
 
     // boot.rst: load at pref_address (a non-relocatable kernel moves itself there anyway).
     let load = h.prefAddress >= 0x10_0000 ? h.prefAddress : 0x10_0000
+    // The 64-bit entry runs on our identity map of the low 4 GiB.
+    guard load < 1 << 32 else {
+      throw BootError.unsupported("pref_address 0x\(String(load, radix: 16)) is above 4 GiB")
+    }
     let kernel = bytes[h.kernelOffset...]
     let kernelEnd = load + UInt64(h.initSize)
     let lowTop = LinuxBoot.lowRAMTop(memory)

@@ -46,7 +46,7 @@ public enum LZ4 {
       let start = out.count
       // Each input byte expands to at most 255 output bytes; do not zero 8 MiB for a tiny block.
       let room = min(legacyBlockSize, Int(size) * 255 + 16)
-      out.append(contentsOf: repeatElement(0, count: room))
+      out.append(contentsOf: [UInt8](repeating: 0, count: room))
       let produced = try bytes.withUnsafeBufferPointer { src in
         try out.withUnsafeMutableBufferPointer { dst in
           try decodeBlock(
