@@ -248,7 +248,7 @@ extension InterpreterCPU {
   }
 
   /// Executes the instruction whose (first) opcode byte is `b`; prefixes are decoded.
-  func execute(_ b: UInt8) throws(Fault) {
+  @inline(__always) func execute(_ b: UInt8) throws(Fault) {
     if lockPrefix { try checkLock(b) }
 
     switch b {

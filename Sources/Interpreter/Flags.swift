@@ -234,7 +234,8 @@ extension InterpreterCPU {
     if count == 0 { return a }
     let m = sizeMask(size)
     let sb = signBit(size)
-    var f = statusFlags()
+    // Only rotates keep SF/ZF/AF/PF; shifts define every status flag themselves.
+    var f = op < 4 ? statusFlags() : 0
     var r: UInt64
     switch op {
     case 0:  // ROL
