@@ -66,15 +66,31 @@ public final class Machine {
     try portBus.register(kbc, ports: 0x60...0x60, name: "i8042 data")
     try portBus.register(kbc, ports: 0x64...0x64, name: "i8042 command", firstOffset: 4)
 
-    var modules: [MultibootLoader.Module] = []
-    if let initrd = config.initrd { modules.append(.init(bytes: initrd, name: "initrd")) }
     // Load before creating the engine, so bad images are reported the same on every engine.
-    boot = try KernelLoader.load(
-      config.kernel, commandLine: config.commandLine, modules: modules, into: memory)
+    let isLinux = LinuxBoot.isLinuxKernel(config.kernel)
+    if isLinux {
+      let acpi = ACPIConfig(cpuCount: config.cpus)
+      boot = try LinuxBoot.load(
+        config.kernel, commandLine: config.commandLine, initrd: config.initrd, acpi: acpi,
+        protocol: config.linuxProtocol, into: memory
+      ).image
+    } else {
+      var modules: [MultibootLoader.Module] = []
+      if let initrd = config.initrd { modules.append(.init(bytes: initrd, name: "initrd")) }
+      boot = try KernelLoader.load(
+        config.kernel, commandLine: "\(config.kernelName) \(config.commandLine)",
+        modules: modules, into: memory)
+    }
     if config.engine == .interpreter {
-      platform = try PCPlatform(
+      let p = try PCPlatform(
         memory: memory, portBus: portBus, mmioBus: mmioBus, clock: HostMonotonicClock(),
         cpuCount: config.cpus)
+      if isLinux {
+        let acpi = ACPIConfig(cpuCount: config.cpus)
+        try ACPIPowerManagement(control: control, clock: p.clock, s5SleepType: acpi.s5SleepType)
+          .register(on: portBus, base: acpi.pmBase)
+      }
+      platform = p
     } else {
       platform = nil
     }

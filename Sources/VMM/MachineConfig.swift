@@ -1,3 +1,4 @@
+import Boot
 import Engine
 
 /// Which CPU engine runs the guest.
@@ -12,7 +13,11 @@ public struct MachineConfig {
   public var kernel: [UInt8]
   public var kernelName: String
   public var initrd: [UInt8]?
+  /// The kernel command line as the user gave it. Multiboot kernels see it
+  /// after their own name, as QEMU and GRUB pass it.
   public var commandLine: String = ""
+  /// Linux only: bzImage or PVH entry (nil = the image's own protocol).
+  public var linuxProtocol: LinuxBootProtocol?
   public var memorySize: UInt64 = 256 << 20
   public var cpus: Int = 1
   public var engine: EngineKind

@@ -21,7 +21,7 @@ enum BenchSupport {
     -> GuestRun
   {
     var c = MachineConfig(kernel: kernel, kernelName: name, engine: .interpreter)
-    c.commandLine = "\(name) \(cmdline)"
+    c.commandLine = cmdline
     c.memorySize = memory
     let console = ConsoleOutput(capturing: ())
     let m = try Machine(config: c, console: console)

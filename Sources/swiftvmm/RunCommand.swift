@@ -63,11 +63,10 @@ struct Run: ParsableCommand {
       guard let bytes = Data(base64Encoded: EmbeddedGuest.base64) else {
         fail("the embedded demo guest is corrupt", status: 70)
       }
-      config = MachineConfig(kernel: [UInt8](bytes), kernelName: "(embedded \(EmbeddedGuest.name))", engine: engineKind)
+      config = MachineConfig(kernel: [UInt8](bytes), kernelName: EmbeddedGuest.name, engine: engineKind)
     }
     if let initrd { config.initrd = readInput(initrd, what: "initrd") }
-    // Multiboot boot loaders pass the kernel's name first, as QEMU does.
-    config.commandLine = "\(kernel ?? EmbeddedGuest.name) \(cmdline)"
+    config.commandLine = cmdline
     do {
       config.cpuid = try cpuid.map { try CPUIDPolicy.load(nameOrPath: $0) }
     } catch {

@@ -37,7 +37,7 @@ struct MachineScenarios {
   }
 
   func helloPrintsGreetingAndExitsThroughDebugPort() throws {
-    let (o, out) = try boot(try GuestImages.bytes("hello.elf"), name: "hello.elf", cmdline: "hello.elf x=1")
+    let (o, out) = try boot(try GuestImages.bytes("hello.elf"), name: "hello.elf", cmdline: "x=1")
     XCTAssertEqual(o, .debugExit(status: 1))
     XCTAssertEqual(o.exitStatus, 1)
     XCTAssertTrue(out.hasPrefix("Hello from SwiftVMM guest!\n"), out)
