@@ -70,6 +70,9 @@ let GS = 5
 public final class InterpreterCPU: VirtualCPU {
   public let engineName = "interpreter"
   public var interruptInput: InterruptInput?
+  /// The VMM's platform: shared TSC and platform MSRs (APIC base, TSC deadline,
+  /// kvm-clock). nil: the CPU keeps them itself.
+  public var platform: PlatformHooks?
 
   let memory: GuestMemory
   let cpuid: CPUIDPolicy
@@ -426,6 +429,7 @@ public final class InterpreterCPU: VirtualCPU {
 
   /// The guest's TSC. One function so the time source can be swapped.
   @inline(never) func readTSC() -> UInt64 {
+    if let platform { return platform.readTSC() }
     switch options.timeSource {
     case .instructionCount:
       return instructions &+ tscOffset

@@ -627,6 +627,7 @@ extension InterpreterCPU {
   // MARK: MSRs
 
   func readMSR(_ idx: UInt32) throws(Fault) -> UInt64 {
+    if let platform, let v = platform.readMSR(idx) { return v }
     switch idx {
     case MSR.efer: return efer
     case MSR.star: return star
@@ -659,6 +660,13 @@ extension InterpreterCPU {
   }
 
   func writeMSR(_ idx: UInt32, _ v: UInt64) throws(Fault) {
+    if let platform {
+      if idx == MSR.tsc {
+        platform.writeTSC(v)
+        return
+      }
+      if platform.writeMSR(idx, value: v) { return }
+    }
     switch idx {
     case MSR.efer:
       var allowed: UInt64 = EFER.sce | EFER.lme | EFER.lma

@@ -40,6 +40,7 @@ enum EngineFactory {
       options.maxInstructions = config.maxInstructions
       let cpu = InterpreterCPU(memory: memory, cpuid: cpuid, options: options)
       cpu.interruptInput = platform?.interrupts
+      cpu.platform = platform
       return EngineInstance(
         cpu: cpu, interruptLines: platform?.irqs, interruptsCanWake: platform != nil, owner: nil)
     }
