@@ -224,7 +224,8 @@ public enum BzImageLoader {
       for i in 0..<n { bp[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
     }
     put(Offset.typeOfLoader, 0xFF, 1)  // undefined loader, no version
-    put(Offset.loadflags, UInt64(h.loadflags & ~0x80), 1)  // no real-mode heap: setup code does not run
+    // CAN_USE_HEAP off: the real-mode setup code does not run.
+    put(Offset.loadflags, UInt64(h.loadflags & ~0x80), 1)
     put(Offset.code32Start, load, 4)
     put(Offset.cmdLinePtr, LinuxBootLayout.commandLine, 4)
     if let p = placement {
