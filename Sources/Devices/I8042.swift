@@ -15,6 +15,8 @@ public final class I8042Device: PortIODevice {
     static let outputFull: UInt8 = 1 << 0
     static let system: UInt8 = 1 << 2
     static let commandLast: UInt8 = 1 << 3
+    /// Set when the keyboard is NOT inhibited by the (absent) key lock.
+    static let notInhibited: UInt8 = 1 << 4
   }
   private var lastWasCommand = false
 
@@ -23,7 +25,7 @@ public final class I8042Device: PortIODevice {
     case 0:
       return output.isEmpty ? 0 : UInt32(output.removeFirst())
     case 4:
-      var s = Status.system
+      var s = Status.system | Status.notInhibited
       if !output.isEmpty { s |= Status.outputFull }
       if lastWasCommand { s |= Status.commandLast }
       return UInt32(s)
