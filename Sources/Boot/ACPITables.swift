@@ -12,6 +12,8 @@ public struct ACPIConfig: Equatable {
   /// PM1a event block (4 bytes: PM1_STS, PM1_EN), control block (2 bytes) and the
   /// PM timer (4 bytes, 32-bit counter at 3.579545 MHz) follow each other from here.
   public var pmBase: UInt16 = 0x600
+  /// Advertise the PM timer; turn off if the VMM has no PM timer device (Linux then skips acpi_pm).
+  public var pmTimer: Bool = true
   /// SLP_TYP for S5 in \_S5 (QEMU's PIIX4 PM powers off on 0; ours uses 5).
   public var s5SleepType: UInt16 = ACPITables.s5SleepType
   /// Describe COM1, the i8042 and the RTC in the DSDT, so Linux finds them via PNP as under QEMU.
@@ -162,23 +164,23 @@ public enum ACPITables {
     // SMI_CMD 0: no SMM, the machine is always in ACPI mode.
     put(56, UInt64(c.pm1aEventBlock), 4)
     put(64, UInt64(c.pm1aControlBlock), 4)
-    put(76, UInt64(c.pmTimerBlock), 4)
+    if c.pmTimer { put(76, UInt64(c.pmTimerBlock), 4) }
     put(88, 4, 1)  // PM1_EVT_LEN
     put(89, 2, 1)  // PM1_CNT_LEN
-    put(91, 4, 1)  // PM_TMR_LEN
+    if c.pmTimer { put(91, 4, 1) }  // PM_TMR_LEN
     put(96, 101, 2)  // P_LVL2_LAT > 100: no C2
     put(98, 1001, 2)  // P_LVL3_LAT > 1000: no C3
     put(108, 0x32, 1)  // CENTURY: CMOS register
     // IAPC_BOOT_ARCH: legacy devices, 8042 present, VGA not present.
     put(109, 0x1 | 0x2 | 0x4, 2)
     // Flags: WBINVD, PROC_C1, PWR_BUTTON and SLP_BUTTON as control-method/absent, TMR_VAL_EXT.
-    put(112, 1 << 0 | 1 << 2 | 1 << 4 | 1 << 5 | 1 << 8, 4)
+    put(112, 1 << 0 | 1 << 2 | 1 << 4 | 1 << 5 | (c.pmTimer ? 1 << 8 : 0), 4)
     put(131, 0, 1)  // FADT minor version: 6.0
     // X_FIRMWARE_CTRL stays 0: the spec allows only one of the two FACS pointers.
     put(140, dsdt, 8)  // X_DSDT
     put(148, gas(io: c.pm1aEventBlock, bytes: 4))
     put(172, gas(io: c.pm1aControlBlock, bytes: 2))
-    put(208, gas(io: c.pmTimerBlock, bytes: 4))
+    if c.pmTimer { put(208, gas(io: c.pmTimerBlock, bytes: 4)) }
     return table("FACP", revision: 6, b)
   }
 

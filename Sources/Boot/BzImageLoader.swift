@@ -232,7 +232,8 @@ public enum BzImageLoader {
       put(Offset.ramdiskImage, p.address, 4)
       put(Offset.ramdiskSize, p.size, 4)
     }
-    if let rsdp { put(Offset.acpiRSDPAddr, rsdp, 8) }
+    // boot_params.acpi_rsdp_addr exists from protocol 2.14; older kernels scan for the RSDP.
+    if let rsdp, h.version >= 0x020E { put(Offset.acpiRSDPAddr, rsdp, 8) }
     let map = MemoryMap.pc(for: memory)
     guard map.count <= Offset.e820Max else {
       throw BootError.unsupported("memory map has \(map.count) entries; boot_params holds 128")

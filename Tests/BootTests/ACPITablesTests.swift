@@ -142,6 +142,19 @@ final class ACPITablesTests: XCTestCase {
     XCTAssertEqual(ACPITables.s5SleepType, 5)
   }
 
+  func testPMTimerCanBeLeftOut() throws {
+    var cfg = ACPIConfig()
+    cfg.pmTimer = false
+    let (blob, layout) = try ACPITables.build(cfg, at: 0x10_0000)
+    let o = Int(layout.fadt - 0x10_0000)
+    let f = Array(blob[o..<(o + 276)])
+    XCTAssertEqual(f.reduce(0, &+), 0)
+    XCTAssertEqual(le(f, 76, 4), 0)
+    XCTAssertEqual(f[91], 0)
+    XCTAssertEqual(le(f, 112, 4) & (1 << 8), 0)
+    XCTAssertEqual(le(f, 208 + 4, 8), 0)
+  }
+
   func testRefusesBadCPUCountsAndTinyMemory() throws {
     XCTAssertThrowsError(try ACPITables.build(ACPIConfig(cpuCount: 0), at: 0xE0000))
     XCTAssertThrowsError(try ACPITables.build(ACPIConfig(cpuCount: 256), at: 0xE0000))

@@ -217,6 +217,19 @@ final class BzImageLoaderTests: XCTestCase {
     XCTAssertEqual(pml4e & 1, 1)
   }
 
+  func testRSDPAddressOnlyForProtocol214() throws {
+    let mem = try GuestMemory(size: 64 << 20)
+    _ = try BzImageLoader.load(
+      makeBzImage(version: 0x020D), commandLine: "", rsdp: 0x1234_5000, into: mem)
+    XCTAssertEqual(
+      try mem.read(GuestPhysicalAddress(LinuxBootLayout.zeroPage + 0x70), as: UInt64.self), 0)
+    _ = try BzImageLoader.load(
+      makeBzImage(version: 0x020E), commandLine: "", rsdp: 0x1234_5000, into: mem)
+    XCTAssertEqual(
+      try mem.read(GuestPhysicalAddress(LinuxBootLayout.zeroPage + 0x70), as: UInt64.self),
+      0x1234_5000)
+  }
+
   func testPayloadBounds() {
     XCTAssertThrowsError(try BzImageLoader.extractVmlinux(makeBzImage())) { e in
       XCTAssertTrue("\(e)".contains("payload"), "\(e)")
