@@ -65,20 +65,22 @@ public struct CPUIDPolicy: Equatable, Sendable {
   /// SwiftVMM's default: a modest x86-64 CPU with only the features every
   /// engine implements, the hypervisor bit, and our own hypervisor leaves.
   public static var `default`: CPUIDPolicy {
-    let vendor = registers(fromVendor: "GenuineIntel")
+    // AMD like the host and QEMU's default model: Linux then skips the Intel-only
+    // speculation workarounds (page-table isolation) that would slow the interpreter.
+    let vendor = registers(fromVendor: "AuthenticAMD")
     let hv = registers(fromSignature: "SwiftVMM")
     let f = CPUIDFeature.self
     let leaf1edx =
-      f.fpu | f.de | f.pse | f.tsc | f.msr | f.pae | f.cx8 | f.apic | f.sep | f.pge
+      f.fpu | f.de | f.pse | f.tsc | f.msr | f.pae | f.cx8 | f.apic | f.sep | f.mtrr | f.pge
       | f.cmov | f.pat | f.clfsh | f.mmx | f.fxsr | f.sse | f.sse2
     let leaf1ecx = f.cx16 | f.hypervisor
     var e: [CPUIDEntry] = [
       CPUIDEntry(
         function: 0, result: CPUIDResult(eax: 0xD, ebx: vendor.ebx, ecx: vendor.ecx, edx: vendor.edx)),
-      // family 6, model 0x3A (Ivy Bridge-like), stepping 9; CLFLUSH line 8 (x8 = 64 bytes), 1 logical CPU.
+      // family 15, model 107, stepping 1 (as QEMU's qemu64); CLFLUSH line 8 (x8 = 64 bytes), 1 logical CPU.
       CPUIDEntry(
         function: 1,
-        result: CPUIDResult(eax: 0x0003_06A9, ebx: 0x0001_0800, ecx: leaf1ecx, edx: leaf1edx)),
+        result: CPUIDResult(eax: 0x0006_0FB1, ebx: 0x0001_0800, ecx: leaf1ecx, edx: leaf1edx)),
       CPUIDEntry(function: 7, index: 0, indexed: true, result: CPUIDResult()),
       CPUIDEntry(function: 0xD, index: 0, indexed: true, result: CPUIDResult()),
       CPUIDEntry(

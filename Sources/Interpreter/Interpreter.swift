@@ -122,7 +122,8 @@ public final class InterpreterCPU: VirtualCPU {
   var sysenterCS: UInt64 = 0
   var sysenterESP: UInt64 = 0
   var sysenterEIP: UInt64 = 0
-  var mtrrDefType: UInt64 = 0
+  // As firmware leaves it: MTRRs and fixed ranges enabled, default type write-back.
+  var mtrrDefType: UInt64 = 0xC06
   var mtrrs = [UInt32: UInt64]()
   var mcgStatus: UInt64 = 0
   var specCtrl: UInt64 = 0
