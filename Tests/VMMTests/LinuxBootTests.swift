@@ -1,0 +1,80 @@
+import Boot
+import Engine
+import Foundation
+import TestSupport
+import X86
+import XCTest
+
+@testable import VMM
+
+/// Boots the Debian kernel with a busybox initramfs on the interpreter.
+/// `.ci/run` fetches the guest (`swiftvmm guest fetch-linux`); run it in a
+/// release build (`scripts/test`): a debug interpreter is far too slow.
+final class LinuxBootTests: XCTestCase {
+  static let marker = "SWIFTVMM-LINUX-MARKER"
+
+  func guest() throws -> LinuxGuestImages {
+    guard let g = LinuxGuestImages.locate() else {
+      let missing = LinuxGuestImages.missingPieces(in: LinuxGuestImages.defaultCacheDirectory)
+      throw XCTSkip(
+        "Debian guest not fetched (\(missing.joined(separator: ", "))); run `swiftvmm guest fetch-linux`")
+    }
+    #if DEBUG
+      throw XCTSkip("Linux boot tests need a release build (scripts/test); the debug interpreter is too slow")
+    #else
+      return g
+    #endif
+  }
+
+  func boot(
+    _ g: LinuxGuestImages, commands: String, cpuid: CPUIDPolicy, proto: LinuxBootProtocol = .bzImage,
+    deterministic: Bool = false
+  ) throws -> (MachineOutcome, String, Machine) {
+    let initrd = try StandardInitramfs.build(
+      guest: g, initScript: StandardInitramfs.initScript(commands: commands), gzip: false)
+    var c = MachineConfig(
+      kernel: [UInt8](try Data(contentsOf: URL(fileURLWithPath: g.bzImage))), kernelName: "vmlinuz",
+      engine: .interpreter)
+    c.initrd = initrd
+    c.commandLine = "console=ttyS0 panic=-1"
+    c.memorySize = 256 << 20
+    c.cpuid = cpuid
+    c.linuxProtocol = proto
+    c.timeout = 900
+    let console = ConsoleOutput(capturing: ())
+    let m = try Machine(config: c, console: console)
+    let o = m.run()
+    return (o, console.capturedText, m)
+  }
+
+  func testBootsToBusyboxAndPowersOff() throws {
+    let g = try guest()
+    let policy = try CPUIDPolicy.named("kvm")
+    let commands = """
+      echo \(Self.marker)
+      echo clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)
+      grep -m1 'model name' /proc/cpuinfo
+      grep -m1 '^flags' /proc/cpuinfo
+      echo sum=$(echo $((6 * 7)))
+      ls / | wc -l
+      """
+    let (o, out, _) = try boot(g, commands: commands, cpuid: policy)
+    XCTAssertEqual(o, .powerOff, "last lines:\n\(out.suffix(3000))")
+    XCTAssertTrue(out.contains(Self.marker), out.suffix(3000).description)
+    XCTAssertTrue(out.contains("clocksource=kvm-clock"), "kvm-clock not selected")
+    XCTAssertTrue(out.contains("model name\t: \(policy.brand)"), "model name differs from the policy")
+    XCTAssertTrue(out.contains("sum=42"))
+    // Flags the policy sets are present, flags it leaves out are absent.
+    let flagsLine = out.split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
+    let flags = Set(flagsLine.split(separator: ":").last?.split(separator: " ").map(String.init) ?? [])
+    for f in ["fpu", "sse2", "hypervisor", "lm", "nx"] { XCTAssertTrue(flags.contains(f), "flag \(f) missing: \(flagsLine)") }
+    for f in ["avx", "avx2", "sse4_2", "vmx", "svm"] { XCTAssertFalse(flags.contains(f), "flag \(f) present: \(flagsLine)") }
+  }
+
+  func testPVHEntryBoots() throws {
+    let g = try guest()
+    let (o, out, _) = try boot(g, commands: "echo \(Self.marker)", cpuid: try CPUIDPolicy.named("kvm"), proto: .pvh)
+    XCTAssertEqual(o, .powerOff, "last lines:\n\(out.suffix(3000))")
+    XCTAssertTrue(out.contains(Self.marker))
+  }
+}
