@@ -656,6 +656,8 @@ extension InterpreterCPU {
     case MSR.archCapabilities: return 0
     // AMD K8 interrupt-pending message (Linux reads it for the E400 C1E erratum on family 0xF).
     case 0xC001_0055: return 0
+    // AMD SYSCFG: no TOM2, MTRR fixed-range DRAM bits clear (Linux reads it with the MTRRs).
+    case 0xC001_0010: return 0
     case MSR.kvmWallClockNew, MSR.kvmSystemTimeNew: return kvmMSRs[idx] ?? 0
     default: throw Fault.gp(0)
     }

@@ -85,6 +85,7 @@ public final class Machine {
       let p = try PCPlatform(
         memory: memory, portBus: portBus, mmioBus: mmioBus, clock: HostMonotonicClock(),
         cpuCount: config.cpus)
+      try PCIHost().register(on: portBus)
       if isLinux {
         let acpi = ACPIConfig(cpuCount: config.cpus)
         try ACPIPowerManagement(control: control, clock: p.clock, s5SleepType: acpi.s5SleepType)
