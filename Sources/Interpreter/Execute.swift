@@ -296,8 +296,31 @@ extension InterpreterCPU {
       }
       if b == 0x17 { interruptShadow = true; stop = true }
     case 0x0F:
-      try exec0F()
-      return  // exec0F sets rip itself
+      // The hottest two-byte opcodes stay inline; the rest go through exec0F.
+      let b2 = try fetch8()
+      switch b2 {
+      case 0x80...0x8F:
+        let d = mode64 || opSize == 4 ? sext(try fetch32(), 4) : try fetch16()
+        if cond(Int(b2 & 0xF)) {
+          rip = branchTarget(d)
+          return
+        }
+      case 0xB6, 0xB7:
+        try decodeModRM()
+        setReg(modReg, opSize, try readE(b2 == 0xB6 ? 1 : 2))
+      case 0x90...0x9F:
+        try decodeModRM()
+        try writeE(1, cond(Int(b2 & 0xF)) ? 1 : 0)
+      case 0x40...0x4F:
+        try decodeModRM()
+        let s = opSize
+        let v = try readE(s)
+        if cond(Int(b2 & 0xF)) { setReg(modReg, s, v) } else if s == 4 { r[modReg] &= 0xFFFF_FFFF }
+      default:
+        ipos &-= 1
+        try exec0F()
+        return  // exec0F sets rip itself
+      }
     case 0x27, 0x2F, 0x37, 0x3F:
       if mode64 { throw Fault.ud() }
       bcdAdjust(b)
@@ -450,12 +473,18 @@ extension InterpreterCPU {
         stop = true
       }
     case 0x8F:
+      let mpos = ipos
       try decodeModRM()
       if modReg & 7 != 0 { throw Fault.ud() }
       let s = stackOpSize
       let sp0 = r[4]
       let v = try pop(s)
-      do { try writeE(s, v) } catch {
+      do {
+        // The destination address is computed with the incremented RSP: decode again.
+        ipos = mpos
+        try decodeModRM()
+        try writeE(s, v)
+      } catch {
         r[4] = sp0
         throw error
       }
