@@ -15,9 +15,9 @@ struct Run: ParsableCommand {
       4 if a watchdog fired; 66 for unusable input; 130 on Ctrl-C.
       """)
 
-  @Option(help: "Kernel image: multiboot v1 ELF32 or a plain ELF64.")
+  @Option(help: "Kernel image: Linux bzImage or PVH vmlinux, multiboot v1, or a plain ELF64.")
   var kernel: String?
-  @Option(help: "Initial ramdisk, passed as a multiboot module.")
+  @Option(help: "Initial ramdisk (Linux initrd, or a multiboot module).")
   var initrd: String?
   @Option(help: "Kernel command line.")
   var cmdline: String = ""
@@ -77,32 +77,7 @@ struct Run: ParsableCommand {
     config.maxInstructions = maxInstructions
     config.timeout = timeout
 
-    let console = ConsoleOutput(fd: 1)
-    let machine: Machine
-    do {
-      machine = try Machine(config: config, console: console, logger: logger)
-    } catch let e as BootError {
-      fail("\(config.kernelName): \(e)", status: 66)
-    } catch {
-      fail("\(error)", status: 66)
-    }
-
-    let terminal = HostTerminal()
-    machine.setInputOpen(true)
-    terminal.start(
-      onInput: { machine.feedInput($0) },
-      onEnd: { machine.setInputOpen(false) },
-      onSignal: { machine.requestStop(.interrupted) })
-    let outcome = machine.run()
-    terminal.restore()
-
-    if let stats {
-      writeStats(machine, outcome: outcome, to: stats)
-    }
-    if let m = outcome.message {
-      FileHandle.standardError.write(Data("swiftvmm: \(m)\n".utf8))
-    }
-    Foundation.exit(outcome.exitStatus)
+    runInteractively(config, logger: logger, stats: stats)
   }
 
   private func readInput(_ path: String, what: String) -> [UInt8] {
@@ -114,20 +89,50 @@ struct Run: ParsableCommand {
     }
     return [UInt8](d)
   }
+}
 
-  private func writeStats(_ machine: Machine, outcome: MachineOutcome, to path: String) {
-    var doc: [String: Any] = [
-      "engine": machine.cpu.engineName,
-      "outcome": outcome.description,
-      "exitStatus": Int(outcome.exitStatus),
-      "wallSeconds": machine.wallSeconds,
-    ]
-    doc["counters"] = machine.statistics().mapValues { NSNumber(value: $0) }
-    do {
-      let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
-      try data.write(to: URL(fileURLWithPath: path))
-    } catch {
-      FileHandle.standardError.write(Data("swiftvmm: cannot write stats to \(path): \(error)\n".utf8))
-    }
+/// Builds the machine, attaches the host terminal, runs it and exits with its status.
+func runInteractively(_ config: MachineConfig, logger: Logger, stats: String?) -> Never {
+  let console = ConsoleOutput(fd: 1)
+  let machine: Machine
+  do {
+    machine = try Machine(config: config, console: console, logger: logger)
+  } catch let e as BootError {
+    fail("\(config.kernelName): \(e)", status: 66)
+  } catch {
+    fail("\(error)", status: 66)
+  }
+
+  let terminal = HostTerminal()
+  machine.setInputOpen(true)
+  terminal.start(
+    onInput: { machine.feedInput($0) },
+    onEnd: { machine.setInputOpen(false) },
+    onSignal: { machine.requestStop(.interrupted) })
+  let outcome = machine.run()
+  terminal.restore()
+
+  if let stats {
+    writeStats(machine, outcome: outcome, to: stats)
+  }
+  if let m = outcome.message {
+    FileHandle.standardError.write(Data("swiftvmm: \(m)\n".utf8))
+  }
+  Foundation.exit(outcome.exitStatus)
+}
+
+func writeStats(_ machine: Machine, outcome: MachineOutcome, to path: String) {
+  var doc: [String: Any] = [
+    "engine": machine.cpu.engineName,
+    "outcome": outcome.description,
+    "exitStatus": Int(outcome.exitStatus),
+    "wallSeconds": machine.wallSeconds,
+  ]
+  doc["counters"] = machine.statistics().mapValues { NSNumber(value: $0) }
+  do {
+    let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
+    try data.write(to: URL(fileURLWithPath: path))
+  } catch {
+    FileHandle.standardError.write(Data("swiftvmm: cannot write stats to \(path): \(error)\n".utf8))
   }
 }
