@@ -194,7 +194,8 @@ public final class InterpreterCPU: VirtualCPU {
 
   // MARK: MMU
   var tlb: TLB
-  var tlbHasLarge = false
+  /// log2 of the largest page size cached since the last full flush (12 = only 4 KiB pages).
+  var tlbLargestPage: UInt64 = 12
 
   // MARK: Counters
   var stats = Counters()

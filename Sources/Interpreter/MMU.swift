@@ -58,6 +58,8 @@ struct Translation {
   var writeOK: Bool
   var global: Bool
   var large: Bool
+  /// log2 of the page size (12, 21, 22 or 30).
+  var pageShift: UInt64 = 12
 }
 
 extension InterpreterCPU {
@@ -79,22 +81,31 @@ extension InterpreterCPU {
       t.wtag.update(repeating: TLB.invalid, count: TLB.size)
       t.xtag.update(repeating: TLB.invalid, count: TLB.size)
       t.glob.update(repeating: 0, count: TLB.size)
-      tlbHasLarge = false
+      tlbLargestPage = 12
     }
   }
 
   func flushTLBPage(_ lin: UInt64) {
     stats.tlbPageFlushes &+= 1
-    // Large pages are cached as 4 KiB pieces; drop everything rather than hunt for them.
-    if tlbHasLarge {
-      flushTLB(keepGlobal: false)
-      return
-    }
     let i = Int(truncatingIfNeeded: lin >> 12) & TLB.mask
     tlb.rtag[i] = TLB.invalid
     tlb.wtag[i] = TLB.invalid
     tlb.xtag[i] = TLB.invalid
     tlb.glob[i] = 0
+    // Large pages are cached as 4 KiB pieces: drop the pieces of the 2 MiB region
+    // around `lin` (512 slots); 4 MiB and 1 GiB pages cover every slot, so flush all.
+    if tlbLargestPage > 21 {
+      flushTLB(keepGlobal: false)
+    } else if tlbLargestPage == 21 {
+      let base = lin & ~0x1F_FFFF
+      let first = Int(truncatingIfNeeded: base >> 12)
+      for k in 0..<512 {
+        let j = (first &+ k) & TLB.mask
+        if (tlb.rtag[j] &- base) < 0x20_0000 { tlb.rtag[j] = TLB.invalid }
+        if (tlb.wtag[j] &- base) < 0x20_0000 { tlb.wtag[j] = TLB.invalid }
+        if (tlb.xtag[j] &- base) < 0x20_0000 { tlb.xtag[j] = TLB.invalid }
+      }
+    }
   }
 
   // MARK: Linear addresses
@@ -258,7 +269,7 @@ extension InterpreterCPU {
     let key = page | (user ? 1 : 0)
     let slot = Int(truncatingIfNeeded: lin >> 12) & TLB.mask
     let g: UInt8 = t.global ? 1 : 0
-    if t.large { tlbHasLarge = true }
+    if t.large { tlbLargestPage = max(tlbLargestPage, t.pageShift) }
     switch kind {
     case .read, .write:
       // A write fill leaves the read entry alone: src and dst of a copy may share a slot.
@@ -360,7 +371,7 @@ extension InterpreterCPU {
         return Translation(
           gpa: base | (lin & pageMask),
           writeOK: permitsWrite(user, rw, wp) && leaf & PTE.dirty != 0,
-          global: global, large: large)
+          global: global, large: large, pageShift: 22)
       }
       if pde & PTE.accessed == 0 {
         pde |= PTE.accessed
@@ -424,7 +435,7 @@ extension InterpreterCPU {
         return Translation(
           gpa: base | (lin & pageMask),
           writeOK: permitsWrite(user, rw, wp) && leaf & PTE.dirty != 0,
-          global: global, large: large)
+          global: global, large: large, pageShift: shift)
       }
       if e & PTE.accessed == 0 {
         e |= PTE.accessed
