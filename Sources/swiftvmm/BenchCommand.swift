@@ -5,7 +5,7 @@ import VMM
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Benchmarks against QEMU, run in the same invocation. They report; they never fail for being slow.",
-    subcommands: [BenchCPU.self])
+    subcommands: [BenchCPU.self, BenchBoot.self])
 }
 
 /// A guest run measured in-process on the interpreter.

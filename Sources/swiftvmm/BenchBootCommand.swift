@@ -1,0 +1,152 @@
+import ArgumentParser
+import Boot
+import Engine
+import Foundation
+import VMM
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Boot-to-poweroff of the Debian guest on the interpreter and on QEMU TCG, in one invocation.
+struct BenchBoot: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "boot",
+    abstract: "Boot the Debian guest to poweroff on the interpreter and under QEMU TCG; print times and ratios.")
+
+  @Option(help: "Guest cache directory (default: $SWIFTVMM_CACHE or ~/.cache/swiftvmm/linux).")
+  var cache: String?
+  @Option(help: "Guest memory in MiB.")
+  var memory: Int = 512
+  @Option(help: "Runs of each variant (the median is reported).")
+  var runs: Int = 1
+  @Flag(help: "Also boot with the PVH entry and without kvm-clock (default CPUID policy).")
+  var variants = false
+  @Option(help: "Write the figures as JSON to this file.")
+  var json: String?
+  @OptionGroup var logging: LoggingOptions
+
+  struct Variant {
+    var name: String
+    var proto: LinuxBootProtocol
+    var policy: String
+  }
+
+  func run() throws {
+    _ = try logging.bootstrap()
+    let dir = cache ?? LinuxGuestImages.defaultCacheDirectory
+    guard let guest = LinuxGuestImages.locate(in: dir) else {
+      fail("the Debian guest is not in \(dir); run `swiftvmm guest fetch-linux`", status: 66)
+    }
+    let initrd = try StandardInitramfs.build(
+      guest: guest, initScript: StandardInitramfs.initScript(commands: "echo SWIFTVMM-BOOT-OK"),
+      gzip: false)
+    let initrdPath = NSTemporaryDirectory() + "swiftvmm-bench-initrd-\(getpid()).cpio"
+    try Data(initrd).write(to: URL(fileURLWithPath: initrdPath))
+    defer { try? FileManager.default.removeItem(atPath: initrdPath) }
+    guard let kernel = FileManager.default.contents(atPath: guest.bzImage) else {
+      fail("cannot read \(guest.bzImage)", status: 66)
+    }
+    let cmdline = "console=ttyS0 panic=-1"
+
+    var variants = [Variant(name: "bzImage, kvm-clock", proto: .bzImage, policy: "kvm")]
+    if self.variants {
+      variants.append(Variant(name: "PVH, kvm-clock", proto: .pvh, policy: "kvm"))
+      variants.append(Variant(name: "bzImage, no kvm-clock", proto: .bzImage, policy: "default"))
+    }
+
+    // QEMU first: its figure is the yardstick for every variant.
+    var qemuTimes: [Double] = []
+    var qemuRSS = 0
+    for _ in 0..<runs {
+      let (t, out, rss) = runQEMU(kernel: guest.bzImage, initrd: initrdPath, cmdline: cmdline)
+      guard let t, out.contains("SWIFTVMM-BOOT-OK") else {
+        print("QEMU TCG: did not boot (\(t == nil ? out : "no marker"))")
+        qemuTimes = []
+        break
+      }
+      qemuTimes.append(t)
+      qemuRSS = max(qemuRSS, rss)
+    }
+    let qemu = median(qemuTimes)
+    if let qemu {
+      print("QEMU TCG            \(fmt(qemu)) s   peak RSS \(qemuRSS / 1024) MiB")
+    }
+    var rows: [[String: Any]] = []
+    for v in variants {
+      var times: [Double] = []
+      var instructions: UInt64 = 0
+      var ok = true
+      for _ in 0..<runs {
+        var c = MachineConfig(kernel: [UInt8](kernel), kernelName: guest.bzImage, engine: .interpreter)
+        c.initrd = initrd
+        c.commandLine = cmdline
+        c.memorySize = UInt64(memory) << 20
+        c.linuxProtocol = v.proto
+        c.cpuid = try CPUIDPolicy.load(nameOrPath: v.policy)
+        c.timeout = 1800
+        let console = ConsoleOutput(capturing: ())
+        let m = try Machine(config: c, console: console)
+        let o = m.run()
+        guard o == .powerOff, console.capturedText.contains("SWIFTVMM-BOOT-OK") else {
+          print("\(v.name): did not reach poweroff: \(o)\n" + String(console.capturedText.suffix(1500)))
+          ok = false
+          break
+        }
+        times.append(m.wallSeconds)
+        instructions = m.statistics()["instructions"] ?? 0
+      }
+      guard ok, let t = median(times) else { continue }
+      var line = BenchSupport.pad(v.name, 22) + " \(fmt(t)) s   \(instructions) instructions"
+      line += "   \(fmt(Double(instructions) / t / 1e6, 1)) MIPS"
+      var row: [String: Any] = ["variant": v.name, "seconds": t, "instructions": instructions]
+      if let qemu {
+        line += "   ratio \(fmt(t / qemu, 1))x QEMU"
+        row["ratio"] = t / qemu
+      }
+      print(line)
+      rows.append(row)
+    }
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    print("SwiftVMM peak RSS \(usage.ru_maxrss / 1024) MiB")
+    if let json {
+      var doc: [String: Any] = ["swiftvmm": rows, "peakRSSKiB": usage.ru_maxrss]
+      if let qemu { doc["qemuSeconds"] = qemu; doc["qemuPeakRSSKiB"] = qemuRSS }
+      let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
+      try data.write(to: URL(fileURLWithPath: json))
+    }
+  }
+
+  func median(_ v: [Double]) -> Double? {
+    guard !v.isEmpty else { return nil }
+    return v.sorted()[v.count / 2]
+  }
+
+  func fmt(_ v: Double, _ d: Int = 2) -> String { BenchSupport.fmt(v, d) }
+
+  /// Wall seconds, output and peak RSS (KiB) of one QEMU TCG boot.
+  func runQEMU(kernel: String, initrd: String, cmdline: String) -> (Double?, String, Int) {
+    guard let qemu = ["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"]
+      .first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+    else { return (nil, "qemu-system-x86_64 not installed", 0) }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: qemu)
+    p.arguments = [
+      "-accel", "tcg", "-m", "\(memory)", "-display", "none", "-serial", "stdio", "-no-reboot",
+      "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
+    ]
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    p.standardInput = FileHandle.nullDevice
+    let start = DispatchTime.now().uptimeNanoseconds
+    do { try p.run() } catch { return (nil, "cannot start QEMU: \(error)", 0) }
+    let out = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    let secs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    var usage = rusage()
+    getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+    return (secs, String(decoding: out, as: UTF8.self), usage.ru_maxrss)
+  }
+}
