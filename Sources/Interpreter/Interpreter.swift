@@ -189,6 +189,9 @@ public final class InterpreterCPU: VirtualCPU {
   /// Exit budget.
   var instructions: UInt64 = 0
   var limit: UInt64 = .max
+  /// The VMM's next timer deadline in retired instructions: `run()` returns
+  /// `.interrupted` there (instruction-count time needs exact, repeatable stops).
+  public var pauseAt: UInt64 = .max
   var hypercallPending = false
   var deliveringDepth = 0
 
@@ -366,7 +369,8 @@ public final class InterpreterCPU: VirtualCPU {
       if limit != .max && instructions >= limit {
         return record(.instructionLimit(instructions))
       }
-      let budget = limit == .max ? 4096 : min(4096, limit &- instructions)
+      if instructions >= pauseAt { return record(.interrupted) }
+      let budget = min(4096, limit &- instructions, pauseAt &- instructions)
       runBatch(budget)
       if let e = finishBatch() { return e }
     }

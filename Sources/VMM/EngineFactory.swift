@@ -12,6 +12,8 @@ struct EngineInstance {
   var interruptsCanWake: Bool
   /// Keeps engine-wide objects (the KVM VM) alive as long as the machine.
   var owner: AnyObject?
+  /// Sets the retired-instruction count at which `run()` returns (instruction-count time).
+  var pauseAt: ((UInt64) -> Void)?
 }
 
 /// Device interrupt lines into a KVM VM (KVM_IRQ_LINE).
@@ -41,8 +43,14 @@ enum EngineFactory {
       let cpu = InterpreterCPU(memory: memory, cpuid: cpuid, options: options)
       cpu.interruptInput = platform?.interrupts
       cpu.platform = platform
+      var pauseAt: ((UInt64) -> Void)?
+      if let clock = platform?.clock as? InstructionClock {
+        clock.instructions = { [unowned cpu] in cpu.instructionsRetired }
+        pauseAt = { [unowned cpu] in cpu.pauseAt = $0 }
+      }
       return EngineInstance(
-        cpu: cpu, interruptLines: platform?.irqs, interruptsCanWake: platform != nil, owner: nil)
+        cpu: cpu, interruptLines: platform?.irqs, interruptsCanWake: platform != nil, owner: nil,
+        pauseAt: pauseAt)
     }
   }
 }

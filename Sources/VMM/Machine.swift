@@ -50,6 +50,10 @@ public final class Machine {
   public init(config: MachineConfig, console: ConsoleOutput, logger: Logger = Logger(label: "swiftvmm"))
     throws
   {
+    guard !config.deterministic || config.engine == .interpreter else {
+      throw MachineError.invalidConfig(
+        "--deterministic needs the interpreter engine: KVM's guest time follows the host")
+    }
     guard config.cpus == 1 else {
       throw MachineError.invalidConfig(
         "--cpus \(config.cpus): only 1 vCPU is supported so far (SMP comes with the Linux platform work)")
@@ -82,9 +86,10 @@ public final class Machine {
         modules: modules, into: memory)
     }
     if config.engine == .interpreter {
+      let clock: GuestClock = config.deterministic ? InstructionClock() : HostMonotonicClock()
       let p = try PCPlatform(
-        memory: memory, portBus: portBus, mmioBus: mmioBus, clock: HostMonotonicClock(),
-        cpuCount: config.cpus)
+        memory: memory, portBus: portBus, mmioBus: mmioBus, clock: clock, cpuCount: config.cpus,
+        wallClockAtBoot: config.deterministic ? MachineConfig.deterministicEpoch : hostWallClockSeconds())
       try PCIHost().register(on: portBus)
       if isLinux {
         let acpi = ACPIConfig(cpuCount: config.cpus)
@@ -150,10 +155,15 @@ public final class Machine {
         self?.requestStop(.watchdog("guest did not finish within \(t) s (--timeout)"))
       }
     }
-    let timer = platform.map { TimerKicker(platform: $0, cpu: cpu) }
+    // Host time: a timer thread kicks the vCPU at deadlines. Instruction-count
+    // time: the vCPU pauses at the deadline's instruction count instead.
+    let timer = config.deterministic ? nil : platform.map { TimerKicker(platform: $0, cpu: cpu) }
     defer { timer?.stop() }
     while true {
       if let o = takeHostEvents() { return o }
+      if let pace = engine.pauseAt, let clock = platform?.clock as? InstructionClock {
+        pace(platform?.earliestDeadline.map { clock.instructionCount(at: $0) } ?? .max)
+      }
       let exit: VMExit
       do {
         exit = try cpu.run()
@@ -247,6 +257,10 @@ public final class Machine {
         }
         return .guestFailure(
           "vCPU halted waiting for an interrupt, but no timer is armed and no input can arrive")
+      }
+      if let clock = platform.clock as? InstructionClock {
+        clock.skip(to: deadline)
+        continue
       }
       let now = platform.clock.nanoseconds
       if deadline > now { usleep(UInt32(min((deadline - now) / 1000, 10_000))) }

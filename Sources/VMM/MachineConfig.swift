@@ -28,6 +28,12 @@ public struct MachineConfig {
   public var maxInstructions: UInt64?
   /// Wall-clock watchdog in seconds (nil = none).
   public var timeout: Double?
+  /// Instruction-count time instead of host time (interpreter only): guest
+  /// time advances with retired instructions, the RTC starts at a fixed date,
+  /// and two runs execute the same instructions.
+  public var deterministic = false
+  /// The RTC's and kvm-clock's wall-clock date at boot in deterministic mode.
+  public static let deterministicEpoch: Int64 = 1_767_225_600  // 2026-01-01T00:00:00Z
 
   public init(kernel: [UInt8], kernelName: String, engine: EngineKind) {
     self.kernel = kernel

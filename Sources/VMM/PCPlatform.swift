@@ -32,7 +32,7 @@ final class PCPlatform: PlatformHooks {
 
   init(
     memory: GuestMemory, portBus: PortIOBus, mmioBus: MMIOBus, clock: GuestClock,
-    cpuCount: Int
+    cpuCount: Int, wallClockAtBoot: Int64 = hostWallClockSeconds()
   ) throws {
     self.clock = clock
     tsc = GuestTSC(clock: clock, frequency: PCPlatform.tscFrequency)
@@ -41,7 +41,8 @@ final class PCPlatform: PlatformHooks {
     pit = PIT8254(clock: clock, irq0: IRQLine(0, lines: irqs))
     let below4G = memory.regions.filter { $0.start.rawValue < 1 << 32 }.reduce(0) { $0 + $1.size }
     rtc = CMOSRTC(
-      clock: clock, irq: IRQLine(8, lines: irqs), memoryBelow4G: below4G,
+      clock: clock, irq: IRQLine(8, lines: irqs), startTime: wallClockAtBoot,
+      memoryBelow4G: below4G,
       memoryAbove4G: memory.ramSize - below4G, cpuCount: cpuCount)
     interrupts = PlatformInterrupts(lapic: lapic, pic: pic)
     ioapic.connect(to: lapic)
@@ -51,7 +52,7 @@ final class PCPlatform: PlatformHooks {
     try ioapic.register(on: mmioBus)
     try lapic.register(on: mmioBus)
     timed = [pit, rtc, lapic]
-    let wallNs = UInt64(max(0, Date().timeIntervalSince1970 * 1e9))
+    let wallNs = UInt64(max(0, wallClockAtBoot)) &* 1_000_000_000
     let tsc = self.tsc
     kvmClock = KVMClock(
       memory: memory, tscFrequency: PCPlatform.tscFrequency, bootWallNanoseconds: wallNs,

@@ -31,6 +31,8 @@ struct LinuxCommand: ParsableCommand {
   var append: String = ""
   @Option(help: "Write engine and VMM counters to this JSON file when the VM stops.")
   var stats: String?
+  @Flag(help: "Instruction-count time (interpreter): repeatable runs, RTC at a fixed date.")
+  var deterministic = false
   @OptionGroup var logging: LoggingOptions
 
   static let interactiveInit = StandardInitramfs.initScript(
@@ -71,6 +73,7 @@ struct LinuxCommand: ParsableCommand {
     config.initrd = initrd
     config.linuxProtocol = proto
     config.commandLine = "console=ttyS0 panic=-1 quiet \(append)"
+    config.deterministic = deterministic
     do {
       config.memorySize = try MemorySize.parse(memory)
       config.cpuid = try CPUIDPolicy.load(nameOrPath: cpuid)

@@ -35,6 +35,8 @@ struct Run: ParsableCommand {
   var timeout: Double?
   @Option(help: "Write engine and VMM counters to this JSON file when the VM stops.")
   var stats: String?
+  @Flag(help: "Instruction-count time (interpreter): repeatable runs, RTC at a fixed date.")
+  var deterministic = false
   @OptionGroup var logging: LoggingOptions
 
   func run() throws {
@@ -76,6 +78,7 @@ struct Run: ParsableCommand {
     config.cpus = cpus
     config.maxInstructions = maxInstructions
     config.timeout = timeout
+    config.deterministic = deterministic
 
     runInteractively(config, logger: logger, stats: stats)
   }

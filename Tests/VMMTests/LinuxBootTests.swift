@@ -41,6 +41,7 @@ final class LinuxBootTests: XCTestCase {
     c.cpuid = cpuid
     c.linuxProtocol = proto
     c.timeout = 900
+    c.deterministic = deterministic
     let console = ConsoleOutput(capturing: ())
     let m = try Machine(config: c, console: console)
     let o = m.run()
@@ -76,5 +77,20 @@ final class LinuxBootTests: XCTestCase {
     let (o, out, _) = try boot(g, commands: "echo \(Self.marker)", cpuid: try CPUIDPolicy.named("kvm"), proto: .pvh)
     XCTAssertEqual(o, .powerOff, "last lines:\n\(out.suffix(3000))")
     XCTAssertTrue(out.contains(Self.marker))
+  }
+
+  func testDeterministicBootsRetireTheSameInstructions() throws {
+    let g = try guest()
+    var counts: [UInt64] = []
+    for _ in 0..<2 {
+      let (o, out, m) = try boot(
+        g, commands: "echo \(Self.marker); date", cpuid: try CPUIDPolicy.named("kvm"),
+        deterministic: true)
+      XCTAssertEqual(o, .powerOff, "last lines:\n\(out.suffix(2000))")
+      XCTAssertTrue(out.contains("2026"), "RTC starts at the fixed deterministic date")
+      counts.append(m.statistics()["instructions"] ?? 0)
+    }
+    XCTAssertGreaterThan(counts[0], 100_000_000)
+    XCTAssertEqual(counts[0], counts[1], "two deterministic boots retired different instruction counts")
   }
 }

@@ -124,3 +124,33 @@ final class InterpreterMachineTests: XCTestCase {
   func testUnassignedPortsReadAllOnes() throws { try s.unassignedPortsReadAllOnes() }
   func testI8042ResetStopsCleanly() throws { try s.i8042ResetStopsCleanly() }
 }
+
+final class DeterministicMachineTests: XCTestCase {
+  func run(_ guest: String, cmdline: String) throws -> (MachineOutcome, UInt64, String) {
+    var c = MachineConfig(kernel: try GuestImages.bytes(guest), kernelName: guest, engine: .interpreter)
+    c.commandLine = cmdline
+    c.memorySize = 64 << 20
+    c.deterministic = true
+    c.timeout = 120
+    let console = ConsoleOutput(capturing: ())
+    let m = try Machine(config: c, console: console)
+    let o = m.run()
+    return (o, m.statistics()["instructions"] ?? 0, console.capturedText)
+  }
+
+  func testSameGuestRetiresSameInstructionsTwice() throws {
+    let a = try run("exits.elf", cmdline: "count=300")
+    let b = try run("exits.elf", cmdline: "count=300")
+    XCTAssertEqual(a.0, .debugExit(status: 1))
+    XCTAssertEqual(a.1, b.1)
+    XCTAssertEqual(a.2, b.2, "instruction-count time: even the TSC figures repeat")
+  }
+
+  func testKVMEngineRefusesDeterministicMode() throws {
+    var c = MachineConfig(kernel: try GuestImages.bytes("hello.elf"), kernelName: "h", engine: .kvm)
+    c.deterministic = true
+    XCTAssertThrowsError(try Machine(config: c, console: ConsoleOutput(capturing: ()))) {
+      XCTAssertTrue("\($0)".contains("--deterministic needs the interpreter"))
+    }
+  }
+}
