@@ -26,11 +26,12 @@ let package = Package(
     .target(
       name: "Engine", dependencies: ["X86", "Memory"], swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(name: "CKVM"),
+    .target(name: "CX86FP"),
     .target(
       name: "KVM", dependencies: ["CKVM", "Engine", "X86", "Memory"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
-      name: "Interpreter", dependencies: ["Engine", "X86", "Memory"],
+      name: "Interpreter", dependencies: ["Engine", "X86", "Memory", "CX86FP"],
       swiftSettings: [
         .swiftLanguageMode(.v5), .unsafeFlags(["-enforce-exclusivity=unchecked"]),
       ]),

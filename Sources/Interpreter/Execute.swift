@@ -630,7 +630,7 @@ extension InterpreterCPU {
       let off = (getReg(3, adSize) &+ (r[0] & 0xFF)) & sizeMask(adSize)
       setReg(0, 1, try readMem(sg, off, 1))
     case 0xD8...0xDF:
-      try execFPU(b)
+      try execX87(b)  // X87.swift
     case 0xE0, 0xE1, 0xE2:
       let d = sext(UInt64(try fetch8()), 1)
       let c = (getReg(1, adSize) &- 1) & sizeMask(adSize)

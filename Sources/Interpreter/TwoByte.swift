@@ -230,7 +230,7 @@ extension InterpreterCPU {
     case 0xFF:
       throw Fault.ud()  // UD0
     default:
-      throw Fault.ud()
+      if try !execSSE(b) { throw Fault.ud() }  // SSE/SSE2/MMX: SSE.swift
     }
     rip = (startRIP &+ UInt64(ipos)) & codeMask
   }
