@@ -1052,7 +1052,7 @@ extension InterpreterCPU {
     let old = flags
     let wasIF = old & RFLAGS.if
     flags = (old & ~mask) | (v & mask)
-    if rfl & RFLAGS.if != 0 && wasIF == 0 { stop = true }
+    if (rfl & RFLAGS.if != 0 && wasIF == 0) || rfl & RFLAGS.tf != 0 { stop = true }
   }
 
   func checkIOPLForIF() throws(Fault) {

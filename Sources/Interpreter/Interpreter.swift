@@ -194,6 +194,8 @@ public final class InterpreterCPU: VirtualCPU {
   public var pauseAt: UInt64 = .max
   var hypercallPending = false
   var deliveringDepth = 0
+  /// Events delivered (exceptions and interrupts); lets single-step see a delivery.
+  var deliveries: UInt64 = 0
 
   // MARK: MMU
   var tlb: TLB
@@ -354,6 +356,17 @@ public final class InterpreterCPU: VirtualCPU {
       if interruptShadow {
         interruptShadow = false
         single()
+        if let e = finishBatch() { return e }
+        continue
+      }
+      if rfl & RFLAGS.tf != 0 && !halted {
+        // Single-step: one instruction, then a #DB trap (unless it delivered an event).
+        let before = deliveries
+        single()
+        if pendingExit == nil && deliveries == before {
+          dr[6] |= 0x4000  // BS
+          raise(1, 0, false)
+        }
         if let e = finishBatch() { return e }
         continue
       }

@@ -355,7 +355,7 @@ extension InterpreterCPU {
     flags = (flags & ~mask) | (fl & mask)
     rip = target
     if cpl > oldCPL { nullifyDataSegments() }
-    if rfl & RFLAGS.if != 0 && wasIF == 0 { stop = true }
+    if (rfl & RFLAGS.if != 0 && wasIF == 0) || rfl & RFLAGS.tf != 0 { stop = true }
   }
 
   // MARK: Exceptions and interrupts
@@ -381,6 +381,7 @@ extension InterpreterCPU {
     var isSoft = soft
     var chain: [UInt16] = []
     if !external { stats.exceptions &+= 1 }
+    deliveries &+= 1
     halted = false
     for _ in 0..<6 {
       chain.append(v)

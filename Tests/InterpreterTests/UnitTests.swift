@@ -482,6 +482,15 @@ final class UnitTests: XCTestCase {
     XCTAssertEqual(try read64(m, g.rsp + 24), 0x80000)  // old RSP
   }
 
+  func testSingleStepTrap() throws {
+    // pushfq ; or qword [rsp],0x100 (TF) ; popfq ; nop ; nop ; hlt → #DB after the first NOP
+    let m = try machine64([
+      0x9C, 0x48, 0x81, 0x0C, 0x24, 0x00, 0x01, 0x00, 0x00, 0x9D, 0x90, 0x90, 0xF4,
+    ])
+    let r = try expectException(m, 1, hasCode: false)
+    XCTAssertEqual(r.rip, UnitTests.codeBase + 11)
+  }
+
   func testTripleFaultShutdown() throws {
     // No IDT (limit 0): #UD → #GP → #DF → triple fault
     let m = try machine64([0x0F, 0x0B], idt: false)
