@@ -257,22 +257,8 @@ public enum BzImageLoader {
     state.general.rsi = zp
     state.general.rsp = BootLayout.stackTop
     state.general.rflags = RFLAGS.fixed
-    var s = SpecialRegisters()
-    s.cs = .code64(selector: LinuxBootLayout.bootCS)
-    let data = SegmentRegister.flatData(selector: LinuxBootLayout.bootDS)
-    s.ds = data
-    s.es = data
-    s.fs = data
-    s.gs = data
-    s.ss = data
-    s.tr = ImageLoading.defaultTR
-    s.gdt = gdt
-    s.idt = DescriptorTableRegister(base: 0, limit: 0)
-    s.cr0 = CR0.pe | CR0.et | CR0.ne | CR0.pg
-    s.cr3 = cr3
-    s.cr4 = CR4.pae
-    s.efer = EFER.lme | EFER.lma
-    state.special = s
+    state.special = ImageLoading.longModeEntry(
+      codeSelector: LinuxBootLayout.bootCS, dataSelector: LinuxBootLayout.bootDS, gdt: gdt, cr3: cr3)
     let end = max(kernelEnd, placement.map { $0.address + $0.size } ?? 0)
     return BootImage(format: .linuxBzImage, initialState: state, imageEnd: end)
   }

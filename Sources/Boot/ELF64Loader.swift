@@ -29,22 +29,9 @@ public enum ELF64Loader {
     state.general.rip = entry
     state.general.rsp = BootLayout.stackTop
     state.general.rflags = RFLAGS.fixed
-    var s = SpecialRegisters()
-    s.cs = .code64(selector: BootLayout.code64Selector)
-    let data = SegmentRegister.flatData(selector: BootLayout.dataSelector)
-    s.ds = data
-    s.es = data
-    s.fs = data
-    s.gs = data
-    s.ss = data
-    s.tr = ImageLoading.defaultTR
-    s.gdt = gdt
-    s.idt = DescriptorTableRegister(base: 0, limit: 0)
-    s.cr0 = CR0.pe | CR0.et | CR0.ne | CR0.pg | CR0.wp
-    s.cr3 = cr3
-    s.cr4 = CR4.pae
-    s.efer = EFER.lme | EFER.lma
-    state.special = s
+    state.special = ImageLoading.longModeEntry(
+      codeSelector: BootLayout.code64Selector, dataSelector: BootLayout.dataSelector, gdt: gdt,
+      cr3: cr3, cr0: CR0.ne | CR0.wp)
     return BootImage(format: .elf64, initialState: state, imageEnd: end)
   }
 }

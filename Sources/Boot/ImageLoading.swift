@@ -102,6 +102,40 @@ enum ImageLoading {
     return pml4
   }
 
+  /// Entry registers every loader hands over: flat segments from `gdt`, no IDT,
+  /// a usable TR, protected mode (`cr0` adds to PE|ET).
+  static func flatEntry(
+    code: SegmentRegister, dataSelector: UInt16, gdt: DescriptorTableRegister, cr0: UInt64 = 0
+  ) -> SpecialRegisters {
+    var s = SpecialRegisters()
+    s.cs = code
+    let data = SegmentRegister.flatData(selector: dataSelector)
+    s.ds = data
+    s.es = data
+    s.fs = data
+    s.gs = data
+    s.ss = data
+    s.tr = defaultTR
+    s.gdt = gdt
+    s.idt = DescriptorTableRegister(base: 0, limit: 0)
+    s.cr0 = CR0.pe | CR0.et | cr0
+    return s
+  }
+
+  /// Long mode on the identity map at `cr3` (paging, PAE, EFER.LME|LMA).
+  static func longModeEntry(
+    codeSelector: UInt16, dataSelector: UInt16, gdt: DescriptorTableRegister, cr3: UInt64,
+    cr0: UInt64 = CR0.ne
+  ) -> SpecialRegisters {
+    var s = flatEntry(
+      code: .code64(selector: codeSelector), dataSelector: dataSelector, gdt: gdt,
+      cr0: CR0.pg | cr0)
+    s.cr3 = cr3
+    s.cr4 = CR4.pae
+    s.efer = EFER.lme | EFER.lma
+    return s
+  }
+
   /// A busy 64-bit TSS descriptor cache; KVM and the interpreter want TR usable.
   static var defaultTR: SegmentRegister {
     SegmentRegister(selector: 0, base: 0, limit: 0x67, type: 0xB, s: false)

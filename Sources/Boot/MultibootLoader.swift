@@ -119,19 +119,9 @@ public enum MultibootLoader {
     state.general.rip = entry
     state.general.rsp = BootLayout.stackTop
     state.general.rflags = RFLAGS.fixed
-    var s = SpecialRegisters()
-    s.cs = .flatCode32(selector: BootLayout.code32Selector)
-    let data = SegmentRegister.flatData(selector: BootLayout.dataSelector)
-    s.ds = data
-    s.es = data
-    s.fs = data
-    s.gs = data
-    s.ss = data
-    s.tr = ImageLoading.defaultTR
-    s.gdt = gdt
-    s.idt = DescriptorTableRegister(base: 0, limit: 0)
-    s.cr0 = CR0.pe | CR0.et
-    state.special = s
+    state.special = ImageLoading.flatEntry(
+      code: .flatCode32(selector: BootLayout.code32Selector), dataSelector: BootLayout.dataSelector,
+      gdt: gdt)
     return BootImage(format: .multiboot, initialState: state, imageEnd: next)
   }
 

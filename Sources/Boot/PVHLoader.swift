@@ -119,19 +119,8 @@ public enum PVHLoader {
     state.general.rip = UInt64(entry)
     state.general.rbx = LinuxBootLayout.zeroPage
     state.general.rflags = RFLAGS.fixed
-    var s = SpecialRegisters()
-    s.cs = .flatCode32(selector: 0x08)
-    let data = SegmentRegister.flatData(selector: LinuxBootLayout.bootDS)
-    s.ds = data
-    s.es = data
-    s.fs = data
-    s.gs = data
-    s.ss = data
-    s.tr = ImageLoading.defaultTR
-    s.gdt = gdt
-    s.idt = DescriptorTableRegister(base: 0, limit: 0)
-    s.cr0 = CR0.pe | CR0.et
-    state.special = s
+    state.special = ImageLoading.flatEntry(
+      code: .flatCode32(selector: 0x08), dataSelector: LinuxBootLayout.bootDS, gdt: gdt)
     let imageEnd = max(end, placement.map { $0.address + $0.size } ?? 0)
     return BootImage(format: .linuxPVH, initialState: state, imageEnd: imageEnd)
   }
