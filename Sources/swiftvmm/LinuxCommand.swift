@@ -44,7 +44,7 @@ struct LinuxCommand: ParsableCommand {
 
   func run() throws {
     let logger = try logging.bootstrap()
-    guard let proto = LinuxBootProtocol(rawValue: `protocol`) else {
+    guard let proto = LinuxBootProtocol(rawValue: `protocol`.lowercased()) else {
       throw ValidationError("unknown boot protocol '\(`protocol`)'; choose bzImage or pvh")
     }
     let dir = cache ?? LinuxGuestImages.defaultCacheDirectory
