@@ -66,7 +66,7 @@ final class LinuxBootTests: XCTestCase {
     XCTAssertTrue(out.contains("model name\t: \(policy.brand)"), "model name differs from the policy")
     XCTAssertTrue(out.contains("sum=42"))
     // Flags the policy sets are present, flags it leaves out are absent.
-    let flagsLine = out.split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
+    let flagsLine = out.split(whereSeparator: \.isNewline).first { $0.hasPrefix("flags") } ?? ""
     let flags = Set(flagsLine.split(separator: ":").last?.split(separator: " ").map(String.init) ?? [])
     for f in ["fpu", "sse2", "hypervisor", "lm", "nx"] { XCTAssertTrue(flags.contains(f), "flag \(f) missing: \(flagsLine)") }
     for f in ["avx", "avx2", "sse4_2", "vmx", "svm"] { XCTAssertFalse(flags.contains(f), "flag \(f) present: \(flagsLine)") }
