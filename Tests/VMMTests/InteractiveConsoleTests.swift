@@ -1,0 +1,57 @@
+import Boot
+import Foundation
+import TestSupport
+import XCTest
+
+/// Types into the busybox shell through the CLI's stdin, as a user would.
+final class InteractiveConsoleTests: XCTestCase {
+  func testShellRunsTypedCommandsAndPowersOff() throws {
+    guard LinuxGuestImages.locate() != nil else {
+      throw XCTSkip("Debian guest not fetched; run `swiftvmm guest fetch-linux`")
+    }
+    #if DEBUG
+      throw XCTSkip("needs a release build (scripts/test): the debug interpreter is too slow")
+    #endif
+    guard FileManager.default.isExecutableFile(atPath: CLITests.binary) else {
+      throw XCTSkip("swiftvmm binary not built next to the test runner")
+    }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: CLITests.binary)
+    p.arguments = ["linux", "--cpuid", "kvm"]
+    let input = Pipe()
+    let output = Pipe()
+    p.standardInput = input
+    p.standardOutput = output
+    p.standardError = output
+    let lock = NSLock()
+    var text = ""
+    output.fileHandleForReading.readabilityHandler = { h in
+      let d = h.availableData
+      lock.lock()
+      text += String(decoding: d, as: UTF8.self)
+      lock.unlock()
+    }
+    try p.run()
+    func waitFor(_ s: String, seconds: Double) -> Bool {
+      let end = Date().addingTimeInterval(seconds)
+      while Date() < end {
+        lock.lock()
+        let found = text.contains(s)
+        lock.unlock()
+        if found { return true }
+        if !p.isRunning { return false }
+        usleep(100_000)
+      }
+      return false
+    }
+    defer { if p.isRunning { p.terminate() } }
+    XCTAssertTrue(waitFor("Type 'poweroff' to stop.", seconds: 600), "no banner:\n\(text.suffix(2000))")
+    // Let the shell reach its prompt, then type.
+    XCTAssertTrue(waitFor("# ", seconds: 120), "no prompt:\n\(text.suffix(2000))")
+    input.fileHandleForWriting.write(Data("echo typed-$((40 + 2))\n".utf8))
+    XCTAssertTrue(waitFor("typed-42", seconds: 120), "command output missing:\n\(text.suffix(2000))")
+    input.fileHandleForWriting.write(Data("poweroff\n".utf8))
+    p.waitUntilExit()
+    XCTAssertEqual(p.terminationStatus, 0, text.suffix(2000).description)
+  }
+}
