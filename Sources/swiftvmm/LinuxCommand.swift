@@ -42,6 +42,11 @@ struct LinuxCommand: ParsableCommand {
       setsid cttyhack sh -l
       """)
 
+  /// With no init process to signal, `poweroff` and `reboot` act at once (-f).
+  static let profile = CPIOEntry(
+    "etc/profile",
+    .file(Array("alias poweroff='poweroff -f'\nalias reboot='reboot -f'\nalias halt='poweroff -f'\n".utf8)))
+
   func run() throws {
     let logger = try logging.bootstrap()
     guard let proto = LinuxBootProtocol(rawValue: `protocol`.lowercased()) else {
@@ -62,7 +67,8 @@ struct LinuxCommand: ParsableCommand {
     let script = commands.map { StandardInitramfs.initScript(commands: $0) } ?? LinuxCommand.interactiveInit
     let initrd: [UInt8]
     do {
-      initrd = try StandardInitramfs.build(guest: guest, initScript: script, gzip: false)
+      initrd = try StandardInitramfs.build(
+        guest: guest, initScript: script, gzip: false, extraFiles: [LinuxCommand.profile])
     } catch {
       fail("cannot build the initramfs: \(error)", status: 66)
     }
