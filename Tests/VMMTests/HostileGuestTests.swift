@@ -1,0 +1,51 @@
+import Engine
+import TestSupport
+import XCTest
+
+@testable import VMM
+
+/// Random machine code must never crash or hang the host: every run ends in
+/// an outcome (a guest failure, a debug exit, a watchdog) within its budget.
+final class HostileGuestTests: XCTestCase {
+  struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+      state &+= 0x9E37_79B9_7F4A_7C15
+      var z = state
+      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+      return z ^ (z >> 31)
+    }
+  }
+
+  func testRandomCodeNeverCrashesTheHost() throws {
+    var rng = SplitMix64(state: 0x5EED_0001)
+    var outcomes: [String: Int] = [:]
+    for i in 0..<200 {
+      var code = (0..<512).map { _ in UInt8.random(in: 0...255, using: &rng) }
+      // Every fourth case first enters a long-mode-like mix: prefix REX/0F-heavy bytes.
+      if i % 4 == 0 { for j in stride(from: 0, to: code.count, by: 3) { code[j] = [0x48, 0x0F, 0x66][j % 3] } }
+      var c = MachineConfig(kernel: FlatMultiboot.image(code: code), kernelName: "fuzz\(i)", engine: .interpreter)
+      c.memorySize = 16 << 20
+      c.maxInstructions = 20_000
+      c.timeout = 30
+      let console = ConsoleOutput(capturing: ())
+      let m = try Machine(config: c, console: console)
+      let o = m.run()
+      let key: String
+      switch o {
+      case .guestFailure: key = "guest failure"
+      case .watchdog: key = "watchdog"
+      case .debugExit: key = "debug exit"
+      case .reset, .powerOff: key = "reset/poweroff"
+      case .interrupted: key = "interrupted"
+      }
+      outcomes[key, default: 0] += 1
+      if case .watchdog(let why) = o {
+        XCTAssertTrue(why.contains("instruction limit"), "case \(i) hung until the wall-clock watchdog: \(why)")
+      }
+    }
+    print("random-code outcomes: \(outcomes.sorted { $0.key < $1.key })")
+    XCTAssertEqual(outcomes.values.reduce(0, +), 200)
+  }
+}
