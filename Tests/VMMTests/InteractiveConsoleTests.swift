@@ -23,35 +23,40 @@ final class InteractiveConsoleTests: XCTestCase {
     p.standardInput = input
     p.standardOutput = output
     p.standardError = output
-    let lock = NSLock()
-    var text = ""
-    output.fileHandleForReading.readabilityHandler = { h in
-      let d = h.availableData
-      lock.lock()
-      text += String(decoding: d, as: UTF8.self)
-      lock.unlock()
+    final class Transcript: @unchecked Sendable {
+      let lock = NSLock()
+      var text = ""
+      func append(_ d: Data) {
+        lock.lock()
+        text += String(decoding: d, as: UTF8.self)
+        lock.unlock()
+      }
+      var snapshot: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return text
+      }
     }
+    let transcript = Transcript()
+    output.fileHandleForReading.readabilityHandler = { transcript.append($0.availableData) }
     try p.run()
     func waitFor(_ s: String, seconds: Double) -> Bool {
       let end = Date().addingTimeInterval(seconds)
       while Date() < end {
-        lock.lock()
-        let found = text.contains(s)
-        lock.unlock()
-        if found { return true }
+        if transcript.snapshot.contains(s) { return true }
         if !p.isRunning { return false }
         usleep(100_000)
       }
       return false
     }
     defer { if p.isRunning { p.terminate() } }
-    XCTAssertTrue(waitFor("Type 'poweroff' to stop.", seconds: 600), "no banner:\n\(text.suffix(2000))")
+    XCTAssertTrue(waitFor("Type 'poweroff' to stop.", seconds: 600), "no banner:\n\(transcript.snapshot.suffix(2000))")
     // Let the shell reach its prompt, then type.
-    XCTAssertTrue(waitFor("# ", seconds: 120), "no prompt:\n\(text.suffix(2000))")
+    XCTAssertTrue(waitFor("# ", seconds: 120), "no prompt:\n\(transcript.snapshot.suffix(2000))")
     input.fileHandleForWriting.write(Data("echo typed-$((40 + 2))\n".utf8))
-    XCTAssertTrue(waitFor("typed-42", seconds: 120), "command output missing:\n\(text.suffix(2000))")
+    XCTAssertTrue(waitFor("typed-42", seconds: 120), "command output missing:\n\(transcript.snapshot.suffix(2000))")
     input.fileHandleForWriting.write(Data("poweroff\n".utf8))
     p.waitUntilExit()
-    XCTAssertEqual(p.terminationStatus, 0, text.suffix(2000).description)
+    XCTAssertEqual(p.terminationStatus, 0, transcript.snapshot.suffix(2000).description)
   }
 }
