@@ -32,8 +32,9 @@ HIDDEN nx_regs nx_out;
 HIDDEN uint64_t nx_host_rsp;
 HIDDEN uint64_t nx_snippet_ptr = NX_CODE_BASE;
 HIDDEN uint64_t nx_scratch[32] __attribute__((aligned(16)));
+HIDDEN uint8_t nx_host_fx[512] __attribute__((aligned(16)));
 
-// AT&T syntax. Offsets into nx_regs: gpr[i] at 8*i, rflags at 128.
+// AT&T syntax. Offsets into nx_regs: gpr[i] at 8*i, rflags at 128, fx at 144.
 __asm__(
     ".text\n"
     ".p2align 4\n"
@@ -42,6 +43,8 @@ __asm__(
     "nx_enter_stub:\n"
     "  push %rbx\n  push %rbp\n  push %r12\n  push %r13\n  push %r14\n  push %r15\n"
     "  mov %rsp, nx_host_rsp(%rip)\n"
+    "  fxsave64 nx_host_fx(%rip)\n"
+    "  fxrstor64 nx_in+144(%rip)\n"
     "  lea nx_scratch+256(%rip), %rsp\n"
     "  pushq nx_in+128(%rip)\n"
     "  popfq\n"
@@ -85,10 +88,12 @@ __asm__(
     "  lea nx_scratch+256(%rip), %rsp\n"
     "  pushfq\n"
     "  popq nx_out+128(%rip)\n"
+    "  fxsave64 nx_out+144(%rip)\n"
     "  cld\n"
     ".globl nx_resume\n"
     ".hidden nx_resume\n"
     "nx_resume:\n"
+    "  fxrstor64 nx_host_fx(%rip)\n"
     "  mov nx_host_rsp(%rip), %rsp\n"
     "  pop %r15\n  pop %r14\n  pop %r13\n  pop %r12\n  pop %rbp\n  pop %rbx\n"
     "  ret\n");
@@ -248,6 +253,7 @@ static void on_fault(int sig, siginfo_t *si, void *ctx) {
                                 REG_R12, REG_R13, REG_R14, REG_R15};
   for (int i = 0; i < 16; i++) r->out.gpr[i] = (uint64_t)g[order[i]];
   r->out.rflags = (uint64_t)g[REG_EFL];
+  if (uc->uc_mcontext.fpregs) memcpy(r->out.fx, uc->uc_mcontext.fpregs, 512);
   faulted = 1;
   // Resume in nx_resume with DF, TF and AC clear.
   g[REG_RIP] = (greg_t)(uintptr_t)&nx_resume;
@@ -297,7 +303,7 @@ static int child_main(const nx_case *cases, int start, int n) {
     memcpy(code, c->code, len);
     memcpy(code + len, exitseq, exitlen);
     nx_case_begin(&image, data, stack, c, saved);
-    nx_in = c->in;
+    memcpy(&nx_in, &c->in, sizeof nx_in);
     nx_in.rflags = (c->in.rflags & NX_FLAGS_SETTABLE) | 2;
     faulted = 0;
     current_result = r;
@@ -306,7 +312,7 @@ static int child_main(const nx_case *cases, int start, int n) {
       r->status = NX_EXCEPTION;
     } else {
       r->status = NX_OK;
-      r->out = nx_out;
+      memcpy(&r->out, &nx_out, sizeof nx_out);
     }
     nx_case_end(&image, data, stack, c, saved, r);
     __atomic_store_n(&shm->progress, i + 1, __ATOMIC_RELEASE);

@@ -136,26 +136,81 @@ uint32_t xf_sse(int op, uint32_t mxcsr, void *d, const void *s, uint64_t *gpr, i
 
 // MARK: x87
 
-#define X87_PRE "fnstcw %[h]\n\tfldcw %[c]\n\tfnclex\n\t"
+// The host x87 starts from an environment with the guest control word, the
+// guest's condition codes, no flags and an empty stack, so condition codes an
+// instruction leaves alone keep the guest's values and unmasked overflow /
+// underflow give the hardware's scaled results. Right after the guest
+// instruction MID reads the status word, clears the exceptions (nothing can
+// trap) and masks everything for the stores that follow.
+#define X87_PRE "fnstcw %[h]\n\tfldenv %[env]\n\t"
+#define MID "\n\tfnstsw %[sw]\n\tfnclex\n\tfldcw %[mk]\n\t"
 #define X87_POST "\n\tfnclex\n\tfldcw %[h]"
-#define X87_OPS [h] "=m"(host), [sw] "=m"(sw) : [c] "m"(cw), [a] "r"(a), [b] "r"(b), [x] "r"(aux)
+#define X87_OPS \
+  [h] "=m"(host), [sw] "=m"(sw) : [env] "m"(env), [mk] "m"(mk), [a] "r"(a), [b] "r"(b), [x] "r"(aux)
 #define X87_CLOB "memory", "cc", "rax", "st", "st(1)", "st(2)", "st(3)"
 #define X87(BODY) \
   __asm__ volatile(X87_PRE BODY X87_POST : X87_OPS : X87_CLOB); \
   break
 // a OP b with both loaded: ST0 = a, ST1 = b.
-#define BIN(INSN) X87("fldt (%[b])\n\tfldt (%[a])\n\t" INSN "\n\tfnstsw %[sw]\n\tfstpt (%[a])\n\tfstp %%st(0)")
-#define UN(INSN) X87("fldt (%[a])\n\t" INSN "\n\tfnstsw %[sw]\n\tfstpt (%[a])")
+#define BIN(INSN) X87("fldt (%[b])\n\tfldt (%[a])\n\t" INSN MID "fstpt (%[a])\n\tfstp %%st(0)")
+#define UN(INSN) X87("fldt (%[a])\n\t" INSN MID "fstpt (%[a])")
+// ST0 = a OP memory operand at aux.
+#define MEM(INSN) X87("fldt (%[a])\n\t" INSN " (%[x])" MID "fstpt (%[a])")
+#define MEMROW(S)                                           \
+  switch (r) {                                              \
+  case 0: MEM("fadd" S);                                    \
+  case 1: MEM("fmul" S);                                    \
+  case 2: case 3: MEM("fcom" S);                            \
+  case 4: MEM("fsub" S);                                    \
+  case 5: MEM("fsubr" S);                                   \
+  case 6: MEM("fdiv" S);                                    \
+  default: MEM("fdivr" S);                                  \
+  }                                                         \
+  break
 
-uint16_t xf_x87(int op, uint16_t guest_cw, uint8_t *a, uint8_t *b, uint64_t *aux, int imm) {
+uint16_t xf_x87(int op, uint16_t guest_cw, uint16_t guest_sw, uint8_t *a, uint8_t *b,
+               uint64_t *aux, int imm) {
   uint16_t host = 0, sw = 0;
-  uint16_t cw = guest_cw | 0x3F;  // mask all exceptions on the host
+  uint16_t mk = guest_cw | 0x3F;
+  struct {
+    uint32_t cw, sw, tw, ip, cs, dp, ds;
+  } env = {guest_cw, (uint32_t)(guest_sw & 0x4700), 0xFFFF, 0, 0, 0, 0};
   uint8_t z = 0, p = 0, c = 0;
   uint8_t scratch[16] = {0};
   uint64_t dummy = 0;
   if (!a) a = scratch;
   if (!b) b = scratch;
   if (!aux) aux = &dummy;
+  if (op >= XF87_MEMOP && op < XF87_MEMOP + 32) {
+    int r = (op - XF87_MEMOP) & 7;
+    switch ((op - XF87_MEMOP) >> 3) {
+    case 0: MEMROW("s");  // m32fp
+    case 1: MEMROW("l");  // m64fp
+    case 2:               // m16int
+      switch (r) {
+      case 0: MEM("fiadds");
+      case 1: MEM("fimuls");
+      case 2: case 3: MEM("ficoms");
+      case 4: MEM("fisubs");
+      case 5: MEM("fisubrs");
+      case 6: MEM("fidivs");
+      default: MEM("fidivrs");
+      }
+      break;
+    default:  // m32int
+      switch (r) {
+      case 0: MEM("fiaddl");
+      case 1: MEM("fimull");
+      case 2: case 3: MEM("ficoml");
+      case 4: MEM("fisubl");
+      case 5: MEM("fisubrl");
+      case 6: MEM("fidivl");
+      default: MEM("fidivrl");
+      }
+      break;
+    }
+    return sw & 0x477F;
+  }
   switch (op) {
   case XF87_ADD: BIN("fadd %%st(1), %%st");
   case XF87_SUB: BIN("fsub %%st(1), %%st");
@@ -173,62 +228,60 @@ uint16_t xf_x87(int op, uint16_t guest_cw, uint8_t *a, uint8_t *b, uint64_t *aux
   case XF87_SCALE: BIN("fscale");
   case XF87_PREM: BIN("fprem");
   case XF87_PREM1: BIN("fprem1");
-  case XF87_XTRACT:
-    X87("fldt (%[a])\n\tfxtract\n\tfnstsw %[sw]\n\tfstpt (%[a])\n\tfstpt (%[b])");
-  case XF87_YL2X: X87("fldt (%[b])\n\tfldt (%[a])\n\tfyl2x\n\tfnstsw %[sw]\n\tfstpt (%[a])");
-  case XF87_YL2XP1: X87("fldt (%[b])\n\tfldt (%[a])\n\tfyl2xp1\n\tfnstsw %[sw]\n\tfstpt (%[a])");
-  case XF87_PATAN: X87("fldt (%[b])\n\tfldt (%[a])\n\tfpatan\n\tfnstsw %[sw]\n\tfstpt (%[a])");
+  case XF87_XTRACT: X87("fldt (%[a])\n\tfxtract" MID "fstpt (%[a])\n\tfstpt (%[b])");
+  case XF87_YL2X: X87("fldt (%[b])\n\tfldt (%[a])\n\tfyl2x" MID "fstpt (%[a])");
+  case XF87_YL2XP1: X87("fldt (%[b])\n\tfldt (%[a])\n\tfyl2xp1" MID "fstpt (%[a])");
+  case XF87_PATAN: X87("fldt (%[b])\n\tfldt (%[a])\n\tfpatan" MID "fstpt (%[a])");
   case XF87_PTAN:
-    X87("fldt (%[a])\n\tfptan\n\tfnstsw %[sw]\n\tfnstsw %%ax\n\ttest $0x400, %%ax\n\tjnz 1f\n\t"
+    X87("fldt (%[a])\n\tfptan" MID "fnstsw %%ax\n\ttest $0x400, %%ax\n\tjnz 1f\n\t"
         "fstpt (%[b])\n1:\n\tfstpt (%[a])");
   case XF87_SINCOS:
-    X87("fldt (%[a])\n\tfsincos\n\tfnstsw %[sw]\n\tfnstsw %%ax\n\ttest $0x400, %%ax\n\tjnz 1f\n\t"
+    X87("fldt (%[a])\n\tfsincos" MID "fnstsw %%ax\n\ttest $0x400, %%ax\n\tjnz 1f\n\t"
         "fstpt (%[b])\n1:\n\tfstpt (%[a])");
-  case XF87_COM:
-    X87("fldt (%[b])\n\tfldt (%[a])\n\tfcom %%st(1)\n\tfnstsw %[sw]\n\tfstp %%st(0)\n\tfstp %%st(0)");
+  case XF87_COM: X87("fldt (%[b])\n\tfldt (%[a])\n\tfcom %%st(1)" MID "fstp %%st(0)\n\tfstp %%st(0)");
   case XF87_UCOM:
-    X87("fldt (%[b])\n\tfldt (%[a])\n\tfucom %%st(1)\n\tfnstsw %[sw]\n\tfstp %%st(0)\n\tfstp %%st(0)");
-  case XF87_TST: X87("fldt (%[a])\n\tftst\n\tfnstsw %[sw]\n\tfstp %%st(0)");
+    X87("fldt (%[b])\n\tfldt (%[a])\n\tfucom %%st(1)" MID "fstp %%st(0)\n\tfstp %%st(0)");
+  case XF87_TST: X87("fldt (%[a])\n\tftst" MID "fstp %%st(0)");
   case XF87_COMI:
   case XF87_UCOMI: {
     if (op == XF87_COMI) {
       __asm__ volatile(X87_PRE "fldt (%[b])\n\tfldt (%[a])\n\tfcomi %%st(1), %%st\n\tsetz %[z]\n\t"
-                       "setp %[p]\n\tsetc %[cf]\n\tfnstsw %[sw]\n\tfstp %%st(0)\n\tfstp %%st(0)" X87_POST
+                       "setp %[p]\n\tsetc %[cf]" MID "fstp %%st(0)\n\tfstp %%st(0)" X87_POST
                        : [h] "=m"(host), [sw] "=m"(sw), [z] "=r"(z), [p] "=r"(p), [cf] "=r"(c)
-                       : [c] "m"(cw), [a] "r"(a), [b] "r"(b)
+                       : [env] "m"(env), [mk] "m"(mk), [a] "r"(a), [b] "r"(b)
                        : X87_CLOB);
     } else {
       __asm__ volatile(X87_PRE "fldt (%[b])\n\tfldt (%[a])\n\tfucomi %%st(1), %%st\n\tsetz %[z]\n\t"
-                       "setp %[p]\n\tsetc %[cf]\n\tfnstsw %[sw]\n\tfstp %%st(0)\n\tfstp %%st(0)" X87_POST
+                       "setp %[p]\n\tsetc %[cf]" MID "fstp %%st(0)\n\tfstp %%st(0)" X87_POST
                        : [h] "=m"(host), [sw] "=m"(sw), [z] "=r"(z), [p] "=r"(p), [cf] "=r"(c)
-                       : [c] "m"(cw), [a] "r"(a), [b] "r"(b)
+                       : [env] "m"(env), [mk] "m"(mk), [a] "r"(a), [b] "r"(b)
                        : X87_CLOB);
     }
     *aux = (uint64_t)(z ? 0x40 : 0) | (p ? 0x04 : 0) | (c ? 0x01 : 0);
     break;
   }
-  case XF87_LD32: X87("flds (%[x])\n\tfnstsw %[sw]\n\tfstpt (%[a])");
-  case XF87_LD64: X87("fldl (%[x])\n\tfnstsw %[sw]\n\tfstpt (%[a])");
-  case XF87_ST32: X87("fldt (%[a])\n\tfstps (%[x])\n\tfnstsw %[sw]");
-  case XF87_ST64: X87("fldt (%[a])\n\tfstpl (%[x])\n\tfnstsw %[sw]");
-  case XF87_ILD16: X87("filds (%[x])\n\tfnstsw %[sw]\n\tfstpt (%[a])");
-  case XF87_ILD32: X87("fildl (%[x])\n\tfnstsw %[sw]\n\tfstpt (%[a])");
-  case XF87_ILD64: X87("fildll (%[x])\n\tfnstsw %[sw]\n\tfstpt (%[a])");
-  case XF87_IST16: X87("fldt (%[a])\n\tfistps (%[x])\n\tfnstsw %[sw]");
-  case XF87_IST32: X87("fldt (%[a])\n\tfistpl (%[x])\n\tfnstsw %[sw]");
-  case XF87_IST64: X87("fldt (%[a])\n\tfistpll (%[x])\n\tfnstsw %[sw]");
-  case XF87_ISTT16: X87("fldt (%[a])\n\tfisttps (%[x])\n\tfnstsw %[sw]");
-  case XF87_ISTT32: X87("fldt (%[a])\n\tfisttpl (%[x])\n\tfnstsw %[sw]");
-  case XF87_ISTT64: X87("fldt (%[a])\n\tfisttpll (%[x])\n\tfnstsw %[sw]");
+  case XF87_LD32: X87("flds (%[x])" MID "fstpt (%[a])");
+  case XF87_LD64: X87("fldl (%[x])" MID "fstpt (%[a])");
+  case XF87_ST32: X87("fldt (%[a])\n\tfstps (%[x])" MID);
+  case XF87_ST64: X87("fldt (%[a])\n\tfstpl (%[x])" MID);
+  case XF87_ILD16: X87("filds (%[x])" MID "fstpt (%[a])");
+  case XF87_ILD32: X87("fildl (%[x])" MID "fstpt (%[a])");
+  case XF87_ILD64: X87("fildll (%[x])" MID "fstpt (%[a])");
+  case XF87_IST16: X87("fldt (%[a])\n\tfistps (%[x])" MID);
+  case XF87_IST32: X87("fldt (%[a])\n\tfistpl (%[x])" MID);
+  case XF87_IST64: X87("fldt (%[a])\n\tfistpll (%[x])" MID);
+  case XF87_ISTT16: X87("fldt (%[a])\n\tfisttps (%[x])" MID);
+  case XF87_ISTT32: X87("fldt (%[a])\n\tfisttpl (%[x])" MID);
+  case XF87_ISTT64: X87("fldt (%[a])\n\tfisttpll (%[x])" MID);
   case XF87_CONST:
     switch (imm) {
-    case 0: X87("fld1\n\tfnstsw %[sw]\n\tfstpt (%[a])");
-    case 1: X87("fldl2t\n\tfnstsw %[sw]\n\tfstpt (%[a])");
-    case 2: X87("fldl2e\n\tfnstsw %[sw]\n\tfstpt (%[a])");
-    case 3: X87("fldpi\n\tfnstsw %[sw]\n\tfstpt (%[a])");
-    case 4: X87("fldlg2\n\tfnstsw %[sw]\n\tfstpt (%[a])");
-    case 5: X87("fldln2\n\tfnstsw %[sw]\n\tfstpt (%[a])");
-    default: X87("fldz\n\tfnstsw %[sw]\n\tfstpt (%[a])");
+    case 0: X87("fld1" MID "fstpt (%[a])");
+    case 1: X87("fldl2t" MID "fstpt (%[a])");
+    case 2: X87("fldl2e" MID "fstpt (%[a])");
+    case 3: X87("fldpi" MID "fstpt (%[a])");
+    case 4: X87("fldlg2" MID "fstpt (%[a])");
+    case 5: X87("fldln2" MID "fstpt (%[a])");
+    default: X87("fldz" MID "fstpt (%[a])");
     }
     break;
   default: break;

@@ -4,7 +4,8 @@ import Foundation
 /// Compares a native outcome (the reference) with the interpreter's.
 /// Returns the differences, empty when they agree.
 public func compareOutcomes(
-  native n: Outcome, interpreter i: Outcome, undefinedAtEnd: UInt64, undefinedAnywhere: UInt64
+  native n: Outcome, interpreter i: Outcome, undefinedAtEnd: UInt64, undefinedAnywhere: UInt64,
+  fswUndefined: UInt16 = 0
 ) -> [String] {
   var out: [String] = []
   func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
@@ -42,6 +43,7 @@ public func compareOutcomes(
       "rflags: native \(hex(fn)) interpreter \(hex(fi)) (differ: \(Flag.names(fn ^ fi)); compared \(Flag.names(mask & ~2)))"
     )
   }
+  out += FX.compare(native: n.fx, interpreter: i.fx, fswUndefined: fswUndefined)
   if n.diffCount != i.diffCount || n.diffHash != i.diffHash {
     var nd: [UInt64: UInt64] = [:]
     for d in n.diffs { nd[d.address] = d.value }
@@ -180,7 +182,7 @@ public final class DiffRun {
         }
         let d = compareOutcomes(
           native: nat[k], interpreter: ins[k], undefinedAtEnd: tc.undefinedFlags(),
-          undefinedAnywhere: tc.undefinedFlagsAnywhere())
+          undefinedAnywhere: tc.undefinedFlagsAnywhere(), fswUndefined: tc.fswUndefined)
         if d.isEmpty { continue }
         report.mismatchCount += 1
         var culprit = tc.forms.count
@@ -216,7 +218,7 @@ public final class DiffRun {
       let i = interp.run(ncs[k])
       let d = compareOutcomes(
         native: nat[k], interpreter: i, undefinedAtEnd: tc.undefinedFlags(formCount: p),
-        undefinedAnywhere: tc.undefinedFlagsAnywhere(formCount: p))
+        undefinedAnywhere: tc.undefinedFlagsAnywhere(formCount: p), fswUndefined: tc.fswUndefined)
       if !d.isEmpty { return (p, d) }
     }
     return (n, fullDetails)

@@ -54,6 +54,8 @@ public final class FormTable {
     stack()
     strings()
     faults()
+    sse()  // FormsSSE.swift
+    x87()  // FormsX87.swift
   }
 
   func add(_ name: String, _ gen: @escaping (Gen) -> Bool) {

@@ -78,6 +78,10 @@ public struct TestCase {
   public var regs: [UInt64]
   public var rflags: UInt64
   public var patches: [(address: UInt64, value: UInt64)]
+  /// Initial x87/MMX/SSE state (FXSAVE image, FXState.swift).
+  public var fx: [UInt8] = []
+  /// FSW bits (x87 condition codes) that some form leaves undefined.
+  public var fswUndefined: UInt16 = 0
   var items: [Item]
   /// Index of the first item of each form instance.
   var formStarts: [Int]
@@ -156,6 +160,9 @@ public struct TestCase {
       }
     }
     c.in.rflags = rflags
+    withUnsafeMutableBytes(of: &c.in.fx) { p in
+      for k in 0..<min(p.count, fx.count) { p[k] = fx[k] }
+    }
     c.code_len = UInt32(bytes.count)
     withUnsafeMutableBytes(of: &c.code) { p in
       for (i, b) in bytes.enumerated() { p[i] = b }
@@ -505,11 +512,17 @@ public final class Gen {
     for r in 0..<16 { regs[r] = g.assigned[r] ?? g.value() }
     regs[4] = g.rsp0
     let fl = (g.assignedFlags ?? (g.rng.next() & Flag.status)) | (g.rng.chance(15) ? Flag.df : 0)
-    return TestCase(
+    var tc = TestCase(
       seed: seed, index: index, regs: regs, rflags: fl | 2, patches: g.patches, items: g.items,
       formStarts: g.formStarts, forms: g.forms, uAfter: g.uAfter, jumps: g.jumps,
       uAtStart: g.uAtStart)
+    tc.fx = FX.initialImage(seed: seed)
+    tc.fswUndefined = g.fswUndefined
+    return tc
   }
+
+  /// FSW bits left undefined by an x87 form of this case (FormsSSE.swift).
+  var fswUndefined: UInt16 = 0
 
   var assignedFlags: UInt64? = nil
 

@@ -22,6 +22,8 @@ public struct Outcome {
   public var diffs: [(address: UInt64, value: UInt64)]
   public var diffCount: Int
   public var diffHash: UInt64
+  /// Final x87/MMX/SSE state (FXSAVE image).
+  public var fx: [UInt8]
 
   init(_ r: nx_result) {
     var rr = r
@@ -31,6 +33,7 @@ public struct Outcome {
       }
     }
     rflags = r.out.rflags
+    fx = withUnsafeBytes(of: rr.out.fx) { Array($0) }
     diffCount = Int(r.ndiffs)
     diffHash = r.diff_hash
     let shown = min(Int(r.ndiffs), Int(NX_MAX_DIFFS))
@@ -244,6 +247,7 @@ public final class InterpreterRunner {
     s.general.rip = Layout.code
     s.general.rflags = (c.in.rflags & UInt64(NX_FLAGS_SETTABLE)) | 2 | RFLAGS.if
     try cpu.setState(s)
+    cpu.setFXImage(withUnsafeBytes(of: cc.in.fx) { Array($0) })
     let exit = try cpu.run()
     let st = try cpu.getState()
     func store(_ regs: GeneralRegisters) {
@@ -253,6 +257,10 @@ public final class InterpreterRunner {
         }
       }
       r.out.rflags = regs.rflags
+      let fx = cpu.fxImage()
+      withUnsafeMutableBytes(of: &r.out.fx) { p in
+        for k in 0..<min(p.count, fx.count) { p[k] = fx[k] }
+      }
     }
     switch exit {
     case .halt:

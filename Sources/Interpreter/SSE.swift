@@ -168,17 +168,26 @@ extension InterpreterCPU {
   /// not SSE/MMX (the caller raises #UD); RIP is set by the caller.
   func execSSE(_ b: UInt8) throws(Fault) -> Bool {
     let p: SSEPrefix = rep == 0xF3 ? .pF3 : rep == 0xF2 ? .pF2 : has66 ? .p66 : .none
+    // The immediate is fetched before the memory operand is used, so that a
+    // RIP-relative address is relative to the end of the instruction.
+    let hasImm = (b >= 0x70 && b <= 0x73) || b == 0xC2 || b == 0xC4 || b == 0xC5 || b == 0xC6
     switch b {
     case 0x10...0x17, 0x28, 0x29, 0x2B, 0x50, 0x54...0x57, 0xC3, 0xC6:
       try decodeModRM()
-      try sseMove(b, p)
+      try sseMove(b, p, hasImm ? Int(try fetch8()) : 0)
     case 0x2A...0x2F, 0x51...0x53, 0x58...0x5F, 0xC2, 0xE6:
       try decodeModRM()
-      try sseArith(b, p)
-    case 0x60...0x7F, 0xC4, 0xC5, 0xD1...0xFE:
-      if b == 0x77 { return false }
+      try sseArith(b, p, hasImm ? Int(try fetch8()) : 0)
+    case 0x60...0x76, 0x78...0x7F, 0xC4, 0xC5, 0xD1...0xFE:
       try decodeModRM()
-      try sseInt(b, p)
+      try sseInt(b, p, hasImm ? Int(try fetch8()) : 0)
+    case 0x77:  // EMMS (taken over from exec0F)
+      if cr0 & CR0.em != 0 { throw Fault.ud() }
+      if cr0 & CR0.ts != 0 { throw Fault.nm() }
+      try x87PendingCheck()
+      // As the host (AMD Zen) does: all tags empty and TOP = 0.
+      x87NormalizeTop()
+      fpuTW = 0
     default:
       return false
     }
@@ -187,7 +196,7 @@ extension InterpreterCPU {
 
   // MARK: Moves, logic, shuffles on FP data
 
-  func sseMove(_ b: UInt8, _ p: SSEPrefix) throws(Fault) {
+  func sseMove(_ b: UInt8, _ p: SSEPrefix, _ imm: Int) throws(Fault) {
     let d = modReg
     switch (b, p) {
     case (0x10, .none), (0x10, .p66):  // MOVUPS/MOVUPD xmm, xmm/m128
@@ -304,14 +313,14 @@ extension InterpreterCPU {
       try sseCheck()
       let a = xmmGet(d).u32
       let s = try xmmRM(16, align: true).u32
-      let i = Int(try fetch8())
+      let i = imm
       xmmSet(
         d, v128(SIMD4<UInt32>(a[i & 3], a[(i >> 2) & 3], s[(i >> 4) & 3], s[(i >> 6) & 3])))
     case (0xC6, .p66):  // SHUFPD
       try sseCheck()
       let a = xmmGet(d)
       let s = try xmmRM(16, align: true)
-      let i = Int(try fetch8())
+      let i = imm
       xmmSet(d, V128(a[i & 1], s[(i >> 1) & 1]))
     default:
       throw Fault.ud()
@@ -320,7 +329,7 @@ extension InterpreterCPU {
 
   // MARK: FP arithmetic, compares, conversions
 
-  func sseArith(_ b: UInt8, _ p: SSEPrefix) throws(Fault) {
+  func sseArith(_ b: UInt8, _ p: SSEPrefix, _ immediate: Int) throws(Fault) {
     let d = modReg
     // ADD MUL SUB MIN DIV MAX SQRT: op base per opcode, + 0 SS, 1 SD, 2 PS, 3 PD.
     func form(_ base: Int32) throws(Fault) {
@@ -341,8 +350,7 @@ extension InterpreterCPU {
         k = 3
         s = try xmmRM(16, align: true)
       }
-      let imm = b == 0xC2 ? Int(try fetch8()) : 0
-      if b == 0xC2 && imm > 7 { throw Fault.ud() }  // AVX predicates: not without VEX
+      let imm = immediate & 7  // legacy SSE uses predicate bits 2:0 only
       xmmSet(d, try sseFP(base + k, xmmGet(d), s, imm: imm))
     }
     switch b {
@@ -459,14 +467,14 @@ extension InterpreterCPU {
       case .none:  // CVT(T)PS2PI mm, xmm/m64
         try sseCheck()
         let s = try xmmRM(8)
+        try mmxEnter()  // the MMX transition happens even if the conversion raises #XM
         let r = try sseFP(Int32(trunc ? XF_CVTTPS2DQ : XF_CVTPS2DQ), V128(0, 0), V128(s[0], 0))
-        try mmxEnter()
         mmSet(modReg, r[0])
       case .p66:  // CVT(T)PD2PI mm, xmm/m128
         try sseCheck()
         let s = try xmmRM(16, align: true)
-        let r = try sseFP(Int32(trunc ? XF_CVTTPD2DQ : XF_CVTPD2DQ), V128(0, 0), s)
         try mmxEnter()
+        let r = try sseFP(Int32(trunc ? XF_CVTTPD2DQ : XF_CVTPD2DQ), V128(0, 0), s)
         mmSet(modReg, r[0])
       }
     default:

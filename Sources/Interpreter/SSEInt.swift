@@ -193,7 +193,7 @@ func packedIntOp(_ b: UInt8, _ a: V128, _ s: V128, mmx: Bool) -> V128? {
 }
 
 extension InterpreterCPU {
-  func sseInt(_ b: UInt8, _ p: SSEPrefix) throws(Fault) {
+  func sseInt(_ b: UInt8, _ p: SSEPrefix, _ imm: Int) throws(Fault) {
     let d = modReg
     switch b {
     case 0x6E:  // MOVD/MOVQ mm|xmm, r/m32|64
@@ -330,7 +330,7 @@ extension InterpreterCPU {
       case .none:
         try mmxCheck()
         let s = modIsReg ? mmGetST(modRM) : try readMem(eaSeg, addr(), 8)
-        let i = Int(try fetch8())
+        let i = imm
         mmxTransition()
         let w = bc(s, SIMD4<UInt16>.self)
         mmSet(
@@ -341,7 +341,7 @@ extension InterpreterCPU {
       default:
         try sseCheck()
         let s = try xmmRM(16, align: true)
-        let i = Int(try fetch8())
+        let i = imm
         switch p {
         case .p66:
           let w = s.u32
@@ -372,12 +372,12 @@ extension InterpreterCPU {
       if kind < 0 || (p != .none && p != .p66) { throw Fault.ud() }
       if p == .none {
         try mmxCheck()
-        let c = UInt64(try fetch8())
+        let c = UInt64(imm)
         mmxTransition()
         mmSet(modRM, packedShift(V128(mmGet(modRM), 0), c, kind, w)[0])
       } else {
         try sseCheck()
-        let c = UInt64(try fetch8())
+        let c = UInt64(imm)
         let v = xmmGet(modRM)
         switch kind {
         case 3: xmmSet(modRM, byteShiftRight(v, c))
@@ -391,7 +391,7 @@ extension InterpreterCPU {
         try mmxCheck()
         let v = UInt16(
           truncatingIfNeeded: modIsReg ? getReg(modRM, 4) : try readMem(eaSeg, addr(), 2))
-        let i = Int(try fetch8()) & 3
+        let i = imm & 3
         mmxTransition()
         var w = bc(mmGet(d), SIMD4<UInt16>.self)
         w[i] = v
@@ -400,7 +400,7 @@ extension InterpreterCPU {
         try sseCheck()
         let v = UInt16(
           truncatingIfNeeded: modIsReg ? getReg(modRM, 4) : try readMem(eaSeg, addr(), 2))
-        let i = Int(try fetch8()) & 7
+        let i = imm & 7
         var w = xmmGet(d).u16
         w[i] = v
         xmmSet(d, v128(w))
@@ -411,11 +411,11 @@ extension InterpreterCPU {
       switch p {
       case .none:
         try mmxEnter()
-        let i = Int(try fetch8()) & 3
+        let i = imm & 3
         setReg(d, 4, UInt64(bc(mmGet(modRM), SIMD4<UInt16>.self)[i]))
       case .p66:
         try sseCheck()
-        let i = Int(try fetch8()) & 7
+        let i = imm & 7
         setReg(d, 4, UInt64(xmmGet(modRM).u16[i]))
       default: throw Fault.ud()
       }

@@ -98,9 +98,6 @@ extension InterpreterCPU {
       let s = opSize
       let v = try readE(s)
       if cond(Int(b & 0xF)) { setReg(modReg, s, v) } else if s == 4 { r[modReg] &= 0xFFFF_FFFF }
-    case 0x77:
-      try checkFPUAvailable()
-      fpuTW = 0
     case 0x80...0x8F:
       let d = mode64 || opSize == 4 ? sext(try fetch32(), 4) : try fetch16()
       if cond(Int(b & 0xF)) {

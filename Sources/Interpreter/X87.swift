@@ -102,7 +102,6 @@ extension InterpreterCPU {
     x87Rotate(-1)
     x87SetTop(x87Top &- 1)
     stSet(0, v)
-    fpuSW &= ~fpuC1
     return true
   }
 
@@ -149,7 +148,7 @@ extension InterpreterCPU {
     let sw = withUnsafeMutableBytes(of: &x) { xp in
       withUnsafeMutableBytes(of: &y) { yp in
         xf_x87(
-          op, fpuCW, xp.baseAddress?.assumingMemoryBound(to: UInt8.self),
+          op, fpuCW, fpuSW, xp.baseAddress?.assumingMemoryBound(to: UInt8.self),
           yp.baseAddress?.assumingMemoryBound(to: UInt8.self), &z, Int32(imm))
       }
     }
@@ -165,7 +164,7 @@ extension InterpreterCPU {
     var b = v
     var z: UInt64 = 0
     let sw = x87Host(op, &a, &b, &z)
-    if x87Exception(sw, cc: fpuC1) { stSet(dst, a) }
+    if x87Exception(sw, cc: fpuCC) { stSet(dst, a) }
   }
 
   /// Loads a memory operand of the given kind (0 m32fp, 1 m64fp, 2 m16int,
@@ -177,7 +176,7 @@ extension InterpreterCPU {
     var a = F80.zero
     var b = F80.zero
     let sw = x87Host(Int32(ops[kind]), &a, &b, &raw)
-    if !x87Exception(sw & ~fpuC1, cc: 0) { return nil }
+    if !x87Exception(sw, cc: fpuCC) { return nil }
     return a
   }
 
@@ -216,19 +215,20 @@ extension InterpreterCPU {
   }
 
   /// FCOMI/FUCOMI family: sets ZF PF CF.
+  /// FCOMI/FUCOMI family: sets ZF PF CF (also when the invalid exception is unmasked).
   func x87CompareI(_ op: Int32, _ i: Int, pop: Bool) {
     if !stValid(0) || !stValid(i) {
-      if x87Underflow() {
-        setStatus(UInt64(RFLAGS.zf | RFLAGS.pf | RFLAGS.cf))
-      }
-      if pop { x87Pop() }
+      let masked = x87Underflow()
+      setStatus(UInt64(RFLAGS.zf | RFLAGS.pf | RFLAGS.cf))
+      if pop && masked { x87Pop() }
       return
     }
     var x = stGet(0)
     var y = stGet(i)
     var f: UInt64 = 0
     let sw = x87Host(op, &x, &y, &f)
-    if x87Exception(sw, cc: fpuC1) { setStatus(f) }
+    x87Exception(sw, cc: fpuCC)
+    setStatus(f)
     if pop { x87Pop() }
   }
 
@@ -237,6 +237,7 @@ extension InterpreterCPU {
     // Non-waiting control instructions first.
     switch (b, full) {
     case (0xDB, 0xE3):  // FNINIT
+      x87NormalizeTop()
       fpuCW = 0x37F
       fpuSW = 0
       fpuTW = 0
@@ -375,12 +376,11 @@ extension InterpreterCPU {
       if x87Underflow() { stSet(0, .indefinite) }
       return
     }
-    fpuSW &= ~fpuC1
     if c { stSet(0, stGet(i)) }
   }
 
   /// Unary operation on ST(0) through the host, taking condition codes `cc`.
-  func x87Unary(_ op: Int32, cc: UInt16 = fpuC1) {
+  func x87Unary(_ op: Int32, cc: UInt16 = fpuCC) {
     if !stValid(0) {
       if x87Underflow() { stSet(0, .indefinite) }
       return
@@ -428,7 +428,7 @@ extension InterpreterCPU {
         _ = x87Push(a)
         return
       }
-      _ = x87Exception(sw & ~fpuC1, cc: 0)
+      _ = x87Exception(sw, cc: fpuCC)
       _ = x87Push(a)
     case 0xF0: x87Unary(Int32(XF87_F2XM1))
     case 0xF1, 0xF3, 0xF9:  // FYL2X, FPATAN, FYL2XP1: ST(1) = f(ST(1), ST(0)); pop
@@ -444,7 +444,7 @@ extension InterpreterCPU {
       var b = stGet(1)
       var z: UInt64 = 0
       let sw = x87Host(Int32(op), &a, &b, &z)
-      if x87Exception(sw, cc: fpuC1) {
+      if x87Exception(sw, cc: fpuCC) {
         stSet(1, a)
         x87Pop()
       }
@@ -467,7 +467,7 @@ extension InterpreterCPU {
       var b = F80.zero
       var z: UInt64 = 0
       let sw = x87Host(Int32(full == 0xF2 ? XF87_PTAN : XF87_SINCOS), &a, &b, &z)
-      if x87Exception(sw, cc: fpuC1 | fpuC2) {
+      if x87Exception(sw, cc: fpuCC) {
         stSet(0, a)
         if sw & fpuC2 == 0 { _ = x87Push(b) }
       }
@@ -490,7 +490,7 @@ extension InterpreterCPU {
       var b = F80.zero
       var z: UInt64 = 0
       let sw = x87Host(Int32(XF87_XTRACT), &a, &b, &z)
-      if x87Exception(sw, cc: fpuC1) {
+      if x87Exception(sw, cc: fpuCC) {
         stSet(0, b)
         _ = x87Push(a)
       }
@@ -504,17 +504,19 @@ extension InterpreterCPU {
       var b = stGet(1)
       var z: UInt64 = 0
       let sw = x87Host(Int32(op), &a, &b, &z)
-      if x87Exception(sw, cc: op == XF87_SCALE ? fpuC1 : fpuCC) { stSet(0, a) }
+      if x87Exception(sw, cc: fpuCC) { stSet(0, a) }
     case 0xF6:  // FDECSTP
+      x87Rotate(-1)
       x87SetTop(x87Top &- 1)
       fpuSW &= ~fpuC1
     case 0xF7:  // FINCSTP
+      x87Rotate(1)
       x87SetTop(x87Top &+ 1)
       fpuSW &= ~fpuC1
     case 0xFA: x87Unary(Int32(XF87_SQRT))
     case 0xFC: x87Unary(Int32(XF87_RNDINT))
-    case 0xFE: x87Unary(Int32(XF87_SIN), cc: fpuC1 | fpuC2)
-    case 0xFF: x87Unary(Int32(XF87_COS), cc: fpuC1 | fpuC2)
+    case 0xFE: x87Unary(Int32(XF87_SIN), cc: fpuCC)
+    case 0xFF: x87Unary(Int32(XF87_COS), cc: fpuCC)
     default: throw Fault.ud()
     }
   }
@@ -567,7 +569,7 @@ extension InterpreterCPU {
       try x87LoadEnv(addr())
       return
     case (0xD9, 5):  // FLDCW
-      fpuCW = UInt16(truncatingIfNeeded: try readMem(eaSeg, addr(), 2)) | 0x40
+      fpuCW = UInt16(truncatingIfNeeded: try readMem(eaSeg, addr(), 2)) & 0x1F3F | 0x40
       x87RecomputeES()
       return
     case (0xDD, 4):  // FRSTOR
@@ -578,10 +580,11 @@ extension InterpreterCPU {
     try x87PendingCheck()
     switch b {
     case 0xD8, 0xDA, 0xDC, 0xDE:
-      // Arithmetic with m32fp (D8), m32int (DA), m64fp (DC), m16int (DE).
-      let kind = b == 0xD8 ? 0 : (b == 0xDA ? 3 : (b == 0xDC ? 1 : 2))
+      // Arithmetic with m32fp (D8), m64fp (DC), m16int (DE), m32int (DA), on the host
+      // with the memory operand itself (so #D/#I precedence is the hardware's).
+      let kind = b == 0xD8 ? 0 : (b == 0xDC ? 1 : (b == 0xDE ? 2 : 3))
       let sizes = [4, 8, 2, 4]
-      _ = try readMem(eaSeg, addr(), sizes[kind])  // memory faults before stack faults
+      var raw = try readMem(eaSeg, addr(), sizes[kind])  // memory faults before stack faults
       if !stValid(0) {
         if x87Underflow() {
           if r == 2 || r == 3 { fpuSW |= fpuC0 | fpuC2 | fpuC3 } else { stSet(0, .indefinite) }
@@ -589,11 +592,14 @@ extension InterpreterCPU {
         }
         return
       }
-      guard let v = try x87LoadMem(kind) else { return }
+      var a = stGet(0)
+      var z = F80.zero
+      let sw = x87Host(Int32(XF87_MEMOP) + Int32(kind * 8 + r), &a, &z, &raw)
       if r == 2 || r == 3 {
-        x87Compare(Int32(XF87_COM), stGet(0), v, pops: r == 3 ? 1 : 0)
-      } else {
-        x87Arith(InterpreterCPU.x87OpsST0[r], dst: 0, v)
+        x87Exception(sw, cc: fpuCC)
+        if r == 3 { x87Pop() }
+      } else if x87Exception(sw, cc: fpuCC) {
+        stSet(0, a)
       }
     case 0xD9:
       switch r {
@@ -691,7 +697,7 @@ extension InterpreterCPU {
     let sw = x87Host(Int32(size == 4 ? XF87_ST32 : XF87_ST64), &v, &b, &out)
     _ = try readMem(eaSeg, a, size)  // a memory fault leaves the FPU state unchanged
     let unmaskedAny = sw & 0x3F & ~fpuCW != 0
-    if !x87Exception(sw, cc: fpuC1) { return }
+    if !x87Exception(sw, cc: fpuCC) { return }
     if unmaskedAny && sw & 0x18 & ~fpuCW != 0 { return }  // unmasked O/U: no store
     try writeMem(eaSeg, a, size, out & sizeMask(size))
     if pop { x87Pop() }
@@ -713,7 +719,7 @@ extension InterpreterCPU {
     var out: UInt64 = 0
     let sw = x87Host(op, &v, &b, &out)
     _ = try readMem(eaSeg, a, size)
-    if !x87Exception(sw, cc: fpuC1) { return }
+    if !x87Exception(sw, cc: fpuCC) { return }
     try writeMem(eaSeg, a, size, out & sizeMask(size))
     if pop { x87Pop() }
   }
@@ -771,7 +777,7 @@ extension InterpreterCPU {
     let sw = try readMem(s, (a &+ step) & am, 2)
     let tw = try readMem(s, (a &+ 2 &* step) & am, 2)
     _ = try readMem(s, (a &+ x87EnvSize &- 1) & am, 1)
-    fpuCW = UInt16(truncatingIfNeeded: cw) | 0x40
+    fpuCW = UInt16(truncatingIfNeeded: cw) & 0x1F3F | 0x40
     fpuSW = UInt16(truncatingIfNeeded: sw)
     var abridged: UInt8 = 0
     for p in 0..<8 where (tw >> UInt64(p * 2)) & 3 != 3 { abridged |= 1 << UInt8(p) }
@@ -792,6 +798,7 @@ extension InterpreterCPU {
       try writeMem(s, o & am, 8, v.m)
       try writeMem(s, (o &+ 8) & am, 2, UInt64(v.se))
     }
+    x87NormalizeTop()
     fpuCW = 0x37F
     fpuSW = 0
     fpuTW = 0

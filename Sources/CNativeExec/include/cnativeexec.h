@@ -24,6 +24,11 @@ extern "C" {
 typedef struct nx_regs {
   uint64_t gpr[16];
   uint64_t rflags;
+  uint64_t pad;
+  // FXSAVE image (x87/MMX registers, FCW/FSW/FTW, MXCSR, XMM0-15): loaded with
+  // FXRSTOR before the snippet, stored with FXSAVE after it (or taken from the
+  // signal context at a fault).
+  uint8_t fx[512] __attribute__((aligned(16)));
 } nx_regs;
 
 // An 8-byte value stored at a virtual address inside the data or stack region

@@ -36,8 +36,9 @@ enum {
 uint32_t xf_sse(int op, uint32_t mxcsr, void *d, const void *s, uint64_t *gpr, int imm);
 
 // x87 operations. Registers are 10-byte extended-precision images. The host
-// x87 runs with the guest control word (exceptions masked). Returns the
-// status word's exception and condition bits (C0-C3, SF, flags) produced.
+// x87 runs with the guest control word (exceptions masked) and the guest's
+// condition codes (sw). Returns the resulting condition codes (C0-C3) and
+// the exception flags and SF the operation raised.
 enum {
   XF87_ADD, XF87_SUB, XF87_SUBR, XF87_MUL, XF87_DIV, XF87_DIVR,  // a = a OP b
   XF87_SQRT, XF87_ABS, XF87_CHS, XF87_RNDINT,  // a = f(a)
@@ -54,10 +55,13 @@ enum {
   XF87_IST16, XF87_IST32, XF87_IST64,  // *aux = integer(a) (RC)
   XF87_ISTT16, XF87_ISTT32, XF87_ISTT64,  // truncating
   XF87_CONST,  // a = constant number imm (0 1, 1 L2T, 2 L2E, 3 PI, 4 LG2, 5 LN2, 6 Z)
-  XF87_COUNT
+  XF87_COUNT,
+  // a = a OP memory operand at *aux: XF87_MEMOP + kind * 8 + reg field, kind 0 m32fp,
+  // 1 m64fp, 2 m16int, 3 m32int; reg field as in D8 (0 ADD 1 MUL 2/3 COM 4 SUB 5 SUBR 6 DIV 7 DIVR).
+  XF87_MEMOP = 100
 };
 
-uint16_t xf_x87(int op, uint16_t cw, uint8_t *a, uint8_t *b, uint64_t *aux, int imm);
+uint16_t xf_x87(int op, uint16_t cw, uint16_t sw, uint8_t *a, uint8_t *b, uint64_t *aux, int imm);
 
 #ifdef __cplusplus
 }
