@@ -122,4 +122,28 @@ final class CLITests: XCTestCase {
     XCTAssertTrue(r.output.contains("Default engine:"), r.output)
     XCTAssertTrue(r.output.contains("KVM"), r.output)
   }
+
+  func testSIGINTStopsTheVMCleanly() throws {
+    guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
+      throw XCTSkip("swiftvmm binary not built next to the test runner at \(Self.binary)")
+    }
+    let image = try tempFile(FlatMultiboot.image(code: [0xEB, 0xFE]))  // jmp $
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: Self.binary)
+    p.arguments = ["run", "--engine", "interpreter", "--kernel", image]
+    let err = Pipe()
+    p.standardError = err
+    p.standardOutput = FileHandle.nullDevice
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    usleep(1_000_000)
+    kill(p.processIdentifier, SIGINT)
+    let deadline = Date().addingTimeInterval(10)
+    while p.isRunning && Date() < deadline { usleep(50_000) }
+    if p.isRunning { p.terminate() }
+    p.waitUntilExit()
+    let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    XCTAssertEqual(p.terminationStatus, 130, text)
+    XCTAssertTrue(text.contains("interrupted by the user"), text)
+  }
 }
