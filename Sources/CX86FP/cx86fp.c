@@ -142,20 +142,27 @@ uint32_t xf_sse(int op, uint32_t mxcsr, void *d, const void *s, uint64_t *gpr, i
 // underflow give the hardware's scaled results. Right after the guest
 // instruction MID reads the status word, clears the exceptions (nothing can
 // trap) and masks everything for the stores that follow.
-#define X87_PRE "fnstcw %[h]\n\tfldenv %[env]\n\t"
+#define X87_PRE "fnstcw %[h]\n\tfninit\n\t"
 #define MID "\n\tfnstsw %[sw]\n\tfnclex\n\tfldcw %[mk]\n\t"
 #define X87_POST "\n\tfnclex\n\tfldcw %[h]"
-#define X87_OPS \
-  [h] "=m"(host), [sw] "=m"(sw) : [env] "m"(env), [mk] "m"(mk), [a] "r"(a), [b] "r"(b), [x] "r"(aux)
+#define X87_OPS                                                                               \
+  [h] "=m"(host), [sw] "=m"(sw)                                                               \
+      : [e0] "m"(env0), [e1] "m"(env1), [e2] "m"(env2), [mk] "m"(mk), [a] "r"(a), [b] "r"(b), \
+        [x] "r"(aux)
 #define X87_CLOB "memory", "cc", "rax", "st", "st(1)", "st(2)", "st(3)"
 #define X87(BODY) \
   __asm__ volatile(X87_PRE BODY X87_POST : X87_OPS : X87_CLOB); \
   break
 // a OP b with both loaded: ST0 = a, ST1 = b.
-#define BIN(INSN) X87("fldt (%[b])\n\tfldt (%[a])\n\t" INSN MID "fstpt (%[a])\n\tfstp %%st(0)")
-#define UN(INSN) X87("fldt (%[a])\n\t" INSN MID "fstpt (%[a])")
+// Operands are loaded first (FNINIT state), then FLDENV installs the guest
+// control word and condition codes with TOP and tags matching the loads.
+#define L1 "fldt (%[a])\n\tfldenv %[e1]\n\t"
+#define L2 "fldt (%[b])\n\tfldt (%[a])\n\tfldenv %[e2]\n\t"
+#define L0 "fldenv %[e0]\n\t"
+#define BIN(INSN) X87(L2 INSN MID "fstpt (%[a])\n\tfstp %%st(0)")
+#define UN(INSN) X87(L1 INSN MID "fstpt (%[a])")
 // ST0 = a OP memory operand at aux.
-#define MEM(INSN) X87("fldt (%[a])\n\t" INSN " (%[x])" MID "fstpt (%[a])")
+#define MEM(INSN) X87(L1 INSN " (%[x])" MID "fstpt (%[a])")
 #define MEMROW(S)                                           \
   switch (r) {                                              \
   case 0: MEM("fadd" S);                                    \
@@ -172,9 +179,13 @@ uint16_t xf_x87(int op, uint16_t guest_cw, uint16_t guest_sw, uint8_t *a, uint8_
                uint64_t *aux, int imm) {
   uint16_t host = 0, sw = 0;
   uint16_t mk = guest_cw | 0x3F;
-  struct {
+  typedef struct {
     uint32_t cw, sw, tw, ip, cs, dp, ds;
-  } env = {guest_cw, (uint32_t)(guest_sw & 0x4700), 0xFFFF, 0, 0, 0, 0};
+  } env_t;
+  uint32_t cc = guest_sw & 0x4700;
+  env_t env0 = {guest_cw, cc, 0xFFFF, 0, 0, 0, 0};
+  env_t env1 = {guest_cw, cc | (7u << 11), 0x3FFF, 0, 0, 0, 0};
+  env_t env2 = {guest_cw, cc | (6u << 11), 0x0FFF, 0, 0, 0, 0};
   uint8_t z = 0, p = 0, c = 0;
   uint8_t scratch[16] = {0};
   uint64_t dummy = 0;
@@ -228,60 +239,60 @@ uint16_t xf_x87(int op, uint16_t guest_cw, uint16_t guest_sw, uint8_t *a, uint8_
   case XF87_SCALE: BIN("fscale");
   case XF87_PREM: BIN("fprem");
   case XF87_PREM1: BIN("fprem1");
-  case XF87_XTRACT: X87("fldt (%[a])\n\tfxtract" MID "fstpt (%[a])\n\tfstpt (%[b])");
-  case XF87_YL2X: X87("fldt (%[b])\n\tfldt (%[a])\n\tfyl2x" MID "fstpt (%[a])");
-  case XF87_YL2XP1: X87("fldt (%[b])\n\tfldt (%[a])\n\tfyl2xp1" MID "fstpt (%[a])");
-  case XF87_PATAN: X87("fldt (%[b])\n\tfldt (%[a])\n\tfpatan" MID "fstpt (%[a])");
+  case XF87_XTRACT: X87(L1 "fxtract" MID "fstpt (%[a])\n\tfstpt (%[b])");
+  case XF87_YL2X: X87(L2 "fyl2x" MID "fstpt (%[a])");
+  case XF87_YL2XP1: X87(L2 "fyl2xp1" MID "fstpt (%[a])");
+  case XF87_PATAN: X87(L2 "fpatan" MID "fstpt (%[a])");
   case XF87_PTAN:
-    X87("fldt (%[a])\n\tfptan" MID "fnstsw %%ax\n\ttest $0x400, %%ax\n\tjnz 1f\n\t"
+    X87(L1 "fptan" MID "fnstsw %%ax\n\ttest $0x400, %%ax\n\tjnz 1f\n\t"
         "fstpt (%[b])\n1:\n\tfstpt (%[a])");
   case XF87_SINCOS:
-    X87("fldt (%[a])\n\tfsincos" MID "fnstsw %%ax\n\ttest $0x400, %%ax\n\tjnz 1f\n\t"
+    X87(L1 "fsincos" MID "fnstsw %%ax\n\ttest $0x400, %%ax\n\tjnz 1f\n\t"
         "fstpt (%[b])\n1:\n\tfstpt (%[a])");
-  case XF87_COM: X87("fldt (%[b])\n\tfldt (%[a])\n\tfcom %%st(1)" MID "fstp %%st(0)\n\tfstp %%st(0)");
+  case XF87_COM: X87(L2 "fcom %%st(1)" MID "fstp %%st(0)\n\tfstp %%st(0)");
   case XF87_UCOM:
-    X87("fldt (%[b])\n\tfldt (%[a])\n\tfucom %%st(1)" MID "fstp %%st(0)\n\tfstp %%st(0)");
-  case XF87_TST: X87("fldt (%[a])\n\tftst" MID "fstp %%st(0)");
+    X87(L2 "fucom %%st(1)" MID "fstp %%st(0)\n\tfstp %%st(0)");
+  case XF87_TST: X87(L1 "ftst" MID "fstp %%st(0)");
   case XF87_COMI:
   case XF87_UCOMI: {
     if (op == XF87_COMI) {
-      __asm__ volatile(X87_PRE "fldt (%[b])\n\tfldt (%[a])\n\tfcomi %%st(1), %%st\n\tsetz %[z]\n\t"
+      __asm__ volatile(X87_PRE L2 "fcomi %%st(1), %%st\n\tsetz %[z]\n\t"
                        "setp %[p]\n\tsetc %[cf]" MID "fstp %%st(0)\n\tfstp %%st(0)" X87_POST
                        : [h] "=m"(host), [sw] "=m"(sw), [z] "=r"(z), [p] "=r"(p), [cf] "=r"(c)
-                       : [env] "m"(env), [mk] "m"(mk), [a] "r"(a), [b] "r"(b)
+                       : [e2] "m"(env2), [mk] "m"(mk), [a] "r"(a), [b] "r"(b)
                        : X87_CLOB);
     } else {
-      __asm__ volatile(X87_PRE "fldt (%[b])\n\tfldt (%[a])\n\tfucomi %%st(1), %%st\n\tsetz %[z]\n\t"
+      __asm__ volatile(X87_PRE L2 "fucomi %%st(1), %%st\n\tsetz %[z]\n\t"
                        "setp %[p]\n\tsetc %[cf]" MID "fstp %%st(0)\n\tfstp %%st(0)" X87_POST
                        : [h] "=m"(host), [sw] "=m"(sw), [z] "=r"(z), [p] "=r"(p), [cf] "=r"(c)
-                       : [env] "m"(env), [mk] "m"(mk), [a] "r"(a), [b] "r"(b)
+                       : [e2] "m"(env2), [mk] "m"(mk), [a] "r"(a), [b] "r"(b)
                        : X87_CLOB);
     }
     *aux = (uint64_t)(z ? 0x40 : 0) | (p ? 0x04 : 0) | (c ? 0x01 : 0);
     break;
   }
-  case XF87_LD32: X87("flds (%[x])" MID "fstpt (%[a])");
-  case XF87_LD64: X87("fldl (%[x])" MID "fstpt (%[a])");
-  case XF87_ST32: X87("fldt (%[a])\n\tfstps (%[x])" MID);
-  case XF87_ST64: X87("fldt (%[a])\n\tfstpl (%[x])" MID);
-  case XF87_ILD16: X87("filds (%[x])" MID "fstpt (%[a])");
-  case XF87_ILD32: X87("fildl (%[x])" MID "fstpt (%[a])");
-  case XF87_ILD64: X87("fildll (%[x])" MID "fstpt (%[a])");
-  case XF87_IST16: X87("fldt (%[a])\n\tfistps (%[x])" MID);
-  case XF87_IST32: X87("fldt (%[a])\n\tfistpl (%[x])" MID);
-  case XF87_IST64: X87("fldt (%[a])\n\tfistpll (%[x])" MID);
-  case XF87_ISTT16: X87("fldt (%[a])\n\tfisttps (%[x])" MID);
-  case XF87_ISTT32: X87("fldt (%[a])\n\tfisttpl (%[x])" MID);
-  case XF87_ISTT64: X87("fldt (%[a])\n\tfisttpll (%[x])" MID);
+  case XF87_LD32: X87(L0 "flds (%[x])" MID "fstpt (%[a])");
+  case XF87_LD64: X87(L0 "fldl (%[x])" MID "fstpt (%[a])");
+  case XF87_ST32: X87(L1 "fstps (%[x])" MID);
+  case XF87_ST64: X87(L1 "fstpl (%[x])" MID);
+  case XF87_ILD16: X87(L0 "filds (%[x])" MID "fstpt (%[a])");
+  case XF87_ILD32: X87(L0 "fildl (%[x])" MID "fstpt (%[a])");
+  case XF87_ILD64: X87(L0 "fildll (%[x])" MID "fstpt (%[a])");
+  case XF87_IST16: X87(L1 "fistps (%[x])" MID);
+  case XF87_IST32: X87(L1 "fistpl (%[x])" MID);
+  case XF87_IST64: X87(L1 "fistpll (%[x])" MID);
+  case XF87_ISTT16: X87(L1 "fisttps (%[x])" MID);
+  case XF87_ISTT32: X87(L1 "fisttpl (%[x])" MID);
+  case XF87_ISTT64: X87(L1 "fisttpll (%[x])" MID);
   case XF87_CONST:
     switch (imm) {
-    case 0: X87("fld1" MID "fstpt (%[a])");
-    case 1: X87("fldl2t" MID "fstpt (%[a])");
-    case 2: X87("fldl2e" MID "fstpt (%[a])");
-    case 3: X87("fldpi" MID "fstpt (%[a])");
-    case 4: X87("fldlg2" MID "fstpt (%[a])");
-    case 5: X87("fldln2" MID "fstpt (%[a])");
-    default: X87("fldz" MID "fstpt (%[a])");
+    case 0: X87(L0 "fld1" MID "fstpt (%[a])");
+    case 1: X87(L0 "fldl2t" MID "fstpt (%[a])");
+    case 2: X87(L0 "fldl2e" MID "fstpt (%[a])");
+    case 3: X87(L0 "fldpi" MID "fstpt (%[a])");
+    case 4: X87(L0 "fldlg2" MID "fstpt (%[a])");
+    case 5: X87(L0 "fldln2" MID "fstpt (%[a])");
+    default: X87(L0 "fldz" MID "fstpt (%[a])");
     }
     break;
   default: break;

@@ -324,10 +324,10 @@ extension FormTable {
       var v = UInt64(FX.mxcsr(&r))
       g.rng = r
       if g.rng.chance(3) { v |= 1 << UInt64(16 + g.rng.below(16)) }  // reserved bit: #GP
-      let a = m.target
-      if a & 7 <= 4 {
-        FormTable.fpPatchRaw(g, a, v, size: 4)
-      }
+      // The operand is always patched: random memory could set MXCSR bit 17,
+      // which this AMD host accepts (MXCSR_MASK 0x2FFFF, misaligned-SSE mode)
+      // and the interpreter, like Intel (MXCSR_MASK 0xFFFF), rejects with #GP.
+      guard FormTable.fpPatchRaw(g, m.target, v, size: 4) else { return false }
       g.emit(Asm.encode(size: 4, opcode: [0x0F, 0xAE], reg: 2, rm: .mem(m)))
       return true
     }
@@ -339,14 +339,16 @@ extension FormTable {
   }
 
   /// Patches the qword holding [a, a+size) so that the operand reads v.
-  static func fpPatchRaw(_ g: Gen, _ a: UInt64, _ v: UInt64, size: Int) {
+  @discardableResult
+  static func fpPatchRaw(_ g: Gen, _ a: UInt64, _ v: UInt64, size: Int) -> Bool {
     let q = a & ~7
-    guard g.patches.count < Layout.maxPatches, !g.patched.contains(q),
+    guard g.patches.count < Layout.maxPatches, !g.patched.contains(q), a + UInt64(size) <= q + 8,
       q >= Layout.data, q + 8 <= Layout.data + Layout.dataSize
-    else { return }
+    else { return false }
     let sh = (a - q) * 8
     let mask: UInt64 = size == 8 ? ~0 : ((1 << UInt64(size * 8)) - 1) << sh
     g.patched.insert(q)
     g.patches.append((q, (g.rng.next() & ~mask) | ((v << sh) & mask)))
+    return true
   }
 }

@@ -159,12 +159,17 @@ extension InterpreterCPU {
   }
 
   /// ST(dst) = ST(dst) op v, with op a host binary operation.
-  func x87Arith(_ op: Int32, dst: Int, _ v: F80) {
+  @discardableResult
+  func x87Arith(_ op: Int32, dst: Int, _ v: F80) -> Bool {
     var a = stGet(dst)
     var b = v
     var z: UInt64 = 0
     let sw = x87Host(op, &a, &b, &z)
-    if x87Exception(sw, cc: fpuCC) { stSet(dst, a) }
+    if x87Exception(sw, cc: fpuCC) {
+      stSet(dst, a)
+      return true
+    }
+    return false
   }
 
   /// Loads a memory operand of the given kind (0 m32fp, 1 m64fp, 2 m16int,
@@ -210,8 +215,8 @@ extension InterpreterCPU {
     var y = b
     var z: UInt64 = 0
     let sw = x87Host(op, &x, &y, &z)
-    x87Exception(sw, cc: fpuCC)
-    for _ in 0..<pops { x87Pop() }
+    // An unmasked invalid/denormal exception leaves the stack as it was.
+    if x87Exception(sw, cc: fpuCC) { for _ in 0..<pops { x87Pop() } }
   }
 
   /// FCOMI/FUCOMI family: sets ZF PF CF.
@@ -227,9 +232,9 @@ extension InterpreterCPU {
     var y = stGet(i)
     var f: UInt64 = 0
     let sw = x87Host(op, &x, &y, &f)
-    x87Exception(sw, cc: fpuCC)
+    let masked = x87Exception(sw, cc: fpuCC)
     setStatus(f)
-    if pop { x87Pop() }
+    if pop && masked { x87Pop() }
   }
 
   func x87Reg(_ b: UInt8, _ r: Int, _ i: Int) throws(Fault) {
@@ -260,10 +265,9 @@ extension InterpreterCPU {
         let pops = b == 0xDE ? 2 : (r == 3 ? 1 : 0)
         let other = b == 0xDE ? 1 : i
         if !stValid(0) || !stValid(other) {
-          if x87Underflow() {
-            fpuSW |= fpuC0 | fpuC2 | fpuC3
-            for _ in 0..<pops { x87Pop() }
-          }
+          let masked = x87Underflow()
+          fpuSW |= fpuC0 | fpuC2 | fpuC3
+          if masked { for _ in 0..<pops { x87Pop() } }
           return
         }
         x87Compare(Int32(XF87_COM), stGet(0), stGet(other), pops: pops)
@@ -273,20 +277,25 @@ extension InterpreterCPU {
       let dst = toST0 ? 0 : i
       let src = toST0 ? i : 0
       let op = toST0 ? InterpreterCPU.x87OpsST0[r] : InterpreterCPU.x87OpsSTi[r]
+      var masked = true
       if !stValid(0) || !stValid(i) {
-        if x87Underflow() { stSet(dst, .indefinite) }
+        masked = x87Underflow()
+        if masked { stSet(dst, .indefinite) }
       } else {
-        x87Arith(op, dst: dst, stGet(src))
+        masked = x87Arith(op, dst: dst, stGet(src))
       }
-      if b == 0xDE { x87Pop() }
+      if b == 0xDE && masked { x87Pop() }
     case 0xD9:
       try x87D9(full, i)
     case 0xDA:
       if full == 0xE9 {  // FUCOMPP
         if !stValid(0) || !stValid(1) {
-          if x87Underflow() { fpuSW |= fpuC0 | fpuC2 | fpuC3 }
-          x87Pop()
-          x87Pop()
+          let masked = x87Underflow()
+          fpuSW |= fpuC0 | fpuC2 | fpuC3
+          if masked {
+            x87Pop()
+            x87Pop()
+          }
           return
         }
         x87Compare(Int32(XF87_UCOM), stGet(0), stGet(1), pops: 2)
@@ -303,8 +312,9 @@ extension InterpreterCPU {
       }
     case 0xDD:
       switch r {
-      case 0:  // FFREE
+      case 0:  // FFREE (C1 cleared as the host does; the SDM leaves C0-C3 undefined)
         stSetTag(i, false)
+        fpuSW &= ~fpuC1
       case 1:  // FXCH alias
         x87Fxch(i)
       case 2, 3:  // FST/FSTP ST(i)
@@ -318,8 +328,9 @@ extension InterpreterCPU {
         if r == 3 { x87Pop() }
       case 4, 5:  // FUCOM/FUCOMP
         if !stValid(0) || !stValid(i) {
-          if x87Underflow() { fpuSW |= fpuC0 | fpuC2 | fpuC3 }
-          if r == 5 { x87Pop() }
+          let masked = x87Underflow()
+          fpuSW |= fpuC0 | fpuC2 | fpuC3
+          if r == 5 && masked { x87Pop() }
           return
         }
         x87Compare(Int32(XF87_UCOM), stGet(0), stGet(i), pops: r == 5 ? 1 : 0)
@@ -399,6 +410,7 @@ extension InterpreterCPU {
         if x87Underflow() { _ = x87Push(.indefinite) }
         return
       }
+      fpuSW &= ~fpuC1
       _ = x87Push(stGet(i))
     case 0xC8...0xCF: x87Fxch(i)
     case 0xD0: break  // FNOP
@@ -414,7 +426,8 @@ extension InterpreterCPU {
     case 0xE1: x87Unary(Int32(XF87_ABS))
     case 0xE4:  // FTST
       if !stValid(0) {
-        if x87Underflow() { fpuSW |= fpuC0 | fpuC2 | fpuC3 }
+        _ = x87Underflow()
+        fpuSW |= fpuC0 | fpuC2 | fpuC3
         return
       }
       x87Compare(Int32(XF87_TST), stGet(0), .zero, pops: 0)
@@ -586,18 +599,20 @@ extension InterpreterCPU {
       let sizes = [4, 8, 2, 4]
       var raw = try readMem(eaSeg, addr(), sizes[kind])  // memory faults before stack faults
       if !stValid(0) {
-        if x87Underflow() {
-          if r == 2 || r == 3 { fpuSW |= fpuC0 | fpuC2 | fpuC3 } else { stSet(0, .indefinite) }
-          if r == 3 { x87Pop() }
+        let masked = x87Underflow()
+        if r == 2 || r == 3 {
+          fpuSW |= fpuC0 | fpuC2 | fpuC3
+        } else if masked {
+          stSet(0, .indefinite)
         }
+        if r == 3 && masked { x87Pop() }
         return
       }
       var a = stGet(0)
       var z = F80.zero
       let sw = x87Host(Int32(XF87_MEMOP) + Int32(kind * 8 + r), &a, &z, &raw)
       if r == 2 || r == 3 {
-        x87Exception(sw, cc: fpuCC)
-        if r == 3 { x87Pop() }
+        if x87Exception(sw, cc: fpuCC) && r == 3 { x87Pop() }
       } else if x87Exception(sw, cc: fpuCC) {
         stSet(0, a)
       }
@@ -630,6 +645,7 @@ extension InterpreterCPU {
         let a = addr()
         let m = try readMem(eaSeg, a, 8)
         let se = try readMem(eaSeg, a &+ 8, 2)
+        fpuSW &= ~fpuC1
         _ = x87Push(F80(m: m, se: UInt16(truncatingIfNeeded: se)))
       case 7:  // FSTP m80fp
         var v = stGet(0)
