@@ -19,7 +19,7 @@ public struct InterpreterOptions {
   public var timeSource: TimeSource = .hostClock
   /// Nominal TSC frequency used by `.hostClock`.
   public var tscFrequencyHz: UInt64 = 1_000_000_000
-  /// MMU mode; only `.direct` exists so far (nested/shadow come later).
+  /// MMU mode (see MMUModes.swift); the VMM programs the nested/shadow state.
   public var mmuMode: MMUMode = .direct
 
   public enum TimeSource: Sendable { case hostClock, instructionCount }
@@ -31,6 +31,12 @@ public struct InterpreterOptions {
 public enum MMUMode: Sendable {
   /// The walker reads guest page tables at guest-physical addresses (a plain emulator).
   case direct
+  /// 2D walk: every guest table reference and the final GPA go through the VMM's nested table.
+  case nested
+  /// The walker reads only the VMM's shadow table (GVA -> HPA); misses exit to the VMM.
+  case shadow
+  /// Direct walk over VMM-validated tables; pinned frames are read-only; hypercalls.
+  case paravirt
 }
 
 /// Internal "exception" used to abort the current instruction.
@@ -201,6 +207,7 @@ public final class InterpreterCPU: VirtualCPU {
   var tlb: TLB
   /// log2 of the largest page size cached since the last full flush (12 = only 4 KiB pages).
   var tlbLargestPage: UInt64 = 12
+  let mmuHW = MMUHardwareState()
 
   // MARK: Counters
   var stats = Counters()
@@ -334,7 +341,9 @@ public final class InterpreterCPU: VirtualCPU {
 
   public func kick() { kicked.store(true, ordering: .releasing) }
 
-  public func statistics() -> [String: UInt64] { stats.dictionary(instructions: instructions) }
+  public func statistics() -> [String: UInt64] {
+    stats.dictionary(instructions: instructions).merging(mmuStatistics()) { a, _ in a }
+  }
 
   /// Runs guest code until an exit.
   public func run() throws -> VMExit {
@@ -348,6 +357,7 @@ public final class InterpreterCPU: VirtualCPU {
       single()
       if let e = finishBatch() { return e }
     }
+    if mmuHW.eventPending, let e = deliverMMUEvents() { return record(e) }
     while true {
       if kicked.load(ordering: .relaxed) {
         kicked.store(false, ordering: .relaxed)

@@ -60,6 +60,11 @@ struct Translation {
   var large: Bool
   /// log2 of the page size (12, 21, 22 or 30).
   var pageShift: UInt64 = 12
+  /// Nested/shadow/paravirt modes: the mode resolved the host page itself
+  /// (`host` nil then means MMIO, or a store held back when `trapStore`).
+  var resolved = false
+  var host: UnsafeMutableRawPointer? = nil
+  var trapStore = false
 }
 
 extension InterpreterCPU {
@@ -83,6 +88,7 @@ extension InterpreterCPU {
       t.glob.update(repeating: 0, count: TLB.size)
       tlbLargestPage = 12
     }
+    mmuFlushHook(page: nil)
   }
 
   func flushTLBPage(_ lin: UInt64) {
@@ -92,6 +98,7 @@ extension InterpreterCPU {
     tlb.wtag[i] = TLB.invalid
     tlb.xtag[i] = TLB.invalid
     tlb.glob[i] = 0
+    defer { mmuFlushHook(page: lin) }
     // Large pages are cached as 4 KiB pieces: drop the pieces of the 2 MiB region
     // around `lin` (512 slots); 4 MiB and 1 GiB pages cover every slot, so flush all.
     if tlbLargestPage > 21 {
@@ -209,7 +216,7 @@ extension InterpreterCPU {
       return v
     }
     let gpa = try translateAccess(lin, .read, user: user)
-    if let p = memory.pagePointer(gpa) {
+    if let p = mmuHW.physHost {
       switch size {
       case 1: return UInt64(p.load(as: UInt8.self))
       case 2: return UInt64(UInt16(littleEndian: p.loadUnaligned(as: UInt16.self)))
@@ -240,7 +247,7 @@ extension InterpreterCPU {
       return
     }
     let gpa = try translateAccess(lin, .write, user: user)
-    if let p = memory.pagePointer(gpa) {
+    if let p = mmuHW.physHost {
       switch size {
       case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: v), as: UInt8.self)
       case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: v).littleEndian, as: UInt16.self)
@@ -249,6 +256,7 @@ extension InterpreterCPU {
       }
       return
     }
+    if interceptStore(lin, gpa, size, v) { return }
     // MMIO write: the instruction completes, then the exit is returned.
     exit(
       .mmio(
@@ -264,7 +272,12 @@ extension InterpreterCPU {
     if mode64 && !isCanonical(lin) { throw Fault.gp(0) }
     let t = try translate(lin, kind, user: user)
     let page = lin & ~0xFFF
-    guard let host = memory.pagePointer(t.gpa & ~0xFFF) else { return t.gpa }
+    mmuHW.storeTrapped = t.trapStore
+    guard let host = t.resolved ? t.host : memory.pagePointer(t.gpa & ~0xFFF) else {
+      mmuHW.physHost = nil
+      return t.gpa
+    }
+    mmuHW.physHost = host + Int(lin & 0xFFF)
     let add = Int(bitPattern: host) &- Int(bitPattern: UInt(page))
     let key = page | (user ? 1 : 0)
     let slot = Int(truncatingIfNeeded: lin >> 12) & TLB.mask
@@ -294,18 +307,22 @@ extension InterpreterCPU {
   /// The MMU mode switch point: only the walk and its faults differ between modes.
   @inline(__always)
   func translate(_ lin: UInt64, _ kind: AccessKind, user: Bool) throws(Fault) -> Translation {
-    if cr0 & CR0.pg == 0 {
-      return Translation(gpa: lin & 0xFFFF_FFFF, writeOK: true, global: false, large: false)
-    }
     switch options.mmuMode {
     case .direct:
+      if cr0 & CR0.pg == 0 {
+        return Translation(gpa: lin & 0xFFFF_FFFF, writeOK: true, global: false, large: false)
+      }
       return try walkDirect(lin, kind, user: user)
+    case .nested: return try walkNested(lin, kind, user: user)
+    case .shadow: return try walkShadow(lin, kind, user: user)
+    case .paravirt: return try walkParavirt(lin, kind, user: user)
     }
   }
 
   /// Pointer to a paging-structure entry; a walk into non-RAM stops the VM (MCE-like).
   @inline(__always) func ptePointer(_ gpa: UInt64) throws(Fault) -> UnsafeMutableRawPointer {
     stats.pageWalkRefs &+= 1
+    if options.mmuMode == .nested { return try nestedPTEPointer(gpa) }
     if let p = memory.pagePointer(gpa) { return p }
     pendingExit = .shutdown(
       reason: "page walk hit non-RAM GPA 0x" + String(gpa, radix: 16) + " (CR3 0x"
@@ -488,7 +505,7 @@ extension InterpreterCPU {
   /// Host pointer for fetching at `lin`; fetch from non-RAM stops cleanly.
   func fetchHost(_ lin: UInt64) throws(Fault) -> UnsafeMutableRawPointer {
     let gpa = try translateAccess(lin, .fetch, user: cpl == 3)
-    if let p = memory.pagePointer(gpa) { return p }
+    if let p = mmuHW.physHost { return p }
     pendingExit = .internalError(
       "instruction fetch from non-RAM GPA 0x" + String(gpa, radix: 16) + " (linear 0x"
         + String(lin, radix: 16) + ", RIP 0x" + String(rip, radix: 16) + ")")

@@ -391,6 +391,7 @@ extension InterpreterCPU {
         return
       } catch {
         if error.vector == Fault.exitVector {
+          deliveryInterrupted(vector: v, external: external, soft: isSoft)
           stop = true
           return
         }
@@ -583,6 +584,7 @@ extension InterpreterCPU {
         if cr4 & CR4.pae == 0 { throw Fault.gp(0) }
       }
       if mode64 && v & CR0.pg == 0 { throw Fault.gp(0) }
+      try checkCR0Write(v)
       v &= 0xE005_003F
       let changed = cr0 ^ v
       cr0 = v
@@ -596,6 +598,7 @@ extension InterpreterCPU {
       stop = true
     case 2: cr2 = value
     case 3:
+      try checkCR3Write(value)
       cr3 = longActive ? value & 0x000F_FFFF_FFFF_FFFF : value & 0xFFFF_FFFF
       stats.cr3Loads &+= 1
       flushTLB(keepGlobal: true)

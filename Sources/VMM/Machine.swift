@@ -2,6 +2,7 @@ import Boot
 import Devices
 import Engine
 import Foundation
+import Interpreter
 import Logging
 import Memory
 import Synchronization
@@ -24,6 +25,8 @@ public final class Machine {
   let platform: PCPlatform?
   private let console: ConsoleOutput
   private let logger: Logger
+  /// Memory virtualization (interpreter engine), nil for KVM.
+  public let mmu: MMUVirtualization?
 
   // Requests from other threads (signals, console input, watchdog). The
   // flag lets the run loop skip the lock on every exit when nothing is pending.
@@ -61,7 +64,7 @@ public final class Machine {
     self.config = config
     self.console = console
     self.logger = logger
-    memory = try GuestMemory(size: config.memorySize, layout: .contiguous)
+    memory = try Machine.makeMemory(config)
     portBus = PortIOBus(logger: logger)
     mmioBus = MMIOBus(logger: logger)
 
@@ -102,6 +105,14 @@ public final class Machine {
     }
     engine = try EngineFactory.make(config: config, memory: memory, platform: platform)
     cpu = engine.cpu
+    if let icpu = cpu as? InterpreterCPU {
+      let has1G = icpu.cpuidLeaf(0x8000_0001).edx & (1 << 26) != 0
+      mmu = try MMUVirtualization(
+        cpu: icpu, memory: memory, has1G: has1G, shadowCap: config.shadowPageCap,
+        nestedWalkCache: config.nestedWalkCache)
+    } else {
+      mmu = nil
+    }
 
     uart = UART16550(irq: IRQLine(4, lines: engine.interruptLines)) { [console] b in console.write(b) }
     try portBus.register(uart, ports: 0x3F8...0x3FF, name: "uart0 (16550A)")
@@ -201,8 +212,12 @@ public final class Machine {
       return .guestFailure(reason)
     case .hypercall(let nr, _):
       exits.hypercall += 1
-      logger.debug("unknown hypercall \(nr)")
-      cpu.setHypercallResult(UInt64(bitPattern: -38))  // -ENOSYS, as KVM answers
+      if let mmu {
+        _ = mmu.handle(exit)
+      } else {
+        logger.debug("unknown hypercall \(nr)")
+        cpu.setHypercallResult(UInt64(bitPattern: -38))  // -ENOSYS, as KVM answers
+      }
     case .internalError(let s):
       exits.internalError += 1
       return .guestFailure("engine error: \(s)")
@@ -211,10 +226,16 @@ public final class Machine {
     case .interrupted:
       exits.interrupted += 1
       console.flush()
-    case .nestedPageFault(let gpa, _, _):
+    case .nestedPageFault, .shadowMMU:
+      if let mmu {
+        if let why = mmu.handle(exit) { return .guestFailure(why) }
+        return nil
+      }
+      if case .shadowMMU(let e) = exit {
+        return .guestFailure("shadow MMU event \(e) with no shadow MMU configured")
+      }
+      guard case .nestedPageFault(let gpa, _, _) = exit else { return nil }
       return .guestFailure("nested page fault at GPA 0x\(String(gpa, radix: 16)) with no MMU mode to handle it")
-    case .shadowMMU(let e):
-      return .guestFailure("shadow MMU event \(e) with no shadow MMU configured")
     }
     return nil
   }
@@ -298,6 +319,7 @@ public final class Machine {
     s["vmm.exits.hypercall"] = exits.hypercall
     s["vmm.exits.internal-error"] = exits.internalError
     s["vmm.exits.interrupted"] = exits.interrupted
+    if let mmu { s.merge(mmu.statistics()) { a, _ in a } }
     return s
   }
 }

@@ -1,5 +1,6 @@
 import Boot
 import Engine
+import Interpreter
 
 /// Which CPU engine runs the guest.
 public enum EngineKind: String, CaseIterable, Sendable {
@@ -28,6 +29,15 @@ public struct MachineConfig {
   public var maxInstructions: UInt64?
   /// Wall-clock watchdog in seconds (nil = none).
   public var timeout: Double?
+  /// Memory virtualization (interpreter): nil = the engine's own (direct for the
+  /// interpreter, nested for KVM, which is what the hardware does).
+  public var mmuMode: MMUMode?
+  /// Shadow mode: most shadow pages before they are all zapped.
+  public var shadowPageCap: Int = 4096
+  /// Nested mode: cache nested translations of guest page-table pages.
+  public var nestedWalkCache = false
+  /// Seed for the scattered guest-frame layout (nested, shadow).
+  public var frameSeed: UInt64 = 0x5EED_F4A3
   /// Instruction-count time instead of host time (interpreter only): guest
   /// time advances with retired instructions, the RTC starts at a fixed date,
   /// and two runs execute the same instructions.

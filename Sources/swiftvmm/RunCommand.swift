@@ -37,6 +37,7 @@ struct Run: ParsableCommand {
   var stats: String?
   @Flag(help: "Instruction-count time (interpreter): repeatable runs, RTC at a fixed date.")
   var deterministic = false
+  @OptionGroup var mmuOptions: MMUOptions
   @OptionGroup var logging: LoggingOptions
 
   func run() throws {
@@ -79,8 +80,9 @@ struct Run: ParsableCommand {
     config.maxInstructions = maxInstructions
     config.timeout = timeout
     config.deterministic = deterministic
+    let translate = try mmuOptions.apply(to: &config)
 
-    runInteractively(config, logger: logger, stats: stats)
+    runInteractively(config, logger: logger, stats: stats, translate: translate)
   }
 
   private func readInput(_ path: String, what: String) -> [UInt8] {
@@ -95,7 +97,9 @@ struct Run: ParsableCommand {
 }
 
 /// Builds the machine, attaches the host terminal, runs it and exits with its status.
-func runInteractively(_ config: MachineConfig, logger: Logger, stats: String?) -> Never {
+func runInteractively(_ config: MachineConfig, logger: Logger, stats: String?, translate: UInt64? = nil)
+  -> Never
+{
   let console = ConsoleOutput(fd: 1)
   let machine: Machine
   do {
@@ -114,6 +118,7 @@ func runInteractively(_ config: MachineConfig, logger: Logger, stats: String?) -
     onSignal: { machine.requestStop(.interrupted) })
   let outcome = machine.run()
   terminal.restore()
+  if let translate { print(machine.translate(translate)) }
 
   if let stats {
     writeStats(machine, outcome: outcome, to: stats)
