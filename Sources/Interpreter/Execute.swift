@@ -516,6 +516,7 @@ extension InterpreterCPU {
       return
     case 0x9B:
       if cr0 & (CR0.ts | CR0.mp) == (CR0.ts | CR0.mp) { throw Fault.nm() }
+      try x87PendingCheck()  // FWAIT: #MF for a pending unmasked x87 exception (X87.swift)
     case 0x9C:
       try pushf()
     case 0x9D:

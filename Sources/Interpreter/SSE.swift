@@ -151,9 +151,10 @@ extension InterpreterCPU {
       let unmasked = raised & ~(mxcsr >> 7) & 0x3F
       if unmasked != 0 {
         // Pre-computation exceptions (invalid, denormal, divide) suppress the
-        // post-computation ones (overflow, underflow, precision).
+        // post-computation ones (overflow, underflow, precision); an unmasked
+        // overflow or underflow is reported without precision.
         let pre = raised & 0x7
-        mxcsr |= pre & unmasked != 0 ? pre : raised
+        mxcsr |= pre & unmasked != 0 ? pre : (unmasked & 0x18 != 0 ? raised & ~0x20 : raised)
         throw cr4 & CR4.osxmmexcpt != 0 ? Fault(vector: 19, code: 0, hasCode: false) : Fault.ud()
       }
       mxcsr |= raised
@@ -466,14 +467,16 @@ extension InterpreterCPU {
         setReg(modReg, w ? 8 : 4, g)
       case .none:  // CVT(T)PS2PI mm, xmm/m64
         try sseCheck()
+        try mmxCheck()  // #MF before the operand's faults
         let s = try xmmRM(8)
-        try mmxEnter()  // the MMX transition happens even if the conversion raises #XM
+        mmxTransition()  // the MMX transition happens even if the conversion raises #XM
         let r = try sseFP(Int32(trunc ? XF_CVTTPS2DQ : XF_CVTPS2DQ), V128(0, 0), V128(s[0], 0))
         mmSet(modReg, r[0])
       case .p66:  // CVT(T)PD2PI mm, xmm/m128
         try sseCheck()
+        try mmxCheck()
         let s = try xmmRM(16, align: true)
-        try mmxEnter()
+        mmxTransition()
         let r = try sseFP(Int32(trunc ? XF_CVTTPD2DQ : XF_CVTPD2DQ), V128(0, 0), s)
         mmSet(modReg, r[0])
       }

@@ -120,6 +120,13 @@ extension InterpreterCPU {
     return true
   }
 
+  /// Pushes the indefinite as the masked response to a stack underflow (no overflow check).
+  func x87PushIndefinite() {
+    x87Rotate(-1)
+    x87SetTop(x87Top &- 1)
+    stSet(0, .indefinite)
+  }
+
   /// Stack underflow on reading an empty register. Returns true when the
   /// masked response (the indefinite) should be used.
   func x87Underflow() -> Bool {
@@ -181,7 +188,9 @@ extension InterpreterCPU {
     var a = F80.zero
     var b = F80.zero
     let sw = x87Host(Int32(ops[kind]), &a, &b, &raw)
-    if !x87Exception(sw, cc: fpuCC) { return nil }
+    x87Exception(sw, cc: fpuCC)
+    // An unmasked invalid operation (SNaN) loads nothing; an unmasked denormal still loads.
+    if sw & fpuIE & ~fpuCW != 0 { return nil }
     return a
   }
 
@@ -407,7 +416,7 @@ extension InterpreterCPU {
     switch full {
     case 0xC0...0xC7:  // FLD ST(i)
       if !stValid(i) {
-        if x87Underflow() { _ = x87Push(.indefinite) }
+        if x87Underflow() { x87PushIndefinite() }
         return
       }
       fpuSW &= ~fpuC1
@@ -465,7 +474,7 @@ extension InterpreterCPU {
       if !stValid(0) {
         if x87Underflow() {
           stSet(0, .indefinite)
-          _ = x87Push(.indefinite)
+          x87PushIndefinite()
         }
         return
       }
@@ -488,7 +497,7 @@ extension InterpreterCPU {
       if !stValid(0) {
         if x87Underflow() {
           stSet(0, .indefinite)
-          _ = x87Push(.indefinite)
+          x87PushIndefinite()
         }
         return
       }
@@ -510,6 +519,7 @@ extension InterpreterCPU {
     case 0xF5, 0xF8, 0xFD:  // FPREM1, FPREM, FSCALE: ST(0) = f(ST(0), ST(1))
       let op = full == 0xF5 ? XF87_PREM1 : (full == 0xF8 ? XF87_PREM : XF87_SCALE)
       if !stValid(0) || !stValid(1) {
+        if op != XF87_SCALE { fpuSW &= ~fpuC2 }  // as the host: C2 (incomplete) cleared
         if x87Underflow() { stSet(0, .indefinite) }
         return
       }
@@ -582,6 +592,7 @@ extension InterpreterCPU {
       try x87LoadEnv(addr())
       return
     case (0xD9, 5):  // FLDCW
+      try x87PendingCheck()
       fpuCW = UInt16(truncatingIfNeeded: try readMem(eaSeg, addr(), 2)) & 0x1F3F | 0x40
       x87RecomputeES()
       return
