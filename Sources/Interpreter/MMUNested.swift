@@ -15,6 +15,7 @@ extension InterpreterCPU {
   func walkNested(_ lin: UInt64, _ kind: AccessKind, user: Bool) throws(Fault) -> Translation {
     var t: Translation
     if cr0 & CR0.pg == 0 {
+      stats.pageWalks &+= 1  // a walk with no guest dimension: nested refs only
       t = Translation(gpa: lin & 0xFFFF_FFFF, writeOK: true, global: false, large: false)
     } else {
       t = try walkDirect(lin, kind, user: user)

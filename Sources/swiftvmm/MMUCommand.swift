@@ -85,8 +85,10 @@ struct MMUCompare: ParsableCommand {
   var svg: String?
   @Flag(help: "Show the guest's console output.")
   var showOutput = false
+  @OptionGroup var logging: LoggingOptions
 
   func run() throws {
+    let logger = try logging.bootstrap()
     guard let k = FileManager.default.contents(atPath: kernel) else {
       fail("kernel '\(kernel)' cannot be read", status: 66)
     }
@@ -116,7 +118,7 @@ struct MMUCompare: ParsableCommand {
       c.timeout = timeout
       c.maxInstructions = maxInstructions
       let console = ConsoleOutput(capturing: ())
-      let m = try Machine(config: c, console: console)
+      let m = try Machine(config: c, console: console, logger: logger)
       FileHandle.standardError.write(Data("mmu-compare: running \(label)...\n".utf8))
       let outcome = m.run()
       let out = console.capturedText
