@@ -33,6 +33,7 @@ struct LinuxCommand: ParsableCommand {
   var stats: String?
   @Flag(help: "Instruction-count time (interpreter): repeatable runs, RTC at a fixed date.")
   var deterministic = false
+  @OptionGroup var mmuOptions: MMUOptions
   @OptionGroup var logging: LoggingOptions
 
   static let interactiveInit = StandardInitramfs.initScript(
@@ -86,6 +87,7 @@ struct LinuxCommand: ParsableCommand {
     } catch {
       fail("\(error)", status: 66)
     }
-    runInteractively(config, logger: logger, stats: stats)
+    let translate = try mmuOptions.apply(to: &config)
+    runInteractively(config, logger: logger, stats: stats, translate: translate)
   }
 }
