@@ -30,7 +30,7 @@ extension InterpreterCPU {
       for k in 0..<n { v |= UInt64(b[off + k]) << UInt64(8 * k) }
       return v
     }
-    fpuCW = UInt16(truncatingIfNeeded: get(0, 2))
+    fpuCW = UInt16(truncatingIfNeeded: get(0, 2)) & 0x1F3F | 0x40  // as FXRSTOR: bit 6 reads 1
     fpuSW = UInt16(truncatingIfNeeded: get(2, 2))
     fpuTW = UInt8(truncatingIfNeeded: get(4, 1))
     mxcsr = UInt32(truncatingIfNeeded: get(24, 4)) & 0xFFFF

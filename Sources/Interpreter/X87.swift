@@ -472,6 +472,7 @@ extension InterpreterCPU {
       }
     case 0xF2, 0xFB:  // FPTAN, FSINCOS: ST(0) = f, then push the second result
       if !stValid(0) {
+        fpuSW &= ~fpuC2
         if x87Underflow() {
           stSet(0, .indefinite)
           x87PushIndefinite()
@@ -538,8 +539,9 @@ extension InterpreterCPU {
       fpuSW &= ~fpuC1
     case 0xFA: x87Unary(Int32(XF87_SQRT))
     case 0xFC: x87Unary(Int32(XF87_RNDINT))
-    case 0xFE: x87Unary(Int32(XF87_SIN), cc: fpuCC)
-    case 0xFF: x87Unary(Int32(XF87_COS), cc: fpuCC)
+    case 0xFE, 0xFF:  // FSIN, FCOS (a stack underflow clears C2, as on the host)
+      if !stValid(0) { fpuSW &= ~fpuC2 }
+      x87Unary(Int32(full == 0xFE ? XF87_SIN : XF87_COS))
     default: throw Fault.ud()
     }
   }
