@@ -182,8 +182,8 @@ extension InterpreterCPU {
     case 0x60...0x76, 0x78...0x7F, 0xC4, 0xC5, 0xD1...0xFE:
       try decodeModRM()
       try sseInt(b, p, hasImm ? Int(try fetch8()) : 0)
-    case 0x77:  // EMMS (taken over from exec0F)
-      if cr0 & CR0.em != 0 { throw Fault.ud() }
+    case 0x77:  // EMMS (taken over from exec0F); 66/F2/F3 0F 77 are #UD
+      if cr0 & CR0.em != 0 || p != .none { throw Fault.ud() }
       if cr0 & CR0.ts != 0 { throw Fault.nm() }
       try x87PendingCheck()
       // As the host (AMD Zen) does: all tags empty and TOP = 0.

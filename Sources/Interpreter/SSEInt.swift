@@ -320,6 +320,8 @@ extension InterpreterCPU {
       }
       let sg = segOvr >= 0 ? segOvr : DS
       let base = getReg(7, adSize)
+      // The address is checked even when no byte is selected (as the host does).
+      if mode64 && !isCanonical(linear(sg, base)) { throw sg == SS ? Fault.ss(0) : Fault.gp(0) }
       let vb = v.u8
       let mb = m.u8
       for i in 0..<n where mb[i] & 0x80 != 0 {

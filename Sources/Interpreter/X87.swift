@@ -425,11 +425,12 @@ extension InterpreterCPU {
     case 0xD0: break  // FNOP
     case 0xD8...0xDF:  // FSTP1 (reserved alias of FSTP ST(i))
       if !stValid(0) {
-        if !x87Underflow() { return }
-        stSet(i, .indefinite)
-      } else {
-        stSet(i, stGet(0))
+        // As the host (AMD Zen) does for this alias: no stack fault, ST(i)
+        // unchanged, just the pop.
+        x87Pop()
+        return
       }
+      stSet(i, stGet(0))
       x87Pop()
     case 0xE0: x87Unary(Int32(XF87_CHS))
     case 0xE1: x87Unary(Int32(XF87_ABS))
