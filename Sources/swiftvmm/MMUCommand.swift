@@ -121,8 +121,11 @@ struct MMUCompare: ParsableCommand {
       let m = try Machine(config: c, console: console, logger: logger)
       FileHandle.standardError.write(Data("mmu-compare: running \(label)...\n".utf8))
       let outcome = m.run()
-      let out = console.capturedText
-      if showOutput { print("--- \(label) output ---\n\(out)") }
+      // Kernel log timestamps are host time; they differ between any two runs.
+      let raw = console.capturedText
+      let out = raw.replacingOccurrences(
+        of: #"\[ *[0-9]+\.[0-9]+\]"#, with: "[T]", options: .regularExpression)
+      if showOutput { print("--- \(label) output ---\n\(raw)") }
       if mode == .paravirt, case .guestFailure(let why) = outcome, why.contains("HC_PV_HELLO") {
         FileHandle.standardError.write(Data("mmu-compare: paravirt skipped: \(why)\n".utf8))
         continue
