@@ -205,6 +205,8 @@ public final class InterpreterCPU: VirtualCPU {
 
   // MARK: MMU
   var tlb: TLB
+  /// Pre-decoded instructions (DecodeCache.swift).
+  let dcache = DecodeCache()
   /// log2 of the largest page size cached since the last full flush (12 = only 4 KiB pages).
   var tlbLargestPage: UInt64 = 12
   let mmuHW = MMUHardwareState()
@@ -254,6 +256,7 @@ public final class InterpreterCPU: VirtualCPU {
     xmm.deallocate()
     fetchBuf.deallocate()
     tlb.deallocate()
+    dcache.deallocate()
   }
 
   // Feature flags from the CPUID policy.
@@ -415,7 +418,7 @@ public final class InterpreterCPU: VirtualCPU {
     stop = false
     while n != 0 {
       do {
-        try step()
+        try stepCached()
       } catch {
         handleFault(error)
       }
@@ -482,8 +485,12 @@ struct Counters {
   var tlbPageFlushes: UInt64 = 0
   var pageWalks: UInt64 = 0
   var pageWalkRefs: UInt64 = 0
-  var fetchPageHits: UInt64 = 0
-  var fetchPageMisses: UInt64 = 0
+  /// Instruction starts whose fetch missed the TLB.
+  var fetchTLBMisses: UInt64 = 0
+  var decodeHits: UInt64 = 0
+  var decodeMisses: UInt64 = 0
+  /// Instructions run through the full decoder (not a cached form).
+  var decodeUncached: UInt64 = 0
   var exceptions: UInt64 = 0
   var externalInterrupts: UInt64 = 0
   var pageFaults: UInt64 = 0
@@ -514,7 +521,8 @@ struct Counters {
       "tlb.hits": tlbHits, "tlb.misses": tlbMisses, "tlb.flushes": tlbFlushes,
       "tlb.page_flushes": tlbPageFlushes,
       "mmu.page_walks": pageWalks, "mmu.page_walk_refs": pageWalkRefs,
-      "decode.fetch_page_hits": fetchPageHits, "decode.fetch_page_misses": fetchPageMisses,
+      "fetch.tlb_misses": fetchTLBMisses, "decode.cache_hits": decodeHits,
+      "decode.cache_misses": decodeMisses, "decode.uncached": decodeUncached,
       "exceptions": exceptions, "interrupts.external": externalInterrupts,
       "exceptions.page_faults": pageFaults, "mmu.cr3_loads": cr3Loads, "mmu.invlpg": invlpg,
     ]

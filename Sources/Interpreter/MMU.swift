@@ -496,7 +496,7 @@ extension InterpreterCPU {
       fetchAvail = min(4096 &- off, 15)
       return
     }
-    stats.fetchPageMisses &+= 1
+    stats.fetchTLBMisses &+= 1
     let host = try fetchHost(lin)
     fetchPtr = host
     fetchAvail = min(4096 - off, 15)
