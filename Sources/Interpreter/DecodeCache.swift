@@ -470,7 +470,7 @@ extension InterpreterCPU {
   }
 
   /// `alu` with ADD/SUB/CMP/AND/OR/XOR inline (same lazy flags); ADC/SBB call `alu`.
-  @inline(__always) func dcALU(_ op: Int, _ a: UInt64, _ b: UInt64, _ size: Int) -> UInt64 {
+  @_transparent func dcALU(_ op: Int, _ a: UInt64, _ b: UInt64, _ size: Int) -> UInt64 {
     let m = sizeMask(size)
     let r: UInt64
     switch op {
@@ -493,6 +493,29 @@ extension InterpreterCPU {
       return alu(op, a, b, size)
     }
     return r
+  }
+
+  /// `imul2` + `mulFlags` inline (two/three-operand IMUL, truncated result).
+  @_transparent func dcIMul(_ a: UInt64, _ b: UInt64, _ s: Int) -> UInt64 {
+    let x = Int64(bitPattern: sext(a, s))
+    let y = Int64(bitPattern: sext(b, s))
+    let lo: UInt64
+    let overflow: Bool
+    if s == 8 {
+      let p = x.multipliedFullWidth(by: y)
+      lo = p.low
+      overflow = !((p.high == 0 && lo >> 63 == 0) || (p.high == -1 && lo >> 63 == 1))
+    } else {
+      let p = UInt64(bitPattern: x &* y)
+      lo = p & sizeMask(s)
+      overflow = sext(p, s) != p
+    }
+    var f = parityFlag(lo)
+    if lo & signBit(s) != 0 { f |= RFLAGS.sf }
+    if lo == 0 { f |= RFLAGS.zf }
+    if overflow { f |= RFLAGS.cf | RFLAGS.of }
+    setStatus(f)
+    return lo
   }
 
   /// SHL/SHR/SAR of a 32/64-bit operand by a non-zero count (flags as `shift`); nil otherwise.
@@ -639,7 +662,7 @@ extension InterpreterCPU {
       let ss = Int(e.pointee.op)
       dcSet(Int(e.pointee.reg), s, sext(try dcReadE(e, ss), ss) & sizeMask(s))
     case DC.imul:
-      dcSet(Int(e.pointee.reg), s, imul2(dcGet(Int(e.pointee.reg), s), try dcReadE(e, s), s))
+      dcSet(Int(e.pointee.reg), s, dcIMul(dcGet(Int(e.pointee.reg), s), try dcReadE(e, s), s))
     case DC.cmov:
       let v = try dcReadE(e, s)
       if cond(Int(e.pointee.op)) {
