@@ -13,13 +13,11 @@ import X86
 
 /// One cached instruction (see the file comment).
 struct DecodedInsn {
-  /// Host address of the first byte; 0 = empty slot.
+  /// Host address of the first byte | mode << 56; 0 = empty slot.
   var host: UInt = 0
-  /// The instruction bytes (first 16) and the masks selecting its `len` bytes.
+  /// The instruction bytes (first 16); `len` of them are compared (DecodeCache.masks).
   var b0: UInt64 = 0
   var b1: UInt64 = 0
-  var m0: UInt64 = 0
-  var m1: UInt64 = 0
   /// Memory operand displacement, or branch displacement (sign-extended).
   var disp: UInt64 = 0
   /// Immediate operand (already masked/sign-extended as the handler needs it).
@@ -44,6 +42,8 @@ struct DecodedInsn {
   var ripRel = false
   var ad32 = false
   var rex: UInt8 = 0
+  /// Pads the entry to one 64-byte cache line.
+  var pad: UInt64 = 0
 }
 
 /// Handler indices.
@@ -87,13 +87,25 @@ struct DecodeCache {
   static let size = 1 << bits
   static let mask = size - 1
   let entries: UnsafeMutablePointer<DecodedInsn>
+  /// Byte masks for a length: [2 * len] covers bytes 0-7, [2 * len + 1] bytes 8-15.
+  let masks: UnsafeMutablePointer<UInt64>
 
   init() {
-    entries = .allocate(capacity: DecodeCache.size)
+    entries = UnsafeMutableRawPointer.allocate(
+      byteCount: DecodeCache.size * MemoryLayout<DecodedInsn>.stride, alignment: 64
+    ).bindMemory(to: DecodedInsn.self, capacity: DecodeCache.size)
     entries.initialize(repeating: DecodedInsn(), count: DecodeCache.size)
+    masks = .allocate(capacity: 32)
+    for l in 0..<16 {
+      masks[2 * l] = l >= 8 ? ~0 : (1 &<< UInt64(l * 8)) &- 1
+      masks[2 * l + 1] = l <= 8 ? 0 : (1 &<< UInt64((l - 8) * 8)) &- 1
+    }
   }
 
-  func deallocate() { entries.deallocate() }
+  func deallocate() {
+    entries.deallocate()
+    masks.deallocate()
+  }
 
   @inline(__always) static func slot(_ host: UInt) -> Int {
     Int(truncatingIfNeeded: (host ^ (host >> 13)) & UInt(mask))
@@ -114,13 +126,15 @@ extension InterpreterCPU {
     let p = UnsafeRawPointer(bitPattern: hostAddr).unsafelyUnwrapped
     let ep = dcache.entries + DecodeCache.slot(hostAddr)
     let mode = UInt8(truncatingIfNeeded: codeSize) | (mode64 ? 0x10 : 0)
+    let key = hostAddr | UInt(mode) &<< 56
     let w0 = p.loadUnaligned(as: UInt64.self)
     let w1 = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-    if ep.pointee.host != hostAddr || ep.pointee.mode != mode
-      || (w0 ^ ep.pointee.b0) & ep.pointee.m0 != 0 || (w1 ^ ep.pointee.b1) & ep.pointee.m1 != 0
+    let mk = dcache.masks + Int(ep.pointee.len) &* 2
+    if ep.pointee.host != key || (w0 ^ ep.pointee.b0) & mk[0] != 0
+      || (w1 ^ ep.pointee.b1) & mk[1] != 0
     {
       stats.decodeMisses &+= 1
-      dcDecode(p, ep, mode, hostAddr)
+      dcDecode(p, ep, mode, key)
     }
     if ep.pointee.kind == DC.none {
       try stepFull()
@@ -149,9 +163,8 @@ extension InterpreterCPU {
     e.kind = DC.none
     // A negative entry validates on the first 8 bytes.
     e.b0 = p.loadUnaligned(as: UInt64.self)
-    e.m0 = ~0
     e.b1 = 0
-    e.m1 = 0
+    e.len = 8
     defer { ep.pointee = e }
     if codeSize == 2 { return }
     @inline(__always) func u8(_ i: Int) -> UInt64 {
@@ -443,8 +456,6 @@ extension InterpreterCPU {
     if i > 15 { return }
     e.size = UInt8(size)
     e.len = UInt8(i)
-    e.m0 = i >= 8 ? ~0 : (1 &<< UInt64(i * 8)) &- 1
-    e.m1 = i <= 8 ? 0 : (i >= 16 ? ~0 : (1 &<< UInt64((i - 8) * 8)) &- 1)
     e.b1 = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
     e.kind = kind
   }
@@ -585,7 +596,18 @@ extension InterpreterCPU {
     startRIP = rip
     ipos = Int(e.pointee.len)
     rex = e.pointee.rex
+    // One copy of the handlers per common operand size, so size tests fold away.
     let s = Int(e.pointee.size)
+    if s == 8 {
+      try dcRun(e, 8)
+    } else if s == 4 {
+      try dcRun(e, 4)
+    } else {
+      try dcRun(e, s)
+    }
+  }
+
+  @_transparent func dcRun(_ e: UnsafePointer<DecodedInsn>, _ s: Int) throws(Fault) {
     switch e.pointee.kind {
     case DC.aluEG:
       let res = dcALU(Int(e.pointee.op), try dcReadE(e, s), dcGet(Int(e.pointee.reg), s), s)
