@@ -592,7 +592,7 @@ extension InterpreterCPU {
   }
 
   /// Executes a cached instruction; mirrors `execute()` for the same forms.
-  @inline(never) func dcExecute(_ e: UnsafePointer<DecodedInsn>) throws(Fault) {
+  @inline(__always) func dcExecute(_ e: UnsafePointer<DecodedInsn>) throws(Fault) {
     startRIP = rip
     ipos = Int(e.pointee.len)
     rex = e.pointee.rex
