@@ -15,15 +15,15 @@ import X86
 struct DecodedInsn {
   /// Host address of the first byte | mode << 56; 0 = empty slot.
   var host: UInt = 0
-  /// The instruction bytes (first 16); `len` of them are compared (DecodeCache.masks).
+  /// The instruction bytes (first 16) and the masks selecting its `len` bytes.
   var b0: UInt64 = 0
   var b1: UInt64 = 0
-  /// Memory operand displacement, or branch displacement (sign-extended).
-  var disp: UInt64 = 0
+  var m0: UInt64 = 0
+  var m1: UInt64 = 0
   /// Immediate operand (already masked/sign-extended as the handler needs it).
   var imm: UInt64 = 0
-  /// codeSize | (mode64 ? 0x10 : 0) at decode time.
-  var mode: UInt8 = 0
+  /// Memory operand displacement, or branch displacement (see `disp`).
+  var disp32: Int32 = 0
   /// Handler (DC.*); DC.none: use the full decoder.
   var kind: UInt8 = 0
   var len: UInt8 = 0
@@ -38,12 +38,17 @@ struct DecodedInsn {
   var index: UInt8 = 0xFF
   var scale: UInt8 = 0
   var seg: UInt8 = 0
+  var rex: UInt8 = 0
   var isReg = false
   var ripRel = false
-  var ad32 = false
-  var rex: UInt8 = 0
-  /// Pads the entry to one 64-byte cache line.
-  var pad: UInt64 = 0
+  // 64 bytes: one cache line. The address size follows from the mode in the key
+  // (cached code is 32- or 64-bit, without 0x67), so it is not stored.
+
+  /// Displacements are at most 32 bits (sign-extended), or an unsigned rel16.
+  var disp: UInt64 {
+    @inline(__always) get { UInt64(bitPattern: Int64(disp32)) }
+    set { disp32 = Int32(truncatingIfNeeded: newValue) }
+  }
 }
 
 /// Handler indices.
@@ -87,24 +92,17 @@ struct DecodeCache {
   static let size = 1 << bits
   static let mask = size - 1
   let entries: UnsafeMutablePointer<DecodedInsn>
-  /// Byte masks for a length: [2 * len] covers bytes 0-7, [2 * len + 1] bytes 8-15.
-  let masks: UnsafeMutablePointer<UInt64>
 
   init() {
+    assert(MemoryLayout<DecodedInsn>.stride == 64)
     entries = UnsafeMutableRawPointer.allocate(
       byteCount: DecodeCache.size * MemoryLayout<DecodedInsn>.stride, alignment: 64
     ).bindMemory(to: DecodedInsn.self, capacity: DecodeCache.size)
     entries.initialize(repeating: DecodedInsn(), count: DecodeCache.size)
-    masks = .allocate(capacity: 32)
-    for l in 0..<16 {
-      masks[2 * l] = l >= 8 ? ~0 : (1 &<< UInt64(l * 8)) &- 1
-      masks[2 * l + 1] = l <= 8 ? 0 : (1 &<< UInt64((l - 8) * 8)) &- 1
-    }
   }
 
   func deallocate() {
     entries.deallocate()
-    masks.deallocate()
   }
 
   @inline(__always) static func slot(_ host: UInt) -> Int {
@@ -129,9 +127,8 @@ extension InterpreterCPU {
     let key = hostAddr | UInt(mode) &<< 56
     let w0 = p.loadUnaligned(as: UInt64.self)
     let w1 = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-    let mk = dcache.masks + Int(ep.pointee.len) &* 2
-    if ep.pointee.host != key || (w0 ^ ep.pointee.b0) & mk[0] != 0
-      || (w1 ^ ep.pointee.b1) & mk[1] != 0
+    if ep.pointee.host != key || (w0 ^ ep.pointee.b0) & ep.pointee.m0 != 0
+      || (w1 ^ ep.pointee.b1) & ep.pointee.m1 != 0
     {
       stats.decodeMisses &+= 1
       dcDecode(p, ep, mode, key)
@@ -159,12 +156,10 @@ extension InterpreterCPU {
   ) {
     var e = DecodedInsn()
     e.host = host
-    e.mode = mode
     e.kind = DC.none
     // A negative entry validates on the first 8 bytes.
     e.b0 = p.loadUnaligned(as: UInt64.self)
-    e.b1 = 0
-    e.len = 8
+    e.m0 = ~0
     defer { ep.pointee = e }
     if codeSize == 2 { return }
     @inline(__always) func u8(_ i: Int) -> UInt64 {
@@ -211,7 +206,6 @@ extension InterpreterCPU {
     if rex & 8 != 0 { os = 8 }
     i += 1  // opcode
     e.rex = rex
-    e.ad32 = codeSize == 4
     let stackOS = mode64 ? (has66 ? 2 : 8) : os
 
     // ModRM (+SIB, displacement) at i.
@@ -456,6 +450,8 @@ extension InterpreterCPU {
     if i > 15 { return }
     e.size = UInt8(size)
     e.len = UInt8(i)
+    e.m0 = i >= 8 ? ~0 : (1 &<< UInt64(i * 8)) &- 1
+    e.m1 = i <= 8 ? 0 : (1 &<< UInt64((i - 8) * 8)) &- 1
     e.b1 = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
     e.kind = kind
   }
@@ -566,7 +562,7 @@ extension InterpreterCPU {
       if e.pointee.rm != 0xFF { a &+= r[Int(e.pointee.rm)] }
       if e.pointee.index != 0xFF { a &+= r[Int(e.pointee.index)] &<< UInt64(e.pointee.scale) }
     }
-    return e.pointee.ad32 ? a & 0xFFFF_FFFF : a
+    return mode64 ? a : a & 0xFFFF_FFFF
   }
 
   @inline(__always) func dcReadE(_ e: UnsafePointer<DecodedInsn>, _ s: Int) throws(Fault) -> UInt64
