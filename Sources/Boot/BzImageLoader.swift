@@ -258,7 +258,8 @@ public enum BzImageLoader {
     state.general.rsp = BootLayout.stackTop
     state.general.rflags = RFLAGS.fixed
     state.special = ImageLoading.longModeEntry(
-      codeSelector: LinuxBootLayout.bootCS, dataSelector: LinuxBootLayout.bootDS, gdt: gdt, cr3: cr3)
+      codeSelector: LinuxBootLayout.bootCS, dataSelector: LinuxBootLayout.bootDS, gdt: gdt, cr3: cr3
+    )
     let end = max(kernelEnd, placement.map { $0.address + $0.size } ?? 0)
     return BootImage(format: .linuxBzImage, initialState: state, imageEnd: end)
   }

@@ -20,7 +20,8 @@ public enum ELF64Loader {
     }
     guard entry < 0x1_0000_0000, memory.isRAM(GuestPhysicalAddress(entry)) else {
       throw BootError.malformed(
-        "entry point 0x\(String(elf.entry, radix: 16)) is not inside a loaded segment in the low 4 GiB")
+        "entry point 0x\(String(elf.entry, radix: 16)) is not inside a loaded segment in the low 4 GiB"
+      )
     }
     let gdt = try ImageLoading.writeGDT(memory)
     let cr3 = try ImageLoading.writeIdentityPageTables(memory)

@@ -88,7 +88,8 @@ enum ImageLoading {
     let pml4 = BootLayout.pml4
     let pdpt = pml4 + 0x1000
     let rw = PTE.present | PTE.writable
-    try memory.fill(GuestPhysicalAddress(pml4), count: Int(BootLayout.pageTablesEnd - pml4), value: 0)
+    try memory.fill(
+      GuestPhysicalAddress(pml4), count: Int(BootLayout.pageTablesEnd - pml4), value: 0)
     try memory.write(GuestPhysicalAddress(pml4), value: pdpt | rw)
     for g in 0..<4 {
       let pd = pdpt + 0x1000 * UInt64(g + 1)

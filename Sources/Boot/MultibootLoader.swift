@@ -70,7 +70,8 @@ public enum MultibootLoader {
     }
     guard commandLine.utf8.count < BootLayout.commandLineMax else {
       throw BootError.doesNotFit(
-        "command line is \(commandLine.utf8.count) bytes; the limit is \(BootLayout.commandLineMax - 1)")
+        "command line is \(commandLine.utf8.count) bytes; the limit is \(BootLayout.commandLineMax - 1)"
+      )
     }
 
     var entry: UInt64
@@ -93,14 +94,17 @@ public enum MultibootLoader {
     var stringAt = BootLayout.commandLine + UInt64(commandLine.utf8.count) + 1
     for m in modules {
       let size = UInt64(m.bytes.count)
-      guard memory.isRAM(GuestPhysicalAddress(next), length: max(size, 1)), next + size <= 0xFFFF_FFFF
+      guard memory.isRAM(GuestPhysicalAddress(next), length: max(size, 1)),
+        next + size <= 0xFFFF_FFFF
       else {
         throw BootError.doesNotFit(
           "module \(m.name) (\(size) bytes) does not fit in RAM after the kernel")
       }
       try memory.write(GuestPhysicalAddress(next), bytes: m.bytes)
       let nameBytes = Array(m.name.utf8) + [0]
-      guard stringAt + UInt64(nameBytes.count) <= BootLayout.commandLine + UInt64(BootLayout.commandLineMax)
+      guard
+        stringAt + UInt64(nameBytes.count) <= BootLayout.commandLine
+          + UInt64(BootLayout.commandLineMax)
       else {
         throw BootError.doesNotFit("module names and command line exceed 4 KiB")
       }
@@ -129,26 +133,38 @@ public enum MultibootLoader {
     -> (UInt64, UInt64)
   {
     // The file offset of load_addr is header offset - (header_addr - load_addr).
-    guard h.headerAddress >= h.loadAddress, UInt64(h.headerAddress - h.loadAddress) <= UInt64(h.offset)
+    guard h.headerAddress >= h.loadAddress,
+      UInt64(h.headerAddress - h.loadAddress) <= UInt64(h.offset)
     else {
       throw BootError.malformed("multiboot a.out header: header_addr below load_addr")
     }
     let fileStart = h.offset - Int(h.headerAddress - h.loadAddress)
-    let loadEnd = h.loadEndAddress == 0 ? UInt32(truncatingIfNeeded: bytes.count - fileStart) &+ h.loadAddress : h.loadEndAddress
+    let loadEnd =
+      h.loadEndAddress == 0
+      ? UInt32(truncatingIfNeeded: bytes.count - fileStart) &+ h.loadAddress : h.loadEndAddress
     guard loadEnd >= h.loadAddress else {
       throw BootError.malformed("multiboot a.out header: load_end_addr below load_addr")
     }
     let size = Int(loadEnd - h.loadAddress)
-    guard fileStart + size <= bytes.count else { throw BootError.truncated("multiboot a.out image") }
+    guard fileStart + size <= bytes.count else {
+      throw BootError.truncated("multiboot a.out image")
+    }
     let bssEnd = max(h.bssEndAddress, loadEnd)
     guard UInt64(h.loadAddress) >= BootLayout.reservedEnd else {
-      throw BootError.doesNotFit("image at 0x\(String(h.loadAddress, radix: 16)) overlaps the loader's area")
+      throw BootError.doesNotFit(
+        "image at 0x\(String(h.loadAddress, radix: 16)) overlaps the loader's area")
     }
-    guard memory.isRAM(GuestPhysicalAddress(UInt64(h.loadAddress)), length: UInt64(bssEnd - h.loadAddress))
+    guard
+      memory.isRAM(
+        GuestPhysicalAddress(UInt64(h.loadAddress)), length: UInt64(bssEnd - h.loadAddress))
     else {
-      throw BootError.doesNotFit("image [0x\(String(h.loadAddress, radix: 16)), 0x\(String(bssEnd, radix: 16))) is outside guest RAM")
+      throw BootError.doesNotFit(
+        "image [0x\(String(h.loadAddress, radix: 16)), 0x\(String(bssEnd, radix: 16))) is outside guest RAM"
+      )
     }
-    try memory.write(GuestPhysicalAddress(UInt64(h.loadAddress)), bytes: Array(bytes[fileStart..<(fileStart + size)]))
+    try memory.write(
+      GuestPhysicalAddress(UInt64(h.loadAddress)),
+      bytes: Array(bytes[fileStart..<(fileStart + size)]))
     if bssEnd > loadEnd {
       try memory.fill(GuestPhysicalAddress(UInt64(loadEnd)), count: Int(bssEnd - loadEnd), value: 0)
     }
@@ -166,7 +182,8 @@ public enum MultibootLoader {
     var flags: UInt32 = (1 << 0) | (1 << 2) | (1 << 6) | (1 << 9)
     try memory.write(mbi + 4, value: UInt32(MemoryMap.lowMemoryEnd >> 10))
     try memory.write(mbi + 8, value: UInt32(truncatingIfNeeded: min(upper, 0xFFFF_FFFF)))
-    try memory.write(GuestPhysicalAddress(BootLayout.commandLine), bytes: Array(commandLine.utf8) + [0])
+    try memory.write(
+      GuestPhysicalAddress(BootLayout.commandLine), bytes: Array(commandLine.utf8) + [0])
     try memory.write(mbi + 16, value: UInt32(BootLayout.commandLine))
     if !modules.isEmpty {
       flags |= 1 << 3
@@ -192,7 +209,8 @@ public enum MultibootLoader {
     }
     try memory.write(mbi + 44, value: UInt32(o - BootLayout.multibootMemoryMap))
     try memory.write(mbi + 48, value: UInt32(BootLayout.multibootMemoryMap))
-    try memory.write(GuestPhysicalAddress(BootLayout.loaderName), bytes: Array("SwiftVMM".utf8) + [0])
+    try memory.write(
+      GuestPhysicalAddress(BootLayout.loaderName), bytes: Array("SwiftVMM".utf8) + [0])
     try memory.write(mbi + 64, value: UInt32(BootLayout.loaderName))
     try memory.write(mbi, value: flags)
   }

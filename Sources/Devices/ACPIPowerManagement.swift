@@ -26,7 +26,8 @@ public final class ACPIPowerManagement: PortIODevice {
   private var timer: UInt32 {
     let ns = clock.nanoseconds
     // ns * f / 1e9 without overflow for centuries of uptime.
-    let ticks = (ns / 1_000_000_000) &* ACPIPowerManagement.timerFrequency
+    let ticks =
+      (ns / 1_000_000_000) &* ACPIPowerManagement.timerFrequency
       &+ (ns % 1_000_000_000) &* ACPIPowerManagement.timerFrequency / 1_000_000_000
     return UInt32(truncatingIfNeeded: ticks)
   }

@@ -140,7 +140,8 @@ public final class MMIOBus {
 
   private func unmapped(_ address: UInt64, _ what: String) {
     if warned.insert(address).inserted {
-      logger.debug("unassigned MMIO address 0x\(String(address, radix: 16)) (\(what)); reads as all-ones")
+      logger.debug(
+        "unassigned MMIO address 0x\(String(address, radix: 16)) (\(what)); reads as all-ones")
     }
   }
 }

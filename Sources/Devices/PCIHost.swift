@@ -27,7 +27,8 @@ public final class PCIHost: PortIODevice {
     }
     let key = device << 3 | function
     guard functions[key] == nil else {
-      throw BusError.overlap(new: "PCI 00:\(device).\(function)", existing: "a PCI function", at: UInt64(key))
+      throw BusError.overlap(
+        new: "PCI 00:\(device).\(function)", existing: "a PCI function", at: UInt64(key))
     }
     functions[key] = f
   }

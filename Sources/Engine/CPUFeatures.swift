@@ -47,7 +47,9 @@ public struct CPUFeature: Hashable, Sendable, CustomStringConvertible {
     out += e1ecx.map { f($0.0, 0x8000_0001, .ecx, $0.1) }
     out += e1edx.map { f($0.0, 0x8000_0001, .edx, $0.1) }
     out += kvm.map { f("kvm_" + $0.0, 0x4000_0001, .eax, $0.1) }
-    out.append(CPUFeature(name: "constant_tsc_invariant", leaf: 0x8000_0007, subleaf: 0, register: .edx, bit: 8))
+    out.append(
+      CPUFeature(
+        name: "constant_tsc_invariant", leaf: 0x8000_0007, subleaf: 0, register: .edx, bit: 8))
     return out
   }()
 

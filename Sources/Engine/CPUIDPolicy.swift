@@ -37,8 +37,7 @@ public struct CPUIDPolicy: Equatable, Sendable {
   }
 
   /// Packs a 12-byte signature the way hypervisor leaves return it: EBX, ECX, EDX.
-  public static func registers(fromSignature s: String) -> (ebx: UInt32, ecx: UInt32, edx: UInt32)
-  {
+  public static func registers(fromSignature s: String) -> (ebx: UInt32, ecx: UInt32, edx: UInt32) {
     var b = Array(s.utf8.prefix(12))
     while b.count < 12 { b.append(0) }
     func word(_ i: Int) -> UInt32 {
@@ -76,7 +75,8 @@ public struct CPUIDPolicy: Equatable, Sendable {
     let leaf1ecx = f.cx16 | f.hypervisor
     var e: [CPUIDEntry] = [
       CPUIDEntry(
-        function: 0, result: CPUIDResult(eax: 0xD, ebx: vendor.ebx, ecx: vendor.ecx, edx: vendor.edx)),
+        function: 0,
+        result: CPUIDResult(eax: 0xD, ebx: vendor.ebx, ecx: vendor.ecx, edx: vendor.edx)),
       // family 15, model 107, stepping 1 (as QEMU's qemu64); CLFLUSH line 8 (x8 = 64 bytes), 1 logical CPU.
       CPUIDEntry(
         function: 1,
@@ -84,7 +84,8 @@ public struct CPUIDPolicy: Equatable, Sendable {
       CPUIDEntry(function: 7, index: 0, indexed: true, result: CPUIDResult()),
       CPUIDEntry(function: 0xD, index: 0, indexed: true, result: CPUIDResult()),
       CPUIDEntry(
-        function: 0x4000_0000, result: CPUIDResult(eax: 0x4000_0001, ebx: hv.ebx, ecx: hv.ecx, edx: hv.edx)),
+        function: 0x4000_0000,
+        result: CPUIDResult(eax: 0x4000_0001, ebx: hv.ebx, ecx: hv.ecx, edx: hv.edx)),
       CPUIDEntry(function: 0x4000_0001, result: CPUIDResult()),
       CPUIDEntry(function: 0x8000_0000, result: CPUIDResult(eax: 0x8000_0008)),
       CPUIDEntry(

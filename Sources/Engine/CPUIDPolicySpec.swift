@@ -38,7 +38,8 @@ public enum CPUIDPolicyError: Error, CustomStringConvertible, Equatable {
   public var description: String {
     switch self {
     case .unknownBase(let s):
-      return "unknown CPUID policy '\(s)'; known: \(CPUIDPolicy.namedPolicies.joined(separator: ", "))"
+      return
+        "unknown CPUID policy '\(s)'; known: \(CPUIDPolicy.namedPolicies.joined(separator: ", "))"
     case .unknownFeature(let s): return "unknown CPU feature '\(s)' in the CPUID policy"
     case .badVendor(let s): return "vendor string '\(s)' must be exactly 12 ASCII characters"
     case .badValue(let s): return s
@@ -54,7 +55,9 @@ extension CPUIDPolicy {
   public static let namedPolicies = ["default", "kvm", "minimal"]
 
   /// kvm-clock features SwiftVMM implements when the KVM signature is shown.
-  static let kvmParavirtFeatures = ["kvm_kvmclock", "kvm_clocksource2", "kvm_nopiodelay", "kvm_clocksource_stable"]
+  static let kvmParavirtFeatures = [
+    "kvm_kvmclock", "kvm_clocksource2", "kvm_nopiodelay", "kvm_clocksource_stable",
+  ]
 
   /// A policy by name: `default` (SwiftVMM signature), `kvm` (KVM signature and
   /// kvm-clock), `minimal` (no hypervisor leaves, nothing beyond SSE2).
@@ -79,12 +82,15 @@ extension CPUIDPolicy {
   }
 
   mutating func update(_ leaf: UInt32, _ subleaf: UInt32 = 0, _ body: (inout CPUIDResult) -> Void) {
-    if let i = entries.firstIndex(where: { $0.function == leaf && (!$0.indexed || $0.index == subleaf) }) {
+    if let i = entries.firstIndex(where: {
+      $0.function == leaf && (!$0.indexed || $0.index == subleaf)
+    }) {
       body(&entries[i].result)
     } else {
       var r = CPUIDResult()
       body(&r)
-      entries.append(CPUIDEntry(function: leaf, index: subleaf, indexed: leaf == 7 || leaf == 0xD, result: r))
+      entries.append(
+        CPUIDEntry(function: leaf, index: subleaf, indexed: leaf == 7 || leaf == 0xD, result: r))
       entries.sort { ($0.function, $0.index) < ($1.function, $1.index) }
     }
   }
@@ -195,7 +201,9 @@ extension CPUIDPolicySpec {
       }
     }
     if let b = brand {
-      guard b.utf8.count <= 47 else { throw CPUIDPolicyError.badValue("brand string longer than 47 bytes") }
+      guard b.utf8.count <= 47 else {
+        throw CPUIDPolicyError.badValue("brand string longer than 47 bytes")
+      }
       for e in CPUIDPolicy.brandLeaves(b) { p.update(e.function) { $0 = e.result } }
     }
     if family != nil || model != nil || stepping != nil {
@@ -213,7 +221,9 @@ extension CPUIDPolicySpec {
     }
     if let m = maxBasicLeaf { p.update(0) { $0.eax = m } }
     if let m = maxExtendedLeaf {
-      guard m >= 0x8000_0000 else { throw CPUIDPolicyError.badValue("maxExtendedLeaf must be >= 0x80000000") }
+      guard m >= 0x8000_0000 else {
+        throw CPUIDPolicyError.badValue("maxExtendedLeaf must be >= 0x80000000")
+      }
       p.update(0x8000_0000) { $0.eax = m }
     }
     switch hypervisor {

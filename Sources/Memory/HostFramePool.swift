@@ -66,7 +66,8 @@ public final class HostFramePool {
     let first = freeList[freeList.count - 1]
     let last = freeList[freeList.count - count]
     guard Int(last) - Int(first) == count - 1 else {
-      throw MemoryError.invalidSize("frame pool is fragmented; cannot allocate \(count) contiguous frames")
+      throw MemoryError.invalidSize(
+        "frame pool is fragmented; cannot allocate \(count) contiguous frames")
     }
     freeList.removeLast(count)
     framesUsed += count

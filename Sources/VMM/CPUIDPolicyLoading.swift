@@ -10,7 +10,8 @@ extension CPUIDPolicy {
     }
     guard FileManager.default.fileExists(atPath: nameOrPath) else {
       throw CPUIDPolicyError.unreadable(
-        "'\(nameOrPath)' is neither a CPUID policy name (\(namedPolicies.joined(separator: ", "))) nor an existing file")
+        "'\(nameOrPath)' is neither a CPUID policy name (\(namedPolicies.joined(separator: ", "))) nor an existing file"
+      )
     }
     guard let data = FileManager.default.contents(atPath: nameOrPath) else {
       throw CPUIDPolicyError.unreadable("cannot read CPUID policy file '\(nameOrPath)'")

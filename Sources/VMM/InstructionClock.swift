@@ -27,7 +27,9 @@ final class InstructionClock: GuestClock {
     let now = nanoseconds
     let current = instructions()
     guard ns > now else { return current }
-    let delta = (ns - now + InstructionClock.nanosecondsPerInstruction - 1) / InstructionClock.nanosecondsPerInstruction
+    let delta =
+      (ns - now + InstructionClock.nanosecondsPerInstruction - 1)
+      / InstructionClock.nanosecondsPerInstruction
     return current &+ delta
   }
 }

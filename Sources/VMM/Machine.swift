@@ -50,7 +50,9 @@ public final class Machine {
   private var exits = ExitCounters()
   public private(set) var wallSeconds: Double = 0
 
-  public init(config: MachineConfig, console: ConsoleOutput, logger: Logger = Logger(label: "swiftvmm"))
+  public init(
+    config: MachineConfig, console: ConsoleOutput, logger: Logger = Logger(label: "swiftvmm")
+  )
     throws
   {
     guard !config.deterministic || config.engine == .interpreter else {
@@ -59,7 +61,8 @@ public final class Machine {
     }
     guard config.cpus == 1 else {
       throw MachineError.invalidConfig(
-        "--cpus \(config.cpus): only 1 vCPU is supported so far (SMP comes with the Linux platform work)")
+        "--cpus \(config.cpus): only 1 vCPU is supported so far (SMP comes with the Linux platform work)"
+      )
     }
     self.config = config
     self.console = console
@@ -68,7 +71,8 @@ public final class Machine {
     portBus = PortIOBus(logger: logger)
     mmioBus = MMIOBus(logger: logger)
 
-    try portBus.register(DebugExitDevice(control: control), ports: 0xF4...0xF7, name: "isa-debug-exit")
+    try portBus.register(
+      DebugExitDevice(control: control), ports: 0xF4...0xF7, name: "isa-debug-exit")
     let kbc = I8042Device(control: control)
     try portBus.register(kbc, ports: 0x60...0x60, name: "i8042 data")
     try portBus.register(kbc, ports: 0x64...0x64, name: "i8042 command", firstOffset: 4)
@@ -92,7 +96,8 @@ public final class Machine {
       let clock: GuestClock = config.deterministic ? InstructionClock() : HostMonotonicClock()
       let p = try PCPlatform(
         memory: memory, portBus: portBus, mmioBus: mmioBus, clock: clock, cpuCount: config.cpus,
-        wallClockAtBoot: config.deterministic ? MachineConfig.deterministicEpoch : hostWallClockSeconds())
+        wallClockAtBoot: config.deterministic
+          ? MachineConfig.deterministicEpoch : hostWallClockSeconds())
       try PCIHost().register(on: portBus)
       if isLinux {
         let acpi = ACPIConfig(cpuCount: config.cpus)
@@ -114,7 +119,9 @@ public final class Machine {
       mmu = nil
     }
 
-    uart = UART16550(irq: IRQLine(4, lines: engine.interruptLines)) { [console] b in console.write(b) }
+    uart = UART16550(irq: IRQLine(4, lines: engine.interruptLines)) { [console] b in
+      console.write(b)
+    }
     try portBus.register(uart, ports: 0x3F8...0x3FF, name: "uart0 (16550A)")
     try cpu.setState(boot.initialState)
     logger.info(
@@ -235,7 +242,8 @@ public final class Machine {
         return .guestFailure("shadow MMU event \(e) with no shadow MMU configured")
       }
       guard case .nestedPageFault(let gpa, _, _) = exit else { return nil }
-      return .guestFailure("nested page fault at GPA 0x\(String(gpa, radix: 16)) with no MMU mode to handle it")
+      return .guestFailure(
+        "nested page fault at GPA 0x\(String(gpa, radix: 16)) with no MMU mode to handle it")
     }
     return nil
   }

@@ -12,7 +12,9 @@ import VMM
 struct BenchBoot: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "boot",
-    abstract: "Boot the Debian guest to poweroff on the interpreter and under QEMU TCG; print times and ratios.")
+    abstract:
+      "Boot the Debian guest to poweroff on the interpreter and under QEMU TCG; print times and ratios."
+  )
 
   @Option(help: "Guest cache directory (default: $SWIFTVMM_CACHE or ~/.cache/swiftvmm/linux).")
   var cache: String?
@@ -78,7 +80,8 @@ struct BenchBoot: ParsableCommand {
       var instructions: UInt64 = 0
       var ok = true
       for _ in 0..<runs {
-        var c = MachineConfig(kernel: [UInt8](kernel), kernelName: guest.bzImage, engine: .interpreter)
+        var c = MachineConfig(
+          kernel: [UInt8](kernel), kernelName: guest.bzImage, engine: .interpreter)
         c.initrd = initrd
         c.commandLine = cmdline
         c.memorySize = UInt64(memory) << 20
@@ -89,7 +92,8 @@ struct BenchBoot: ParsableCommand {
         let m = try Machine(config: c, console: console)
         let o = m.run()
         guard o == .powerOff, console.capturedText.contains("SWIFTVMM-BOOT-OK") else {
-          print("\(v.name): did not reach poweroff: \(o)\n" + String(console.capturedText.suffix(1500)))
+          print(
+            "\(v.name): did not reach poweroff: \(o)\n" + String(console.capturedText.suffix(1500)))
           ok = false
           break
         }
@@ -113,7 +117,8 @@ struct BenchBoot: ParsableCommand {
     if let json {
       var doc: [String: Any] = ["swiftvmm": rows, "peakRSSKiB": usage.ru_maxrss]
       if let qemu { doc["qemuSeconds"] = qemu; doc["qemuPeakRSSKiB"] = qemuRSS }
-      let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
+      let data = try JSONSerialization.data(
+        withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
       try data.write(to: URL(fileURLWithPath: json))
     }
   }
@@ -127,8 +132,9 @@ struct BenchBoot: ParsableCommand {
 
   /// Wall seconds, output and peak RSS (KiB) of one QEMU TCG boot.
   func runQEMU(kernel: String, initrd: String, cmdline: String) -> (Double?, String, Int) {
-    guard let qemu = ["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"]
-      .first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+    guard
+      let qemu = ["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"]
+        .first(where: { FileManager.default.isExecutableFile(atPath: $0) })
     else { return (nil, "qemu-system-x86_64 not installed", 0) }
     let p = Process()
     p.executableURL = URL(fileURLWithPath: qemu)

@@ -4,7 +4,8 @@ import VMM
 
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Benchmarks against QEMU, run in the same invocation. They report; they never fail for being slow.",
+    abstract:
+      "Benchmarks against QEMU, run in the same invocation. They report; they never fail for being slow.",
     subcommands: [BenchCPU.self, BenchBoot.self])
 }
 
@@ -33,8 +34,9 @@ enum BenchSupport {
 
   /// Wall seconds of a QEMU TCG run, or nil (with the reason) when QEMU is missing or fails.
   static func runQEMU(kernel: String, cmdline: String, memoryMiB: Int) -> (Double?, String) {
-    guard let qemu = ["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"]
-      .first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+    guard
+      let qemu = ["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"]
+        .first(where: { FileManager.default.isExecutableFile(atPath: $0) })
     else { return (nil, "qemu-system-x86_64 not installed") }
     let p = Process()
     p.executableURL = URL(fileURLWithPath: qemu)
@@ -63,7 +65,8 @@ enum BenchSupport {
 struct BenchCPU: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "cpu",
-    abstract: "CPU-bound guest suite on the interpreter and on QEMU TCG: guest MIPS and time ratios.")
+    abstract:
+      "CPU-bound guest suite on the interpreter and on QEMU TCG: guest MIPS and time ratios.")
 
   @Option(help: "Directory with the bench_*.elf guests (built by Guests/build.sh).")
   var guests: String = "Guests/build"
@@ -122,7 +125,9 @@ struct BenchCPU: ParsableCommand {
       if let qemuNet {
         let ratio = r.seconds / qemuNet
         ratios.append(ratio)
-        line += BenchSupport.pad(BenchSupport.fmt(qemuNet, 3), 14) + " " + BenchSupport.fmt(ratio, 1) + "x"
+        line +=
+          BenchSupport.pad(BenchSupport.fmt(qemuNet, 3), 14) + " " + BenchSupport.fmt(ratio, 1)
+          + "x"
         if !sameResult { line += "  (results differ!)" }
         row["qemuSeconds"] = qemuNet
         row["ratio"] = ratio
@@ -137,7 +142,8 @@ struct BenchCPU: ParsableCommand {
       print("geometric mean ratio SwiftVMM/QEMU TCG: \(BenchSupport.fmt(geo, 1))x")
     }
     if let json {
-      let data = try JSONSerialization.data(withJSONObject: ["div": div, "workloads": rows], options: [.prettyPrinted, .sortedKeys])
+      let data = try JSONSerialization.data(
+        withJSONObject: ["div": div, "workloads": rows], options: [.prettyPrinted, .sortedKeys])
       try data.write(to: URL(fileURLWithPath: json))
     }
   }

@@ -9,7 +9,8 @@ import VMM
 struct LinuxCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "linux",
-    abstract: "Boot Debian Linux to a busybox shell on the interpreter (fetches the guest if missing).",
+    abstract:
+      "Boot Debian Linux to a busybox shell on the interpreter (fetches the guest if missing).",
     discussion: """
       The kernel and busybox come from Debian's linux-image-cloud-amd64 and busybox-static, \
       downloaded with apt-get into the cache on first use. Type `poweroff` to end the VM.
@@ -46,7 +47,9 @@ struct LinuxCommand: ParsableCommand {
   /// With no init process to signal, `poweroff` and `reboot` act at once (-f).
   static let profile = CPIOEntry(
     "etc/profile",
-    .file(Array("alias poweroff='poweroff -f'\nalias reboot='reboot -f'\nalias halt='poweroff -f'\n".utf8)))
+    .file(
+      Array(
+        "alias poweroff='poweroff -f'\nalias reboot='reboot -f'\nalias halt='poweroff -f'\n".utf8)))
 
   func run() throws {
     let logger = try logging.bootstrap()
@@ -58,14 +61,17 @@ struct LinuxCommand: ParsableCommand {
     if guest == nil {
       FileHandle.standardError.write(Data("swiftvmm: fetching the Debian guest into \(dir)\n".utf8))
       do {
-        guest = try LinuxGuestFetcher(cache: dir, log: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) })
-          .fetch()
+        guest = try LinuxGuestFetcher(
+          cache: dir, log: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        )
+        .fetch()
       } catch {
         fail("cannot fetch the Debian guest: \(error)", status: 66)
       }
     }
     guard let guest else { fail("the Debian guest is incomplete in \(dir)", status: 66) }
-    let script = commands.map { StandardInitramfs.initScript(commands: $0) } ?? LinuxCommand.interactiveInit
+    let script =
+      commands.map { StandardInitramfs.initScript(commands: $0) } ?? LinuxCommand.interactiveInit
     let initrd: [UInt8]
     do {
       initrd = try StandardInitramfs.build(
@@ -76,7 +82,8 @@ struct LinuxCommand: ParsableCommand {
     guard let kernel = FileManager.default.contents(atPath: guest.bzImage) else {
       fail("cannot read \(guest.bzImage)", status: 66)
     }
-    var config = MachineConfig(kernel: [UInt8](kernel), kernelName: guest.bzImage, engine: .interpreter)
+    var config = MachineConfig(
+      kernel: [UInt8](kernel), kernelName: guest.bzImage, engine: .interpreter)
     config.initrd = initrd
     config.linuxProtocol = proto
     config.commandLine = "console=ttyS0 panic=-1 quiet \(append)"

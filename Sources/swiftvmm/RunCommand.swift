@@ -25,9 +25,15 @@ struct Run: ParsableCommand {
   var memory: String = "256M"
   @Option(help: "Number of vCPUs.")
   var cpus: Int = 1
-  @Option(help: "CPU engine: kvm or interpreter (default: kvm with hardware virtualization, else interpreter).")
+  @Option(
+    help:
+      "CPU engine: kvm or interpreter (default: kvm with hardware virtualization, else interpreter)."
+  )
   var engine: String?
-  @Option(help: "CPUID policy: a name (default, kvm, minimal) or a JSON file. Without it, the default policy less what the engine lacks.")
+  @Option(
+    help:
+      "CPUID policy: a name (default, kvm, minimal) or a JSON file. Without it, the default policy less what the engine lacks."
+  )
   var cpuid: String?
   @Option(help: "Interpreter watchdog: stop after this many guest instructions.")
   var maxInstructions: UInt64?
@@ -61,12 +67,14 @@ struct Run: ParsableCommand {
 
     var config: MachineConfig
     if let path = kernel {
-      config = MachineConfig(kernel: readInput(path, what: "kernel"), kernelName: path, engine: engineKind)
+      config = MachineConfig(
+        kernel: readInput(path, what: "kernel"), kernelName: path, engine: engineKind)
     } else {
       guard let bytes = Data(base64Encoded: EmbeddedGuest.base64) else {
         fail("the embedded demo guest is corrupt", status: 70)
       }
-      config = MachineConfig(kernel: [UInt8](bytes), kernelName: EmbeddedGuest.name, engine: engineKind)
+      config = MachineConfig(
+        kernel: [UInt8](bytes), kernelName: EmbeddedGuest.name, engine: engineKind)
     }
     if let initrd { config.initrd = readInput(initrd, what: "initrd") }
     config.commandLine = cmdline
@@ -97,7 +105,9 @@ struct Run: ParsableCommand {
 }
 
 /// Builds the machine, attaches the host terminal, runs it and exits with its status.
-func runInteractively(_ config: MachineConfig, logger: Logger, stats: String?, translate: UInt64? = nil)
+func runInteractively(
+  _ config: MachineConfig, logger: Logger, stats: String?, translate: UInt64? = nil
+)
   -> Never
 {
   let console = ConsoleOutput(fd: 1)
@@ -138,7 +148,8 @@ func writeStats(_ machine: Machine, outcome: MachineOutcome, to path: String) {
   ]
   doc["counters"] = machine.statistics().mapValues { NSNumber(value: $0) }
   do {
-    let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
+    let data = try JSONSerialization.data(
+      withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
     try data.write(to: URL(fileURLWithPath: path))
   } catch {
     FileHandle.standardError.write(Data("swiftvmm: cannot write stats to \(path): \(error)\n".utf8))

@@ -8,7 +8,10 @@ struct SwiftVMMCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "swiftvmm",
     abstract: "A virtual machine monitor for x86-64 guests, written in Swift.",
-    subcommands: [Run.self, MMUCompare.self, Info.self, CPUIDCommand.self, Guest.self, InitramfsCommand.self, LinuxCommand.self, Bench.self],
+    subcommands: [
+      Run.self, MMUCompare.self, Info.self, CPUIDCommand.self, Guest.self, InitramfsCommand.self,
+      LinuxCommand.self, Bench.self,
+    ],
     defaultSubcommand: Run.self)
 }
 

@@ -8,7 +8,8 @@ import XCTest
 final class LoaderTests: XCTestCase {
   func testMultibootHelloEntryState() throws {
     let mem = try GuestMemory(size: 64 << 20)
-    let img = try KernelLoader.load(try GuestImages.bytes("hello.elf"), commandLine: "hello.elf a=1", into: mem)
+    let img = try KernelLoader.load(
+      try GuestImages.bytes("hello.elf"), commandLine: "hello.elf a=1", into: mem)
     XCTAssertEqual(img.format, .multiboot)
     let s = img.initialState
     XCTAssertEqual(s.general.rax, 0x2BAD_B002)
@@ -23,7 +24,9 @@ final class LoaderTests: XCTestCase {
     XCTAssertEqual(flags & 0b1000101, 0b1000101)
     XCTAssertEqual(try mem.read(mbi + 8, as: UInt32.self), (64 << 10) - 1024 - 128)
     let cmdAddr = UInt64(try mem.read(mbi + 16, as: UInt32.self))
-    XCTAssertEqual(try mem.readBytes(GuestPhysicalAddress(cmdAddr), count: 14), Array("hello.elf a=1".utf8) + [0])
+    XCTAssertEqual(
+      try mem.readBytes(GuestPhysicalAddress(cmdAddr), count: 14), Array("hello.elf a=1".utf8) + [0]
+    )
     let mmapLen = try mem.read(mbi + 44, as: UInt32.self)
     XCTAssertEqual(mmapLen % 24, 0)
     XCTAssertGreaterThanOrEqual(mmapLen / 24, 4)
@@ -35,7 +38,8 @@ final class LoaderTests: XCTestCase {
     let mem = try GuestMemory(size: 64 << 20)
     let data = [UInt8](repeating: 0xAB, count: 5000)
     let img = try KernelLoader.load(
-      try GuestImages.bytes("hello.elf"), commandLine: "", modules: [.init(bytes: data, name: "initrd")],
+      try GuestImages.bytes("hello.elf"), commandLine: "",
+      modules: [.init(bytes: data, name: "initrd")],
       into: mem)
     let mbi = GuestPhysicalAddress(BootLayout.multibootInfo)
     XCTAssertEqual(try mem.read(mbi, as: UInt32.self) & 8, 8)
@@ -51,14 +55,16 @@ final class LoaderTests: XCTestCase {
 
   func testELF64EntersLongMode() throws {
     let mem = try GuestMemory(size: 64 << 20)
-    let img = try KernelLoader.load(try GuestImages.bytes("hello64.elf"), commandLine: "", into: mem)
+    let img = try KernelLoader.load(
+      try GuestImages.bytes("hello64.elf"), commandLine: "", into: mem)
     XCTAssertEqual(img.format, .elf64)
     let s = img.initialState.special
     XCTAssertEqual(s.efer & (EFER.lme | EFER.lma), EFER.lme | EFER.lma)
     XCTAssertTrue(s.cs.l)
     XCTAssertEqual(s.cr3, BootLayout.pml4)
     // PML4[0] -> PDPT; PDPT[3] -> 4th PD; its last entry maps 4 GiB - 2 MiB.
-    let pdpt = try mem.read(GuestPhysicalAddress(BootLayout.pml4), as: UInt64.self) & PTE.addressMask
+    let pdpt =
+      try mem.read(GuestPhysicalAddress(BootLayout.pml4), as: UInt64.self) & PTE.addressMask
     let pd3 = try mem.read(GuestPhysicalAddress(pdpt + 24), as: UInt64.self) & PTE.addressMask
     let last = try mem.read(GuestPhysicalAddress(pd3 + 511 * 8), as: UInt64.self)
     XCTAssertEqual(last & PTE.addressMask, 0xFFE0_0000)
@@ -69,7 +75,9 @@ final class LoaderTests: XCTestCase {
 
   func testGarbageIsRejected() throws {
     let mem = try GuestMemory(size: 16 << 20)
-    XCTAssertThrowsError(try KernelLoader.load([UInt8](repeating: 0x90, count: 4096), commandLine: "", into: mem)) {
+    XCTAssertThrowsError(
+      try KernelLoader.load([UInt8](repeating: 0x90, count: 4096), commandLine: "", into: mem)
+    ) {
       XCTAssertEqual($0 as? BootError, .unrecognizedImage)
     }
     XCTAssertThrowsError(try KernelLoader.load([1, 2, 3], commandLine: "", into: mem)) {
@@ -81,7 +89,9 @@ final class LoaderTests: XCTestCase {
     let mem = try GuestMemory(size: 16 << 20)
     let full = try GuestImages.bytes("hello64.elf")
     for cut in [20, 63, 100, full.count / 2] {
-      XCTAssertThrowsError(try KernelLoader.load(Array(full.prefix(cut)), commandLine: "", into: mem), "cut at \(cut)") {
+      XCTAssertThrowsError(
+        try KernelLoader.load(Array(full.prefix(cut)), commandLine: "", into: mem), "cut at \(cut)"
+      ) {
         XCTAssertTrue($0 is BootError, "\($0)")
       }
     }
@@ -90,7 +100,9 @@ final class LoaderTests: XCTestCase {
   func testTruncatedMultibootIsRejected() throws {
     let mem = try GuestMemory(size: 16 << 20)
     let full = try GuestImages.bytes("hello.elf")
-    XCTAssertThrowsError(try KernelLoader.load(Array(full.prefix(full.count / 2)), commandLine: "", into: mem)) {
+    XCTAssertThrowsError(
+      try KernelLoader.load(Array(full.prefix(full.count / 2)), commandLine: "", into: mem)
+    ) {
       XCTAssertTrue($0 is BootError, "\($0)")
     }
   }
@@ -98,7 +110,9 @@ final class LoaderTests: XCTestCase {
   func testSegmentsOutsideRAMAreRejected() throws {
     // hello.elf loads at 1 MiB; 1 MiB of RAM cannot hold it.
     let mem = try GuestMemory(size: 1 << 20)
-    XCTAssertThrowsError(try KernelLoader.load(try GuestImages.bytes("hello.elf"), commandLine: "", into: mem)) {
+    XCTAssertThrowsError(
+      try KernelLoader.load(try GuestImages.bytes("hello.elf"), commandLine: "", into: mem)
+    ) {
       guard case .doesNotFit = $0 as? BootError else { return XCTFail("\($0)") }
     }
     // An ELF64 whose segment sits at 3 GiB, in the MMIO hole.
@@ -113,7 +127,9 @@ final class LoaderTests: XCTestCase {
   func testOverlongCommandLineIsRejected() throws {
     let mem = try GuestMemory(size: 16 << 20)
     let long = String(repeating: "x", count: 5000)
-    XCTAssertThrowsError(try KernelLoader.load(try GuestImages.bytes("hello.elf"), commandLine: long, into: mem)) {
+    XCTAssertThrowsError(
+      try KernelLoader.load(try GuestImages.bytes("hello.elf"), commandLine: long, into: mem)
+    ) {
       guard case .doesNotFit = $0 as? BootError else { return XCTFail("\($0)") }
     }
   }
@@ -124,7 +140,9 @@ final class LoaderTests: XCTestCase {
     let mem = try GuestMemory(size: 16 << 20)
     for _ in 0..<300 {
       var b = base
-      for _ in 0..<8 { b[Int.random(in: 0..<min(b.count, 256), using: &g)] = UInt8.random(in: 0...255, using: &g) }
+      for _ in 0..<8 {
+        b[Int.random(in: 0..<min(b.count, 256), using: &g)] = UInt8.random(in: 0...255, using: &g)
+      }
       _ = try? KernelLoader.load(b, commandLine: "", into: mem)
     }
   }

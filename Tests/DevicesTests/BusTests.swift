@@ -50,7 +50,8 @@ final class BusTests: XCTestCase {
     XCTAssertEqual(bus.read(address: 0xFEC0_0010, size: 4), 0x52)
     bus.write(address: 0xFEC0_0FFF, size: 1, value: 9)
     XCTAssertEqual(a.writes.first?.0, 0xFFF)
-    XCTAssertThrowsError(try bus.register(RecordingDevice(), base: 0xFEC0_0800, size: 0x1000, name: "x"))
+    XCTAssertThrowsError(
+      try bus.register(RecordingDevice(), base: 0xFEC0_0800, size: 0x1000, name: "x"))
     XCTAssertThrowsError(try bus.register(RecordingDevice(), base: 0, size: 0, name: "empty"))
     XCTAssertEqual(bus.read(address: 0xFEC0_1000, size: 4), 0xFFFF_FFFF)
   }

@@ -411,7 +411,9 @@ final class KVMTests: XCTestCase {
     try vcpu.setState(Self.protectedModeState(memory: vm.memory))
     // Leaf 0's vendor (EBX, EDX, ECX order is the string's order), then our hypervisor signature.
     let v = Array(CPUIDPolicy.default.vendor.utf8)
-    let chunks = stride(from: 0, to: 12, by: 4).map { String(decoding: v[$0..<($0 + 4)], as: UTF8.self) }
+    let chunks = stride(from: 0, to: 12, by: 4).map {
+      String(decoding: v[$0..<($0 + 4)], as: UTF8.self)
+    }
     let words = (chunks + ["Swif"]).map { s in
       s.utf8.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
     }

@@ -17,7 +17,9 @@ public enum FlatMultiboot {
       loadAddress + headerSize,  // entry_addr
     ]
     var out: [UInt8] = []
-    for f in fields { out += [UInt8(f & 0xFF), UInt8(f >> 8 & 0xFF), UInt8(f >> 16 & 0xFF), UInt8(f >> 24)] }
+    for f in fields {
+      out += [UInt8(f & 0xFF), UInt8(f >> 8 & 0xFF), UInt8(f >> 16 & 0xFF), UInt8(f >> 24)]
+    }
     return out + code
   }
 }

@@ -65,7 +65,8 @@ final class CLITests: XCTestCase {
     let hello = try GuestImages.path("hello.elf")
     for (size, words) in [
       ("0", "must not be zero"), ("lots", "cannot parse memory size"),
-      ("64T", "larger than this host"), ("1024K", "below the minimum"), ("1000", "multiple of 4 KiB"),
+      ("64T", "larger than this host"), ("1024K", "below the minimum"),
+      ("1000", "multiple of 4 KiB"),
       ("99999999999999999999G", "cannot parse"),
     ] {
       let r = try swiftvmm(["run", "--kernel", hello, "--memory", size])
@@ -108,9 +109,12 @@ final class CLITests: XCTestCase {
   func testStatsFileIsWritten() throws {
     let out = NSTemporaryDirectory() + "swiftvmm-stats-\(UUID().uuidString).json"
     defer { try? FileManager.default.removeItem(atPath: out) }
-    let r = try swiftvmm(["run", "--kernel", try GuestImages.path("hello.elf"), "--stats", out] + kvmArgs)
+    let r = try swiftvmm(
+      ["run", "--kernel", try GuestImages.path("hello.elf"), "--stats", out] + kvmArgs)
     XCTAssertEqual(r.status, 1, r.output)
-    let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as? [String: Any]
+    let json =
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out)))
+      as? [String: Any]
     XCTAssertEqual(json?["exitStatus"] as? Int, 1)
     let counters = json?["counters"] as? [String: Any]
     XCTAssertNotNil(counters?["vmm.exits.io"], "\(String(describing: counters))")

@@ -1,6 +1,6 @@
 import Engine
-import X86
 import Foundation
+import X86
 import XCTest
 
 @testable import VMM
@@ -64,12 +64,15 @@ final class CPUIDPolicyTests: XCTestCase {
     s.enable = ["avx2"]
     let p = try s.build()
     XCTAssertThrowsError(
-      try p.validate(engine: "interpreter", implemented: EngineFeatures.implemented(by: .interpreter))
+      try p.validate(
+        engine: "interpreter", implemented: EngineFeatures.implemented(by: .interpreter))
     ) {
-      XCTAssertEqual($0 as? CPUIDPolicyError, .unsupportedFeatures(engine: "interpreter", features: ["avx2"]))
+      XCTAssertEqual(
+        $0 as? CPUIDPolicyError, .unsupportedFeatures(engine: "interpreter", features: ["avx2"]))
     }
     XCTAssertNoThrow(
-      try CPUIDPolicy.default.validate(engine: "interpreter", implemented: EngineFeatures.implemented(by: .interpreter)))
+      try CPUIDPolicy.default.validate(
+        engine: "interpreter", implemented: EngineFeatures.implemented(by: .interpreter)))
   }
 
   func testMaskedDropsOnlyWhatIsMissing() {

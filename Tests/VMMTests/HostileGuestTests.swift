@@ -24,8 +24,11 @@ final class HostileGuestTests: XCTestCase {
     for i in 0..<200 {
       var code = (0..<512).map { _ in UInt8.random(in: 0...255, using: &rng) }
       // Every fourth case first enters a long-mode-like mix: prefix REX/0F-heavy bytes.
-      if i % 4 == 0 { for j in stride(from: 0, to: code.count, by: 3) { code[j] = [0x48, 0x0F, 0x66][j % 3] } }
-      var c = MachineConfig(kernel: FlatMultiboot.image(code: code), kernelName: "fuzz\(i)", engine: .interpreter)
+      if i % 4 == 0 {
+        for j in stride(from: 0, to: code.count, by: 3) { code[j] = [0x48, 0x0F, 0x66][j % 3] }
+      }
+      var c = MachineConfig(
+        kernel: FlatMultiboot.image(code: code), kernelName: "fuzz\(i)", engine: .interpreter)
       c.memorySize = 16 << 20
       c.maxInstructions = 20_000
       c.timeout = 30
@@ -42,7 +45,8 @@ final class HostileGuestTests: XCTestCase {
       }
       outcomes[key, default: 0] += 1
       if case .watchdog(let why) = o {
-        XCTAssertTrue(why.contains("instruction limit"), "case \(i) hung until the wall-clock watchdog: \(why)")
+        XCTAssertTrue(
+          why.contains("instruction limit"), "case \(i) hung until the wall-clock watchdog: \(why)")
       }
     }
     print("random-code outcomes: \(outcomes.sorted { $0.key < $1.key })")

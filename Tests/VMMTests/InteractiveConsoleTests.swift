@@ -50,11 +50,15 @@ final class InteractiveConsoleTests: XCTestCase {
       return false
     }
     defer { if p.isRunning { p.terminate() } }
-    XCTAssertTrue(waitFor("Type 'poweroff' to stop.", seconds: 600), "no banner:\n\(transcript.snapshot.suffix(2000))")
+    XCTAssertTrue(
+      waitFor("Type 'poweroff' to stop.", seconds: 600),
+      "no banner:\n\(transcript.snapshot.suffix(2000))")
     // Let the shell reach its prompt, then type.
     XCTAssertTrue(waitFor("# ", seconds: 120), "no prompt:\n\(transcript.snapshot.suffix(2000))")
     input.fileHandleForWriting.write(Data("echo typed-$((40 + 2))\n".utf8))
-    XCTAssertTrue(waitFor("typed-42", seconds: 120), "command output missing:\n\(transcript.snapshot.suffix(2000))")
+    XCTAssertTrue(
+      waitFor("typed-42", seconds: 120),
+      "command output missing:\n\(transcript.snapshot.suffix(2000))")
     input.fileHandleForWriting.write(Data("poweroff\n".utf8))
     p.waitUntilExit()
     XCTAssertEqual(p.terminationStatus, 0, transcript.snapshot.suffix(2000).description)

@@ -17,17 +17,20 @@ final class LinuxBootTests: XCTestCase {
     guard let g = LinuxGuestImages.locate() else {
       let missing = LinuxGuestImages.missingPieces(in: LinuxGuestImages.defaultCacheDirectory)
       throw XCTSkip(
-        "Debian guest not fetched (\(missing.joined(separator: ", "))); run `swiftvmm guest fetch-linux`")
+        "Debian guest not fetched (\(missing.joined(separator: ", "))); run `swiftvmm guest fetch-linux`"
+      )
     }
     #if DEBUG
-      throw XCTSkip("Linux boot tests need a release build (scripts/test); the debug interpreter is too slow")
+      throw XCTSkip(
+        "Linux boot tests need a release build (scripts/test); the debug interpreter is too slow")
     #else
       return g
     #endif
   }
 
   func boot(
-    _ g: LinuxGuestImages, commands: String, cpuid: CPUIDPolicy, proto: LinuxBootProtocol = .bzImage,
+    _ g: LinuxGuestImages, commands: String, cpuid: CPUIDPolicy,
+    proto: LinuxBootProtocol = .bzImage,
     deterministic: Bool = false
   ) throws -> (MachineOutcome, String, Machine) {
     let initrd = try StandardInitramfs.build(
@@ -63,18 +66,25 @@ final class LinuxBootTests: XCTestCase {
     XCTAssertEqual(o, .powerOff, "last lines:\n\(out.suffix(3000))")
     XCTAssertTrue(out.contains(Self.marker), out.suffix(3000).description)
     XCTAssertTrue(out.contains("clocksource=kvm-clock"), "kvm-clock not selected")
-    XCTAssertTrue(out.contains("model name\t: \(policy.brand)"), "model name differs from the policy")
+    XCTAssertTrue(
+      out.contains("model name\t: \(policy.brand)"), "model name differs from the policy")
     XCTAssertTrue(out.contains("sum=42"))
     // Flags the policy sets are present, flags it leaves out are absent.
     let flagsLine = out.split(whereSeparator: \.isNewline).first { $0.hasPrefix("flags") } ?? ""
-    let flags = Set(flagsLine.split(separator: ":").last?.split(separator: " ").map(String.init) ?? [])
-    for f in ["fpu", "sse2", "hypervisor", "lm", "nx"] { XCTAssertTrue(flags.contains(f), "flag \(f) missing: \(flagsLine)") }
-    for f in ["avx", "avx2", "sse4_2", "vmx", "svm"] { XCTAssertFalse(flags.contains(f), "flag \(f) present: \(flagsLine)") }
+    let flags = Set(
+      flagsLine.split(separator: ":").last?.split(separator: " ").map(String.init) ?? [])
+    for f in ["fpu", "sse2", "hypervisor", "lm", "nx"] {
+      XCTAssertTrue(flags.contains(f), "flag \(f) missing: \(flagsLine)")
+    }
+    for f in ["avx", "avx2", "sse4_2", "vmx", "svm"] {
+      XCTAssertFalse(flags.contains(f), "flag \(f) present: \(flagsLine)")
+    }
   }
 
   func testPVHEntryBoots() throws {
     let g = try guest()
-    let (o, out, _) = try boot(g, commands: "echo \(Self.marker)", cpuid: try CPUIDPolicy.named("kvm"), proto: .pvh)
+    let (o, out, _) = try boot(
+      g, commands: "echo \(Self.marker)", cpuid: try CPUIDPolicy.named("kvm"), proto: .pvh)
     XCTAssertEqual(o, .powerOff, "last lines:\n\(out.suffix(3000))")
     XCTAssertTrue(out.contains(Self.marker))
   }
@@ -91,6 +101,7 @@ final class LinuxBootTests: XCTestCase {
       counts.append(m.statistics()["instructions"] ?? 0)
     }
     XCTAssertGreaterThan(counts[0], 100_000_000)
-    XCTAssertEqual(counts[0], counts[1], "two deterministic boots retired different instruction counts")
+    XCTAssertEqual(
+      counts[0], counts[1], "two deterministic boots retired different instruction counts")
   }
 }

@@ -101,33 +101,46 @@ struct MachineScenarios {
 
 final class KVMMachineTests: XCTestCase {
   let s = MachineScenarios(engine: .kvm)
-  func testHelloPrintsGreetingAndExitsThroughDebugPort() throws { try s.helloPrintsGreetingAndExitsThroughDebugPort() }
+  func testHelloPrintsGreetingAndExitsThroughDebugPort() throws {
+    try s.helloPrintsGreetingAndExitsThroughDebugPort()
+  }
   func testELF64HelloRunsInLongMode() throws { try s.elf64HelloRunsInLongMode() }
   func testExitsGuestCountsRoundTrips() throws { try s.exitsGuestCountsRoundTrips() }
   func testDebugExitValueBecomesStatus() throws { try s.debugExitValueBecomesStatus() }
   func testTripleFaultStopsTheVM() throws { try s.tripleFaultStopsTheVM() }
-  func testHaltWithInterruptsDisabledIsReported() throws { try s.haltWithInterruptsDisabledIsReported() }
-  func testRunawayGuestIsStoppedByTheWatchdog() throws { try s.runawayGuestIsStoppedByTheWatchdog() }
+  func testHaltWithInterruptsDisabledIsReported() throws {
+    try s.haltWithInterruptsDisabledIsReported()
+  }
+  func testRunawayGuestIsStoppedByTheWatchdog() throws {
+    try s.runawayGuestIsStoppedByTheWatchdog()
+  }
   func testUnassignedPortsReadAllOnes() throws { try s.unassignedPortsReadAllOnes() }
   func testI8042ResetStopsCleanly() throws { try s.i8042ResetStopsCleanly() }
 }
 
 final class InterpreterMachineTests: XCTestCase {
   let s = MachineScenarios(engine: .interpreter)
-  func testHelloPrintsGreetingAndExitsThroughDebugPort() throws { try s.helloPrintsGreetingAndExitsThroughDebugPort() }
+  func testHelloPrintsGreetingAndExitsThroughDebugPort() throws {
+    try s.helloPrintsGreetingAndExitsThroughDebugPort()
+  }
   func testELF64HelloRunsInLongMode() throws { try s.elf64HelloRunsInLongMode() }
   func testExitsGuestCountsRoundTrips() throws { try s.exitsGuestCountsRoundTrips() }
   func testDebugExitValueBecomesStatus() throws { try s.debugExitValueBecomesStatus() }
   func testTripleFaultStopsTheVM() throws { try s.tripleFaultStopsTheVM() }
-  func testHaltWithInterruptsDisabledIsReported() throws { try s.haltWithInterruptsDisabledIsReported() }
-  func testRunawayGuestIsStoppedByTheWatchdog() throws { try s.runawayGuestIsStoppedByTheWatchdog() }
+  func testHaltWithInterruptsDisabledIsReported() throws {
+    try s.haltWithInterruptsDisabledIsReported()
+  }
+  func testRunawayGuestIsStoppedByTheWatchdog() throws {
+    try s.runawayGuestIsStoppedByTheWatchdog()
+  }
   func testUnassignedPortsReadAllOnes() throws { try s.unassignedPortsReadAllOnes() }
   func testI8042ResetStopsCleanly() throws { try s.i8042ResetStopsCleanly() }
 }
 
 final class DeterministicMachineTests: XCTestCase {
   func run(_ guest: String, cmdline: String) throws -> (MachineOutcome, UInt64, String) {
-    var c = MachineConfig(kernel: try GuestImages.bytes(guest), kernelName: guest, engine: .interpreter)
+    var c = MachineConfig(
+      kernel: try GuestImages.bytes(guest), kernelName: guest, engine: .interpreter)
     c.commandLine = cmdline
     c.memorySize = 64 << 20
     c.deterministic = true

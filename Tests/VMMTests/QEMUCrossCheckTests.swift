@@ -11,7 +11,9 @@ final class QEMUCrossCheckTests: XCTestCase {
 
   /// The guest's own output under QEMU. SeaBIOS prints to the same serial port
   /// first, so this keeps what follows the guest's first line.
-  static func qemuOutput(_ kernel: String, firstLine: String, cmdline: String) throws -> (Int32, String) {
+  static func qemuOutput(_ kernel: String, firstLine: String, cmdline: String) throws -> (
+    Int32, String
+  ) {
     guard let qemu = GuestImages.qemu else {
       throw XCTSkip("qemu-system-x86_64 is not installed (.ci/run installs it)")
     }
@@ -33,7 +35,8 @@ final class QEMUCrossCheckTests: XCTestCase {
 
   /// Figures that legitimately differ between VMMs (TSC cycle counts) are masked.
   static func normalize(_ s: String) -> String {
-    s.replacingOccurrences(of: #"\d+ tsc/roundtrip"#, with: "N tsc/roundtrip", options: .regularExpression)
+    s.replacingOccurrences(
+      of: #"\d+ tsc/roundtrip"#, with: "N tsc/roundtrip", options: .regularExpression)
   }
 
   func check(_ guest: String, firstLine: String, engine: String, cmdline: String = "") throws {
@@ -43,7 +46,9 @@ final class QEMUCrossCheckTests: XCTestCase {
       guard host.isUsable else { throw XCTSkip("needs /dev/kvm: \(host.openError ?? "")") }
     }
     let (qs, qemu) = try Self.qemuOutput(kernel, firstLine: firstLine, cmdline: cmdline)
-    var args = ["run", "--engine", engine, "--kernel", kernel, "--memory", "128M", "--timeout", "120"]
+    var args = [
+      "run", "--engine", engine, "--kernel", kernel, "--memory", "128M", "--timeout", "120",
+    ]
     if !cmdline.isEmpty { args += ["--cmdline", cmdline] }
     let ours = try GuestImages.run(CLITests.binary, args, timeout: 150)
     XCTAssertFalse(qemu.isEmpty, "QEMU printed no guest output")
