@@ -343,6 +343,7 @@ extension LinuxBoot {
     let isBz = BzImageLoader.isBzImage(kernel)
     let chosen = proto ?? (isBz ? .bzImage : .pvh)
     let tables = try ACPITables.install(acpi, into: memory)
+    try SMBIOSTables.install(into: memory)
     switch chosen {
     case .bzImage:
       guard isBz else {
