@@ -1,5 +1,11 @@
 import X86
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 // Pre-decoded instruction cache.
 //
 // The hottest instruction forms (MOV/ALU/TEST/LEA r/m, Jcc/JMP/CALL/RET, PUSH/POP,
@@ -86,23 +92,27 @@ enum DC {
   static let nop: UInt8 = 30
 }
 
-/// Direct-mapped table of decoded instructions (bounded: `size` entries).
+/// Direct-mapped table of decoded instructions (bounded: `size` entries, 4 MiB).
+/// Anonymous zero pages: nothing is committed until used, so creating a CPU stays
+/// cheap; an all-zero entry is empty (no lookup key is 0).
 struct DecodeCache {
-  static let bits = 14
+  static let bits = 16
   static let size = 1 << bits
   static let mask = size - 1
+  static let bytes = size * MemoryLayout<DecodedInsn>.stride
   let entries: UnsafeMutablePointer<DecodedInsn>
 
   init() {
     assert(MemoryLayout<DecodedInsn>.stride == 64)
-    entries = UnsafeMutableRawPointer.allocate(
-      byteCount: DecodeCache.size * MemoryLayout<DecodedInsn>.stride, alignment: 64
-    ).bindMemory(to: DecodedInsn.self, capacity: DecodeCache.size)
-    entries.initialize(repeating: DecodedInsn(), count: DecodeCache.size)
+    let m = mmap(nil, DecodeCache.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    guard let m, m != UnsafeMutableRawPointer(bitPattern: -1) else {
+      fatalError("decode cache: cannot map \(DecodeCache.bytes) bytes")
+    }
+    entries = m.bindMemory(to: DecodedInsn.self, capacity: DecodeCache.size)
   }
 
   func deallocate() {
-    entries.deallocate()
+    munmap(entries, DecodeCache.bytes)
   }
 
   @inline(__always) static func slot(_ host: UInt) -> Int {
