@@ -1,23 +1,13 @@
 import Memory
+import TestSupport
 import XCTest
 
 @testable import Boot
 
 /// Mutated and random inputs must produce a result or a thrown error, never a crash.
 final class BootFuzzTests: XCTestCase {
-  struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-      state &+= 0x9E37_79B9_7F4A_7C15
-      var z = state
-      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-      return z ^ (z >> 31)
-    }
-  }
-
   func testMutatedBzImageHeadersNeverCrash() throws {
-    var rng = SplitMix(state: 0x5EED)
+    var rng = SeededRandom(seed: 0x5EED)
     let mem = try GuestMemory(size: 64 << 20)
     let base = makeBzImage(kernelSize: 0x800)
     var outcomes = [0, 0]
@@ -47,7 +37,7 @@ final class BootFuzzTests: XCTestCase {
   }
 
   func testMutatedPVHImagesNeverCrash() throws {
-    var rng = SplitMix(state: 0xF00D)
+    var rng = SeededRandom(seed: 0xF00D)
     let mem = try GuestMemory(size: 64 << 20)
     let base = makePVHElf(notes: [("Xen", 18, [0, 0, 0, 1])])
     for _ in 0..<2000 {
@@ -60,7 +50,7 @@ final class BootFuzzTests: XCTestCase {
   }
 
   func testRandomLZ4AndCPIONeverCrash() {
-    var rng = SplitMix(state: 0xBEEF)
+    var rng = SeededRandom(seed: 0xBEEF)
     for _ in 0..<3000 {
       let n = Int.random(in: 0..<200, using: &rng)
       var b = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }

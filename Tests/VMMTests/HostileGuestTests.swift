@@ -7,19 +7,8 @@ import XCTest
 /// Random machine code must never crash or hang the host: every run ends in
 /// an outcome (a guest failure, a debug exit, a watchdog) within its budget.
 final class HostileGuestTests: XCTestCase {
-  struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-      state &+= 0x9E37_79B9_7F4A_7C15
-      var z = state
-      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-      return z ^ (z >> 31)
-    }
-  }
-
   func testRandomCodeNeverCrashesTheHost() throws {
-    var rng = SplitMix64(state: 0x5EED_0001)
+    var rng = SeededRandom(seed: 0x5EED_0001)
     var outcomes: [String: Int] = [:]
     for i in 0..<200 {
       var code = (0..<512).map { _ in UInt8.random(in: 0...255, using: &rng) }
