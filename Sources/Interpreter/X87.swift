@@ -481,6 +481,8 @@ extension InterpreterCPU {
         return
       }
       if stValid(7) {
+        // Stack overflow: C2 (operand out of range) reads 0 on the host, as for underflow.
+        fpuSW &= ~fpuC2
         if x87Exception(fpuIE | fpuSF | fpuC1, cc: fpuC1) {
           stSet(0, .indefinite)
           _ = x87Push(.indefinite)
