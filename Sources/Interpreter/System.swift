@@ -21,6 +21,27 @@ extension InterpreterCPU {
 
   // MARK: Descriptors
 
+  /// The checks a far RET and IRET make on the code segment they return to:
+  /// the raw and parsed descriptor, its table address, the selector's RPL and the error code.
+  func returnCodeSegment(_ cs: UInt16) throws(Fault) -> (
+    raw: UInt64, d: SegmentRegister, address: UInt64, rpl: Int, err: UInt32
+  ) {
+    let rpl = Int(cs & 3)
+    let err = UInt32(cs & 0xFFFC)
+    if cs & 0xFFFC == 0 { throw Fault.gp(0) }
+    if rpl < cpl { throw Fault.gp(err) }
+    let (raw, a) = try readDescriptor(cs)
+    let d = InterpreterCPU.parseDescriptor(raw, selector: cs)
+    if !d.s || d.type & 8 == 0 { throw Fault.gp(err) }
+    if d.type & 4 != 0 {
+      if Int(d.dpl) > rpl { throw Fault.gp(err) }
+    } else if Int(d.dpl) != rpl {
+      throw Fault.gp(err)
+    }
+    if !d.present { throw Fault.np(err) }
+    return (raw, d, a, rpl, err)
+  }
+
   static func parseDescriptor(_ raw: UInt64, selector: UInt16) -> SegmentRegister {
     var d = SegmentRegister()
     d.selector = selector
@@ -228,19 +249,7 @@ extension InterpreterCPU {
       rip = size == 2 ? ip & 0xFFFF : ip & 0xFFFF_FFFF
       return
     }
-    let rpl = Int(cs & 3)
-    let err = UInt32(cs & 0xFFFC)
-    if cs & 0xFFFC == 0 { throw Fault.gp(0) }
-    if rpl < cpl { throw Fault.gp(err) }
-    let (raw, a) = try readDescriptor(cs)
-    let d = InterpreterCPU.parseDescriptor(raw, selector: cs)
-    if !d.s || d.type & 8 == 0 { throw Fault.gp(err) }
-    if d.type & 4 != 0 {
-      if Int(d.dpl) > rpl { throw Fault.gp(err) }
-    } else if Int(d.dpl) != rpl {
-      throw Fault.gp(err)
-    }
-    if !d.present { throw Fault.np(err) }
+    let (raw, d, a, rpl, _) = try returnCodeSegment(cs)
     let target = maskIP(ip, for: d)
     if rpl == cpl {
       try setAccessed(raw, a)
@@ -298,19 +307,7 @@ extension InterpreterCPU {
     let cs = UInt16(truncatingIfNeeded: try readMem(SS, (sp &+ UInt64(size)) & sm, 2))
     let fl = try readMem(SS, (sp &+ UInt64(2 * size)) & sm, size)
     if fl & RFLAGS.vm != 0 && cpl == 0 && !longActive && size == 4 { throw Fault.gp(0) }
-    let rpl = Int(cs & 3)
-    let err = UInt32(cs & 0xFFFC)
-    if cs & 0xFFFC == 0 { throw Fault.gp(0) }
-    if rpl < cpl { throw Fault.gp(err) }
-    let (raw, a) = try readDescriptor(cs)
-    let d = InterpreterCPU.parseDescriptor(raw, selector: cs)
-    if !d.s || d.type & 8 == 0 { throw Fault.gp(err) }
-    if d.type & 4 != 0 {
-      if Int(d.dpl) > rpl { throw Fault.gp(err) }
-    } else if Int(d.dpl) != rpl {
-      throw Fault.gp(err)
-    }
-    if !d.present { throw Fault.np(err) }
+    let (raw, d, a, rpl, err) = try returnCodeSegment(cs)
     if longActive && d.l && d.db { throw Fault.gp(err) }
     let target = maskIP(ip, for: d)
     if longActive && d.l && !isCanonical(target) { throw Fault.gp(0) }

@@ -596,40 +596,4 @@ extension InterpreterCPU {
     for i in 0..<16 { fpuRegs.storeBytes(of: st[i], toByteOffset: i * 8, as: UInt64.self) }
     for i in 0..<(nx * 2) { xmm.storeBytes(of: x[i], toByteOffset: i * 8, as: UInt64.self) }
   }
-
-  func checkFPUAvailable() throws(Fault) {
-    if cr0 & (CR0.em | CR0.ts) != 0 { throw Fault.nm() }
-  }
-
-  /// x87 escape (D8-DF): only control/status/init instructions for now; arithmetic → #UD.
-  func execFPU(_ b: UInt8) throws(Fault) {
-    try decodeModRM()
-    try checkFPUAvailable()
-    let op = modReg & 7
-    if modIsReg {
-      let full = 0xC0 | (op << 3) | (modRM & 7)
-      switch (b, full) {
-      case (0xDB, 0xE3):  // FNINIT
-        fpuCW = 0x37F
-        fpuSW = 0
-        fpuTW = 0
-      case (0xDB, 0xE2):  // FNCLEX
-        fpuSW &= 0x7F00
-      case (0xDF, 0xE0):  // FNSTSW AX
-        setReg(0, 2, UInt64(fpuSW))
-      case (0xD9, 0xD0):  // FNOP
-        break
-      default:
-        throw Fault.ud()
-      }
-      return
-    }
-    let a = addr()
-    switch (b, op) {
-    case (0xD9, 5): fpuCW = UInt16(truncatingIfNeeded: try readMem(eaSeg, a, 2))
-    case (0xD9, 7): try writeMem(eaSeg, a, 2, UInt64(fpuCW))
-    case (0xDD, 7): try writeMem(eaSeg, a, 2, UInt64(fpuSW))
-    default: throw Fault.ud()
-    }
-  }
 }
