@@ -501,14 +501,14 @@ struct Counters {
   mutating func countExit(_ e: VMExit) {
     let k: String
     switch e {
-    case .portIO: k = "exits.portio"
+    case .portIO: k = "exits.io"
     case .mmio: k = "exits.mmio"
     case .halt: k = "exits.halt"
     case .shutdown: k = "exits.shutdown"
     case .hypercall: k = "exits.hypercall"
     case .internalError: k = "exits.internal_error"
     case .instructionLimit: k = "exits.instruction_limit"
-    case .interrupted: k = "exits.interrupted"
+    case .interrupted: k = "host_kicks"  // the VMM's own kicks, not guest exits
     case .nestedPageFault: k = "exits.nested_page_fault"
     case .shadowMMU: k = "exits.shadow_mmu"
     }
@@ -529,9 +529,9 @@ struct Counters {
     var total: UInt64 = 0
     for (k, v) in exits {
       d[k] = v
-      total &+= v
+      if k.hasPrefix("exits.") { total &+= v }
     }
-    d["exits"] = total
+    d["exits.total"] = total
     return d
   }
 }

@@ -497,7 +497,8 @@ public final class KVMVirtualCPU: VirtualCPU {
     var other: UInt64 = 0
   }
 
-  /// Exit counts by reason. `exits.io` counts KVM_EXIT_IO, `exits.io_elements`
+  /// Exit counts by reason (names shared with the interpreter, docs/STATS.md); `host_kicks`
+  /// counts KVM_EXIT_INTR from the VMM's own kicks, which are not guest exits. `exits.io` counts KVM_EXIT_IO, `exits.io_elements`
   /// the `.portIO` exits handed out (more with REP INS/OUTS); `kvm.runs` the KVM_RUN calls.
   public func statistics() -> [String: UInt64] {
     let c = counters
@@ -506,16 +507,16 @@ public final class KVMVirtualCPU: VirtualCPU {
       "exits.io": c.io,
       "exits.io_elements": c.ioElements,
       "exits.mmio": c.mmio,
-      "exits.hlt": c.hlt,
+      "exits.halt": c.hlt,
       "exits.shutdown": c.shutdown,
       "exits.fail_entry": c.failEntry,
       "exits.internal_error": c.internalError,
-      "exits.interrupted": c.interrupted,
+      "host_kicks": c.interrupted,
       "exits.hypercall": c.hypercall,
       "exits.system_event": c.systemEvent,
       "exits.other": c.other,
       "exits.total": c.io + c.mmio + c.hlt + c.shutdown + c.failEntry + c.internalError
-        + c.interrupted + c.hypercall + c.systemEvent + c.other,
+        + c.hypercall + c.systemEvent + c.other,
     ]
   }
 }

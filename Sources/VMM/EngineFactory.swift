@@ -32,11 +32,6 @@ enum EngineFactory {
     try cpuid.validate(engine: config.engine.rawValue, implemented: implemented)
     switch config.engine {
     case .kvm:
-      if let m = config.mmuMode, m != .nested {
-        throw MachineError.invalidConfig(
-          "--mmu \(m.name) needs the interpreter: with KVM the hardware does nested paging (EPT/NPT) and the VMM cannot \(m == .shadow ? "shadow" : m == .paravirt ? "offer PV page tables to" : "walk guest tables directly for") the guest; use --mmu nested or --engine interpreter"
-        )
-      }
       // No in-kernel irqchip yet: nothing raises interrupts the guest waits for,
       // and without it HLT reaches the VMM, which can then tell a hung guest.
       let vm = try KVMVirtualMachine(memory: memory, irqChip: false)

@@ -55,15 +55,7 @@ public final class Machine {
   )
     throws
   {
-    guard !config.deterministic || config.engine == .interpreter else {
-      throw MachineError.invalidConfig(
-        "--deterministic needs the interpreter engine: KVM's guest time follows the host")
-    }
-    guard config.cpus == 1 else {
-      throw MachineError.invalidConfig(
-        "--cpus \(config.cpus): only 1 vCPU is supported so far (SMP comes with the Linux platform work)"
-      )
-    }
+    try config.validate()
     self.config = config
     self.console = console
     self.logger = logger
@@ -113,7 +105,7 @@ public final class Machine {
     if let icpu = cpu as? InterpreterCPU {
       let has1G = icpu.cpuidLeaf(0x8000_0001).edx & (1 << 26) != 0
       mmu = try MMUVirtualization(
-        cpu: icpu, memory: memory, has1G: has1G, shadowCap: config.shadowPageCap,
+        cpu: icpu, memory: memory, has1G: has1G, shadowCap: config.effectiveShadowPageCap,
         nestedWalkCache: config.nestedWalkCache)
     } else {
       mmu = nil
@@ -325,8 +317,8 @@ public final class Machine {
     s["vmm.exits.halt"] = exits.halt
     s["vmm.exits.shutdown"] = exits.shutdown
     s["vmm.exits.hypercall"] = exits.hypercall
-    s["vmm.exits.internal-error"] = exits.internalError
-    s["vmm.exits.interrupted"] = exits.interrupted
+    s["vmm.exits.internal_error"] = exits.internalError
+    s["vmm.host_kicks"] = exits.interrupted
     if let mmu { s.merge(mmu.statistics()) { a, _ in a } }
     return s
   }

@@ -32,8 +32,11 @@ public struct MachineConfig {
   /// Memory virtualization (interpreter): nil = the engine's own (direct for the
   /// interpreter, nested for KVM, which is what the hardware does).
   public var mmuMode: MMUMode?
-  /// Shadow mode: most shadow pages before they are all zapped.
-  public var shadowPageCap: Int = 4096
+  /// Shadow mode: most shadow pages before they are all zapped (nil = the
+  /// default; set only in shadow mode, see `validate()`).
+  public var shadowPageCap: Int?
+  public static let defaultShadowPageCap = 4096
+  public var effectiveShadowPageCap: Int { shadowPageCap ?? MachineConfig.defaultShadowPageCap }
   /// Nested mode: cache nested translations of guest page-table pages.
   public var nestedWalkCache = false
   /// Seed for the scattered guest-frame layout (nested, shadow).

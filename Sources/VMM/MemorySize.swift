@@ -2,7 +2,8 @@
   import Glibc
 #endif
 
-/// Guest memory sizes as users write them: "256M", "1G", "512K", "1048576".
+/// Guest memory sizes as users write them, as QEMU's `-m` reads them: a bare
+/// number is MiB ("256"); K, M, G, T (or KiB, MiB, GiB, TiB) name the unit.
 public enum MemorySize {
   public static let minimum: UInt64 = 2 << 20
 
@@ -16,7 +17,8 @@ public enum MemorySize {
     public var description: String {
       switch self {
       case .unparseable(let s):
-        return "cannot parse memory size '\(s)' (use a number with an optional K, M or G suffix)"
+        return
+          "cannot parse memory size '\(s)' (a number of MiB, or with a K, M, G or T suffix, e.g. 512M, 1G)"
       case .zero: return "memory size must not be zero"
       case .tooSmall(let b):
         return "memory size \(b) bytes is below the minimum of \(MemorySize.minimum >> 20) MiB"
@@ -32,17 +34,23 @@ public enum MemorySize {
     -> UInt64
   {
     let t = text.trimmingCharacters(in: " ")
-    guard let last = t.last else { throw ParseError.unparseable(text) }
-    var digits = t
-    var shift: UInt64 = 0
-    switch last {
-    case "k", "K": shift = 10
-    case "m", "M": shift = 20
-    case "g", "G": shift = 30
-    case "t", "T": shift = 40
-    default: break
+    guard !t.isEmpty else { throw ParseError.unparseable(text) }
+    var digits = Substring(t)
+    // "MiB" and "M" alike; a bare number is MiB.
+    if digits.hasSuffix("iB") { digits = digits.dropLast(2) }
+    var shift: UInt64 = 20
+    if let unit = digits.last, !unit.isNumber {
+      switch unit {
+      case "k", "K": shift = 10
+      case "m", "M": shift = 20
+      case "g", "G": shift = 30
+      case "t", "T": shift = 40
+      default: throw ParseError.unparseable(text)
+      }
+      digits.removeLast()
+    } else if digits.count < t.count {
+      throw ParseError.unparseable(text)  // "512iB"
     }
-    if shift != 0 { digits.removeLast() }
     guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
       let n = UInt64(digits)
     else { throw ParseError.unparseable(text) }

@@ -18,8 +18,11 @@ struct BenchBoot: ParsableCommand {
 
   @Option(help: "Guest cache directory (default: $SWIFTVMM_CACHE or ~/.cache/swiftvmm/linux).")
   var cache: String?
-  @Option(help: "Guest memory in MiB.")
-  var memory: Int = 512
+  @Option(
+    help: ArgumentHelp(
+      "Guest memory, as for `run`: a bare number is MiB; K, M, G (or KiB, MiB, GiB) name the unit.",
+      valueName: "size"))
+  var memory: String = "512M"
   @Option(help: "Runs of each variant (the median is reported).")
   var runs: Int = 1
   @Flag(help: "Also boot with the PVH entry and without kvm-clock (default CPUID policy).")
@@ -36,9 +39,21 @@ struct BenchBoot: ParsableCommand {
 
   func run() throws {
     _ = try logging.bootstrap()
+    let memoryBytes: UInt64
+    do {
+      memoryBytes = try MemorySize.parse(memory)
+    } catch {
+      BenchBoot.usageError("--memory: \(error)")
+    }
+    guard runs >= 1, runs <= 1000 else {
+      BenchBoot.usageError("--runs \(runs): between 1 and 1000")
+    }
+    if let json { OutputFile.checkWritable(json, what: "--json") }
     let dir = cache ?? LinuxGuestImages.defaultCacheDirectory
     guard let guest = LinuxGuestImages.locate(in: dir) else {
-      fail("the Debian guest is not in \(dir); run `swiftvmm guest fetch-linux`", status: 66)
+      fail(
+        "the Debian guest is not in \(dir); run `swiftvmm guest fetch-linux`",
+        status: .unusableInput)
     }
     let initrd = try StandardInitramfs.build(
       guest: guest, initScript: StandardInitramfs.initScript(commands: "echo SWIFTVMM-BOOT-OK"),
@@ -47,7 +62,7 @@ struct BenchBoot: ParsableCommand {
     try Data(initrd).write(to: URL(fileURLWithPath: initrdPath))
     defer { try? FileManager.default.removeItem(atPath: initrdPath) }
     guard let kernel = FileManager.default.contents(atPath: guest.bzImage) else {
-      fail("cannot read \(guest.bzImage)", status: 66)
+      fail("cannot read \(guest.bzImage)", status: .unusableInput)
     }
     let cmdline = "console=ttyS0 panic=-1"
 
@@ -61,7 +76,8 @@ struct BenchBoot: ParsableCommand {
     var qemuTimes: [Double] = []
     var qemuRSS = 0
     for _ in 0..<runs {
-      let (t, out, rss) = runQEMU(kernel: guest.bzImage, initrd: initrdPath, cmdline: cmdline)
+      let (t, out, rss) = runQEMU(
+        kernel: guest.bzImage, initrd: initrdPath, cmdline: cmdline, memoryBytes: memoryBytes)
       guard let t, out.contains("SWIFTVMM-BOOT-OK") else {
         print("QEMU TCG: did not boot (\(t == nil ? out : "no marker"))")
         qemuTimes = []
@@ -84,7 +100,7 @@ struct BenchBoot: ParsableCommand {
           kernel: [UInt8](kernel), kernelName: guest.bzImage, engine: .interpreter)
         c.initrd = initrd
         c.commandLine = cmdline
-        c.memorySize = UInt64(memory) << 20
+        c.memorySize = memoryBytes
         c.linuxProtocol = v.proto
         c.cpuid = try CPUIDPolicy.load(nameOrPath: v.policy)
         c.timeout = 1800
@@ -119,7 +135,7 @@ struct BenchBoot: ParsableCommand {
       if let qemu { doc["qemuSeconds"] = qemu; doc["qemuPeakRSSKiB"] = qemuRSS }
       let data = try JSONSerialization.data(
         withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
-      try data.write(to: URL(fileURLWithPath: json))
+      OutputFile.write([UInt8](data), to: json, what: "--json")
     }
   }
 
@@ -131,7 +147,9 @@ struct BenchBoot: ParsableCommand {
   func fmt(_ v: Double, _ d: Int = 2) -> String { BenchSupport.fmt(v, d) }
 
   /// Wall seconds, output and peak RSS (KiB) of one QEMU TCG boot.
-  func runQEMU(kernel: String, initrd: String, cmdline: String) -> (Double?, String, Int) {
+  func runQEMU(kernel: String, initrd: String, cmdline: String, memoryBytes: UInt64) -> (
+    Double?, String, Int
+  ) {
     guard
       let qemu = ["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"]
         .first(where: { FileManager.default.isExecutableFile(atPath: $0) })
@@ -139,7 +157,8 @@ struct BenchBoot: ParsableCommand {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: qemu)
     p.arguments = [
-      "-accel", "tcg", "-m", "\(memory)", "-display", "none", "-serial", "stdio", "-no-reboot",
+      "-accel", "tcg", "-m", "\(memoryBytes >> 20)M", "-display", "none", "-serial", "stdio",
+      "-no-reboot",
       "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
     ]
     let pipe = Pipe()

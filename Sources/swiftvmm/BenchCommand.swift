@@ -95,7 +95,7 @@ struct BenchCPU: ParsableCommand {
     for w in workloads {
       let path = "\(guests)/bench_\(w).elf"
       guard let data = FileManager.default.contents(atPath: path) else {
-        fail("missing \(path); run Guests/build.sh", status: 66)
+        fail("missing \(path); run Guests/build.sh", status: .unusableInput)
       }
       let cmd = "div=\(div)"
       let r = try BenchSupport.runInterpreter(

@@ -21,7 +21,7 @@ struct CPUIDCommand: ParsableCommand {
       p = try CPUIDPolicy.load(nameOrPath: policy)
       try p.validate(engine: kind.rawValue, implemented: EngineFeatures.implemented(by: kind))
     } catch {
-      fail("\(error)", status: 66)
+      fail("\(error)", status: .unusableInput)
     }
     print(p.formatted())
   }

@@ -36,7 +36,7 @@ struct FetchLinux: ParsableCommand {
       for m in g.virtioModules() { print("  \(m)") }
       print("busybox:        \(g.busybox)")
     } catch {
-      fail("guest fetch-linux: \(error)", status: 1)
+      fail("guest fetch-linux: \(error)", status: .fetchFailed)
     }
   }
 }

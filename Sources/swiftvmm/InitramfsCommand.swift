@@ -38,7 +38,7 @@ struct InitramfsCommand: ParsableCommand {
 
   func run() throws {
     guard (from != nil) != standard else {
-      throw ValidationError("give exactly one of --from DIR and --standard")
+      InitramfsCommand.usageError("give exactly one of --from DIR and --standard")
     }
     do {
       var bytes: [UInt8]
@@ -60,10 +60,12 @@ struct InitramfsCommand: ParsableCommand {
         bytes = try StandardInitramfs.build(guest: guest, initScript: script, gzip: false)
       }
       if gzip { bytes = Gzip.compress(bytes) }
-      try Data(bytes).write(to: URL(fileURLWithPath: output))
+      OutputFile.write(bytes, to: output, what: "initramfs --output")
       print("wrote \(output) (\(bytes.count) bytes\(gzip ? ", gzip" : ""))")
     } catch let e as InitramfsError {
-      fail("initramfs: \(e)", status: 66)
+      fail("initramfs: \(e)", status: .unusableInput)
+    } catch {
+      fail("initramfs: \(error)", status: .unusableInput)
     }
   }
 }

@@ -13,28 +13,24 @@ struct LinuxCommand: ParsableCommand {
       "Boot Debian Linux to a busybox shell on the interpreter (fetches the guest if missing).",
     discussion: """
       The kernel and busybox come from Debian's linux-image-cloud-amd64 and busybox-static, \
-      downloaded with apt-get into the cache on first use. Type `poweroff` to end the VM.
+      downloaded with apt-get into the cache on first use. Type `poweroff` to end the VM. \
+      Defaults here: --memory 512M, --cpuid kvm, --engine interpreter; --cmdline is added \
+      to the kernel's own command line.
       """)
 
   @Option(help: "Guest cache directory (default: $SWIFTVMM_CACHE or ~/.cache/swiftvmm/linux).")
   var cache: String?
-  @Option(help: "Guest memory, e.g. 512M.")
-  var memory: String = "512M"
   @Option(help: "Boot protocol: bzImage (64-bit entry) or pvh.")
   var `protocol`: String = "bzImage"
-  @Option(help: "CPUID policy: a name (default, kvm, minimal) or a JSON file.")
-  var cpuid: String = "kvm"
   @Option(
     name: .customLong("run"),
     help: "Shell commands to run instead of the interactive shell; the VM powers off after them.")
   var commands: String?
-  @Option(help: "Extra kernel command-line arguments.")
-  var append: String = ""
-  @Option(help: "Write engine and VMM counters to this JSON file when the VM stops.")
-  var stats: String?
-  @Flag(help: "Instruction-count time (interpreter): repeatable runs, RTC at a fixed date.")
-  var deterministic = false
-  @OptionGroup var mmuOptions: MMUOptions
+  /// The old name of --cmdline here.
+  @Option(help: .hidden)
+  var append: String?
+  @OptionGroup(title: "Machine options")
+  var vm: VMOptions
   @OptionGroup var logging: LoggingOptions
 
   static let interactiveInit = StandardInitramfs.initScript(
@@ -53,8 +49,15 @@ struct LinuxCommand: ParsableCommand {
 
   func run() throws {
     let logger = try logging.bootstrap()
+    if append != nil && vm.cmdline != nil {
+      LinuxCommand.usageError("give --cmdline or its old name --append, not both")
+    }
+    var config = MachineConfig(kernel: [], kernelName: "", engine: .interpreter)
+    let translate = vm.apply(
+      to: &config, defaults: .init(memory: "512M", engine: .interpreter, cpuid: "kvm"),
+      command: LinuxCommand.self)
     guard let proto = LinuxBootProtocol(rawValue: `protocol`.lowercased()) else {
-      throw ValidationError("unknown boot protocol '\(`protocol`)'; choose bzImage or pvh")
+      LinuxCommand.usageError("unknown boot protocol '\(`protocol`)'; choose bzImage or pvh")
     }
     let dir = cache ?? LinuxGuestImages.defaultCacheDirectory
     var guest = LinuxGuestImages.locate(in: dir)
@@ -66,10 +69,12 @@ struct LinuxCommand: ParsableCommand {
         )
         .fetch()
       } catch {
-        fail("cannot fetch the Debian guest: \(error)", status: 66)
+        fail("cannot fetch the Debian guest: \(error)", status: .fetchFailed)
       }
     }
-    guard let guest else { fail("the Debian guest is incomplete in \(dir)", status: 66) }
+    guard let guest else {
+      fail("the Debian guest is incomplete in \(dir)", status: .unusableInput)
+    }
     let script =
       commands.map { StandardInitramfs.initScript(commands: $0) } ?? LinuxCommand.interactiveInit
     let initrd: [UInt8]
@@ -77,24 +82,16 @@ struct LinuxCommand: ParsableCommand {
       initrd = try StandardInitramfs.build(
         guest: guest, initScript: script, gzip: false, extraFiles: [LinuxCommand.profile])
     } catch {
-      fail("cannot build the initramfs: \(error)", status: 66)
+      fail("cannot build the initramfs: \(error)", status: .unusableInput)
     }
     guard let kernel = FileManager.default.contents(atPath: guest.bzImage) else {
-      fail("cannot read \(guest.bzImage)", status: 66)
+      fail("cannot read \(guest.bzImage)", status: .unusableInput)
     }
-    var config = MachineConfig(
-      kernel: [UInt8](kernel), kernelName: guest.bzImage, engine: .interpreter)
+    config.kernel = [UInt8](kernel)
+    config.kernelName = guest.bzImage
     config.initrd = initrd
     config.linuxProtocol = proto
-    config.commandLine = "console=ttyS0 panic=-1 quiet \(append)"
-    config.deterministic = deterministic
-    do {
-      config.memorySize = try MemorySize.parse(memory)
-      config.cpuid = try CPUIDPolicy.load(nameOrPath: cpuid)
-    } catch {
-      fail("\(error)", status: 66)
-    }
-    let translate = try mmuOptions.apply(to: &config)
-    runInteractively(config, logger: logger, stats: stats, translate: translate)
+    config.commandLine = "console=ttyS0 panic=-1 quiet \(vm.cmdline ?? append ?? "")"
+    runInteractively(config, logger: logger, stats: vm.stats, translate: translate)
   }
 }

@@ -4,7 +4,7 @@ import Foundation
 import Interpreter
 import VMM
 
-/// `--mmu` and friends, shared by `run` and `mmu-compare`.
+/// `--mmu` and its knobs, part of `VMOptions`.
 struct MMUOptions: ParsableArguments {
   @Option(
     help:
@@ -18,8 +18,8 @@ struct MMUOptions: ParsableArguments {
   @Option(
     help: "With --translate: stop the guest after this many instructions and print the chain then.")
   var translateAt: UInt64?
-  @Option(help: "Shadow mode: most shadow pages before all are zapped.")
-  var shadowCap: Int = 4096
+  @Option(help: "Shadow mode: most shadow pages before all are zapped (default 4096).")
+  var shadowCap: Int?
   @Flag(help: "Nested mode: cache nested translations (a nested-dimension walk cache).")
   var nestedWalkCache = false
 
@@ -43,7 +43,10 @@ struct MMUOptions: ParsableArguments {
     guard let gva = UInt64(t, radix: 16) else {
       throw ValidationError("--translate: '\(translate)' is not a hex address")
     }
-    if let n = translateAt { config.maxInstructions = n }
+    if let n = translateAt {
+      guard n >= 1 else { throw ValidationError("--translate-at 0: must be at least 1") }
+      config.maxInstructions = n
+    }
     return gva
   }
 }
@@ -60,65 +63,86 @@ struct MMUCompare: ParsableCommand {
   var kernel: String
   @Option(help: "Initial ramdisk.")
   var initrd: String?
-  @Option(help: "Kernel command line.")
-  var cmdline: String = ""
-  @Option(help: "Guest memory, e.g. 512M.")
-  var memory: String = "256M"
-  @Option(help: "CPUID policy: a name (default, kvm, minimal) or a JSON file.")
-  var cpuid: String?
   @Option(
     help:
-      "Modes to run, comma separated (default: direct,nested,shadow,paravirt; paravirt is skipped if the guest is not PV)."
+      "Modes to run, comma separated (default: direct,nested,shadow,paravirt; paravirt is skipped if the guest is not PV). --shadow-cap applies to the shadow run; --nested-walk-cache adds a nested run with the cache."
   )
   var modes: String = "direct,nested,shadow,paravirt"
-  @Option(help: "Wall-clock watchdog per run, seconds.")
-  var timeout: Double?
-  @Option(help: "Interpreter watchdog per run: instructions.")
-  var maxInstructions: UInt64?
-  @Option(help: "Shadow mode: most shadow pages before all are zapped.")
-  var shadowCap: Int = 4096
-  @Flag(help: "Also run nested mode with the nested walk cache.")
-  var nestedWalkCache = false
-  @Option(help: "Write the table as JSON to this file.")
+  @Option(help: "Write every run's statistics as JSON to this file (docs/STATS.md).")
   var json: String?
   @Option(help: "Write an SVG bar chart to this file.")
   var svg: String?
   @Flag(help: "Show the guest's console output.")
   var showOutput = false
+  @OptionGroup var vm: VMOptions
   @OptionGroup var logging: LoggingOptions
 
   func run() throws {
     let logger = try logging.bootstrap()
-    guard let k = FileManager.default.contents(atPath: kernel) else {
-      fail("kernel '\(kernel)' cannot be read", status: 66)
+    let u = MMUCompare.usageError
+    if vm.mmuOptions.mmu != nil { u("mmu-compare runs every mode: use --modes, not --mmu") }
+    if vm.stats != nil { u("mmu-compare writes its statistics with --json, not --stats") }
+    if vm.mmuOptions.translate != nil { u("--translate is for `swiftvmm run`") }
+    if vm.engine != nil && vm.engine != "interpreter" {
+      u("mmu-compare compares the interpreter's MMU modes: --engine must be interpreter")
     }
-    let rd = try initrd.map { p -> [UInt8] in
+    // The per-mode knobs are checked per run below, where they apply.
+    let shadowCap = vm.mmuOptions.shadowCap
+    let nestedWalkCache = vm.mmuOptions.nestedWalkCache
+    var plain = vm
+    plain.mmuOptions.shadowCap = nil
+    plain.mmuOptions.nestedWalkCache = false
+    var base = MachineConfig(kernel: [], kernelName: kernel, engine: .interpreter)
+    _ = plain.apply(to: &base, defaults: .init(engine: .interpreter), command: MMUCompare.self)
+
+    var runs: [(String, MachineConfig)] = []
+    for m in modes.split(separator: ",") {
+      let mode: MMUMode
+      do { mode = try MMUOptions.parseMode(String(m)) } catch { u("\(error)") }
+      var c = base
+      c.mmuMode = mode
+      if mode == .shadow { c.shadowPageCap = shadowCap }
+      runs.append((mode.name, c))
+      if mode == .nested && nestedWalkCache {
+        c.nestedWalkCache = true
+        runs.append(("nested+cache", c))
+      }
+    }
+    if shadowCap != nil && !runs.contains(where: { $0.1.mmuMode == .shadow }) {
+      u("--shadow-cap needs shadow among --modes")
+    }
+    if nestedWalkCache && !runs.contains(where: { $0.1.nestedWalkCache }) {
+      u("--nested-walk-cache needs nested among --modes")
+    }
+    for (_, c) in runs {
+      do { try c.validate() } catch { u("\(error)") }
+    }
+    if let json { OutputFile.checkWritable(json, what: "--json") }
+    if let svg { OutputFile.checkWritable(svg, what: "--svg") }
+
+    guard let k = FileManager.default.contents(atPath: kernel) else {
+      fail("kernel '\(kernel)' cannot be read", status: .unusableInput)
+    }
+    let rd = initrd.map { p -> [UInt8] in
       guard let d = FileManager.default.contents(atPath: p) else {
-        throw ValidationError("cannot read \(p)")
+        fail("initrd '\(p)' cannot be read", status: .unusableInput)
       }
       return [UInt8](d)
     }
-    var runs: [(String, MMUMode, Bool)] = []
-    for m in modes.split(separator: ",") {
-      let mode = try MMUOptions.parseMode(String(m))
-      runs.append((mode.name, mode, false))
-      if mode == .nested && nestedWalkCache { runs.append(("nested+cache", mode, true)) }
-    }
     var results: [MMUCompareRow] = []
+    var reports: [StatsReport] = []
     var firstOutput: String?
-    for (label, mode, cache) in runs {
-      var c = MachineConfig(kernel: [UInt8](k), kernelName: kernel, engine: .interpreter)
+    for (label, var c) in runs {
+      c.kernel = [UInt8](k)
       c.initrd = rd
-      c.commandLine = cmdline
-      c.memorySize = try MemorySize.parse(memory)
-      c.cpuid = try cpuid.map { try CPUIDPolicy.load(nameOrPath: $0) }
-      c.mmuMode = mode
-      c.shadowPageCap = shadowCap
-      c.nestedWalkCache = cache
-      c.timeout = timeout
-      c.maxInstructions = maxInstructions
+      let mode = c.mmuMode ?? .direct
       let console = ConsoleOutput(capturing: ())
-      let m = try Machine(config: c, console: console, logger: logger)
+      let m: Machine
+      do {
+        m = try Machine(config: c, console: console, logger: logger)
+      } catch {
+        fail("\(kernel): \(error)", status: .unusableInput)
+      }
       FileHandle.standardError.write(Data("mmu-compare: running \(label)...\n".utf8))
       let outcome = m.run()
       // Kernel log timestamps are host time; they differ between any two runs.
@@ -141,25 +165,11 @@ struct MMUCompare: ParsableCommand {
               .utf8))
       }
       results.append(row)
+      reports.append(StatsReport(label: label, machine: m, outcome: outcome))
     }
     print(MMUCompareRow.table(results))
-    if let json {
-      let doc: [String: Any] = [
-        "kernel": kernel, "cmdline": cmdline, "memory": memory,
-        "runs": results.map { r -> [String: Any] in
-          [
-            "mode": r.label, "outcome": r.outcome, "wallSeconds": r.wall,
-            "counters": r.counters.mapValues { NSNumber(value: $0) },
-          ]
-        },
-      ]
-      let data = try JSONSerialization.data(
-        withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
-      try data.write(to: URL(fileURLWithPath: json))
-    }
-    if let svg {
-      try MMUCompareRow.svg(results).write(toFile: svg, atomically: true, encoding: .utf8)
-    }
+    if let json { OutputFile.write(StatsReport.json(runs: reports), to: json, what: "--json") }
+    if let svg { OutputFile.write(MMUCompareRow.svg(results), to: svg, what: "--svg") }
   }
 }
 
@@ -194,7 +204,7 @@ struct MMUCompareRow {
     ("exits: CR3 loads/paging changes", { "\($0.c("mmu.exits.cr3_loads"))" }),
     ("exits: INVLPG", { "\($0.c("mmu.exits.invlpg"))" }),
     ("exits: hypercalls", { "\($0.c("mmu.exits.hypercalls"))" }),
-    ("exits: all", { "\($0.c("exits"))" }),
+    ("exits: all", { "\($0.c("exits.total"))" }),
     ("guest #PF injected by VMM", { "\($0.c("mmu.shadow.injected_pf"))" }),
     ("guest CR3 loads", { "\($0.c("mmu.cr3_loads"))" }),
     ("guest INVLPGs", { "\($0.c("mmu.invlpg"))" }),
@@ -241,7 +251,7 @@ struct MMUCompareRow {
   static func svg(_ rows: [MMUCompareRow]) -> String {
     let series: [(String, (MMUCompareRow) -> Double)] = [
       ("wall time (s)", { $0.wall }),
-      ("exits", { Double($0.c("exits")) }),
+      ("exits", { Double($0.c("exits.total")) }),
       (
         "refs per walk",
         { $0.walks == 0 ? 0 : Double($0.guestRefs + $0.nestedRefs) / Double($0.walks) }

@@ -12,93 +12,40 @@ struct Run: ParsableCommand {
     discussion: """
       Exit status: the guest's isa-debug-exit status ((v << 1) | 1) if it used it; \
       0 on poweroff or reset; 2 if the guest failed (triple fault, halted forever); \
-      4 if a watchdog fired; 66 for unusable input; 130 on Ctrl-C.
+      4 if a watchdog fired; 130 on Ctrl-C; 64 usage error, 66 unusable input, \
+      73 an output file cannot be written (see README).
       """)
 
   @Option(help: "Kernel image: Linux bzImage or PVH vmlinux, multiboot v1, or a plain ELF64.")
   var kernel: String?
   @Option(help: "Initial ramdisk (Linux initrd, or a multiboot module).")
   var initrd: String?
-  @Option(help: "Kernel command line.")
-  var cmdline: String = ""
-  @Option(help: "Guest memory, e.g. 256M or 1G.")
-  var memory: String = "256M"
-  @Option(help: "Number of vCPUs.")
-  var cpus: Int = 1
-  @Option(
-    help:
-      "CPU engine: kvm or interpreter (default: kvm with hardware virtualization, else interpreter)."
-  )
-  var engine: String?
-  @Option(
-    help:
-      "CPUID policy: a name (default, kvm, minimal) or a JSON file. Without it, the default policy less what the engine lacks."
-  )
-  var cpuid: String?
-  @Option(help: "Interpreter watchdog: stop after this many guest instructions.")
-  var maxInstructions: UInt64?
-  @Option(help: "Wall-clock watchdog in seconds.")
-  var timeout: Double?
-  @Option(help: "Write engine and VMM counters to this JSON file when the VM stops.")
-  var stats: String?
-  @Flag(help: "Instruction-count time (interpreter): repeatable runs, RTC at a fixed date.")
-  var deterministic = false
-  @OptionGroup var mmuOptions: MMUOptions
+  @OptionGroup var vm: VMOptions
   @OptionGroup var logging: LoggingOptions
 
   func run() throws {
     let logger = try logging.bootstrap()
-    let engineKind: EngineKind
-    if let e = engine {
-      guard let k = EngineKind(rawValue: e) else {
-        throw ValidationError("unknown engine '\(e)'; choose kvm or interpreter")
-      }
-      engineKind = k
-    } else {
-      engineKind = EngineSelection.best()
-    }
-    let memorySize: UInt64
-    do {
-      memorySize = try MemorySize.parse(memory)
-    } catch {
-      fail("--memory: \(error)", status: 66)
-    }
-    guard cpus >= 1 else { throw ValidationError("--cpus must be at least 1") }
-
-    var config: MachineConfig
+    var config = MachineConfig(kernel: [], kernelName: EmbeddedGuest.name, engine: .interpreter)
+    let translate = vm.apply(to: &config, defaults: .init(), command: Run.self)
     if let path = kernel {
-      config = MachineConfig(
-        kernel: readInput(path, what: "kernel"), kernelName: path, engine: engineKind)
+      config.kernel = readInput(path, what: "kernel")
+      config.kernelName = path
     } else {
       guard let bytes = Data(base64Encoded: EmbeddedGuest.base64) else {
-        fail("the embedded demo guest is corrupt", status: 70)
+        fail("the embedded demo guest is corrupt", status: .internal)
       }
-      config = MachineConfig(
-        kernel: [UInt8](bytes), kernelName: EmbeddedGuest.name, engine: engineKind)
+      config.kernel = [UInt8](bytes)
     }
     if let initrd { config.initrd = readInput(initrd, what: "initrd") }
-    config.commandLine = cmdline
-    do {
-      config.cpuid = try cpuid.map { try CPUIDPolicy.load(nameOrPath: $0) }
-    } catch {
-      fail("--cpuid: \(error)", status: 66)
-    }
-    config.memorySize = memorySize
-    config.cpus = cpus
-    config.maxInstructions = maxInstructions
-    config.timeout = timeout
-    config.deterministic = deterministic
-    let translate = try mmuOptions.apply(to: &config)
-
-    runInteractively(config, logger: logger, stats: stats, translate: translate)
+    runInteractively(config, logger: logger, stats: vm.stats, translate: translate)
   }
 
   private func readInput(_ path: String, what: String) -> [UInt8] {
     guard FileManager.default.fileExists(atPath: path) else {
-      fail("\(what) '\(path)' does not exist", status: 66)
+      fail("\(what) '\(path)' does not exist", status: .unusableInput)
     }
     guard let d = FileManager.default.contents(atPath: path) else {
-      fail("\(what) '\(path)' cannot be read", status: 66)
+      fail("\(what) '\(path)' cannot be read", status: .unusableInput)
     }
     return [UInt8](d)
   }
@@ -115,9 +62,9 @@ func runInteractively(
   do {
     machine = try Machine(config: config, console: console, logger: logger)
   } catch let e as BootError {
-    fail("\(config.kernelName): \(e)", status: 66)
+    fail("\(config.kernelName): \(e)", status: .unusableInput)
   } catch {
-    fail("\(error)", status: 66)
+    fail("\(error)", status: .unusableInput)
   }
 
   let terminal = HostTerminal()
@@ -130,28 +77,13 @@ func runInteractively(
   terminal.restore()
   if let translate { print(machine.translate(translate)) }
 
-  if let stats {
-    writeStats(machine, outcome: outcome, to: stats)
-  }
   if let m = outcome.message {
     FileHandle.standardError.write(Data("swiftvmm: \(m)\n".utf8))
   }
-  Foundation.exit(outcome.exitStatus)
-}
-
-func writeStats(_ machine: Machine, outcome: MachineOutcome, to path: String) {
-  var doc: [String: Any] = [
-    "engine": machine.cpu.engineName,
-    "outcome": outcome.description,
-    "exitStatus": Int(outcome.exitStatus),
-    "wallSeconds": machine.wallSeconds,
-  ]
-  doc["counters"] = machine.statistics().mapValues { NSNumber(value: $0) }
-  do {
-    let data = try JSONSerialization.data(
-      withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
-    try data.write(to: URL(fileURLWithPath: path))
-  } catch {
-    FileHandle.standardError.write(Data("swiftvmm: cannot write stats to \(path): \(error)\n".utf8))
+  // A stats file that cannot be written makes the run fail (73), not pass silently.
+  if let stats {
+    OutputFile.write(
+      StatsReport(machine: machine, outcome: outcome).json(), to: stats, what: "--stats")
   }
+  Foundation.exit(outcome.exitStatus)
 }

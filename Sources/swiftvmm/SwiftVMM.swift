@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Foundation
 import Logging
 import VMM
@@ -8,11 +9,30 @@ struct SwiftVMMCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "swiftvmm",
     abstract: "A virtual machine monitor for x86-64 guests, written in Swift.",
+    version: SwiftVMMCommand.version,
     subcommands: [
       Run.self, MMUCompare.self, Info.self, CPUIDCommand.self, Guest.self, InitramfsCommand.self,
       LinuxCommand.self, Bench.self,
     ],
     defaultSubcommand: Run.self)
+
+  static let version = "swiftvmm 0.1.0"
+
+  /// A first word that is not an option must name a subcommand: `swiftvmm rn`
+  /// is a typo for `run`, not an unexpected argument to the default `run`.
+  static func main() {
+    let args = Array(CommandLine.arguments.dropFirst())
+    if let first = args.first, !first.hasPrefix("-") {
+      let names =
+        configuration.subcommands.map { $0._commandName } + ["help"]
+      if !names.contains(first) {
+        let hint = NearestName.suggest(first, among: names).map { "; did you mean '\($0)'?" } ?? ""
+        fail(
+          "unknown subcommand '\(first)'\(hint) (see 'swiftvmm --help')", status: .usage)
+      }
+    }
+    main(args)
+  }
 }
 
 /// Flags every subcommand that logs shares.
@@ -33,10 +53,4 @@ struct LoggingOptions: ParsableArguments {
     l.logLevel = level
     return l
   }
-}
-
-/// Prints a one-line error and exits with `status`.
-func fail(_ message: String, status: Int32) -> Never {
-  FileHandle.standardError.write(Data("swiftvmm: \(message)\n".utf8))
-  exit(status)
 }

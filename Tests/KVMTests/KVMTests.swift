@@ -253,7 +253,7 @@ final class KVMTests: XCTestCase {
     XCTAssertEqual(try vcpu.getState().general.rip, Self.codeAddress + UInt64(Self.realOut.count))
     let stats = vcpu.statistics()
     XCTAssertEqual(stats["exits.io"], 1)
-    XCTAssertEqual(stats["exits.hlt"], 1)
+    XCTAssertEqual(stats["exits.halt"], 1)
   }
 
   func testInRoundTripsAllSizes() throws {
@@ -457,7 +457,7 @@ final class KVMTests: XCTestCase {
     DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { vcpu.kick() }
     XCTAssertEqual(try runOnce(vcpu), .interrupted)
     XCTAssertEqual(try vcpu.getState().general.rip, Self.codeAddress)
-    XCTAssertEqual(vcpu.statistics()["exits.interrupted"], 2)
+    XCTAssertEqual(vcpu.statistics()["host_kicks"], 2)
     // The vCPU carries on afterwards.
     var s = try vcpu.getState()
     s.general.rip = Self.codeAddress + 2

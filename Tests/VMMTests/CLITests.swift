@@ -66,11 +66,11 @@ final class CLITests: XCTestCase {
     for (size, words) in [
       ("0", "must not be zero"), ("lots", "cannot parse memory size"),
       ("64T", "larger than this host"), ("1024K", "below the minimum"),
-      ("1000", "multiple of 4 KiB"),
+      ("1001K", "multiple of 4 KiB"), ("12Q", "cannot parse"), ("-5", "cannot parse"),
       ("99999999999999999999G", "cannot parse"),
     ] {
-      let r = try swiftvmm(["run", "--kernel", hello, "--memory", size])
-      XCTAssertEqual(r.status, 66, "\(size): \(r.output)")
+      let r = try swiftvmm(["run", "--kernel", hello, "--memory=\(size)"])
+      XCTAssertEqual(r.status, 64, "\(size): \(r.output)")
       XCTAssertTrue(r.output.contains(words), "\(size): \(r.output)")
     }
   }
@@ -115,7 +115,7 @@ final class CLITests: XCTestCase {
     let json =
       try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out)))
       as? [String: Any]
-    XCTAssertEqual(json?["exitStatus"] as? Int, 1)
+    XCTAssertEqual(json?["exit_status"] as? Int, 1)
     let counters = json?["counters"] as? [String: Any]
     XCTAssertNotNil(counters?["vmm.exits.io"], "\(String(describing: counters))")
   }

@@ -25,7 +25,7 @@ final class MMUModeTests: XCTestCase {
     c.memorySize = memory
     c.timeout = 120
     c.mmuMode = mode
-    c.shadowPageCap = shadowCap
+    if mode == .shadow { c.shadowPageCap = shadowCap }
     let console = ConsoleOutput(capturing: ())
     let m = try Machine(config: c, console: console)
     let o = m.run()

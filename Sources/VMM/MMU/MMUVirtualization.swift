@@ -260,7 +260,7 @@ extension Machine {
       return try GuestMemory(size: config.memorySize, layout: .contiguous)  // reports the error
     }
     let extra = MMUVirtualization.extraFrames(
-      mode: mode, memorySize: config.memorySize, shadowCap: config.shadowPageCap)
+      mode: mode, memorySize: config.memorySize, shadowCap: config.effectiveShadowPageCap)
     let pool = try HostFramePool(bytes: config.memorySize + extra * 4096)
     return try GuestMemory(
       pool: pool, regions: GuestMemory.pcRegions(size: config.memorySize),
