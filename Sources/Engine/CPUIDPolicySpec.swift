@@ -27,6 +27,72 @@ public struct CPUIDPolicySpec: Codable, Equatable, Sendable {
   public init() {}
 }
 
+/// Policy files are checked strictly: an unknown key is an error naming its JSON
+/// path (a misspelt key must not be silently ignored), and numbers may be written
+/// as JSON numbers or as strings ("0x80000008", "25").
+extension CPUIDPolicySpec {
+  /// The keys a policy file may use.
+  public static let keys = [
+    "base", "vendor", "brand", "family", "model", "stepping", "maxBasicLeaf", "maxExtendedLeaf",
+    "enable", "disable", "hypervisor",
+  ]
+
+  struct Key: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ s: String) { stringValue = s }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+  }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: Key.self)
+    for k in c.allKeys where !CPUIDPolicySpec.keys.contains(k.stringValue) {
+      let hint =
+        NearestName.suggest(k.stringValue, among: CPUIDPolicySpec.keys).map {
+          "; did you mean '\($0)'?"
+        } ?? " (keys: \(CPUIDPolicySpec.keys.joined(separator: ", ")))"
+      throw CPUIDPolicyError.badValue(
+        "unknown key '\(k.stringValue)' at \(CPUIDPolicySpec.jsonPath(c.codingPath + [k]))\(hint)")
+    }
+    func number(_ name: String) throws -> UInt32? {
+      let k = Key(name)
+      guard c.contains(k) else { return nil }
+      if let n = try? c.decode(UInt32.self, forKey: k) { return n }
+      let path = CPUIDPolicySpec.jsonPath(c.codingPath + [k])
+      guard let text = try? c.decode(String.self, forKey: k) else {
+        throw CPUIDPolicyError.badValue(
+          "\(path): expected a number from 0 to 0xFFFFFFFF (decimal, or a hex string like \"0x80000008\")"
+        )
+      }
+      let t = text.lowercased()
+      let n = t.hasPrefix("0x") ? UInt32(t.dropFirst(2), radix: 16) : UInt32(t)
+      guard let n else {
+        throw CPUIDPolicyError.badValue(
+          "\(path): '\(text)' is not a number from 0 to 0xFFFFFFFF (decimal, or hex with 0x)")
+      }
+      return n
+    }
+    self.init()
+    base = try c.decodeIfPresent(String.self, forKey: Key("base"))
+    vendor = try c.decodeIfPresent(String.self, forKey: Key("vendor"))
+    brand = try c.decodeIfPresent(String.self, forKey: Key("brand"))
+    family = try number("family")
+    model = try number("model")
+    stepping = try number("stepping")
+    maxBasicLeaf = try number("maxBasicLeaf")
+    maxExtendedLeaf = try number("maxExtendedLeaf")
+    enable = try c.decodeIfPresent([String].self, forKey: Key("enable"))
+    disable = try c.decodeIfPresent([String].self, forKey: Key("disable"))
+    hypervisor = try c.decodeIfPresent(String.self, forKey: Key("hypervisor"))
+  }
+
+  /// "$.enable[2]" for a coding path.
+  public static func jsonPath(_ path: [CodingKey]) -> String {
+    "$" + path.map { k in k.intValue.map { "[\($0)]" } ?? ".\(k.stringValue)" }.joined()
+  }
+}
+
 public enum CPUIDPolicyError: Error, CustomStringConvertible, Equatable {
   case unknownBase(String)
   case unknownFeature(String)
@@ -40,7 +106,11 @@ public enum CPUIDPolicyError: Error, CustomStringConvertible, Equatable {
     case .unknownBase(let s):
       return
         "unknown CPUID policy '\(s)'; known: \(CPUIDPolicy.namedPolicies.joined(separator: ", "))"
-    case .unknownFeature(let s): return "unknown CPU feature '\(s)' in the CPUID policy"
+    case .unknownFeature(let s):
+      let names = CPUFeature.all.map(\.name)
+      let hint = NearestName.suggest(s, among: names).map { "; did you mean '\($0)'?" } ?? ""
+      return
+        "unknown CPU feature '\(s)' in the CPUID policy\(hint) (all names: swiftvmm cpuid --list-features)"
     case .badVendor(let s): return "vendor string '\(s)' must be exactly 12 ASCII characters"
     case .badValue(let s): return s
     case .unsupportedFeatures(let engine, let f):

@@ -27,9 +27,7 @@ enum EngineFactory {
   static func make(config: MachineConfig, memory: GuestMemory, platform: PCPlatform?) throws
     -> EngineInstance
   {
-    let implemented = EngineFeatures.implemented(by: config.engine)
-    let cpuid = config.cpuid ?? CPUIDPolicy.default.masked(to: implemented)
-    try cpuid.validate(engine: config.engine.rawValue, implemented: implemented)
+    let cpuid = try CPUIDPolicy.forEngine(config.cpuid, engine: config.engine)
     switch config.engine {
     case .kvm:
       // No in-kernel irqchip yet: nothing raises interrupts the guest waits for,
