@@ -1,3 +1,4 @@
+import Engine
 import X86
 
 #if canImport(Glibc)
@@ -102,13 +103,21 @@ struct DecodeCache {
   static let bytes = size * MemoryLayout<DecodedInsn>.stride
   let entries: UnsafeMutablePointer<DecodedInsn>
 
-  init() {
+  /// `map` reserves `bytes` of zeroed memory (nil on failure); tests inject a failing one.
+  init(map: (Int) -> UnsafeMutableRawPointer? = DecodeCache.mapAnonymous) throws(EngineError) {
     assert(MemoryLayout<DecodedInsn>.stride == 64)
-    let m = mmap(nil, DecodeCache.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-    guard let m, m != UnsafeMutableRawPointer(bitPattern: -1) else {
-      fatalError("decode cache: cannot map \(DecodeCache.bytes) bytes")
+    guard let m = map(DecodeCache.bytes) else {
+      // A host out of address space is the user's problem to hear about, not a crash.
+      throw EngineError.unavailable(
+        "cannot map the interpreter's \(DecodeCache.bytes >> 20) MiB decode cache: "
+          + String(cString: strerror(errno)))
     }
     entries = m.bindMemory(to: DecodedInsn.self, capacity: DecodeCache.size)
+  }
+
+  static func mapAnonymous(_ bytes: Int) -> UnsafeMutableRawPointer? {
+    let m = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    return m == UnsafeMutableRawPointer(bitPattern: -1) ? nil : m
   }
 
   func deallocate() {

@@ -178,6 +178,21 @@ extension InterpreterCPU {
     }
   }
 
+  /// Checks that a write of `size` bytes at `s:off` would not fault, without writing
+  /// (INS probes its destination before the port read it cannot undo).
+  func probeWrite(_ s: Int, _ off: UInt64, _ size: Int) throws(Fault) {
+    do {
+      let lin = linear(s, off)
+      let user = cpl == 3
+      _ = try translateAccess(lin, .write, user: user)
+      if Int(lin & 0xFFF) + size > 4096 {
+        _ = try translateAccess((lin | 0xFFF) &+ 1, .write, user: user)
+      }
+    } catch {
+      throw s == SS ? stackFault(error) : error
+    }
+  }
+
   /// A non-canonical SS-relative reference raises #SS(0), not #GP(0).
   @inline(never) func stackFault(_ f: Fault) -> Fault {
     f.vector == 13 ? Fault.ss(0) : f

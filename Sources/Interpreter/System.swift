@@ -284,6 +284,7 @@ extension InterpreterCPU {
   }
 
   func iret() throws(Fault) {
+    nmiBlocked = false  // even if the IRET then faults
     let size = opSize
     let sm = stackMask
     let sp = r[4] & sm
