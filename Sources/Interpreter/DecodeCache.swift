@@ -142,7 +142,7 @@ extension InterpreterCPU {
     let hostAddr = UInt(bitPattern: tlb.xadd[tslot] &+ Int(bitPattern: UInt(lin)))
     let p = UnsafeRawPointer(bitPattern: hostAddr).unsafelyUnwrapped
     let ep = dcache.entries + DecodeCache.slot(hostAddr)
-    let mode = UInt8(truncatingIfNeeded: codeSize) | (mode64 ? 0x10 : 0)
+    let mode = dcMode
     let key = hostAddr | UInt(mode) &<< 56
     let w0 = p.loadUnaligned(as: UInt64.self)
     let w1 = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
@@ -180,7 +180,8 @@ extension InterpreterCPU {
     e.b0 = p.loadUnaligned(as: UInt64.self)
     e.m0 = ~0
     defer { ep.pointee = e }
-    if codeSize == 2 { return }
+    // 16-bit code, and code under a CS limit (every fetch checked), is not cached.
+    if codeSize == 2 || mode & 0x20 != 0 { return }
     @inline(__always) func u8(_ i: Int) -> UInt64 {
       UInt64(p.load(fromByteOffset: i, as: UInt8.self))
     }

@@ -1217,7 +1217,7 @@ extension InterpreterCPU {
 
   /// REP STOS within one RAM page (forward only): bulk store. Returns elements done or nil.
   @inline(__always) func fastStos(_ s: Int, _ c: UInt64, _ delta: UInt64) throws(Fault) -> Int? {
-    if rfl & RFLAGS.df != 0 || adSize == 2 { return nil }
+    if rfl & RFLAGS.df != 0 || adSize == 2 || segWriteFlat & (1 << ES) == 0 { return nil }
     let di = getReg(7, adSize)
     let lin = linear(ES, di)
     let room = (4096 - Int(lin & 0xFFF)) / s
@@ -1256,6 +1256,8 @@ extension InterpreterCPU {
   @inline(__always)
   func fastMovs(_ s: Int, _ c: UInt64, _ delta: UInt64, _ srcSeg: Int) throws(Fault) -> Int? {
     if rfl & RFLAGS.df != 0 || adSize == 2 { return nil }
+    // Segments with limits take the element-by-element path, which checks them.
+    if segWriteFlat & (1 << ES) == 0 || segReadFlat & (1 << srcSeg) == 0 { return nil }
     let si = getReg(6, adSize)
     let di = getReg(7, adSize)
     let ls = linear(srcSeg, si)

@@ -187,6 +187,13 @@ public final class InterpreterCPU: VirtualCPU {
   var stop = false
   var pendingExit: VMExit?
   var interruptShadow = false
+  /// Bit s: accesses through segment s need no limit/type check (SegmentChecks.swift).
+  var segReadFlat = 0x3F
+  var segWriteFlat = 0x3F
+  /// CS has a limit below 4 GiB outside 64-bit mode: fetches are checked.
+  var csLimited = false
+  /// The decode cache's mode key: code size, 64-bit, CS limited (0x20: not cached).
+  var dcMode: UInt8 = 2
   /// Set when an NMI is delivered, cleared by IRET (SDM 6.7.1).
   var nmiBlocked = false
   var halted = false
