@@ -187,9 +187,20 @@ public final class InterpreterCPU: VirtualCPU {
   var stop = false
   var pendingExit: VMExit?
   var interruptShadow = false
+  /// Bit s: accesses through segment s need no limit/type check (SegmentChecks.swift).
+  var segReadFlat = 0x3F
+  var segWriteFlat = 0x3F
+  /// CS has a limit below 4 GiB outside 64-bit mode: fetches are checked.
+  var csLimited = false
+  /// The decode cache's mode key: code size, 64-bit, CS limited (0x20: not cached).
+  var dcMode: UInt8 = 2
+  /// Set when an NMI is delivered, cleared by IRET (SDM 6.7.1).
+  var nmiBlocked = false
   var halted = false
   /// Value supplied by completeIO for a restarted IN/INS or MMIO read.
   var ioValue: UInt64?
+  /// Port | size << 16 of the IN that `ioValue` completes.
+  var ioKey: UInt32 = 0
   var mmioValue: UInt64?
   var mmioKey: UInt64 = 0
   /// Exit budget.
@@ -206,7 +217,7 @@ public final class InterpreterCPU: VirtualCPU {
   // MARK: MMU
   var tlb: TLB
   /// Pre-decoded instructions (DecodeCache.swift).
-  let dcache = DecodeCache()
+  let dcache: DecodeCache
   /// log2 of the largest page size cached since the last full flush (12 = only 4 KiB pages).
   var tlbLargestPage: UInt64 = 12
   let mmuHW = MMUHardwareState()
@@ -214,7 +225,11 @@ public final class InterpreterCPU: VirtualCPU {
   // MARK: Counters
   var stats = Counters()
 
-  public init(memory: GuestMemory, cpuid: CPUIDPolicy, options: InterpreterOptions = .init()) {
+  /// Throws `EngineError.unavailable` when the host cannot map the decode cache.
+  public init(memory: GuestMemory, cpuid: CPUIDPolicy, options: InterpreterOptions = .init())
+    throws(EngineError)
+  {
+    dcache = try DecodeCache()
     self.memory = memory
     self.cpuid = cpuid
     self.options = options
@@ -327,6 +342,7 @@ public final class InterpreterCPU: VirtualCPU {
     updateMode()
     flushTLB(keepGlobal: false)
     halted = false
+    nmiBlocked = false
   }
 
   public func completeIO(value: UInt64) {
@@ -380,6 +396,16 @@ public final class InterpreterCPU: VirtualCPU {
           dr[6] |= 0x4000  // BS
           raise(1, 0, false)
         }
+        if let e = finishBatch() { return e }
+        continue
+      }
+      // NMI: not masked by IF; blocked from its delivery until the next IRET.
+      if !nmiBlocked, let input = interruptInput, input.hasPendingNMI {
+        input.acknowledgeNMI()
+        halted = false
+        nmiBlocked = true
+        stats.externalInterrupts &+= 1
+        raise(2, 0, false, external: true)
         if let e = finishBatch() { return e }
         continue
       }
@@ -454,6 +480,10 @@ public final class InterpreterCPU: VirtualCPU {
       stop = true
       return
     }
+    // The faulting instruction is abandoned: a value the VMM completed for it must not
+    // be handed to whatever IN or MMIO read runs next (the handler's, for one).
+    ioValue = nil
+    mmioValue = nil
     raise(f.vector, f.code, f.hasCode, external: false)
   }
 

@@ -96,6 +96,7 @@ extension InterpreterCPU {
     if align { try alignCheck16() }
     let a = addr()
     let a2 = (a &+ 8) & sizeMask(adSize)
+    try checkSegment(eaSeg, a, 16, write: true)
     let l1 = linear(eaSeg, a)
     if l1 & 0xFFF > 0xFF0 {
       do {

@@ -17,6 +17,7 @@ extension InterpreterCPU {
     stackSize = mode64 ? 8 : (seg[SS].db ? 4 : 2)
     for i in 0..<6 { segBase[i] = (mode64 && i < 4) ? 0 : seg[i].base }
     if !mode64 { for i in 0..<6 { segBase[i] &= 0xFFFF_FFFF } }
+    refreshSegmentChecks()
   }
 
   // MARK: Descriptors
@@ -104,6 +105,7 @@ extension InterpreterCPU {
       seg[s].unusable = false
       seg[s].present = true
       if s == SS || s == CS { updateMode() } else { segBase[s] = seg[s].base }
+      refreshSegmentChecks()
       return
     }
     let err = UInt32(sel & 0xFFFC)
@@ -119,6 +121,7 @@ extension InterpreterCPU {
       }
       seg[s] = InterpreterCPU.nullSegment(sel)
       segBase[s] = 0
+      refreshSegmentChecks()
       return
     }
     let (raw, a) = try readDescriptor(sel)
@@ -137,6 +140,7 @@ extension InterpreterCPU {
     d.type |= 1
     seg[s] = d
     if s == SS { updateMode() } else { segBase[s] = (mode64 && s < 4) ? 0 : d.base }
+    refreshSegmentChecks()
   }
 
   /// LDS/LES/LFS/LGS/LSS: offset then selector from memory.
@@ -197,6 +201,7 @@ extension InterpreterCPU {
     let (d, raw, a) = try checkCodeTarget(sel)
     let target = maskIP(size == 2 ? off & 0xFFFF : off, for: d)
     if longActive && d.l && !isCanonical(target) { throw Fault.gp(0) }
+    try checkCodeLimit(target, d)
     try setAccessed(raw, a)
     commitCS(d, selector: sel, newCPL: cpl)
     rip = target
@@ -223,6 +228,7 @@ extension InterpreterCPU {
     let (d, raw, a) = try checkCodeTarget(sel)
     let target = maskIP(size == 2 ? off & 0xFFFF : off, for: d)
     if longActive && d.l && !isCanonical(target) { throw Fault.gp(0) }
+    try checkCodeLimit(target, d)
     let sp0 = r[4]
     do {
       try push(oldCS, size)
@@ -251,6 +257,7 @@ extension InterpreterCPU {
     }
     let (raw, d, a, rpl, _) = try returnCodeSegment(cs)
     let target = maskIP(ip, for: d)
+    try checkCodeLimit(target, d)
     if rpl == cpl {
       try setAccessed(raw, a)
       setSP((sp &+ UInt64(2 * size) &+ n) & sm)
@@ -281,9 +288,11 @@ extension InterpreterCPU {
         segBase[s] = 0
       }
     }
+    refreshSegmentChecks()
   }
 
   func iret() throws(Fault) {
+    nmiBlocked = false  // even if the IRET then faults
     let size = opSize
     let sm = stackMask
     let sp = r[4] & sm
@@ -311,6 +320,7 @@ extension InterpreterCPU {
     if longActive && d.l && d.db { throw Fault.gp(err) }
     let target = maskIP(ip, for: d)
     if longActive && d.l && !isCanonical(target) { throw Fault.gp(0) }
+    try checkCodeLimit(target, d)
     // New flags (privilege rules for IF/IOPL).
     var mask: UInt64 =
       RFLAGS.status | RFLAGS.tf | RFLAGS.df | RFLAGS.nt | RFLAGS.rf | RFLAGS.ac | RFLAGS.id

@@ -41,7 +41,7 @@ enum EngineFactory {
       options.mmuMode = config.mmuMode ?? .direct
       var policy = cpuid
       if options.mmuMode == .paravirt { PVMMU.offer(in: &policy) }
-      let cpu = InterpreterCPU(memory: memory, cpuid: policy, options: options)
+      let cpu = try InterpreterCPU(memory: memory, cpuid: policy, options: options)
       cpu.interruptInput = platform?.interrupts
       cpu.platform = platform
       var pauseAt: ((UInt64) -> Void)?

@@ -18,7 +18,7 @@ final class TestMachine {
 
   init(ramMiB: UInt64 = 128, options: InterpreterOptions = .init()) throws {
     memory = try GuestMemory(size: ramMiB << 20)
-    cpu = InterpreterCPU(memory: memory, cpuid: .default, options: options)
+    cpu = try InterpreterCPU(memory: memory, cpuid: .default, options: options)
   }
 
   /// Flat 32-bit protected mode, paging off.
