@@ -50,11 +50,11 @@ struct FetchRootfs: ParsableCommand {
     guard geteuid() == 0 else {
       fail(
         "guest fetch-rootfs needs root: debootstrap chroots into the new system (run it with sudo)",
-        status: 77)
+        status: .needsRoot)
     }
     for (tool, package) in [("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs")]
     where !Self.onPath(tool) {
-      fail("guest fetch-rootfs needs \(tool): apt-get install \(package)", status: 69)
+      fail("guest fetch-rootfs needs \(tool): apt-get install \(package)", status: .fetchFailed)
     }
     let log: (String) -> Void = { print($0) }
     let runner = LinuxGuestFetcher(cache: dir, log: log)
@@ -62,7 +62,7 @@ struct FetchRootfs: ParsableCommand {
     do {
       guest = try runner.fetch()
     } catch {
-      fail("guest fetch-rootfs: cannot fetch the Debian kernel: \(error)", status: 69)
+      fail("guest fetch-rootfs: cannot fetch the Debian kernel: \(error)", status: .fetchFailed)
     }
     let staging = image + ".staging"
     let start = Date()
@@ -123,7 +123,7 @@ struct FetchRootfs: ParsableCommand {
       print("boot it with: swiftvmm linux --disk \(image) --root")
     } catch {
       try? removeStaging(staging, runner: runner)
-      fail("guest fetch-rootfs: \(error)", status: 1)
+      fail("guest fetch-rootfs: \(error)", status: .fetchFailed)
     }
   }
 
