@@ -57,15 +57,12 @@ let package = Package(
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .executableTarget(
       name: "difftest",
-      dependencies: [
-        "DiffTest", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-      ],
+      dependencies: ["DiffTest", .product(name: "ArgumentParser", package: "swift-argument-parser")],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "DiffTestTests", dependencies: ["DiffTest"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
-    .target(
-      name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
+    .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "MemoryTests", dependencies: ["Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
@@ -79,12 +76,10 @@ let package = Package(
       name: "KVMTests", dependencies: ["KVM", "TestSupport", "Engine", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "InterpreterTests",
-      dependencies: ["Interpreter", "TestSupport", "Engine", "Memory", "X86"],
+      name: "InterpreterTests", dependencies: ["Interpreter", "TestSupport", "Engine", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "VMMTests",
-      dependencies: ["VMM", "TestSupport", "Engine", "Memory", "Devices", "Boot", "X86"],
+      name: "VMMTests", dependencies: ["VMM", "TestSupport", "Engine", "Memory", "Devices", "Boot", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     // Debian boots: minutes each, release builds only (scripts/test runs them; --fast does not).
     .testTarget(
