@@ -181,6 +181,26 @@ final class CLIOptionTests: XCTestCase {
     }
   }
 
+  func testOtherUsageErrorsNameTheirSubcommand() throws {
+    for (args, words, command) in [
+      (["linux", "--engine", "kvm"], "--engine kvm cannot boot Linux yet", "linux"),
+      (["linux", "--log-level", "loud"], "unknown log level 'loud'", "linux"),
+      (["linux", "--cmdline", "a", "--append", "b"], "not both", "linux"),
+      (["bench", "boot", "--memory=-1"], "--memory: cannot parse", "bench boot"),
+      (["bench", "boot", "--memory", "4096K", "--runs", "0"], "--runs 0", "bench boot"),
+      (["cpuid", "--engine", "vmware"], "unknown engine 'vmware'", "cpuid"),
+      (
+        ["initramfs", "--output", "/tmp/x"], "exactly one of --from DIR and --standard", "initramfs"
+      ),
+    ] {
+      let r = try swiftvmm(args)
+      XCTAssertEqual(r.status, 64, "\(args): \(r.output)")
+      XCTAssertTrue(r.output.contains(words), "\(args): \(r.output)")
+      XCTAssertTrue(r.output.contains("Usage: swiftvmm \(command)"), "\(args): \(r.output)")
+      XCTAssertTrue(r.output.contains("See 'swiftvmm \(command) --help'"), "\(args): \(r.output)")
+    }
+  }
+
   func testMistypedSubcommandAndVersion() throws {
     var r = try swiftvmm(["rn", "--kernel", "x"])
     XCTAssertEqual(r.status, 64, r.output)
