@@ -152,6 +152,22 @@ final class CLIOptionTests: XCTestCase {
     }
   }
 
+  /// A stats file that passes the early check but cannot be written after the run
+  /// (a full disk) still fails the run: status 73, not the guest's status.
+  func testStatsWriteFailureAfterTheRunChangesTheStatus() throws {
+    guard FileManager.default.isWritableFile(atPath: "/dev/full") else {
+      throw XCTSkip("/dev/full is not available here")
+    }
+    let hello = try GuestImages.path("hello.elf")
+    let r = try swiftvmm([
+      "run", "--kernel", hello, "--engine", "interpreter", "--stats", "/dev/full",
+    ])
+    XCTAssertEqual(r.status, 73, r.output)
+    XCTAssertTrue(r.output.contains("Hello from SwiftVMM guest!"), r.output)
+    XCTAssertTrue(
+      r.output.contains("--stats: cannot write /dev/full: No space left on device"), r.output)
+  }
+
   func testStatsReportSchema() throws {
     let out = temp(".json")
     let r = try swiftvmm([
