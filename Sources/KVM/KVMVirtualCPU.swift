@@ -497,9 +497,10 @@ public final class KVMVirtualCPU: VirtualCPU {
     var other: UInt64 = 0
   }
 
-  /// Exit counts by reason (names shared with the interpreter, docs/STATS.md); `host_kicks`
-  /// counts KVM_EXIT_INTR from the VMM's own kicks, which are not guest exits. `exits.io` counts KVM_EXIT_IO, `exits.io_elements`
-  /// the `.portIO` exits handed out (more with REP INS/OUTS); `kvm.runs` the KVM_RUN calls.
+  /// Exit counts by reason, named as the interpreter names them (docs/STATS.md).
+  /// `exits.io` counts KVM_EXIT_IO, `exits.io_elements` the `.portIO` exits handed
+  /// out (more with REP INS/OUTS); `kvm.runs` the KVM_RUN calls; `host_kicks` the
+  /// KVM_EXIT_INTR returns from the VMM's own kicks, which are not guest exits.
   public func statistics() -> [String: UInt64] {
     let c = counters
     return [

@@ -23,8 +23,8 @@ public enum MemorySize {
       case .tooSmall(let b):
         return "memory size \(b) bytes is below the minimum of \(MemorySize.minimum >> 20) MiB"
       case .tooLarge(let b, let host):
-        return
-          "memory size \(b >> 20) MiB is larger than this host's \(host >> 20) MiB of physical memory"
+        let size = b == .max ? "beyond 16 EiB" : "\(b >> 20) MiB"
+        return "memory size \(size) is larger than this host's \(host >> 20) MiB of physical memory"
       case .notPageMultiple(let b): return "memory size \(b) is not a multiple of 4 KiB"
       }
     }

@@ -56,6 +56,12 @@ struct LinuxCommand: ParsableCommand {
     let translate = vm.apply(
       to: &config, defaults: .init(memory: "512M", engine: .interpreter, cpuid: "kvm"),
       command: LinuxCommand.self)
+    // Checked here, not in validate(): it is about Linux, not the configuration.
+    if config.engine == .kvm {
+      LinuxCommand.usageError(
+        "--engine kvm cannot boot Linux yet: the KVM machine has no interrupt controller or timer; use --engine interpreter"
+      )
+    }
     guard let proto = LinuxBootProtocol(rawValue: `protocol`.lowercased()) else {
       LinuxCommand.usageError("unknown boot protocol '\(`protocol`)'; choose bzImage or pvh")
     }

@@ -40,6 +40,15 @@ struct LoggingOptions: ParsableArguments {
   @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
   var logLevel: String = "warning"
 
+  /// Runs while parsing, so a bad level prints the subcommand's own usage.
+  func validate() throws {
+    guard Logger.Level(rawValue: logLevel.lowercased()) != nil else {
+      throw ValidationError(
+        "unknown log level '\(logLevel)'; choose trace, debug, info, notice, warning, error or critical"
+      )
+    }
+  }
+
   func bootstrap() throws -> Logger {
     guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
       throw ValidationError("unknown log level '\(logLevel)'")

@@ -1,18 +1,16 @@
 import Engine
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import Interpreter
 
 final class GuestTests: XCTestCase {
   func runGuest(_ name: String, cmdline: String = "", maxInstructions: UInt64 = 2_000_000_000)
-    throws -> TestMachine?
+    throws -> TestMachine
   {
-    let path = TestMachine.guestDir + "/" + name + ".elf"
-    guard FileManager.default.fileExists(atPath: path) else {
-      print("SKIP \(name): \(path) not built (run Guests/build.sh)")
-      return nil
-    }
+    // Builds the guests when missing; a failed build fails the test.
+    let path = try GuestImages.path(name + ".elf")
     var o = InterpreterOptions()
     o.maxInstructions = maxInstructions
     let m = try TestMachine(ramMiB: 256, options: o)
@@ -26,58 +24,56 @@ final class GuestTests: XCTestCase {
   }
 
   func testHello() throws {
-    guard let m = try runGuest("hello", cmdline: "hello.elf") else { return }
+    let m = try runGuest("hello", cmdline: "hello.elf")
     XCTAssertTrue(m.serial.contains("Hello from SwiftVMM guest!"))
     XCTAssertTrue(m.serial.contains("multiboot: magic=0x2badb002"), m.serial)
   }
 
   func testCPUID() throws {
-    guard let m = try runGuest("cpuid") else { return }
+    let m = try runGuest("cpuid")
     XCTAssertTrue(m.serial.contains("cpuid: done"), m.serial)
   }
 
   func testExits() throws {
-    guard let m = try runGuest("exits", cmdline: "count=100") else { return }
+    let m = try runGuest("exits", cmdline: "count=100")
     XCTAssertTrue(m.serial.contains("exits: done"), m.serial)
   }
 
   func testExceptions() throws {
-    guard let m = try runGuest("exceptions") else { return }
+    let m = try runGuest("exceptions")
     XCTAssertTrue(m.serial.contains("PASS exceptions"), m.serial)
   }
 
   func testIDTIST() throws {
-    guard let m = try runGuest("idt_ist") else { return }
+    let m = try runGuest("idt_ist")
     XCTAssertTrue(m.serial.contains("PASS idt_ist"), m.serial)
   }
 
   func testPaging() throws {
-    guard let m = try runGuest("paging") else { return }
+    let m = try runGuest("paging")
     XCTAssertTrue(m.serial.contains("PASS paging"), m.serial)
   }
 
   func testSyscall() throws {
-    guard let m = try runGuest("syscall") else { return }
+    let m = try runGuest("syscall")
     XCTAssertTrue(m.serial.contains("PASS syscall"), m.serial)
   }
 
   func testSoftint() throws {
-    guard let m = try runGuest("softint") else { return }
+    let m = try runGuest("softint")
     XCTAssertTrue(m.serial.contains("PASS softint"), m.serial)
   }
 
   func testModes() throws {
-    guard let m = try runGuest("modes") else { return }
+    let m = try runGuest("modes")
     XCTAssertTrue(m.serial.contains("PASS modes"), m.serial)
   }
 
-  /// Small runs of the scalable benchmarks (all five run in release via BenchTests).
+  /// A small run of a scalable benchmark guest (timings: `swiftvmm bench cpu`).
   func testBenchmarksSmall() throws {
     for b in ["bench_loop"] {
-      guard
-        let m = try runGuest(
-          b, cmdline: "div=20000 n=4096 rounds=1 steps=10000 iters=100000 repeat=1")
-      else { return }
+      let m = try runGuest(
+        b, cmdline: "div=20000 n=4096 rounds=1 steps=10000 iters=100000 repeat=1")
       XCTAssertTrue(m.serial.contains("result="), "\(b): \(m.serial)")
     }
   }
@@ -86,11 +82,10 @@ final class GuestTests: XCTestCase {
 /// Every other multiboot guest in Guests/build must exit 0 (PASS) on the interpreter.
 final class AllGuestsTests: XCTestCase {
   func testEveryMultibootGuest() throws {
-    let dir = TestMachine.guestDir
-    guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else {
-      print("SKIP: \(dir) missing (run Guests/build.sh)")
-      return
-    }
+    _ = try GuestImages.path("hello.elf")  // builds the guests when missing
+    let dir = GuestImages.buildDir.path
+    let names = try FileManager.default.contentsOfDirectory(atPath: dir)
+    XCTAssertGreaterThan(names.count, 10, "Guests/build holds too few guests: \(names)")
     let skip: Set<String> = ["boot64", "pv_mmu"]  // boot64 is a shim; pv_mmu needs the VMM's hypercalls
     for f in names.sorted() where f.hasSuffix(".elf") && !f.hasSuffix("64.elf") {
       let name = String(f.dropLast(4))

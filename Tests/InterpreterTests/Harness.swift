@@ -152,11 +152,4 @@ final class TestMachine {
     return .other(.interrupted)
   }
 
-  static var guestDir: String {
-    // Tests/InterpreterTests/Harness.swift -> repo root
-    if let d = ProcessInfo.processInfo.environment["SWIFTVMM_GUESTS"] { return d }
-    let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().resolvingSymlinksInPath()
-    return here.deletingLastPathComponent().deletingLastPathComponent()
-      .appendingPathComponent("Guests/build").path
-  }
 }

@@ -64,6 +64,12 @@ public enum GuestImages {
     return (p.terminationStatus, String(decoding: data, as: UTF8.self))
   }
 
+  /// The `swiftvmm` executable SwiftPM builds next to the test runner.
+  public static var swiftvmmBinary: String {
+    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+      .appendingPathComponent("swiftvmm").path
+  }
+
   /// `qemu-system-x86_64` when installed.
   public static var qemu: String? {
     for d in ["/usr/bin", "/usr/local/bin"] {

@@ -5,10 +5,7 @@ import XCTest
 
 /// Runs the `swiftvmm` binary the way a user does, and checks statuses and messages.
 final class CLITests: XCTestCase {
-  static var binary: String {
-    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    return dir.appendingPathComponent("swiftvmm").path
-  }
+  static var binary: String { GuestImages.swiftvmmBinary }
 
   func swiftvmm(_ args: [String]) throws -> (status: Int32, output: String) {
     guard FileManager.default.isExecutableFile(atPath: Self.binary) else {

@@ -12,11 +12,11 @@ final class InteractiveConsoleTests: XCTestCase {
     #if DEBUG
       throw XCTSkip("needs a release build (scripts/test): the debug interpreter is too slow")
     #endif
-    guard FileManager.default.isExecutableFile(atPath: CLITests.binary) else {
+    guard FileManager.default.isExecutableFile(atPath: GuestImages.swiftvmmBinary) else {
       throw XCTSkip("swiftvmm binary not built next to the test runner")
     }
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: CLITests.binary)
+    p.executableURL = URL(fileURLWithPath: GuestImages.swiftvmmBinary)
     p.arguments = ["linux", "--cpuid", "kvm"]
     let input = Pipe()
     let output = Pipe()

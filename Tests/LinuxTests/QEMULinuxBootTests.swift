@@ -10,7 +10,7 @@ import XCTest
 /// a tiny multiboot stub copies the pages into place and enters with the loader's CPU state.
 /// So the kernel sees our boot_params (or hvm_start_info), e820, initrd placement and ACPI
 /// tables, on a CPU we know is right. This checks the loaders before our interpreter can.
-final class QEMUCrossCheckTests: XCTestCase {
+final class QEMULinuxBootTests: XCTestCase {
   static let stubSource = """
             .section .multiboot, "a"
             .align 4
