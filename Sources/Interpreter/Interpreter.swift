@@ -260,6 +260,15 @@ public final class InterpreterCPU: VirtualCPU {
     hasNX = e1.edx & (1 << 20) != 0
     has1G = e1.edx & (1 << 26) != 0
     hasFSGSBASE = f7.ebx & 1 != 0
+    let e8 = cpuid.lookup(leaf: 0x8000_0008, subleaf: 0)
+    // IA32_SPEC_CTRL: Intel IBRS/STIBP/SSBD (7.EDX 26, 27, 31) or AMD IBRS/STIBP/SSBD
+    // (0x80000008 EBX 14, 15, 24); IA32_PRED_CMD: Intel 7.EDX 26 or AMD IBPB (EBX 12).
+    hasSpecCtrl =
+      f7.edx & (1 << 26 | 1 << 27 | 1 << 31) != 0 || e8.ebx & (1 << 14 | 1 << 15 | 1 << 24) != 0
+    hasPredCmd = f7.edx & (1 << 26) != 0 || e8.ebx & (1 << 12) != 0
+    // AMD always has its four legacy counters; Intel reports its count in leaf 0xA.
+    let amd = cpuid.lookup(leaf: 0, subleaf: 0).ebx == 0x6874_7541  // "Auth"
+    performanceCounters = amd ? 4 : (cpuid.lookup(leaf: 0xA, subleaf: 0).eax >> 8) & 0xFF
     updateMode()
   }
 
@@ -285,6 +294,9 @@ public final class InterpreterCPU: VirtualCPU {
   let hasNX: Bool
   let has1G: Bool
   let hasFSGSBASE: Bool
+  let hasSpecCtrl: Bool
+  let hasPredCmd: Bool
+  let performanceCounters: UInt32
 
   // MARK: VirtualCPU
 

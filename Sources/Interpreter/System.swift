@@ -369,6 +369,14 @@ extension InterpreterCPU {
 
   static func contributory(_ v: UInt16) -> Bool { v == 0 || (v >= 10 && v <= 13) }
 
+  /// Fault-class exceptions (SDM table 6-1); #DB is raised here only as a trap.
+  static func isFault(_ v: UInt16) -> Bool {
+    switch v {
+    case 0, 5, 6, 7, 10, 11, 12, 13, 14, 16, 17, 19, 20, 21: return true
+    default: return false
+    }
+  }
+
   static func vectorName(_ v: UInt16) -> String {
     let names = [
       "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS",
@@ -484,8 +492,10 @@ extension InterpreterCPU {
     if !d.s || d.type & 8 == 0 || Int(d.dpl) > cpl { throw Fault.gp(selErr) }
     if !d.present { throw Fault.np(selErr) }
     let newCPL = d.type & 4 != 0 ? cpl : Int(d.dpl)
+    try checkCodeLimit(target, d)
     let isInterruptGate = gtype & 1 == 0
-    let fl = flags
+    // Faults push RF set, so the handler's IRET does not re-trigger an instruction breakpoint.
+    let fl = flags | (!external && !soft && InterpreterCPU.isFault(v) ? RFLAGS.rf : 0)
     let oldCS = UInt64(seg[CS].selector)
     let oldSS = UInt64(seg[SS].selector)
     let oldRSP = r[4]
@@ -662,7 +672,7 @@ extension InterpreterCPU {
     case 0x200...0x20F, 0x250, 0x258, 0x259, 0x268...0x26F: return mtrrs[idx] ?? 0
     case MSR.mcgCap: return 0
     case MSR.mcgStatus: return mcgStatus
-    case MSR.specCtrl: return specCtrl
+    case MSR.specCtrl where hasSpecCtrl: return specCtrl
     case MSR.platformID, MSR.biosSignID, MSR.featureControl, MSR.tscAdjust: return kvmMSRs[idx] ?? 0
     case MSR.archCapabilities: return 0
     // AMD K8 interrupt-pending message (Linux reads it for the E400 C1E erratum on family 0xF).
@@ -672,6 +682,15 @@ extension InterpreterCPU {
     case MSR.kvmWallClockNew, MSR.kvmSystemTimeNew: return kvmMSRs[idx] ?? 0
     default: throw Fault.gp(0)
     }
+  }
+
+  /// RDPMC: #GP(0) outside CPL 0 without CR4.PCE, and for a counter this CPU lacks.
+  /// No counter counts here: an existing one reads 0.
+  func rdpmc() throws(Fault) {
+    if protectedMode && cpl != 0 && cr4 & CR4.pce == 0 { throw Fault.gp(0) }
+    if UInt32(truncatingIfNeeded: r[1]) >= performanceCounters { throw Fault.gp(0) }
+    r[0] = 0
+    r[2] = 0
   }
 
   func writeMSR(_ idx: UInt32, _ v: UInt64) throws(Fault) {
@@ -723,8 +742,9 @@ extension InterpreterCPU {
     case MSR.mtrrDefType: mtrrDefType = v
     case 0x200...0x20F, 0x250, 0x258, 0x259, 0x268...0x26F: mtrrs[idx] = v
     case MSR.mcgStatus: mcgStatus = v
-    case MSR.specCtrl: specCtrl = v
-    case MSR.predCmd: break
+    // Only when CPUID offers them; reserved bits #GP (IBRS, STIBP, SSBD / IBPB).
+    case MSR.specCtrl where hasSpecCtrl && v & ~7 == 0: specCtrl = v
+    case MSR.predCmd where hasPredCmd && v & ~1 == 0: break
     case MSR.featureControl, MSR.tscAdjust, MSR.biosSignID: kvmMSRs[idx] = v
     case MSR.kvmWallClockNew, MSR.kvmSystemTimeNew: kvmMSRs[idx] = v
     default: throw Fault.gp(0)

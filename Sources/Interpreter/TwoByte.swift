@@ -82,6 +82,7 @@ extension InterpreterCPU {
       let t = readTSC()
       r[0] = t & 0xFFFF_FFFF
       r[2] = t >> 32
+    case 0x33: try rdpmc()
     case 0x32:
       try requireCPL0()
       let v = try readMSR(UInt32(truncatingIfNeeded: r[1]))

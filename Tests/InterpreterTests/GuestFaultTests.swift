@@ -98,3 +98,42 @@ extension UnitTests {
     }
   }
 }
+
+/// Cheap CPU fixes from the kvm-unit-tests findings (../shared/findings/kvm-unit-tests.md).
+extension UnitTests {
+  /// A fault pushes RFLAGS with RF set (idt_test); a trap such as INT3 does not.
+  func testFaultFramePushesRF() throws {
+    let m = try machine64([0x0F, 0x0B, 0xF4])  // ud2
+    let g = try runToHalt(m)
+    XCTAssertEqual(g.rax, 6)
+    XCTAssertNotEqual(try read64(m, g.rsp + 16) & RFLAGS.rf, 0)
+    let m2 = try machine64([0xCC, 0xF4])  // int3
+    let g2 = try runToHalt(m2)
+    XCTAssertEqual(g2.rax, 3)
+    XCTAssertEqual(try read64(m2, g2.rsp + 16) & RFLAGS.rf, 0)
+  }
+
+  /// IA32_SPEC_CTRL and IA32_PRED_CMD #GP when CPUID does not offer them (msr test).
+  func testSpeculationMSRsNeedTheirCPUIDBits() throws {
+    let f7 = CPUIDPolicy.default.lookup(leaf: 7, subleaf: 0)
+    let e8 = CPUIDPolicy.default.lookup(leaf: 0x8000_0008, subleaf: 0)
+    try XCTSkipIf(
+      f7.edx & (1 << 26 | 1 << 27 | 1 << 31) != 0 || e8.ebx & (1 << 12 | 1 << 14) != 0,
+      "the default policy offers IBRS/IBPB")
+    // mov ecx,0x48 ; rdmsr ; hlt
+    XCTAssertEqual(try runToHalt(try machine64([0xB9, 0x48, 0, 0, 0, 0x0F, 0x32, 0xF4])).rax, 13)
+    // mov ecx,0x49 ; mov eax,1 ; xor edx,edx ; wrmsr ; hlt
+    let wr = try machine64([0xB9, 0x49, 0, 0, 0, 0xB8, 1, 0, 0, 0, 0x31, 0xD2, 0x0F, 0x30, 0xF4])
+    XCTAssertEqual(try runToHalt(wr).rax, 13)
+  }
+
+  /// RDPMC: an existing counter reads 0, a missing one #GPs (pmu test).
+  func testRDPMCIndexChecked() throws {
+    // mov ecx,1 ; mov eax,-1 ; rdpmc ; hlt   (AMD's legacy counters 0-3 exist)
+    let ok = try machine64([0xB9, 1, 0, 0, 0, 0xB8, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x33, 0xF4])
+    XCTAssertEqual(try runToHalt(ok).rax, 0)
+    // mov ecx,0x40 ; rdpmc ; hlt
+    let bad = try machine64([0xB9, 0x40, 0, 0, 0, 0x0F, 0x33, 0xF4])
+    XCTAssertEqual(try runToHalt(bad).rax, 13)
+  }
+}

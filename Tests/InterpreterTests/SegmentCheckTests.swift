@@ -161,6 +161,37 @@ final class SegmentCheckTests: XCTestCase {
     XCTAssertEqual(r.eip, SegmentCheckTests.code)
   }
 
+  /// Real mode checks the cached limit: a word at 0xFFFF overruns a 64 KiB DS (#GP via
+  /// the IVT), while a DS left with a 4 GiB limit ("unreal mode") reaches past 1 MiB.
+  func testRealModeLimitAndUnrealMode() throws {
+    let m = try TestMachine(ramMiB: 16)
+    // mov al,[0xffff] ; mov ax,[0xffff] ; hlt        #GP handler at 0000:0500: hlt
+    try m.load([0xA0, 0xFF, 0xFF, 0x8B, 0x06, 0xFF, 0xFF, 0xF4], at: 0x7C00)
+    try m.load([0xF4], at: 0x500)
+    try m.memory.write(GuestPhysicalAddress(13 * 4), value: UInt32(0x0000_0500))
+    var s = CPUState()
+    s.general.rip = 0x7C00
+    s.general.rsp = 0x7000
+    s.special.cs = .realMode(selector: 0, code: true)
+    for k in [\SpecialRegisters.ds, \.es, \.ss, \.fs, \.gs] {
+      s.special[keyPath: k] = .realMode(selector: 0)
+    }
+    s.special.idt = DescriptorTableRegister(base: 0, limit: 0x3FF)
+    try m.cpu.setState(s)
+    XCTAssertEqual(try m.cpu.run(), .halt)
+    XCTAssertEqual(try m.cpu.getState().general.rip, 0x501, "in the #GP handler")
+    XCTAssertEqual(try m.memory.read(GuestPhysicalAddress(0x7000 - 6), as: UInt16.self), 0x7C03)
+
+    // Unreal mode: mov ax,[dword 0x100000] ; hlt
+    let u = try TestMachine(ramMiB: 16)
+    try u.load([0x67, 0x8B, 0x05, 0, 0, 0x10, 0, 0xF4], at: 0x7C00)
+    try u.memory.write(GuestPhysicalAddress(0x10_0000), value: UInt16(0xBEEF))
+    s.special.ds.limit = 0xFFFF_FFFF
+    try u.cpu.setState(s)
+    XCTAssertEqual(try u.cpu.run(), .halt)
+    XCTAssertEqual(try u.cpu.getState().general.rax & 0xFFFF, 0xBEEF)
+  }
+
   func testLongModeIgnoresLimits() throws {
     // In 64-bit mode a DS with a tiny limit is not checked: mov eax,[0x2000] ; hlt
     let m = try TestMachine(ramMiB: 16)
