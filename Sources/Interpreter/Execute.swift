@@ -567,6 +567,11 @@ extension InterpreterCPU {
       rip = s == 2 ? t & 0xFFFF : t
       return
     case 0xC4, 0xC5:
+      if try isVEX() {
+        try execVEX(b)  // VEX.swift
+        rip = nextRIP
+        return
+      }
       if mode64 { throw Fault.ud() }
       try decodeModRM()
       if modIsReg { throw Fault.ud() }

@@ -251,7 +251,13 @@ public final class InterpreterCPU: VirtualCPU {
     let f7 = cpuid.lookup(leaf: 7, subleaf: 0)
     let e1 = cpuid.lookup(leaf: 0x8000_0001, subleaf: 0)
     hasPOPCNT = f1.ecx & (1 << 23) != 0
+    hasSSE3 = f1.ecx & CPUIDFeature.sse3 != 0
+    hasSSSE3 = f1.ecx & CPUIDFeature.ssse3 != 0
+    hasSSE41 = f1.ecx & CPUIDFeature.sse41 != 0
+    hasSSE42 = f1.ecx & CPUIDFeature.sse42 != 0
     hasBMI1 = f7.ebx & (1 << 3) != 0
+    hasBMI2 = f7.ebx & CPUIDFeature.bmi2 != 0
+    hasMOVBE = f1.ecx & CPUIDFeature.movbe != 0
     hasLZCNT = e1.ecx & (1 << 5) != 0
     hasXSAVE = f1.ecx & (1 << 26) != 0
     hasCX16 = f1.ecx & (1 << 13) != 0
@@ -285,7 +291,13 @@ public final class InterpreterCPU: VirtualCPU {
 
   // Feature flags from the CPUID policy.
   let hasPOPCNT: Bool
+  let hasSSE3: Bool
+  let hasSSSE3: Bool
+  let hasSSE41: Bool
+  let hasSSE42: Bool
   let hasBMI1: Bool
+  let hasBMI2: Bool
+  let hasMOVBE: Bool
   let hasLZCNT: Bool
   let hasXSAVE: Bool
   let hasCX16: Bool

@@ -225,6 +225,10 @@ extension InterpreterCPU {
       case 4: r[i] = UInt64(UInt32(truncatingIfNeeded: r[i]).byteSwapped)
       default: setReg(i, 2, 0)  // undefined for 16-bit; hardware gives 0
       }
+    case 0x38:
+      try exec0F38()  // ThreeByte.swift
+    case 0x3A:
+      try exec0F3A()
     case 0xFF:
       throw Fault.ud()  // UD0
     default:
