@@ -53,8 +53,13 @@ public final class HostEventLoop: @unchecked Sendable {
   private var armedAt: UInt64 = 0
   private var started = false
   private let exited = DispatchSemaphore(value: 0)
+  private var wakeupCount: UInt64 = 0
   /// Wake-ups of the loop thread, for tests and `--stats`.
-  public private(set) var wakeups: UInt64 = 0
+  public var wakeups: UInt64 {
+    lock.lock()
+    defer { lock.unlock() }
+    return wakeupCount
+  }
 
   private static let timerToken: UInt64 = 0
   private static let stopToken: UInt64 = 1
@@ -147,7 +152,7 @@ public final class HostEventLoop: @unchecked Sendable {
       guard n >= 0 else { return }  // EBADF and the like: nothing more will come
       for token in tokens.prefix(Int(n)) {
         lock.lock()
-        wakeups += 1
+        wakeupCount += 1
         lock.unlock()
         switch token {
         case HostEventLoop.stopToken:

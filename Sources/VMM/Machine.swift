@@ -369,6 +369,7 @@ public final class Machine {
     s["vmm.exits.hypercall"] = exits.hypercall
     s["vmm.exits.internal-error"] = exits.internalError
     s["vmm.exits.interrupted"] = exits.interrupted
+    s["vmm.host-loop.wakeups"] = hostLoop.wakeups
     if let mmu { s.merge(mmu.statistics()) { a, _ in a } }
     return s
   }
