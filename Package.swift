@@ -26,6 +26,7 @@ let package = Package(
     .target(
       name: "Engine", dependencies: ["X86", "Memory"], swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(name: "CKVM"),
+    .target(name: "CHostIO"),
     .target(name: "CX86FP"),
     .target(
       name: "KVM", dependencies: ["CKVM", "Engine", "X86", "Memory"],
@@ -38,7 +39,7 @@ let package = Package(
     .target(
       name: "VMM",
       dependencies: [
-        "X86", "Memory", "Devices", "Boot", "Engine", "KVM", "Interpreter",
+        "X86", "Memory", "Devices", "Boot", "Engine", "KVM", "Interpreter", "CHostIO",
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: [.swiftLanguageMode(.v5)]),

@@ -33,6 +33,10 @@ public final class HostMonotonicClock: GuestClock {
 
   public init() { start = HostMonotonicClock.raw() }
 
+  /// The absolute CLOCK_MONOTONIC time at which this clock reads `ns`: where
+  /// the host event loop arms its timerfd for a guest deadline.
+  public func monotonicNanoseconds(atGuest ns: UInt64) -> UInt64 { start &+ ns }
+
   static func raw() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)

@@ -30,6 +30,10 @@ public final class Machine {
   public let devices: DeviceManager?
   private let console: ConsoleOutput
   private let logger: Logger
+  /// Host I/O: the deadline timer now, disk and network back-ends later.
+  public let hostLoop: HostEventLoop
+  /// A halted vCPU sleeps on this until an interrupt source or the host needs it.
+  private let doorbell: Doorbell
   /// Memory virtualization (interpreter engine), nil for KVM.
   public let mmu: MMUVirtualization?
 
@@ -64,6 +68,8 @@ public final class Machine {
     self.config = config
     self.console = console
     self.logger = logger
+    hostLoop = try HostEventLoop()
+    doorbell = try Doorbell()
     memory = try Machine.makeMemory(config)
     portBus = PortIOBus(logger: logger)
     mmioBus = MMIOBus(logger: logger)
@@ -148,6 +154,7 @@ public final class Machine {
     lock.unlock()
     hostAttention.store(true, ordering: .releasing)
     cpu.kick()
+    doorbell.ring()
   }
 
   /// Console input from the host, delivered to the UART by the run loop.
@@ -158,6 +165,7 @@ public final class Machine {
     lock.unlock()
     hostAttention.store(true, ordering: .releasing)
     cpu.kick()
+    doorbell.ring()
   }
 
   /// Says whether console input can still arrive: a halted guest waiting only
@@ -168,6 +176,7 @@ public final class Machine {
     lock.unlock()
     hostAttention.store(true, ordering: .releasing)
     cpu.kick()
+    doorbell.ring()
   }
 
   // MARK: Run loop
@@ -183,10 +192,25 @@ public final class Machine {
         self?.requestStop(.watchdog("guest did not finish within \(t) s (--timeout)"))
       }
     }
-    // Host time: a timer thread kicks the vCPU at deadlines. Instruction-count
-    // time: the vCPU pauses at the deadline's instruction count instead.
-    let timer = config.deterministic ? nil : platform.map { TimerKicker(platform: $0, cpu: cpu) }
-    defer { timer?.stop() }
+    // Host time: the event loop's timerfd kicks the vCPU at device deadlines.
+    // Instruction-count time: the vCPU pauses at the deadline's instruction count instead.
+    if let platform, let clock = platform.clock as? HostMonotonicClock {
+      let loop = hostLoop
+      let cpu = self.cpu
+      loop.setTimerHandler { cpu.kick() }
+      platform.onDeadlineChange = { d in
+        loop.armTimer(
+          atMonotonicNanoseconds: d == .max ? 0 : clock.monotonicNanoseconds(atGuest: d))
+      }
+      if let d = platform.earliestDeadline {
+        loop.armTimer(atMonotonicNanoseconds: clock.monotonicNanoseconds(atGuest: d))
+      }
+    }
+    hostLoop.start()
+    defer {
+      hostLoop.stop()
+      platform?.onDeadlineChange = nil
+    }
     while true {
       if let o = takeHostEvents() { return o }
       if let pace = engine.pauseAt, let clock = platform?.clock as? InstructionClock {
@@ -291,7 +315,7 @@ public final class Machine {
       }
       guard let deadline = platform.earliestDeadline else {
         if inputOpen || uart.hasBacklog {
-          usleep(1000)
+          doorbell.wait(timeoutNanoseconds: nil)
           continue
         }
         return .guestFailure(
@@ -302,7 +326,7 @@ public final class Machine {
         continue
       }
       let now = platform.clock.nanoseconds
-      if deadline > now { usleep(UInt32(min((deadline - now) / 1000, 10_000))) }
+      if deadline > now { doorbell.wait(timeoutNanoseconds: deadline - now) }
     }
   }
 
@@ -337,6 +361,7 @@ public final class Machine {
     s["vmm.exits.hypercall"] = exits.hypercall
     s["vmm.exits.internal_error"] = exits.internalError
     s["vmm.host_kicks"] = exits.interrupted
+    s["vmm.host_loop.wakeups"] = hostLoop.wakeups
     if let mmu { s.merge(mmu.statistics()) { a, _ in a } }
     return s
   }

@@ -25,9 +25,11 @@ final class PCPlatform: PlatformHooks {
   let kvmClock: KVMClock
   private let timed: [TimedDevice]
 
-  /// Earliest device deadline (guest ns), UInt64.max for none; read by the
-  /// host timer thread, which kicks the vCPU when it passes.
-  let nextDeadline = AtomicDeadline()
+  /// Earliest device deadline (guest ns), UInt64.max for none.
+  private(set) var nextDeadline = UInt64.max
+  /// Told each new earliest deadline (UInt64.max: none), on the vCPU thread,
+  /// so the host event loop can arm its timer for it.
+  var onDeadlineChange: ((UInt64) -> Void)?
 
   static let tscFrequency: UInt64 = 2_000_000_000
 
@@ -74,13 +76,14 @@ final class PCPlatform: PlatformHooks {
   private func updateDeadline() {
     var earliest = UInt64.max
     for d in timed { if let t = d.nextDeadline { earliest = min(earliest, t) } }
-    nextDeadline.store(earliest)
+    guard earliest != nextDeadline else { return }
+    nextDeadline = earliest
+    onDeadlineChange?(earliest)
   }
 
   /// Guest ns of the earliest armed timer, or nil when nothing is armed.
   var earliestDeadline: UInt64? {
-    let d = nextDeadline.load()
-    return d == .max ? nil : d
+    nextDeadline == .max ? nil : nextDeadline
   }
 
   // MARK: PlatformHooks
@@ -125,21 +128,5 @@ extension PCPlatform: MSIDelivery {
   func deliver(address: UInt64, data: UInt32) {
     guard let m = IOAPICMessage(msiAddress: address, data: data) else { return }
     lapic.accept(m)
-  }
-}
-
-/// A UInt64 shared with the host timer thread.
-final class AtomicDeadline: @unchecked Sendable {
-  private let lock = NSLock()
-  private var value = UInt64.max
-  func store(_ v: UInt64) {
-    lock.lock()
-    value = v
-    lock.unlock()
-  }
-  func load() -> UInt64 {
-    lock.lock()
-    defer { lock.unlock() }
-    return value
   }
 }
