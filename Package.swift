@@ -19,13 +19,16 @@ let package = Package(
       name: "Memory", dependencies: ["X86"], swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
       name: "Devices",
-      dependencies: ["X86", .product(name: "Logging", package: "swift-log")],
+      dependencies: [
+        "X86", "Memory", "CDeviceIO", .product(name: "Logging", package: "swift-log"),
+      ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
       name: "Boot", dependencies: ["X86", "Memory"], swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
       name: "Engine", dependencies: ["X86", "Memory"], swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(name: "CKVM"),
+    .target(name: "CDeviceIO"),
     .target(name: "CX86FP"),
     .target(
       name: "KVM", dependencies: ["CKVM", "Engine", "X86", "Memory"],
@@ -57,17 +60,20 @@ let package = Package(
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .executableTarget(
       name: "difftest",
-      dependencies: ["DiffTest", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      dependencies: [
+        "DiffTest", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "DiffTestTests", dependencies: ["DiffTest"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
-    .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
+    .target(
+      name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "MemoryTests", dependencies: ["Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "DevicesTests", dependencies: ["Devices", "X86"],
+      name: "DevicesTests", dependencies: ["Devices", "Memory", "TestSupport", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "BootTests", dependencies: ["Boot", "TestSupport", "Memory", "X86"],
@@ -76,10 +82,12 @@ let package = Package(
       name: "KVMTests", dependencies: ["KVM", "TestSupport", "Engine", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "InterpreterTests", dependencies: ["Interpreter", "TestSupport", "Engine", "Memory", "X86"],
+      name: "InterpreterTests",
+      dependencies: ["Interpreter", "TestSupport", "Engine", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "VMMTests", dependencies: ["VMM", "TestSupport", "Engine", "Memory", "Devices", "Boot", "X86"],
+      name: "VMMTests",
+      dependencies: ["VMM", "TestSupport", "Engine", "Memory", "Devices", "Boot", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
   ]
 )
