@@ -108,6 +108,14 @@ public final class MMIOBus {
     mappings.sort { $0.range.lowerBound < $1.range.lowerBound }
   }
 
+  /// Removes every range `device` was registered at (a PCI BAR the guest moved).
+  public func unregister(_ device: MMIODevice) {
+    mappings.removeAll { $0.device === device }
+  }
+
+  /// The name of the device at `address`, if any.
+  public func name(at address: UInt64) -> String? { find(address)?.name }
+
   private func find(_ address: UInt64) -> Mapping? {
     var lo = 0
     var hi = mappings.count

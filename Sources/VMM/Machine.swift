@@ -23,6 +23,11 @@ public final class Machine {
   private let engine: EngineInstance
   /// The PC platform devices, for engines without an in-kernel platform.
   let platform: PCPlatform?
+  /// Ports, IRQs and windows; the ACPI tables and bus registration come from it.
+  public let layout: PlatformLayout
+  /// PCI slots, BARs, IRQs and MSI-X vectors (interpreter engine: the PCI host
+  /// lives with the emulated platform).
+  public let devices: DeviceManager?
   private let console: ConsoleOutput
   private let logger: Logger
   /// Memory virtualization (interpreter engine), nil for KVM.
@@ -71,16 +76,21 @@ public final class Machine {
     portBus = PortIOBus(logger: logger)
     mmioBus = MMIOBus(logger: logger)
 
+    let layout = PlatformLayout()
+    self.layout = layout
     try portBus.register(
-      DebugExitDevice(control: control), ports: 0xF4...0xF7, name: "isa-debug-exit")
+      DebugExitDevice(control: control), ports: layout.debugExitPorts, name: "isa-debug-exit")
     let kbc = I8042Device(control: control)
-    try portBus.register(kbc, ports: 0x60...0x60, name: "i8042 data")
-    try portBus.register(kbc, ports: 0x64...0x64, name: "i8042 command", firstOffset: 4)
+    let kbcData = layout.i8042DataPort
+    let kbcCommand = layout.i8042CommandPort
+    try portBus.register(kbc, ports: kbcData...kbcData, name: "i8042 data")
+    try portBus.register(
+      kbc, ports: kbcCommand...kbcCommand, name: "i8042 command", firstOffset: kbcCommand - kbcData)
+    let acpi = layout.acpi(cpuCount: config.cpus)
 
     // Load before creating the engine, so bad images are reported the same on every engine.
     let isLinux = LinuxBoot.isLinuxKernel(config.kernel)
     if isLinux {
-      let acpi = ACPIConfig(cpuCount: config.cpus)
       boot = try LinuxBoot.load(
         config.kernel, commandLine: config.commandLine, initrd: config.initrd, acpi: acpi,
         protocol: config.linuxProtocol, into: memory
@@ -96,17 +106,25 @@ public final class Machine {
       let clock: GuestClock = config.deterministic ? InstructionClock() : HostMonotonicClock()
       let p = try PCPlatform(
         memory: memory, portBus: portBus, mmioBus: mmioBus, clock: clock, cpuCount: config.cpus,
+        layout: layout,
         wallClockAtBoot: config.deterministic
           ? MachineConfig.deterministicEpoch : hostWallClockSeconds())
-      try PCIHost().register(on: portBus)
+      let pci = PCIHost(mmioBus: mmioBus, logger: logger)
+      try pci.register(on: portBus, ports: layout.pciConfigPorts)
       if isLinux {
-        let acpi = ACPIConfig(cpuCount: config.cpus)
         try ACPIPowerManagement(control: control, clock: p.clock, s5SleepType: acpi.s5SleepType)
           .register(on: portBus, base: acpi.pmBase)
       }
       platform = p
+      devices = DeviceManager(
+        layout: layout, pciHost: pci, interruptLines: p.irqs, msiDelivery: p)
+      try devices?.claimIRQ(Int(layout.com1IRQ), for: "uart0")
+      try devices?.claimIRQ(Int(layout.i8042IRQ), for: "i8042")
+      try devices?.claimIRQ(Int(layout.rtcIRQ), for: "CMOS RTC")
+      try devices?.claimIRQ(Int(layout.sciIRQ), for: "ACPI SCI")
     } else {
       platform = nil
+      devices = nil
     }
     engine = try EngineFactory.make(config: config, memory: memory, platform: platform)
     cpu = engine.cpu
@@ -119,10 +137,10 @@ public final class Machine {
       mmu = nil
     }
 
-    uart = UART16550(irq: IRQLine(4, lines: engine.interruptLines)) { [console] b in
-      console.write(b)
+    uart = UART16550(irq: IRQLine(Int(layout.com1IRQ), lines: engine.interruptLines)) {
+      [console] b in console.write(b)
     }
-    try portBus.register(uart, ports: 0x3F8...0x3FF, name: "uart0 (16550A)")
+    try portBus.register(uart, ports: layout.com1Ports, name: "uart0 (16550A)")
     try cpu.setState(boot.initialState)
     logger.info(
       "loaded \(config.kernelName) as \(boot.format.rawValue), entry 0x\(String(boot.initialState.general.rip, radix: 16)), engine \(cpu.engineName)"

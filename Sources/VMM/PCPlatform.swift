@@ -1,3 +1,4 @@
+import Boot
 import Devices
 import Engine
 import Foundation
@@ -32,7 +33,8 @@ final class PCPlatform: PlatformHooks {
 
   init(
     memory: GuestMemory, portBus: PortIOBus, mmioBus: MMIOBus, clock: GuestClock,
-    cpuCount: Int, wallClockAtBoot: Int64 = hostWallClockSeconds()
+    cpuCount: Int, layout: PlatformLayout = PlatformLayout(),
+    wallClockAtBoot: Int64 = hostWallClockSeconds()
   ) throws {
     self.clock = clock
     tsc = GuestTSC(clock: clock, frequency: PCPlatform.tscFrequency)
@@ -41,15 +43,15 @@ final class PCPlatform: PlatformHooks {
     pit = PIT8254(clock: clock, irq0: IRQLine(0, lines: irqs))
     let below4G = memory.regions.filter { $0.start.rawValue < 1 << 32 }.reduce(0) { $0 + $1.size }
     rtc = CMOSRTC(
-      clock: clock, irq: IRQLine(8, lines: irqs), startTime: wallClockAtBoot,
+      clock: clock, irq: IRQLine(Int(layout.rtcIRQ), lines: irqs), startTime: wallClockAtBoot,
       memoryBelow4G: below4G,
       memoryAbove4G: memory.ramSize - below4G, cpuCount: cpuCount)
     interrupts = PlatformInterrupts(lapic: lapic, pic: pic)
     ioapic.connect(to: lapic)
     try pic.register(on: portBus)
     try pit.register(on: portBus)
-    try rtc.register(on: portBus)
-    try ioapic.register(on: mmioBus)
+    try rtc.register(on: portBus, ports: layout.rtcPorts)
+    try ioapic.register(on: mmioBus, base: layout.ioapicBase)
     try lapic.register(on: mmioBus)
     timed = [pit, rtc, lapic]
     let wallNs = UInt64(max(0, wallClockAtBoot)) &* 1_000_000_000
@@ -115,6 +117,14 @@ final class PCPlatform: PlatformHooks {
       return false
     }
     return true
+  }
+}
+
+extension PCPlatform: MSIDelivery {
+  /// MSI-X messages from PCI devices go straight to the local APIC.
+  func deliver(address: UInt64, data: UInt32) {
+    guard let m = IOAPICMessage(msiAddress: address, data: data) else { return }
+    lapic.accept(m)
   }
 }
 
