@@ -48,6 +48,9 @@ public struct VirtioConfig: Equatable, Sendable {
 
   public init() {}
 
+  /// Whether no virtio device is asked for.
+  public var isEmpty: Bool { disks.isEmpty && console == .uart && !entropy }
+
   public init(disks: [String], console: String?, entropy: Bool) throws(VirtioConfigError) {
     for d in disks { self.disks.append(try VirtioConfig.parseDisk(d)) }
     if let c = console {

@@ -35,6 +35,7 @@ struct LinuxCommand: ParsableCommand {
   @Flag(help: "Instruction-count time (interpreter): repeatable runs, RTC at a fixed date.")
   var deterministic = false
   @OptionGroup var mmuOptions: MMUOptions
+  @OptionGroup var virtioOptions: VirtioOptions
   @OptionGroup var logging: LoggingOptions
 
   static let interactiveInit = StandardInitramfs.initScript(
@@ -86,7 +87,9 @@ struct LinuxCommand: ParsableCommand {
       kernel: [UInt8](kernel), kernelName: guest.bzImage, engine: .interpreter)
     config.initrd = initrd
     config.linuxProtocol = proto
-    config.commandLine = "console=ttyS0 panic=-1 quiet \(append)"
+    virtioOptions.apply(to: &config)
+    let console = config.virtio.console == .virtio ? "hvc0" : "ttyS0"
+    config.commandLine = "console=\(console) panic=-1 quiet \(append)"
     config.deterministic = deterministic
     do {
       config.memorySize = try MemorySize.parse(memory)

@@ -44,6 +44,7 @@ struct Run: ParsableCommand {
   @Flag(help: "Instruction-count time (interpreter): repeatable runs, RTC at a fixed date.")
   var deterministic = false
   @OptionGroup var mmuOptions: MMUOptions
+  @OptionGroup var virtioOptions: VirtioOptions
   @OptionGroup var logging: LoggingOptions
 
   func run() throws {
@@ -89,6 +90,7 @@ struct Run: ParsableCommand {
     config.timeout = timeout
     config.deterministic = deterministic
     let translate = try mmuOptions.apply(to: &config)
+    virtioOptions.apply(to: &config)
 
     runInteractively(config, logger: logger, stats: stats, translate: translate)
   }
