@@ -19,7 +19,9 @@ let package = Package(
       name: "Memory", dependencies: ["X86"], swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
       name: "Devices",
-      dependencies: ["X86", .product(name: "Logging", package: "swift-log")],
+      dependencies: [
+        "X86", "Memory", "CDeviceIO", .product(name: "Logging", package: "swift-log"),
+      ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
       name: "Boot", dependencies: ["X86", "Memory"], swiftSettings: [.swiftLanguageMode(.v5)]),
@@ -27,6 +29,7 @@ let package = Package(
       name: "Engine", dependencies: ["X86", "Memory"], swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(name: "CKVM"),
     .target(name: "CHostIO"),
+    .target(name: "CDeviceIO"),
     .target(name: "CX86FP"),
     .target(
       name: "KVM", dependencies: ["CKVM", "Engine", "X86", "Memory"],
@@ -58,17 +61,20 @@ let package = Package(
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .executableTarget(
       name: "difftest",
-      dependencies: ["DiffTest", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      dependencies: [
+        "DiffTest", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "DiffTestTests", dependencies: ["DiffTest"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
-    .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
+    .target(
+      name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "MemoryTests", dependencies: ["Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "DevicesTests", dependencies: ["Devices", "X86"],
+      name: "DevicesTests", dependencies: ["Devices", "Memory", "TestSupport", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "BootTests", dependencies: ["Boot", "TestSupport", "Memory", "X86"],
@@ -77,10 +83,12 @@ let package = Package(
       name: "KVMTests", dependencies: ["KVM", "TestSupport", "Engine", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "InterpreterTests", dependencies: ["Interpreter", "TestSupport", "Engine", "Memory", "X86"],
+      name: "InterpreterTests",
+      dependencies: ["Interpreter", "TestSupport", "Engine", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "VMMTests", dependencies: ["VMM", "TestSupport", "Engine", "Memory", "Devices", "Boot", "X86"],
+      name: "VMMTests",
+      dependencies: ["VMM", "TestSupport", "Engine", "Memory", "Devices", "Boot", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     // Debian boots: minutes each, release builds only (scripts/test runs them; --fast does not).
     .testTarget(

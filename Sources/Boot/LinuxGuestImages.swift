@@ -240,6 +240,10 @@ public enum StandardInitramfs {
     if [ -f /\(moduleListPath) ]; then
       for m in $(cat /\(moduleListPath)); do insmod $m 2>/dev/null; done
     fi
+    # console=hvc0 (virtio-console) appears only once its module is loaded.
+    if grep -q 'console=hvc0' /proc/cmdline && [ -c /dev/hvc0 ]; then
+      exec </dev/hvc0 >/dev/hvc0 2>&1
+    fi
     \(commands)
     poweroff -f
 

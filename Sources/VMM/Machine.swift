@@ -28,6 +28,8 @@ public final class Machine {
   /// PCI slots, BARs, IRQs and MSI-X vectors (interpreter engine: the PCI host
   /// lives with the emulated platform).
   public let devices: DeviceManager?
+  /// virtio-pci devices from `config.virtio` (see VirtioSetup.swift).
+  public let virtio: VirtioDevices?
   private let console: ConsoleOutput
   private let logger: Logger
   /// Host I/O: the deadline timer now, disk and network back-ends later.
@@ -124,6 +126,9 @@ public final class Machine {
       platform = nil
       devices = nil
     }
+    virtio = try VirtioDevices.attach(
+      config.virtio, memory: memory, manager: devices,
+      output: { [console] bytes in for b in bytes { console.write(b) } }, logger: logger)
     engine = try EngineFactory.make(config: config, memory: memory, platform: platform)
     cpu = engine.cpu
     if let icpu = cpu as? InterpreterCPU {
@@ -314,7 +319,7 @@ public final class Machine {
         continue
       }
       guard let deadline = platform.earliestDeadline else {
-        if inputOpen || uart.hasBacklog {
+        if inputOpen || uart.hasBacklog || virtio?.console?.hasBacklog == true {
           doorbell.wait(timeoutNanoseconds: nil)
           continue
         }
@@ -339,7 +344,9 @@ public final class Machine {
     pendingInput.removeAll()
     lock.unlock()
     if let stop { return stop }
-    if !input.isEmpty { uart.receive(input) }
+    if !input.isEmpty {
+      if let c = virtio?.console { c.receive(input) } else { uart.receive(input) }
+    }
     return nil
   }
 

@@ -45,6 +45,8 @@ public struct MachineConfig {
   /// time advances with retired instructions, the RTC starts at a fixed date,
   /// and two runs execute the same instructions.
   public var deterministic = false
+  /// virtio-pci disks, console and entropy device (interpreter's PCI platform).
+  public var virtio = VirtioConfig()
   /// The RTC's and kvm-clock's wall-clock date at boot in deterministic mode.
   public static let deterministicEpoch: Int64 = 1_767_225_600  // 2026-01-01T00:00:00Z
 
