@@ -83,7 +83,8 @@ let package = Package(
       name: "KVMTests", dependencies: ["KVM", "TestSupport", "Engine", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "InterpreterTests", dependencies: ["Interpreter", "TestSupport", "Engine", "Memory", "X86"],
+      name: "InterpreterTests",
+      dependencies: ["Interpreter", "Translator", "TestSupport", "Engine", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "VMMTests", dependencies: ["VMM", "TestSupport", "Engine", "Memory", "Devices", "Boot", "X86"],

@@ -55,7 +55,7 @@ public final class Machine {
   )
     throws
   {
-    guard !config.deterministic || config.engine == .interpreter else {
+    guard !config.deterministic || config.engine.interpretsInstructions else {
       throw MachineError.invalidConfig(
         "--deterministic needs the interpreter engine: KVM's guest time follows the host")
     }
@@ -92,7 +92,7 @@ public final class Machine {
         config.kernel, commandLine: "\(config.kernelName) \(config.commandLine)",
         modules: modules, into: memory)
     }
-    if config.engine == .interpreter {
+    if config.engine.interpretsInstructions {
       let clock: GuestClock = config.deterministic ? InstructionClock() : HostMonotonicClock()
       let p = try PCPlatform(
         memory: memory, portBus: portBus, mmioBus: mmioBus, clock: clock, cpuCount: config.cpus,

@@ -80,8 +80,8 @@ struct BenchCPU: ParsableCommand {
   var guests: String = "Guests/build"
   @Option(help: "Directory with the native bench_* programs (built by bench/native/build.sh).")
   var native: String = "bench/native/build"
-  @Option(help: "Comma-separated engines: interpreter, qemu, native.")
-  var engines: String = "interpreter,qemu,native"
+  @Option(help: "Comma-separated engines: interpreter, translator, qemu, native.")
+  var engines: String = "interpreter,translator,qemu,native"
   @Option(help: "Multiply every engine's work by this.")
   var size: UInt64 = 1
   @Option(
@@ -100,7 +100,7 @@ struct BenchCPU: ParsableCommand {
     var chosen: [BenchEngine] = []
     for n in engines.split(separator: ",").map(String.init) {
       guard let e = BenchEngine(name: n) else {
-        fail("unknown bench engine '\(n)' (interpreter, qemu, native)", status: 64)
+        fail("unknown bench engine '\(n)' (interpreter, translator, qemu, native)", status: 64)
       }
       chosen.append(e)
     }

@@ -27,7 +27,7 @@ struct Run: ParsableCommand {
   var cpus: Int = 1
   @Option(
     help:
-      "CPU engine: kvm or interpreter (default: kvm with hardware virtualization, else interpreter)."
+      "CPU engine: kvm, interpreter or translator (default: kvm with hardware virtualization, else interpreter)."
   )
   var engine: String?
   @Option(
@@ -51,7 +51,7 @@ struct Run: ParsableCommand {
     let engineKind: EngineKind
     if let e = engine {
       guard let k = EngineKind(rawValue: e) else {
-        throw ValidationError("unknown engine '\(e)'; choose kvm or interpreter")
+        throw ValidationError("unknown engine '\(e)'; choose kvm, interpreter or translator")
       }
       engineKind = k
     } else {
