@@ -101,7 +101,8 @@ extension InterpreterCPU {
     guard tlb.xtag[tslot] == (lin & ~0xFFF) | userKey, lin & 0xFFF <= 4096 - 16 else { return 0 }
     let host = UInt(bitPattern: tlb.xadd[tslot] &+ Int(bitPattern: UInt(lin)))
     let p = UnsafeRawPointer(bitPattern: host).unsafelyUnwrapped
-    let key = host | UInt(codeSize | (mode64 ? 0x10 : 0)) &<< 56
+    // CPL is in the key: generated code compares TLB tags with the privilege built in.
+    let key = host | UInt(codeSize | (mode64 ? 0x10 : 0) | (cpl == 3 ? 0x20 : 0)) &<< 56
     let ep = t.entries + BlockTranslator.slot(host)
     if ep.pointee.key != key || ep.pointee.rip != rip
       || (ep.pointee.length != 0 && memcmp(p, ep.pointee.bytes!, ep.pointee.length) != 0)
@@ -116,7 +117,9 @@ extension InterpreterCPU {
     let next = fn(r, t.context)
     rfl = (rfl & ~RFLAGS.status) | (t.context[0] & RFLAGS.status)
     rip = next
-    let n = budget &- t.context[1]
+    // A block never hands back more than it was given; the guard keeps a compiler bug from
+    // wrapping the batch count into a runaway loop.
+    let n = t.context[1] <= budget ? budget &- t.context[1] : budget
     t.blocksRun &+= 1
     t.blockInstructions &+= n
     return n
@@ -133,11 +136,14 @@ extension InterpreterCPU {
     var insns: [DecodedInsn] = []
     var offset = 0
     var d = DecodedInsn()
+    let compiler = BlockCompiler(
+      mode64: mode64, codeMask: codeMask, user: cpl == 3, tlb: tlb, segBase: segBase,
+      hostPage: UInt(bitPattern: p) >> 12)
     while insns.count < BlockTranslator.maxInstructions
       && Int(lin & 0xFFF) + offset <= 4096 - 16
     {
       withUnsafeMutablePointer(to: &d) { dcDecode(p + offset, $0, mode, key) }
-      guard BlockCompiler.translatable(d) else { break }
+      guard compiler.translatable(d) else { break }
       insns.append(d)
       offset += Int(d.len)
       if d.kind == DC.jcc || d.kind == DC.jmp { break }
@@ -149,7 +155,7 @@ extension InterpreterCPU {
       ep.pointee.bytes!.copyMemory(from: p, byteCount: 16)
       return
     }
-    let bytes = BlockCompiler(mode64: mode64, codeMask: codeMask).compile(insns, rip: rip)
+    let bytes = compiler.compile(insns, rip: rip)
     var entry = t.code.install(bytes)
     if entry == nil {
       t.flush()
@@ -165,25 +171,38 @@ extension InterpreterCPU {
 }
 
 /// Host code for a run of decoded guest instructions (the forms `translatable` accepts).
+///
+/// Host registers: RDI guest GPRs, RSI context; R10/R11 operand values; R8 a guest linear
+/// address, R9 its TLB addend; RAX holds the guest flags (LAHF + SETO) across a TLB check;
+/// RCX/RDX scratch. Nothing is callee-saved, so there is no prologue beyond loading flags.
 struct BlockCompiler {
   let mode64: Bool
   let codeMask: UInt64
+  /// CPL 3: the user bit is part of every TLB tag compared.
+  let user: Bool
+  let tlb: TLB
+  let segBase: UnsafeMutablePointer<UInt64>
+  /// The host page holding the block: a store there leaves the block (self-modifying code).
+  let hostPage: UInt
 
   static let g = HostReg.rdi  // guest GPRs
   static let ctx = HostReg.rsi  // context words
 
-  /// Register-only forms at 32/64-bit operand size, LEA, NOP, and direct Jcc/JMP.
-  static func translatable(_ d: DecodedInsn) -> Bool {
+  /// Register forms at 32/64-bit operand size, LEA, NOP and direct Jcc/JMP; in 64-bit
+  /// mode also their memory forms (and MOVZX loads) through the inline TLB path.
+  func translatable(_ d: DecodedInsn) -> Bool {
+    let sized = d.size == 4 || d.size == 8
+    let operandOK = d.isReg || mode64
     switch d.kind {
     case DC.jcc, DC.jmp, DC.nop: return true
-    case DC.lea: return d.size == 4 || d.size == 8
+    case DC.lea: return sized
     case DC.aluEG, DC.aluGE, DC.aluEI, DC.test, DC.testI, DC.movEG, DC.movGE, DC.incdec,
-      DC.imul:
-      return d.isReg && (d.size == 4 || d.size == 8)
-    case DC.shift, DC.movEI:
-      return d.isReg && (d.size == 4 || d.size == 8)
+      DC.imul, DC.shift, DC.movEI:
+      return sized && operandOK
+    case DC.movzx:
+      return sized && !d.isReg && mode64
     case DC.aluAI, DC.movRI:
-      return d.size == 4 || d.size == 8
+      return sized
     default:
       return false
     }
@@ -191,10 +210,33 @@ struct BlockCompiler {
 
   func reg(_ i: UInt8) -> HostMem { HostMem(Self.g, Int32(i) * 8) }
 
+  /// Flags: does the instruction read the guest's status flags, or overwrite all of them?
+  static func readsFlags(_ d: DecodedInsn) -> Bool {
+    switch d.kind {
+    case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI: return d.op == 2 || d.op == 3  // ADC, SBB
+    case DC.jcc: return true
+    case DC.shift: return d.op == 2 || d.op == 3  // RCL, RCR
+    default: return false
+    }
+  }
+  static func writesAllFlags(_ d: DecodedInsn) -> Bool {
+    switch d.kind {
+    case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI, DC.test, DC.testI, DC.imul: return true
+    default: return false  // shifts may count 0; INC/DEC keep CF
+    }
+  }
+
   func compile(_ insns: [DecodedInsn], rip start: UInt64) -> [UInt8] {
     var e = X86Encoder()
-    let g = Self.g
     let ctx = Self.ctx
+    // Flags live before each instruction (the block's end counts as a use).
+    var liveBefore = [Bool](repeating: true, count: insns.count)
+    var live = true
+    for i in insns.indices.reversed() {
+      let d = insns[i]
+      live = Self.readsFlags(d) || (!Self.writesAllFlags(d) && live)
+      liveBefore[i] = live
+    }
     // Guest status flags into the host's EFLAGS.
     e.load(.rax, HostMem(ctx, 0))
     e.push(.rax)
@@ -202,6 +244,7 @@ struct BlockCompiler {
     let top = e.newLabel()
     e.bind(top)
     let count = Int32(insns.count)
+    var sideExits: [(Label, Int, UInt64)] = []
 
     /// Leaves with RIP `next`: the flags go back to the context.
     func exit(_ next: UInt64) {
@@ -232,74 +275,171 @@ struct BlockCompiler {
       e.movImm(.rax, start)
       e.ret()
     }
+    /// The effective (linear: 64-bit mode) address of a memory operand into R8, without
+    /// touching the flags.
+    func address(_ d: DecodedInsn, next: UInt64) {
+      if d.ripRel {
+        e.movImm(.r8, next &+ d.disp)
+      } else {
+        if d.rm != 0xFF { e.load(.r8, reg(d.rm)) } else { e.movImm(.r8, 0) }
+        if d.index != 0xFF {
+          e.load(.r9, reg(d.index))
+          e.lea(.r8, HostMem(.r8, d.disp32, index: .r9, scale: UInt8(1 << d.scale)))
+        } else if d.disp32 != 0 {
+          e.lea(.r8, HostMem(.r8, d.disp32))
+        }
+      }
+      if d.seg == UInt8(FS) || d.seg == UInt8(GS) {
+        e.movImm(.r9, UInt64(UInt(bitPattern: segBase + Int(d.seg))))
+        e.load(.r9, HostMem(.r9))
+        e.lea(.r8, HostMem(.r8, 0, index: .r9))
+      }
+    }
+    /// The inline soft-TLB check for `size` bytes at R8; on a hit R9 + R8 is the host
+    /// address. A miss, a page-crossing access, or (for a write) a store into this
+    /// block's own page leaves the block before instruction `i`, for the interpreter.
+    func tlbCheck(_ i: Int, pc: UInt64, size: Int, write: Bool) {
+      let slow = e.newLabel()
+      sideExits.append((slow, i, pc))
+      e.lahf()
+      e.setcc(.o, .rax)
+      e.mov(.rdx, .r8)
+      e.shift(.shr, .rdx, imm: 12)
+      e.alu(.and, .rdx, imm: Int32(TLB.mask), .b32)
+      // The tag of the page holding the access's last byte: a page-crossing access misses.
+      e.lea(.rcx, HostMem(.r8, Int32(size - 1)))
+      e.alu(.and, .rcx, imm: -4096)
+      if user { e.alu(.or, .rcx, imm: 1) }
+      e.movImm(.r9, UInt64(UInt(bitPattern: write ? tlb.wtag : tlb.rtag)))
+      e.alu(.cmp, .rcx, HostMem(.r9, 0, index: .rdx, scale: 8))
+      e.jcc(.ne, slow)
+      e.movImm(.r9, UInt64(UInt(bitPattern: write ? tlb.wadd : tlb.radd)))
+      e.load(.r9, HostMem(.r9, 0, index: .rdx, scale: 8))
+      if write {
+        e.lea(.rcx, HostMem(.r9, 0, index: .r8))
+        e.shift(.shr, .rcx, imm: 12)
+        e.movImm(.rdx, UInt64(hostPage))
+        e.alu(.cmp, .rcx, .rdx)
+        e.jcc(.e, slow)
+      }
+      if liveBefore[i] {
+        e.alu(.add, .rax, imm: 0x7F, .b8)
+        e.sahf()
+      }
+    }
+    func hostMem() -> HostMem { HostMem(.r9, 0, index: .r8) }
 
     var pc = start
-    for d in insns {
+    for (i, d) in insns.enumerated() {
       let s: OpSize = d.size == 8 ? .b64 : .b32
       let next = (pc &+ UInt64(d.len)) & codeMask
       let op = ALUOp(rawValue: d.op & 7)!
+      /// Reads the E operand into `dst` (register or memory; `write`: the RMW check).
+      func readE(_ dst: HostReg, write: Bool) {
+        if d.isReg {
+          e.load(dst, reg(d.rm), s)
+        } else {
+          address(d, next: next)
+          tlbCheck(i, pc: pc, size: s.rawValue, write: write)
+          e.load(dst, hostMem(), s)
+        }
+      }
+      /// Writes `src` to the E operand read by `readE` (same address).
+      func writeE(_ src: HostReg) {
+        if d.isReg { e.store(reg(d.rm), src) } else { e.store(hostMem(), src, s) }
+      }
       switch d.kind {
-      case DC.aluEG, DC.aluGE:
-        let (dst, src) = d.kind == DC.aluEG ? (d.rm, d.reg) : (d.reg, d.rm)
-        e.load(.rax, reg(dst), s)
-        e.load(.rcx, reg(src), s)
-        e.alu(op, .rax, .rcx, s)
-        if op != .cmp { e.store(reg(dst), .rax) }
-      case DC.aluAI, DC.aluEI:
-        let dst: UInt8 = d.kind == DC.aluAI ? 0 : d.rm
-        e.load(.rax, reg(dst), s)
-        e.alu(op, .rax, imm: Int32(truncatingIfNeeded: d.imm), s)
-        if op != .cmp { e.store(reg(dst), .rax) }
+      case DC.aluEG:
+        readE(.r10, write: op != .cmp)
+        e.load(.r11, reg(d.reg), s)
+        e.alu(op, .r10, .r11, s)
+        if op != .cmp { writeE(.r10) }
+      case DC.aluGE:
+        readE(.r11, write: false)
+        e.load(.r10, reg(d.reg), s)
+        e.alu(op, .r10, .r11, s)
+        if op != .cmp { e.store(reg(d.reg), .r10) }
+      case DC.aluAI:
+        e.load(.r10, reg(0), s)
+        e.alu(op, .r10, imm: Int32(truncatingIfNeeded: d.imm), s)
+        if op != .cmp { e.store(reg(0), .r10) }
+      case DC.aluEI:
+        readE(.r10, write: op != .cmp)
+        e.alu(op, .r10, imm: Int32(truncatingIfNeeded: d.imm), s)
+        if op != .cmp { writeE(.r10) }
       case DC.test:
-        e.load(.rax, reg(d.rm), s)
-        e.load(.rcx, reg(d.reg), s)
-        e.test(.rax, .rcx, s)
+        readE(.r10, write: false)
+        e.load(.r11, reg(d.reg), s)
+        e.test(.r10, .r11, s)
       case DC.testI:
-        e.load(.rax, reg(d.rm), s)
-        e.test(.rax, imm: Int32(truncatingIfNeeded: d.imm), s)
-      case DC.movEG, DC.movGE:
-        let (dst, src) = d.kind == DC.movEG ? (d.rm, d.reg) : (d.reg, d.rm)
-        // A 32-bit load zero-extends, and the 64-bit store writes that: as the guest's move.
-        e.load(.rax, reg(src), s)
-        e.store(reg(dst), .rax)
+        readE(.r10, write: false)
+        e.test(.r10, imm: Int32(truncatingIfNeeded: d.imm), s)
+      case DC.movEG:
+        if d.isReg {
+          // A 32-bit load zero-extends, and the 64-bit store writes that: as the guest's move.
+          e.load(.r10, reg(d.reg), s)
+          e.store(reg(d.rm), .r10)
+        } else {
+          address(d, next: next)
+          tlbCheck(i, pc: pc, size: s.rawValue, write: true)
+          e.load(.r10, reg(d.reg), s)
+          e.store(hostMem(), .r10, s)
+        }
+      case DC.movGE:
+        readE(.r10, write: false)
+        e.store(reg(d.reg), .r10)
+      case DC.movzx:
+        let from: OpSize = d.op == 1 ? .b8 : .b16
+        address(d, next: next)
+        tlbCheck(i, pc: pc, size: from.rawValue, write: false)
+        e.loadZX(.r10, hostMem(), from)
+        e.store(reg(d.reg), .r10)
       case DC.movRI:
-        e.movImm(.rax, s == .b64 ? d.imm : d.imm & 0xFFFF_FFFF)
-        e.store(reg(d.reg), .rax)
+        e.movImm(.r10, s == .b64 ? d.imm : d.imm & 0xFFFF_FFFF)
+        e.store(reg(d.reg), .r10)
       case DC.movEI:
-        e.movImm(.rax, s == .b64 ? d.imm : d.imm & 0xFFFF_FFFF)
-        e.store(reg(d.rm), .rax)
+        let v = s == .b64 ? d.imm : d.imm & 0xFFFF_FFFF
+        if d.isReg {
+          e.movImm(.r10, v)
+          e.store(reg(d.rm), .r10)
+        } else {
+          address(d, next: next)
+          tlbCheck(i, pc: pc, size: s.rawValue, write: true)
+          e.movImm(.r10, v)
+          e.store(hostMem(), .r10, s)
+        }
       case DC.lea:
         if d.ripRel {
           let v = next &+ d.disp
-          e.movImm(.rax, s == .b64 ? v : v & 0xFFFF_FFFF)
+          e.movImm(.r10, s == .b64 ? v : v & 0xFFFF_FFFF)
         } else {
-          if d.rm != 0xFF { e.load(.rax, reg(d.rm)) } else { e.movImm(.rax, 0) }
-          let idx: HostReg? = d.index != 0xFF ? .rcx : nil
-          if d.index != 0xFF { e.load(.rcx, reg(d.index)) }
+          if d.rm != 0xFF { e.load(.r10, reg(d.rm)) } else { e.movImm(.r10, 0) }
+          let idx: HostReg? = d.index != 0xFF ? .r11 : nil
+          if d.index != 0xFF { e.load(.r11, reg(d.index)) }
           // Outside 64-bit mode addresses are 32 bits: the 32-bit LEA truncates the same way.
           let size: OpSize = s == .b64 && mode64 ? .b64 : .b32
-          e.lea(.rax, HostMem(.rax, d.disp32, index: idx, scale: UInt8(1 << d.scale)), size)
+          e.lea(.r10, HostMem(.r10, d.disp32, index: idx, scale: UInt8(1 << d.scale)), size)
         }
-        e.store(reg(d.reg), .rax)
+        e.store(reg(d.reg), .r10)
       case DC.shift:
         let sop = ShiftOp(rawValue: d.op == 6 ? 4 : d.op)!  // /6 (SAL) acts as SHL
-        e.load(.rax, reg(d.rm), s)
+        readE(.r10, write: true)
         if d.imm == 0x100 {
           e.load(.rcx, reg(1))
-          e.shiftCL(sop, .rax, s)
+          e.shiftCL(sop, .r10, s)
         } else {
-          e.shift(sop, .rax, imm: UInt8(truncatingIfNeeded: d.imm), s)
+          e.shift(sop, .r10, imm: UInt8(truncatingIfNeeded: d.imm), s)
         }
-        e.store(reg(d.rm), .rax)
+        writeE(.r10)
       case DC.incdec:
-        e.load(.rax, reg(d.rm), s)
-        if d.op == 1 { e.dec(.rax, s) } else { e.inc(.rax, s) }
-        e.store(reg(d.rm), .rax)
+        readE(.r10, write: true)
+        if d.op == 1 { e.dec(.r10, s) } else { e.inc(.r10, s) }
+        writeE(.r10)
       case DC.imul:
-        e.load(.rax, reg(d.reg), s)
-        e.load(.rcx, reg(d.rm), s)
-        e.imul(.rax, .rcx, s)
-        e.store(reg(d.reg), .rax)
+        readE(.r11, write: false)
+        e.load(.r10, reg(d.reg), s)
+        e.imul(.r10, .r11, s)
+        e.store(reg(d.reg), .r10)
       case DC.jcc:
         let target = branchTarget(next, d)
         let taken = e.newLabel()
@@ -307,18 +447,35 @@ struct BlockCompiler {
         exit(next)
         e.bind(taken)
         loopOrExit(target)
-        return e.bytes
+        return finish(&e, sideExits, count)
       case DC.jmp:
         loopOrExit(branchTarget(next, d))
-        return e.bytes
+        return finish(&e, sideExits, count)
       default:  // DC.nop
         break
       }
       pc = next
     }
     exit(pc)
+    return finish(&e, sideExits, count)
+  }
+
+  /// Appends the side exits: restore the flags saved before the TLB check, hand back the
+  /// instructions this pass did not retire, and return the faulting-or-missing
+  /// instruction's RIP for the interpreter to run.
+  func finish(_ e: inout X86Encoder, _ exits: [(Label, Int, UInt64)], _ count: Int32) -> [UInt8] {
+    for (label, i, pc) in exits {
+      e.bind(label)
+      e.alu(.add, .rax, imm: 0x7F, .b8)
+      e.sahf()
+      e.pushfq()
+      e.pop(.rcx)
+      e.store(HostMem(Self.ctx, 0), .rcx)
+      e.alu(.add, HostMem(Self.ctx, 8), imm: count - Int32(i))
+      e.movImm(.rax, pc)
+      e.ret()
+    }
     precondition(e.isResolved)
-    _ = g
     return e.bytes
   }
 

@@ -350,6 +350,9 @@ public struct X86Encoder {
     if r.high { emit(0x41) }
     emit(0x58 + r.low)
   }
+  /// AH <- SF:ZF:0:AF:0:PF:1:CF, and back (with SETO/ADD AL these save and restore the flags cheaply).
+  public mutating func lahf() { emit(0x9F) }
+  public mutating func sahf() { emit(0x9E) }
   public mutating func pushfq() { emit(0x9C) }
   public mutating func popfq() { emit(0x9D) }
 

@@ -22,12 +22,13 @@ final class TranslatorTests: XCTestCase {
     return try m.cpu.getState().general
   }
 
-  /// Random register-only instructions, assembled with our own encoder (so the guest code
+  /// Random register and memory instructions, assembled with our own encoder (so the guest code
   /// is exactly the forms the translator compiles), inside a counted loop, then HLT.
   func randomProgram(_ rng: inout SeededRandom, length: Int, loops: UInt32) -> [UInt8] {
     var e = X86Encoder()
     // rcx counts the loop; keep it out of the random destinations.
-    let regs = HostReg.allCases.filter { $0 != .rcx && $0 != .rsp }
+    // r15 points at a data area (see `run`); keep it and rcx out of the random destinations.
+    let regs = HostReg.allCases.filter { $0 != .rcx && $0 != .rsp && $0 != .r15 }
     func pick() -> HostReg { regs[Int(rng.next() % UInt64(regs.count))] }
     e.movImm(.rcx, UInt64(loops))
     let top = e.newLabel()
@@ -38,7 +39,16 @@ final class TranslatorTests: XCTestCase {
       let b = pick()
       let imm = Int32(truncatingIfNeeded: rng.next())
       let small = Int32(Int8(truncatingIfNeeded: imm))
-      switch rng.next() % 12 {
+      // Displacements across two data pages, some straddling the page boundary.
+      let disp = Int32(rng.next() % 0x1FF8)
+      let m = HostMem(.r15, rng.next() % 4 == 0 ? 0xFFC + Int32(rng.next() % 4) : disp)
+      switch rng.next() % 18 {
+      case 12: e.store(m, a, s)
+      case 13: e.load(a, m, s)
+      case 14: e.alu(ALUOp(rawValue: UInt8(rng.next() % 8))!, a, m, s)
+      case 15: e.alu(ALUOp(rawValue: UInt8(rng.next() % 8))!, m, a, s)
+      case 16: e.alu(ALUOp(rawValue: UInt8(rng.next() % 8))!, m, imm: small, s)
+      case 17: e.loadZX(a, m, rng.next() & 1 == 0 ? .b8 : .b16)
       case 0: e.alu(ALUOp(rawValue: UInt8(rng.next() % 8))!, a, b, s)
       case 1:
         e.alu(ALUOp(rawValue: UInt8(rng.next() % 8))!, a, imm: rng.next() & 1 == 0 ? imm : small, s)
@@ -71,14 +81,22 @@ final class TranslatorTests: XCTestCase {
     var rng = SeededRandom(seed: seed ^ 0x5EED)
     var s = try m.cpu.getState()
     for i in 0..<16 where i != 4 { s.general[i] = rng.next() }
+    // Data in the code's own page for odd seeds (stores there leave the block), else apart.
+    s.general[15] = UnitTests.codeBase + (seed & 1 == 1 ? 0x800 : 0x10000)
     s.general.rflags = 2 | (rng.next() & RFLAGS.status)
     try m.cpu.setState(s)
-    let g = try runToHalt(m)
+    var g = try runToHalt(m)
+    // Fold the data area into r15's slot so callers compare memory too.
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in try m.memory.readBytes(GuestPhysicalAddress(g.r15), count: 0x2000) {
+      h = (h ^ UInt64(b)) &* 0x100_0000_01b3
+    }
+    g.r15 = h
     let st = m.cpu.statistics()
     return (g, st["instructions"] ?? 0, st)
   }
 
-  func testRandomRegisterCodeMatchesTheInterpreter() throws {
+  func testRandomCodeMatchesTheInterpreter() throws {
     var translated: UInt64 = 0
     var total: UInt64 = 0
     for seed in UInt64(1)...60 {

@@ -153,6 +153,8 @@ final class X86EncoderTests: XCTestCase {
       add("call \(name(r, .b64))") { $0.call(r) }
       add("jmp \(name(r, .b64))") { $0.jmp(r) }
     }
+    add("lahf") { $0.lahf() }
+    add("sahf") { $0.sahf() }
     add("pushfq") { $0.pushfq() }
     add("popfq") { $0.popfq() }
     add("ret") { $0.ret() }
