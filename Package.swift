@@ -35,10 +35,14 @@ let package = Package(
       name: "KVM", dependencies: ["CKVM", "Engine", "X86", "Memory"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
-      name: "Interpreter", dependencies: ["Engine", "X86", "Memory", "CX86FP"],
+      name: "Interpreter", dependencies: ["Engine", "X86", "Memory", "CX86FP", "Translator"],
       swiftSettings: [
         .swiftLanguageMode(.v5), .unsafeFlags(["-enforce-exclusivity=unchecked"]),
       ]),
+    // Binary translation: host-code generation for the translator engine.
+    .target(
+      name: "Translator", dependencies: ["Engine", "X86", "Memory"],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
       name: "VMM",
       dependencies: [
@@ -71,6 +75,9 @@ let package = Package(
     .target(
       name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
+      name: "TranslatorTests", dependencies: ["Translator"],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .testTarget(
       name: "MemoryTests", dependencies: ["Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
@@ -84,7 +91,7 @@ let package = Package(
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "InterpreterTests",
-      dependencies: ["Interpreter", "TestSupport", "Engine", "Memory", "X86"],
+      dependencies: ["Interpreter", "Translator", "TestSupport", "Engine", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "VMMTests",

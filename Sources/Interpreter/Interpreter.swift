@@ -74,7 +74,7 @@ let GS = 5
 
 /// The x86-64 interpreter: decodes and executes every guest instruction in software.
 public final class InterpreterCPU: VirtualCPU {
-  public let engineName = "interpreter"
+  public var engineName: String { translator == nil ? "interpreter" : "translator" }
   public var interruptInput: InterruptInput?
   /// The VMM's platform: shared TSC and platform MSRs (APIC base, TSC deadline,
   /// kvm-clock). nil: the CPU keeps them itself.
@@ -218,6 +218,8 @@ public final class InterpreterCPU: VirtualCPU {
   var tlb: TLB
   /// Pre-decoded instructions (DecodeCache.swift).
   let dcache: DecodeCache
+  /// Translated blocks (TranslatorSupport.swift); nil: interpret everything.
+  var translator: BlockTranslator?
   /// log2 of the largest page size cached since the last full flush (12 = only 4 KiB pages).
   var tlbLargestPage: UInt64 = 12
   let mmuHW = MMUHardwareState()
@@ -386,6 +388,7 @@ public final class InterpreterCPU: VirtualCPU {
 
   public func statistics() -> [String: UInt64] {
     stats.dictionary(instructions: instructions).merging(mmuStatistics()) { a, _ in a }
+      .merging(translator?.statistics ?? [:]) { a, _ in a }
   }
 
   /// Runs guest code until an exit.
@@ -467,6 +470,13 @@ public final class InterpreterCPU: VirtualCPU {
     var n = budget
     stop = false
     while n != 0 {
+      if let t = translator {
+        let k = runBlock(t, n)
+        if k != 0 {
+          n &-= k
+          continue
+        }
+      }
       do {
         try stepCached()
       } catch {

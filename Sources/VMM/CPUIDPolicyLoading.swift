@@ -90,7 +90,7 @@ extension CPUIDPolicy {
 public enum EngineFeatures {
   public static func implemented(by engine: EngineKind) -> Set<String> {
     switch engine {
-    case .interpreter:
+    case .interpreter, .translator:
       return InterpreterCPU.implementedFeatures
     case .kvm:
       let host = KVMHost.probe()

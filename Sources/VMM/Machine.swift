@@ -102,7 +102,7 @@ public final class Machine {
         config.kernel, commandLine: "\(config.kernelName) \(config.commandLine)",
         modules: modules, into: memory)
     }
-    if config.engine == .interpreter {
+    if config.engine.interpretsInstructions {
       let clock: GuestClock = config.deterministic ? InstructionClock() : HostMonotonicClock()
       let p = try PCPlatform(
         memory: memory, portBus: portBus, mmioBus: mmioBus, clock: clock, cpuCount: config.cpus,

@@ -6,6 +6,8 @@ import Interpreter
 public enum EngineKind: String, CaseIterable, Sendable {
   case kvm
   case interpreter
+  /// The interpreter with register-only blocks compiled to host code (Sources/Translator).
+  case translator
 }
 
 /// Everything needed to build and run one VM.
