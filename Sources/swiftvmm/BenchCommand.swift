@@ -100,19 +100,19 @@ struct BenchCPU: ParsableCommand {
     var chosen: [BenchEngine] = []
     for n in engines.split(separator: ",").map(String.init) {
       guard let e = BenchEngine(name: n) else {
-        fail("unknown bench engine '\(n)' (interpreter, translator, qemu, native)", status: 64)
+        fail("unknown bench engine '\(n)' (interpreter, translator, qemu, native)", status: .usage)
       }
       chosen.append(e)
     }
     guard repeats >= 1, size >= 1, target > 0 else {
-      fail("--repeats and --size must be at least 1, --target positive", status: 64)
+      fail("--repeats and --size must be at least 1, --target positive", status: .usage)
     }
     var workloads: [BenchWorkload] = []
     for n in only.split(separator: ",").map(String.init) {
       guard let w = BenchWorkload.all.first(where: { $0.name == n }) else {
         fail(
           "unknown workload '\(n)' (\(BenchWorkload.all.map(\.name).joined(separator: ", ")))",
-          status: 64)
+          status: .usage)
       }
       workloads.append(w)
     }
