@@ -29,6 +29,8 @@ let package = Package(
       name: "Engine", dependencies: ["X86", "Memory"], swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(name: "CKVM"),
     .target(name: "CDeviceIO"),
+    // libslirp (user-mode networking) and TAP; needs Debian's libslirp-dev.
+    .target(name: "CNetwork", linkerSettings: [.linkedLibrary("slirp")]),
     .target(name: "CX86FP"),
     .target(
       name: "KVM", dependencies: ["CKVM", "Engine", "X86", "Memory"],
@@ -41,7 +43,7 @@ let package = Package(
     .target(
       name: "VMM",
       dependencies: [
-        "X86", "Memory", "Devices", "Boot", "Engine", "KVM", "Interpreter",
+        "X86", "Memory", "Devices", "Boot", "Engine", "KVM", "Interpreter", "CNetwork",
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
