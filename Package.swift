@@ -30,6 +30,8 @@ let package = Package(
     .target(name: "CKVM"),
     .target(name: "CHostIO"),
     .target(name: "CDeviceIO"),
+    // libslirp (user-mode networking) and TAP; needs Debian's libslirp-dev.
+    .target(name: "CNetwork", linkerSettings: [.linkedLibrary("slirp")]),
     .target(name: "CX86FP"),
     .target(
       name: "KVM", dependencies: ["CKVM", "Engine", "X86", "Memory"],
@@ -46,7 +48,7 @@ let package = Package(
     .target(
       name: "VMM",
       dependencies: [
-        "X86", "Memory", "Devices", "Boot", "Engine", "KVM", "Interpreter", "CHostIO",
+        "X86", "Memory", "Devices", "Boot", "Engine", "KVM", "Interpreter", "CHostIO", "CNetwork",
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: [.swiftLanguageMode(.v5)]),

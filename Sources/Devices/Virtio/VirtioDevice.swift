@@ -9,6 +9,7 @@ public enum VirtioFeature {
 
 /// Device IDs (virtio 1.2 §5); the PCI device ID is 0x1040 + this.
 public enum VirtioDeviceType: UInt16 {
+  case network = 1
   case block = 2
   case console = 3
   case entropy = 4
