@@ -83,6 +83,7 @@ public final class VirtioPCI: PCIConfigSpace, PCIDevice, VirtioTransport {
     precondition(device.configSize <= 0x1000 && queues.count <= 0x400, "fits its BAR pages")
     let classCode: UInt32
     switch device.deviceType {
+    case .network: classCode = 0x02_0000  // network, Ethernet
     case .block: classCode = 0x01_8000  // mass storage, other
     case .console: classCode = 0x07_8000  // communication, other
     case .entropy: classCode = 0xFF_0000  // unclassified
