@@ -50,6 +50,11 @@ extension InterpreterCPU {
     fpuRegs.storeBytes(of: UInt16(0xFFFF), toByteOffset: (i & 7) &* 16 &+ 8, as: UInt16.self)
   }
 
+  /// The mandatory prefix that selects the form: F3 or F2 takes precedence over 66.
+  @inline(__always) var ssePrefix: SSEPrefix {
+    rep == 0xF3 ? .pF3 : rep == 0xF2 ? .pF2 : has66 ? .p66 : .none
+  }
+
   // MARK: Availability checks
 
   /// SSE instructions: #UD without OSFXSR or with EM, #NM with TS.
@@ -169,7 +174,7 @@ extension InterpreterCPU {
   /// The SSE/SSE2/MMX part of the 0F map. Returns false for opcodes that are
   /// not SSE/MMX (the caller raises #UD); RIP is set by the caller.
   func execSSE(_ b: UInt8) throws(Fault) -> Bool {
-    let p: SSEPrefix = rep == 0xF3 ? .pF3 : rep == 0xF2 ? .pF2 : has66 ? .p66 : .none
+    let p = ssePrefix
     // The immediate is fetched before the memory operand is used, so that a
     // RIP-relative address is relative to the end of the instruction.
     let hasImm = (b >= 0x70 && b <= 0x73) || b == 0xC2 || b == 0xC4 || b == 0xC5 || b == 0xC6

@@ -422,8 +422,9 @@ extension InterpreterCPU {
       default: throw Fault.ud()
       }
     default:
-      // SSE3+ (ADDSUBPD, LDDQU, HADD/HSUB) and VMX opcodes in this range.
-      if b == 0xD0 || b == 0xF0 || (0x78...0x7D).contains(b) { throw Fault.ud() }
+      // VMREAD/VMWRITE and AMD's SSE4a EXTRQ/INSERTQ (not implemented); the SSE3
+      // opcodes here (D0, F0, 7C, 7D) are taken by execSSE first.
+      if (0x78...0x7B).contains(b) { throw Fault.ud() }
       if p == .none && (b == 0x6C || b == 0x6D) { throw Fault.ud() }
       switch p {
       case .none:

@@ -6,7 +6,7 @@ import X86
 extension InterpreterCPU {
   func exec0F38() throws(Fault) {
     let b = try fetch8()
-    let p: SSEPrefix = rep == 0xF3 ? .pF3 : rep == 0xF2 ? .pF2 : has66 ? .p66 : .none
+    let p = ssePrefix
     try decodeModRM()
     switch b {
     case 0x00...0x0B, 0x1C...0x1E:
@@ -25,7 +25,7 @@ extension InterpreterCPU {
 
   func exec0F3A() throws(Fault) {
     let b = try fetch8()
-    let p: SSEPrefix = rep == 0xF3 ? .pF3 : rep == 0xF2 ? .pF2 : has66 ? .p66 : .none
+    let p = ssePrefix
     try decodeModRM()
     // The immediate comes before any memory access (RIP-relative operands end after it).
     let imm = Int(try fetch8())

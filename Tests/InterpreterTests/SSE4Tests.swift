@@ -101,4 +101,19 @@ final class SSE4Tests: XCTestCase {
       XCTAssertNotEqual(try machine(code + [0xF4], cpuid: p).cpu.run(), .halt)
     }
   }
+
+  /// In 32-bit protected mode C4 followed by ModRM.mod = 11 is VEX, not LES:
+  /// ANDN eax, ebx, ecx.
+  func testVEXInProtectedMode32() throws {
+    let m = try TestMachine(ramMiB: 64)
+    try m.load(
+      [
+        0xBB, 0x0F, 0x0F, 0x0F, 0x0F,  // mov ebx, 0x0f0f0f0f
+        0xB9, 0x78, 0x56, 0x34, 0x12,  // mov ecx, 0x12345678
+        0xC4, 0xE2, 0x60, 0xF2, 0xC1,  // andn eax, ebx, ecx
+        0xF4,
+      ], at: SSE4Tests.code)
+    try m.setProtectedMode32(rip: SSE4Tests.code)
+    XCTAssertEqual(try run(m).rax & 0xFFFF_FFFF, 0x1030_5070)
+  }
 }
