@@ -93,7 +93,9 @@ public final class MMIOBus {
     let device: MMIODevice
   }
   private var mappings: [Mapping] = []
-  private var warned = Set<UInt64>()
+  /// Unassigned addresses already logged; capped, since a guest can touch any number of them.
+  private(set) var warned = Set<UInt64>()
+  static let maxWarnings = 256
   private let logger: Logger
 
   public init(logger: Logger = Logger(label: "swiftvmm.mmio")) { self.logger = logger }
@@ -147,6 +149,7 @@ public final class MMIOBus {
   }
 
   private func unmapped(_ address: UInt64, _ what: String) {
+    guard warned.count < MMIOBus.maxWarnings else { return }
     if warned.insert(address).inserted {
       logger.debug(
         "unassigned MMIO address 0x\(String(address, radix: 16)) (\(what)); reads as all-ones")
