@@ -142,6 +142,8 @@ final class DeviceManagerTests: XCTestCase {
     let l = PlatformLayout()
     XCTAssertEqual(l.localAPICBase, LocalAPIC.defaultBase)
     XCTAssertEqual(l.ioapicPins, IOAPIC.pinCount)
+    XCTAssertEqual(l.ioapicBase, IOAPIC.defaultBase)
+    XCTAssertEqual(Int(l.pitGSI), ISAInterruptRouter.ioapicPin(forIRQ: 0))
     XCTAssertTrue(l.pciMMIOWindow.upperBound <= l.ioapicBase)
     XCTAssertTrue(l.pciHole.contains(l.pciMMIOWindow.lowerBound))
   }
