@@ -56,6 +56,13 @@ final class BusTests: XCTestCase {
     XCTAssertEqual(bus.read(address: 0xFEC0_1000, size: 4), 0xFFFF_FFFF)
   }
 
+  func testUnassignedMMIOWarningsStayBounded() {
+    let bus = MMIOBus()
+    for i in 0..<UInt64(5000) { _ = bus.read(address: 0xD000_0000 + i * 8, size: 4) }
+    XCTAssertEqual(
+      bus.warned.count, MMIOBus.maxWarnings, "a scanning guest must not grow host memory")
+  }
+
   func testDebugExitStatus() {
     let c = MachineControl()
     let d = DebugExitDevice(control: c)

@@ -1,5 +1,6 @@
 import Boot
 import Devices
+import TestSupport
 import XCTest
 
 @testable import VMM
@@ -141,7 +142,32 @@ final class DeviceManagerTests: XCTestCase {
     let l = PlatformLayout()
     XCTAssertEqual(l.localAPICBase, LocalAPIC.defaultBase)
     XCTAssertEqual(l.ioapicPins, IOAPIC.pinCount)
+    XCTAssertEqual(l.ioapicBase, IOAPIC.defaultBase)
+    XCTAssertEqual(Int(l.pitGSI), ISAInterruptRouter.ioapicPin(forIRQ: 0))
     XCTAssertTrue(l.pciMMIOWindow.upperBound <= l.ioapicBase)
     XCTAssertTrue(l.pciHole.contains(l.pciMMIOWindow.lowerBound))
+  }
+}
+
+/// End to end on the interpreter: guest code reads a BAR the device manager
+/// placed, and the value it got leaves through isa-debug-exit.
+final class PCIMachineTests: XCTestCase {
+  func testGuestReadsABARTheDeviceManagerPlaced() throws {
+    let dev = try BARDevice(bars: [(0, PCIBARDescriptor(size: 0x1000))])
+    // The first BAR lands at the bottom of the window; the guest reads BAR0 + 8.
+    let bar0 = PlatformLayout().pciMMIOWindow.lowerBound + 8
+    let a = (0..<4).map { UInt8(truncatingIfNeeded: bar0 >> (8 * UInt64($0))) }
+    // mov eax, [bar0 + 8]; out 0xf4, eax; hlt
+    var c = MachineConfig(
+      kernel: FlatMultiboot.image(code: [0xA1] + a + [0xE7, 0xF4, 0xF4]), kernelName: "bar",
+      engine: .interpreter)
+    c.memorySize = 64 << 20
+    c.timeout = 60
+    let m = try Machine(config: c, console: ConsoleOutput(capturing: ()))
+    let devices = try XCTUnwrap(m.devices)
+    let r = try devices.addPCIDevice(dev, name: "test")
+    XCTAssertEqual(r.bars.first?.base, PlatformLayout().pciMMIOWindow.lowerBound)
+    // BARDevice answers (bar << 32 | offset): the low dword is 8, so the status is 8*2+1.
+    XCTAssertEqual(m.run(), .debugExit(status: 17))
   }
 }
