@@ -8,7 +8,8 @@ public struct StatsReport {
   /// Units of the fields that carry one; counters are plain event counts.
   static let units: [String: String] = [
     "wall_seconds": "seconds", "memory_bytes": "bytes", "timeout_seconds": "seconds",
-    "counters": "events since the VM started",
+    "counters":
+      "events since the VM started; the gauges (mmu.host_frames_used, mmu.vmm_table_frames*, mmu.nested.*_pages, mmu.nested.table_frames, mmu.shadow.pages*, mmu.pv.pinned) count 4 KiB pages at the end",
   ]
 
   public var label: String
