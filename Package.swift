@@ -19,26 +19,36 @@ let package = Package(
       name: "Memory", dependencies: ["X86"], swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
       name: "Devices",
-      dependencies: ["X86", .product(name: "Logging", package: "swift-log")],
+      dependencies: [
+        "X86", "Memory", "CDeviceIO", .product(name: "Logging", package: "swift-log"),
+      ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
       name: "Boot", dependencies: ["X86", "Memory"], swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
       name: "Engine", dependencies: ["X86", "Memory"], swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(name: "CKVM"),
+    .target(name: "CHostIO"),
+    .target(name: "CDeviceIO"),
+    // libslirp (user-mode networking) and TAP; needs Debian's libslirp-dev.
+    .target(name: "CNetwork", linkerSettings: [.linkedLibrary("slirp")]),
     .target(name: "CX86FP"),
     .target(
       name: "KVM", dependencies: ["CKVM", "Engine", "X86", "Memory"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
-      name: "Interpreter", dependencies: ["Engine", "X86", "Memory", "CX86FP"],
+      name: "Interpreter", dependencies: ["Engine", "X86", "Memory", "CX86FP", "Translator"],
       swiftSettings: [
         .swiftLanguageMode(.v5), .unsafeFlags(["-enforce-exclusivity=unchecked"]),
       ]),
+    // Binary translation: host-code generation for the translator engine.
+    .target(
+      name: "Translator", dependencies: ["Engine", "X86", "Memory"],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
       name: "VMM",
       dependencies: [
-        "X86", "Memory", "Devices", "Boot", "Engine", "KVM", "Interpreter",
+        "X86", "Memory", "Devices", "Boot", "Engine", "KVM", "Interpreter", "CHostIO", "CNetwork",
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
@@ -57,17 +67,23 @@ let package = Package(
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .executableTarget(
       name: "difftest",
-      dependencies: ["DiffTest", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      dependencies: [
+        "DiffTest", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "DiffTestTests", dependencies: ["DiffTest"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
-    .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
+    .target(
+      name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
+    .testTarget(
+      name: "TranslatorTests", dependencies: ["Translator"],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "MemoryTests", dependencies: ["Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "DevicesTests", dependencies: ["Devices", "X86"],
+      name: "DevicesTests", dependencies: ["Devices", "Memory", "TestSupport", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "BootTests", dependencies: ["Boot", "TestSupport", "Memory", "X86"],
@@ -76,10 +92,12 @@ let package = Package(
       name: "KVMTests", dependencies: ["KVM", "TestSupport", "Engine", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "InterpreterTests", dependencies: ["Interpreter", "TestSupport", "Engine", "Memory", "X86"],
+      name: "InterpreterTests",
+      dependencies: ["Interpreter", "Translator", "TestSupport", "Engine", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "VMMTests", dependencies: ["VMM", "TestSupport", "Engine", "Memory", "Devices", "Boot", "X86"],
+      name: "VMMTests",
+      dependencies: ["VMM", "TestSupport", "Engine", "Memory", "Devices", "Boot", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     // Debian boots: minutes each, release builds only (scripts/test runs them; --fast does not).
     .testTarget(

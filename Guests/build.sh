@@ -61,7 +61,7 @@ LDFLAGS=(-nostdlib -static --no-pie --build-id=none --gc-sections
 
 cd "$HERE"   # relative source paths keep objects independent of the checkout location
 
-RUNTIME_SRCS=(runtime/rt.c runtime/printf.c runtime/string.c runtime/sys.c runtime/stack.S runtime/trap.S)
+RUNTIME_SRCS=(runtime/rt.c runtime/cmdline.c runtime/printf.c runtime/string.c runtime/sys.c runtime/stack.S runtime/trap.S)
 GUESTS=()
 for d in */; do
     d=${d%/}

@@ -34,10 +34,18 @@ declare -A EXPECT=(
     [tlb_thrash]='^tlb_thrash: pages=(4k|2m) mb=256 steps=3000000 result=02a46e15d6e7684b$'
     # QEMU has no SwiftVMM PV MMU: the guest says so and exits with code 3 (status 7)
     [pv_mmu]='^pv_mmu: no SwiftVMM PV MMU \(hypervisor signature ".*"\)$'
+    [virtio]='^PASS virtio$'
 )
 # guest -> RAM in MiB (default 256) and expected host exit status (default 1 = guest code 0)
 declare -A MEM=([tlb_thrash]=512)
 declare -A STATUS=([pv_mmu]=7)
+
+# virtio: a scratch disk and QEMU's modern-only virtio-blk and virtio-rng
+DISK=$(mktemp /tmp/qemu-test-disk.XXXXXX)
+trap 'rm -f "$DISK"' EXIT
+truncate -s 1M "$DISK"
+VIRTIO_ARGS=(-drive "file=$DISK,if=none,id=d0,format=raw"
+             -device virtio-blk-pci,drive=d0,disable-legacy=on -device virtio-rng-pci,disable-legacy=on)
 
 fail=0
 run() {   # run LABEL EXPECT-REGEX qemu-args...
@@ -66,11 +74,13 @@ for g in $(printf '%s\n' "${!EXPECT[@]}" | sort); do
     RUN_STATUS=${STATUS[$g]:-1}
     args="count=1000"
     [[ $g == bench_* && $QUICK == 1 ]] && args="div=20"
-    [[ -f "$B/$g.elf" ]] && run "$g.elf" "${EXPECT[$g]}" -kernel "$B/$g.elf" -append "$args"
+    extra=()
+    [[ $g == virtio ]] && extra=("${VIRTIO_ARGS[@]}")
+    [[ -f "$B/$g.elf" ]] && run "$g.elf" "${EXPECT[$g]}" -kernel "$B/$g.elf" -append "$args" "${extra[@]}"
     [[ $g == bench_chase && -f "$B/$g.elf" ]] && run "$g.elf pages=4k" "${EXPECT[$g]}" -kernel "$B/$g.elf" -append "$args pages=4k"
     [[ $g == tlb_thrash && -f "$B/$g.elf" ]] && run "$g.elf pages=2m" "${EXPECT[$g]}" -kernel "$B/$g.elf" -append "$args pages=2m"
     # pvmock=1: the same test kernel against its in-guest model of the hypercalls
     [[ $g == pv_mmu && -f "$B/$g.elf" ]] && RUN_STATUS=1 run "$g.elf pvmock=1" '^PASS pv_mmu$' -kernel "$B/$g.elf" -append "pvmock=1"
-    [[ -f "$B/${g}64.elf" && -f "$B/boot64.elf" ]] && run "${g}64.elf (boot64)" "${EXPECT[$g]}" -kernel "$B/boot64.elf" -initrd "$B/${g}64.elf"
+    [[ -f "$B/${g}64.elf" && -f "$B/boot64.elf" ]] && run "${g}64.elf (boot64)" "${EXPECT[$g]}" -kernel "$B/boot64.elf" -initrd "$B/${g}64.elf" "${extra[@]}"
 done
 exit $fail

@@ -1,25 +1,45 @@
 import Memory
 
-/// What the ACPI tables describe. Defaults match the PC the VMM builds:
-/// LAPICs at 0xFEE00000, one IOAPIC at 0xFEC00000 (GSI 0-23), ISA IRQ0 on GSI 2,
-/// the SCI on IRQ 9 (level, active high), and a PIIX4-like PM block at I/O 0x600.
+/// What the ACPI tables describe: the platform layout (LAPICs, the IOAPIC,
+/// ISA IRQ0 on GSI 2, the SCI, the PIIX4-like PM block, legacy devices, the
+/// PCI root bridge and its INTx routing) plus the CPU count.
 public struct ACPIConfig: Equatable {
   public var cpuCount: Int = 1
-  public var localAPICAddress: UInt32 = 0xFEE0_0000
-  public var ioapicID: UInt8 = 0
-  public var ioapicAddress: UInt32 = 0xFEC0_0000
-  public var sciIRQ: UInt8 = 9
-  /// PM1a event block (4 bytes: PM1_STS, PM1_EN), control block (2 bytes) and the
-  /// PM timer (4 bytes, 32-bit counter at 3.579545 MHz) follow each other from here.
-  public var pmBase: UInt16 = 0x600
+  /// The one description of ports, IRQs and windows the tables are generated from.
+  public var platform = PlatformLayout()
   /// Advertise the PM timer; turn off if the VMM has no PM timer device (Linux then skips acpi_pm).
   public var pmTimer: Bool = true
   /// SLP_TYP for S5 in \_S5 (QEMU's PIIX4 PM powers off on 0; ours uses 5).
   public var s5SleepType: UInt16 = ACPITables.s5SleepType
   /// Describe COM1, the i8042 and the RTC in the DSDT, so Linux finds them via PNP as under QEMU.
   public var legacyDevices: Bool = true
+  /// Describe the PCI root bridge `PCI0` (bus 0, config ports, BAR window, `_PRT`).
+  public var pciRootBridge: Bool = true
 
   public init(cpuCount: Int = 1) { self.cpuCount = cpuCount }
+
+  public var localAPICAddress: UInt32 {
+    get { UInt32(truncatingIfNeeded: platform.localAPICBase) }
+    set { platform.localAPICBase = UInt64(newValue) }
+  }
+  public var ioapicID: UInt8 {
+    get { platform.ioapicID }
+    set { platform.ioapicID = newValue }
+  }
+  public var ioapicAddress: UInt32 {
+    get { UInt32(truncatingIfNeeded: platform.ioapicBase) }
+    set { platform.ioapicBase = UInt64(newValue) }
+  }
+  public var sciIRQ: UInt8 {
+    get { platform.sciIRQ }
+    set { platform.sciIRQ = newValue }
+  }
+  /// PM1a event block (4 bytes: PM1_STS, PM1_EN), control block (2 bytes) and the
+  /// PM timer (4 bytes, 32-bit counter at 3.579545 MHz) follow each other from here.
+  public var pmBase: UInt16 {
+    get { platform.pmBase }
+    set { platform.pmBase = newValue }
+  }
 
   public var pm1aEventBlock: UInt16 { pmBase }
   public var pm1aControlBlock: UInt16 { pmBase + 4 }
@@ -200,7 +220,7 @@ public enum ACPITables {
     }
     b += [1, 12, c.ioapicID, 0] + AML.le(UInt64(c.ioapicAddress), 4) + AML.le(0, 4)
     // Interrupt source overrides: bus 0 (ISA), source, GSI, flags.
-    b += [2, 10, 0, 0] + AML.le(2, 4) + AML.le(0, 2)  // PIT IRQ0 -> GSI 2
+    b += [2, 10, 0, 0] + AML.le(UInt64(c.platform.pitGSI), 4) + AML.le(0, 2)  // PIT IRQ0
     // SCI: active high (01), level (11 << 2).
     b += [2, 10, 0, c.sciIRQ] + AML.le(UInt64(c.sciIRQ), 4) + AML.le(0x1 | 0x3 << 2, 2)
     // LINT1 of every processor is NMI; flags 0 (bus default), as QEMU reports it.
@@ -210,28 +230,32 @@ public enum ACPITables {
 
   static func dsdt(_ c: ACPIConfig) -> [UInt8] {
     var sb: [UInt8] = []
+    let p = c.platform
+    func io(_ r: ClosedRange<UInt16>) -> [UInt8] {
+      AML.Resource.io(r.lowerBound, length: UInt8(r.count))
+    }
     if c.legacyDevices {
       sb += AML.device(
         "COM1",
         AML.nameDecl("_HID", AML.eisaID("PNP0501")) + AML.nameDecl("_UID", AML.integer(1))
           + AML.nameDecl(
-            "_CRS", AML.Resource.template([AML.Resource.io(0x3F8, length: 8), AML.Resource.irq(4)]))
-      )
+            "_CRS", AML.Resource.template([io(p.com1Ports), AML.Resource.irq(p.com1IRQ)])))
       sb += AML.device(
         "KBD",
         AML.nameDecl("_HID", AML.eisaID("PNP0303"))
           + AML.nameDecl(
             "_CRS",
             AML.Resource.template([
-              AML.Resource.io(0x60, length: 1), AML.Resource.io(0x64, length: 1),
-              AML.Resource.irq(1),
+              AML.Resource.io(p.i8042DataPort, length: 1),
+              AML.Resource.io(p.i8042CommandPort, length: 1), AML.Resource.irq(p.i8042IRQ),
             ])))
       sb += AML.device(
         "RTC",
         AML.nameDecl("_HID", AML.eisaID("PNP0B00"))
           + AML.nameDecl(
-            "_CRS", AML.Resource.template([AML.Resource.io(0x70, length: 2), AML.Resource.irq(8)])))
+            "_CRS", AML.Resource.template([io(p.rtcPorts), AML.Resource.irq(p.rtcIRQ)])))
     }
+    if c.pciRootBridge { sb += pciRootBridge(p) }
     let body =
       AML.scope("\\_SB", sb)
       + AML.nameDecl(
@@ -242,6 +266,36 @@ public enum ACPITables {
         ]))
     // Revision 2: 64-bit AML integers.
     return table("DSDT", revision: 2, body)
+  }
+
+  /// `PCI0`: bus 0 behind config mechanism 1, the I/O ports around the config
+  /// ports and the BAR window it forwards, and `_PRT` with the INTx swizzle
+  /// the device manager wires (`PlatformLayout.pciINTxGSI`), as GSIs.
+  static func pciRootBridge(_ p: PlatformLayout) -> [UInt8] {
+    let cfg = p.pciConfigPorts
+    let crs = AML.Resource.template([
+      AML.Resource.wordAddress(type: 2, min: 0, max: 0xFF),
+      AML.Resource.io(cfg.lowerBound, length: UInt8(cfg.count)),
+      AML.Resource.wordAddress(type: 1, min: 0, max: cfg.lowerBound - 1),
+      AML.Resource.wordAddress(type: 1, min: cfg.upperBound + 1, max: 0xFFFF),
+      AML.Resource.dwordMemory(p.pciMMIOWindow),
+    ])
+    var prt: [[UInt8]] = []
+    for slot in PlatformLayout.pciSlots {
+      for pin in 0..<4 {
+        // Address 0xSSSSFFFF: any function of the device; pin 0 = INTA#; source 0: a GSI.
+        prt.append(
+          AML.package([
+            AML.integer(UInt64(slot) << 16 | 0xFFFF), AML.integer(UInt64(pin)), AML.integer(0),
+            AML.integer(UInt64(p.pciINTxGSI(slot: slot, pin: pin + 1))),
+          ]))
+      }
+    }
+    return AML.device(
+      "PCI0",
+      AML.nameDecl("_HID", AML.eisaID("PNP0A03")) + AML.nameDecl("_ADR", AML.integer(0))
+        + AML.nameDecl("_UID", AML.integer(0)) + AML.nameDecl("_CRS", crs)
+        + AML.nameDecl("_PRT", AML.package(prt)))
   }
 
   /// The byte that makes the sum of `bytes` (with it counted as 0) zero mod 256.

@@ -109,6 +109,19 @@ public enum AML {
     public static func irq(_ irq: UInt8) -> [UInt8] {
       [0x22] + le(UInt64(1) << UInt64(irq), 2)
     }
+    /// Word Address Space Descriptor (large item 0x88) a bridge produces:
+    /// type 1 = I/O (entire range), 2 = bus numbers; min and max fixed.
+    public static func wordAddress(type: UInt8, min: UInt16, max: UInt16) -> [UInt8] {
+      let typeFlags: UInt8 = type == 1 ? 0x03 : 0
+      return [0x88] + le(13, 2) + [type, 0x0C, typeFlags] + le(0, 2) + le(UInt64(min), 2)
+        + le(UInt64(max), 2) + le(0, 2) + le(UInt64(max) - UInt64(min) + 1, 2)
+    }
+    /// DWord Address Space Descriptor (large item 0x87): a read-write,
+    /// non-cacheable memory window the bridge produces; min and max fixed.
+    public static func dwordMemory(_ range: Range<UInt64>) -> [UInt8] {
+      [0x87] + le(23, 2) + [0, 0x0C, 0x01] + le(0, 4) + le(range.lowerBound, 4)
+        + le(range.upperBound - 1, 4) + le(0, 4) + le(range.upperBound - range.lowerBound, 4)
+    }
     /// The end tag closes a template; checksum 0 means "treat as valid".
     public static func template(_ items: [[UInt8]]) -> [UInt8] {
       AML.buffer(items.flatMap { $0 } + [0x79, 0x00])

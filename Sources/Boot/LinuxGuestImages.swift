@@ -130,7 +130,8 @@ public enum StandardInitramfs {
     "grep", "sed", "head", "tail", "wc", "ps", "free", "true", "false", "sync", "date", "hostname",
     "ifconfig", "ip", "dd", "hexdump", "md5sum", "sha256sum", "stty", "test", "[", "env", "setsid",
     "cttyhack", "sysctl", "seq", "tr", "cut", "sort", "uptime", "nproc", "printf", "cmp", "find",
-    "xargs", "vi", "less", "top", "kill", "chmod", "chown", "touch", "stat", "df", "du",
+    "xargs", "vi", "less", "top", "kill", "chmod", "chown", "touch", "stat", "df", "du", "switch_root", "wget", "nc", "mke2fs", "cksum",
+    "blockdev",
   ]
 
   /// The virtio drivers the later issues need; `LinuxGuestImages.virtioModules()` adds
@@ -238,6 +239,10 @@ public enum StandardInitramfs {
     mount -t devtmpfs devtmpfs /dev 2>/dev/null
     if [ -f /\(moduleListPath) ]; then
       for m in $(cat /\(moduleListPath)); do insmod $m 2>/dev/null; done
+    fi
+    # console=hvc0 (virtio-console) appears only once its module is loaded.
+    if grep -q 'console=hvc0' /proc/cmdline && [ -c /dev/hvc0 ]; then
+      exec </dev/hvc0 >/dev/hvc0 2>&1
     fi
     \(commands)
     poweroff -f

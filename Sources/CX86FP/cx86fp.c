@@ -33,6 +33,15 @@
   }                                                             \
   break
 
+#define ROUND4(I)                                               \
+  switch (op) {                                                 \
+  case XF_ROUNDSS: SSE("roundss $" #I ", %%xmm1, %%xmm0");      \
+  case XF_ROUNDSD: SSE("roundsd $" #I ", %%xmm1, %%xmm0");      \
+  case XF_ROUNDPS: SSE("roundps $" #I ", %%xmm1, %%xmm0");      \
+  default: SSE("roundpd $" #I ", %%xmm1, %%xmm0");              \
+  }                                                             \
+  break
+
 static void comi(int op, uint32_t *mp, void *d, const void *s, uint64_t *gpr) {
   uint32_t host, m = *mp;
   uint8_t z, p, c;
@@ -129,6 +138,28 @@ uint32_t xf_sse(int op, uint32_t mxcsr, void *d, const void *s, uint64_t *gpr, i
   case XF_CVTSD2SI64: SSE("cvtsd2si %%xmm1, %%rax\n\tmovq %%rax, (%[g])");
   case XF_CVTTSD2SI32: SSE("cvttsd2si %%xmm1, %%eax\n\tmovq %%rax, (%[g])");
   case XF_CVTTSD2SI64: SSE("cvttsd2si %%xmm1, %%rax\n\tmovq %%rax, (%[g])");
+  case XF_ADDSUBPS: SSE("addsubps %%xmm1, %%xmm0");
+  case XF_ADDSUBPD: SSE("addsubpd %%xmm1, %%xmm0");
+  case XF_ROUNDSS: case XF_ROUNDSD: case XF_ROUNDPS: case XF_ROUNDPD:
+    switch (imm & 15) {
+    case 0: ROUND4(0);
+    case 1: ROUND4(1);
+    case 2: ROUND4(2);
+    case 3: ROUND4(3);
+    case 4: ROUND4(4);
+    case 5: ROUND4(5);
+    case 6: ROUND4(6);
+    case 7: ROUND4(7);
+    case 8: ROUND4(8);
+    case 9: ROUND4(9);
+    case 10: ROUND4(10);
+    case 11: ROUND4(11);
+    case 12: ROUND4(12);
+    case 13: ROUND4(13);
+    case 14: ROUND4(14);
+    default: ROUND4(15);
+    }
+    break;
   default: break;
   }
   return m;

@@ -43,7 +43,7 @@ public final class PortIOBus {
   private var mappings: [Mapping] = []
   /// Index+1 into `mappings` for every port; 0 = nothing there. One load per access.
   private var owner = [UInt16](repeating: 0, count: 65536)
-  private var warned = Set<UInt16>()
+  private(set) var warned = BoundedWarnings<UInt16>()
   private let logger: Logger
 
   public init(logger: Logger = Logger(label: "swiftvmm.pio")) { self.logger = logger }
@@ -79,7 +79,7 @@ public final class PortIOBus {
   }
 
   private func unmapped(_ port: UInt16, _ what: String) {
-    if warned.insert(port).inserted {
+    if warned.firstTime(port, logger: logger, what: "I/O port") {
       logger.debug("unassigned I/O port 0x\(String(port, radix: 16)) (\(what)); reads as all-ones")
     }
   }
@@ -93,7 +93,7 @@ public final class MMIOBus {
     let device: MMIODevice
   }
   private var mappings: [Mapping] = []
-  private var warned = Set<UInt64>()
+  private(set) var warned = BoundedWarnings<UInt64>()
   private let logger: Logger
 
   public init(logger: Logger = Logger(label: "swiftvmm.mmio")) { self.logger = logger }
@@ -107,6 +107,14 @@ public final class MMIOBus {
     mappings.append(Mapping(name: name, range: range, device: device))
     mappings.sort { $0.range.lowerBound < $1.range.lowerBound }
   }
+
+  /// Removes every range `device` was registered at (a PCI BAR the guest moved).
+  public func unregister(_ device: MMIODevice) {
+    mappings.removeAll { $0.device === device }
+  }
+
+  /// The name of the device at `address`, if any.
+  public func name(at address: UInt64) -> String? { find(address)?.name }
 
   private func find(_ address: UInt64) -> Mapping? {
     var lo = 0
@@ -139,7 +147,7 @@ public final class MMIOBus {
   }
 
   private func unmapped(_ address: UInt64, _ what: String) {
-    if warned.insert(address).inserted {
+    if warned.firstTime(address, logger: logger, what: "MMIO") {
       logger.debug(
         "unassigned MMIO address 0x\(String(address, radix: 16)) (\(what)); reads as all-ones")
     }

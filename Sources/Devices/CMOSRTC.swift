@@ -56,8 +56,8 @@ public final class CMOSRTC: PortIODevice, TimedDevice {
     lastPeriodicIndex = periodicIndex(at: now)
   }
 
-  public func register(on bus: PortIOBus) throws {
-    try bus.register(self, ports: 0x70...0x71, name: "CMOS RTC")
+  public func register(on bus: PortIOBus, ports: ClosedRange<UInt16> = 0x70...0x71) throws {
+    try bus.register(self, ports: ports, name: "CMOS RTC")
   }
 
   private func fillMemorySize(below4G: UInt64, above4G: UInt64) {

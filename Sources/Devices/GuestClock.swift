@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
@@ -24,11 +26,16 @@ public protocol TimedDevice: AnyObject {
 }
 
 /// CLOCK_MONOTONIC relative to the moment the clock was created.
+/// Read from the vCPU thread and the timer thread at once: the high-water mark is atomic.
 public final class HostMonotonicClock: GuestClock {
   private let start: UInt64
-  private var last: UInt64 = 0
+  private let last = Atomic<UInt64>(0)
 
   public init() { start = HostMonotonicClock.raw() }
+
+  /// The absolute CLOCK_MONOTONIC time at which this clock reads `ns`: where
+  /// the host event loop arms its timerfd for a guest deadline.
+  public func monotonicNanoseconds(atGuest ns: UInt64) -> UInt64 { start &+ ns }
 
   static func raw() -> UInt64 {
     var ts = timespec()
@@ -39,8 +46,14 @@ public final class HostMonotonicClock: GuestClock {
   public var nanoseconds: UInt64 {
     // CLOCK_MONOTONIC does not go back, but keep the guarantee local too.
     let now = HostMonotonicClock.raw() &- start
-    if now > last { last = now }
-    return last
+    var seen = last.load(ordering: .relaxed)
+    while now > seen {
+      let (done, current) = last.compareExchange(
+        expected: seen, desired: now, ordering: .relaxed)
+      if done { return now }
+      seen = current
+    }
+    return seen
   }
 }
 

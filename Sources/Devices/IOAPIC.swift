@@ -49,12 +49,7 @@ public final class IOAPIC: MMIODevice, InterruptLines {
   /// Delivers fixed and lowest-priority messages addressed to `lapic`, and
   /// routes its level-triggered EOIs back here.
   public func connect(to lapic: LocalAPIC) {
-    sink = { [weak lapic] m in
-      guard let lapic, m.deliveryMode <= 1,
-        lapic.matches(destination: m.destination, logical: m.logicalDestination)
-      else { return }
-      lapic.deliver(vector: m.vector, levelTriggered: m.levelTriggered)
-    }
+    sink = { [weak lapic] m in lapic?.accept(m) }
     lapic.onLevelTriggeredEOI = { [weak self] v in self?.endOfInterrupt(vector: v) }
   }
 

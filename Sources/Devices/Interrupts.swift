@@ -21,3 +21,20 @@ public final class IRQLine {
     lines?.setLevel(irq: number, high: high)
   }
 }
+
+/// Shared, level-triggered lines (PCI INTx): a line is asserted while any of
+/// its sources asserts it. Each source is an `IRQLine`, which reports only
+/// changes, so a count per line is the wired OR.
+public final class SharedInterruptLines: InterruptLines {
+  private let lines: InterruptLines
+  private var asserted: [Int: Int] = [:]
+
+  public init(_ lines: InterruptLines) { self.lines = lines }
+
+  public func setLevel(irq: Int, high: Bool) {
+    let before = asserted[irq, default: 0]
+    let after = high ? before + 1 : max(0, before - 1)
+    asserted[irq] = after
+    if (before == 0) != (after == 0) { lines.setLevel(irq: irq, high: after != 0) }
+  }
+}

@@ -1,3 +1,5 @@
+import Logging
+
 /// 256 bits, one per interrupt vector (IRR, ISR, TMR).
 public struct VectorBitmap: Equatable, Sendable {
   var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
@@ -90,6 +92,13 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
 
   /// IPIs sent to other CPUs (or any INIT/SIPI), oldest first; see `takeIPIs()`.
   public private(set) var sentIPIs: [InterprocessorInterrupt] = []
+  /// An NMI sent to this CPU, latched until the CPU takes it (NMIs do not queue).
+  public private(set) var nmiPending = false
+  /// IPIs this single-CPU platform cannot act on (other CPUs, INIT, SIPI, SMI).
+  public private(set) var unhandledIPIs: UInt64 = 0
+  /// Delivery modes already logged as unhandled (one bit per ICR mode).
+  private var loggedIPIModes: UInt8 = 0
+  private let logger = Logger(label: "swiftvmm.lapic")
 
   public private(set) var apicBase: UInt64
 
@@ -361,15 +370,32 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
         deliver(vector: ipi.vector, levelTriggered: false)
       }
     }
-    // Everything that may reach another CPU, and every NMI/INIT/SIPI, goes to the VMM.
+    if toSelf && ipi.deliveryMode == 4 { nmiPending = true }
+    // Everything that may reach another CPU, and every INIT/SIPI/SMI, goes to the VMM.
     let onlySelf =
       ipi.shorthand == .selfOnly
       || (ipi.shorthand == .none && toSelf && !ipi.logicalDestination && ipi.destination != 0xFF)
-    if !onlySelf || ipi.deliveryMode >= 4 {
+    if !onlySelf || (ipi.deliveryMode >= 2 && ipi.deliveryMode != 4) {
       if sentIPIs.count >= LocalAPIC.maxQueuedIPIs { sentIPIs.removeFirst() }
       sentIPIs.append(ipi)
+      noteUnhandled(ipi)
     }
   }
+
+  /// No VMM collects IPIs for other CPUs yet: count them and say so once per kind.
+  private func noteUnhandled(_ ipi: InterprocessorInterrupt) {
+    unhandledIPIs &+= 1
+    let bit: UInt8 = 1 << (ipi.deliveryMode & 7)
+    guard loggedIPIModes & bit == 0 else { return }
+    loggedIPIModes |= bit
+    let kinds = ["fixed", "lowest-priority", "SMI", "mode 3", "NMI", "INIT", "start-up", "mode 7"]
+    logger.warning(
+      "IPI (\(kinds[Int(ipi.deliveryMode & 7)]), vector 0x\(String(ipi.vector, radix: 16))) for another CPU or the firmware is not supported; further ones are counted only"
+    )
+  }
+
+  /// The CPU takes the latched NMI (vector 2).
+  public func acknowledgeNMI() { nmiPending = false }
 
   /// Removes and returns the IPIs sent so far.
   public func takeIPIs() -> [InterprocessorInterrupt] {

@@ -67,4 +67,9 @@ public final class PlatformInterrupts {
     if lapic.acceptsPICInterrupts && pic.hasPendingInterrupt { return pic.acknowledge() }
     return nil
   }
+
+  /// An NMI the local APIC latched (a self-NMI IPI), taken whatever IF says.
+  public var hasPendingNMI: Bool { lapic.nmiPending }
+
+  public func acknowledgeNMI() { lapic.acknowledgeNMI() }
 }

@@ -55,6 +55,8 @@ public final class FormTable {
     strings()
     faults()
     sse()  // FormsSSE.swift
+    sse3To42()  // FormsSSE4.swift
+    bmi()  // FormsBMI.swift
     x87()  // FormsX87.swift
   }
 

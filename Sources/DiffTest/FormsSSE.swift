@@ -4,7 +4,7 @@
 // type.
 
 extension FormTable {
-  enum FPKind { case f32, f64, f80, int, i16, i32, i64 }
+  enum FPKind { case f32, f64, f80, int, i16, i32, i64, str }
 
   /// Patches the qwords covering [a, a+size) with edge values of `kind`.
   static func fpPatch(_ g: Gen, _ a: UInt64, size: Int, kind: FPKind) {
@@ -25,6 +25,7 @@ extension FormTable {
       case .i16: add(UInt64(bitPattern: Int64(Int16(truncatingIfNeeded: FX.int64(&g.rng)))), 2)
       case .i32: add(FX.int64(&g.rng), 4)
       case .i64: add(FX.int64(&g.rng), 8)
+      case .str: add(FormTable.stringByte(&g.rng), 1)
       }
     }
     let first = a & ~7

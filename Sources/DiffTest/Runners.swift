@@ -236,7 +236,7 @@ public final class InterpreterRunner {
     var opts = InterpreterOptions()
     opts.maxInstructions = maxInstructions
     opts.timeSource = .instructionCount
-    let cpu = InterpreterCPU(memory: memory, cpuid: .default, options: opts)
+    let cpu = try InterpreterCPU(memory: memory, cpuid: .default, options: opts)
     var s = baseState
     var cc = c
     withUnsafePointer(to: &cc.in.gpr) {

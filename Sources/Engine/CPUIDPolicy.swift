@@ -61,8 +61,9 @@ public struct CPUIDPolicy: Equatable, Sendable {
     }
   }
 
-  /// SwiftVMM's default: a modest x86-64 CPU with only the features every
-  /// engine implements, the hypervisor bit, and our own hypervisor leaves.
+  /// SwiftVMM's default: an x86-64-v2 CPU (see CPUIDLevels.swift), the hypervisor
+  /// bit and our own hypervisor leaves. The VMM masks it to what the engine
+  /// implements (`InterpreterCPU.implementedFeatures`, or KVM's supported list).
   public static var `default`: CPUIDPolicy {
     // AMD like the host and QEMU's default model: Linux then skips the Intel-only
     // speculation workarounds (page-table isolation) that would slow the interpreter.
@@ -72,7 +73,8 @@ public struct CPUIDPolicy: Equatable, Sendable {
     let leaf1edx =
       f.fpu | f.de | f.pse | f.tsc | f.msr | f.pae | f.cx8 | f.apic | f.sep | f.mtrr | f.pge
       | f.cmov | f.pat | f.clfsh | f.mmx | f.fxsr | f.sse | f.sse2
-    let leaf1ecx = f.cx16 | f.hypervisor
+    let leaf1ecx =
+      f.sse3 | f.ssse3 | f.cx16 | f.sse41 | f.sse42 | f.movbe | f.popcnt | f.hypervisor
     var e: [CPUIDEntry] = [
       CPUIDEntry(
         function: 0,
@@ -81,7 +83,8 @@ public struct CPUIDPolicy: Equatable, Sendable {
       CPUIDEntry(
         function: 1,
         result: CPUIDResult(eax: 0x0006_0FB1, ebx: 0x0001_0800, ecx: leaf1ecx, edx: leaf1edx)),
-      CPUIDEntry(function: 7, index: 0, indexed: true, result: CPUIDResult()),
+      CPUIDEntry(
+        function: 7, index: 0, indexed: true, result: CPUIDResult(ebx: f.bmi1 | f.bmi2)),
       CPUIDEntry(function: 0xD, index: 0, indexed: true, result: CPUIDResult()),
       CPUIDEntry(
         function: 0x4000_0000,
@@ -90,7 +93,7 @@ public struct CPUIDPolicy: Equatable, Sendable {
       CPUIDEntry(function: 0x8000_0000, result: CPUIDResult(eax: 0x8000_0008)),
       CPUIDEntry(
         function: 0x8000_0001,
-        result: CPUIDResult(ecx: f.lahfLM, edx: f.syscall | f.nx | f.lm | f.rdtscp)),
+        result: CPUIDResult(ecx: f.lahfLM | f.abm, edx: f.syscall | f.nx | f.lm | f.rdtscp)),
       // 40 physical, 48 virtual address bits.
       CPUIDEntry(function: 0x8000_0008, result: CPUIDResult(eax: 0x3028)),
     ]

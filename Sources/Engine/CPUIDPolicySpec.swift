@@ -141,7 +141,10 @@ extension CPUIDPolicy {
     case "minimal":
       var s = CPUIDPolicySpec()
       s.hypervisor = "none"
-      s.disable = ["cx16", "rdtscp", "pdpe1gb"]
+      s.disable = [
+        "cx16", "pni", "ssse3", "sse4_1", "sse4_2", "popcnt", "movbe", "bmi1", "bmi2", "abm",
+        "rdtscp", "pdpe1gb",
+      ]
       return try s.build()
     default: throw CPUIDPolicyError.unknownBase(name)
     }
@@ -224,6 +227,7 @@ extension CPUIDPolicy {
       lines.append("family \(family), model \(model), stepping \(r.eax & 0xF)")
     }
     lines.append("features: " + enabledFeatures.map(\.name).joined(separator: " "))
+    lines.append("level:  " + X86Level.describe(self))
     lines.append("")
     lines.append("leaf     sub  eax      ebx      ecx      edx")
     func hex(_ v: UInt32, _ w: Int = 8) -> String {

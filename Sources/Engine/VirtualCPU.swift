@@ -51,4 +51,14 @@ public protocol InterruptInput: AnyObject {
   var hasPendingInterrupt: Bool { get }
   /// Acknowledges the highest-priority pending interrupt (INTA cycle) and returns its vector.
   func acknowledgeInterrupt() -> UInt8?
+  /// True when a non-maskable interrupt is pending (not masked by IF).
+  var hasPendingNMI: Bool { get }
+  /// The CPU takes the pending NMI (delivered through vector 2).
+  func acknowledgeNMI()
+}
+
+extension InterruptInput {
+  /// Controllers without an NMI source never have one pending.
+  public var hasPendingNMI: Bool { false }
+  public func acknowledgeNMI() {}
 }

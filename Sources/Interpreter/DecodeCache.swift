@@ -1,3 +1,4 @@
+import Engine
 import X86
 
 #if canImport(Glibc)
@@ -102,13 +103,21 @@ struct DecodeCache {
   static let bytes = size * MemoryLayout<DecodedInsn>.stride
   let entries: UnsafeMutablePointer<DecodedInsn>
 
-  init() {
+  /// `map` reserves `bytes` of zeroed memory (nil on failure); tests inject a failing one.
+  init(map: (Int) -> UnsafeMutableRawPointer? = DecodeCache.mapAnonymous) throws(EngineError) {
     assert(MemoryLayout<DecodedInsn>.stride == 64)
-    let m = mmap(nil, DecodeCache.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-    guard let m, m != UnsafeMutableRawPointer(bitPattern: -1) else {
-      fatalError("decode cache: cannot map \(DecodeCache.bytes) bytes")
+    guard let m = map(DecodeCache.bytes) else {
+      // A host out of address space is the user's problem to hear about, not a crash.
+      throw EngineError.unavailable(
+        "cannot map the interpreter's \(DecodeCache.bytes >> 20) MiB decode cache: "
+          + String(cString: strerror(errno)))
     }
     entries = m.bindMemory(to: DecodedInsn.self, capacity: DecodeCache.size)
+  }
+
+  static func mapAnonymous(_ bytes: Int) -> UnsafeMutableRawPointer? {
+    let m = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    return m == UnsafeMutableRawPointer(bitPattern: -1) ? nil : m
   }
 
   func deallocate() {
@@ -133,7 +142,7 @@ extension InterpreterCPU {
     let hostAddr = UInt(bitPattern: tlb.xadd[tslot] &+ Int(bitPattern: UInt(lin)))
     let p = UnsafeRawPointer(bitPattern: hostAddr).unsafelyUnwrapped
     let ep = dcache.entries + DecodeCache.slot(hostAddr)
-    let mode = UInt8(truncatingIfNeeded: codeSize) | (mode64 ? 0x10 : 0)
+    let mode = dcMode
     let key = hostAddr | UInt(mode) &<< 56
     let w0 = p.loadUnaligned(as: UInt64.self)
     let w1 = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
@@ -171,7 +180,8 @@ extension InterpreterCPU {
     e.b0 = p.loadUnaligned(as: UInt64.self)
     e.m0 = ~0
     defer { ep.pointee = e }
-    if codeSize == 2 { return }
+    // 16-bit code, and code under a CS limit (every fetch checked), is not cached.
+    if codeSize == 2 || mode & 0x20 != 0 { return }
     @inline(__always) func u8(_ i: Int) -> UInt64 {
       UInt64(p.load(fromByteOffset: i, as: UInt8.self))
     }

@@ -567,6 +567,11 @@ extension InterpreterCPU {
       rip = s == 2 ? t & 0xFFFF : t
       return
     case 0xC4, 0xC5:
+      if try isVEX() {
+        try execVEX(b)  // VEX.swift
+        rip = nextRIP
+        return
+      }
       if mode64 { throw Fault.ud() }
       try decodeModRM()
       if modIsReg { throw Fault.ud() }
@@ -1068,12 +1073,25 @@ extension InterpreterCPU {
 
   func portIn(_ port: UInt16, _ s: Int) throws(Fault) {
     try checkIOPL()
-    if let v = ioValue {
-      ioValue = nil
+    if let v = takeIOValue(port, s) {
       setReg(0, s, v & sizeMask(s))
       return
     }
+    try exitForIn(port, s)
+  }
+
+  /// The value the VMM completed for an IN of this port and size, consumed once;
+  /// a value completed for another access is never handed out.
+  @inline(__always) func takeIOValue(_ port: UInt16, _ s: Int) -> UInt64? {
+    guard let v = ioValue, ioKey == UInt32(port) | UInt32(s) << 16 else { return nil }
+    ioValue = nil
+    return v
+  }
+
+  func exitForIn(_ port: UInt16, _ s: Int) throws(Fault) -> Never {
     pendingIn = true
+    ioValue = nil
+    ioKey = UInt32(port) | UInt32(s) << 16
     pendingExit = .portIO(PortIOAccess(port: port, size: s, direction: .in))
     throw Fault.exit
   }
@@ -1091,15 +1109,12 @@ extension InterpreterCPU {
     let delta: UInt64 = rfl & RFLAGS.df != 0 ? 0 &- UInt64(s) : UInt64(s)
     if b <= 0x6D {
       let di = getReg(7, adSize)
-      guard let v = ioValue else {
-        // Probe the destination first so a #PF comes before the device access.
-        _ = try readMem(ES, di, s)
-        pendingIn = true
-        pendingExit = .portIO(PortIOAccess(port: port, size: s, direction: .in))
-        throw Fault.exit
+      guard let v = takeIOValue(port, s) else {
+        // Probe the destination as a write so its fault comes before the device access.
+        try probeWrite(ES, di, s)
+        try exitForIn(port, s)
       }
       try writeMem(ES, di, s, v & sizeMask(s))
-      ioValue = nil
       setIndex(7, (di &+ delta) & am)
     } else {
       let si = getReg(6, adSize)
@@ -1207,7 +1222,7 @@ extension InterpreterCPU {
 
   /// REP STOS within one RAM page (forward only): bulk store. Returns elements done or nil.
   @inline(__always) func fastStos(_ s: Int, _ c: UInt64, _ delta: UInt64) throws(Fault) -> Int? {
-    if rfl & RFLAGS.df != 0 || adSize == 2 { return nil }
+    if rfl & RFLAGS.df != 0 || adSize == 2 || segWriteFlat & (1 << ES) == 0 { return nil }
     let di = getReg(7, adSize)
     let lin = linear(ES, di)
     let room = (4096 - Int(lin & 0xFFF)) / s
@@ -1246,6 +1261,8 @@ extension InterpreterCPU {
   @inline(__always)
   func fastMovs(_ s: Int, _ c: UInt64, _ delta: UInt64, _ srcSeg: Int) throws(Fault) -> Int? {
     if rfl & RFLAGS.df != 0 || adSize == 2 { return nil }
+    // Segments with limits take the element-by-element path, which checks them.
+    if segWriteFlat & (1 << ES) == 0 || segReadFlat & (1 << srcSeg) == 0 { return nil }
     let si = getReg(6, adSize)
     let di = getReg(7, adSize)
     let ls = linear(srcSeg, si)

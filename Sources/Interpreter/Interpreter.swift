@@ -74,7 +74,7 @@ let GS = 5
 
 /// The x86-64 interpreter: decodes and executes every guest instruction in software.
 public final class InterpreterCPU: VirtualCPU {
-  public let engineName = "interpreter"
+  public var engineName: String { translator == nil ? "interpreter" : "translator" }
   public var interruptInput: InterruptInput?
   /// The VMM's platform: shared TSC and platform MSRs (APIC base, TSC deadline,
   /// kvm-clock). nil: the CPU keeps them itself.
@@ -187,9 +187,20 @@ public final class InterpreterCPU: VirtualCPU {
   var stop = false
   var pendingExit: VMExit?
   var interruptShadow = false
+  /// Bit s: accesses through segment s need no limit/type check (SegmentChecks.swift).
+  var segReadFlat = 0x3F
+  var segWriteFlat = 0x3F
+  /// CS has a limit below 4 GiB outside 64-bit mode: fetches are checked.
+  var csLimited = false
+  /// The decode cache's mode key: code size, 64-bit, CS limited (0x20: not cached).
+  var dcMode: UInt8 = 2
+  /// Set when an NMI is delivered, cleared by IRET (SDM 6.7.1).
+  var nmiBlocked = false
   var halted = false
   /// Value supplied by completeIO for a restarted IN/INS or MMIO read.
   var ioValue: UInt64?
+  /// Port | size << 16 of the IN that `ioValue` completes.
+  var ioKey: UInt32 = 0
   var mmioValue: UInt64?
   var mmioKey: UInt64 = 0
   /// Exit budget.
@@ -206,7 +217,9 @@ public final class InterpreterCPU: VirtualCPU {
   // MARK: MMU
   var tlb: TLB
   /// Pre-decoded instructions (DecodeCache.swift).
-  let dcache = DecodeCache()
+  let dcache: DecodeCache
+  /// Translated blocks (TranslatorSupport.swift); nil: interpret everything.
+  var translator: BlockTranslator?
   /// log2 of the largest page size cached since the last full flush (12 = only 4 KiB pages).
   var tlbLargestPage: UInt64 = 12
   let mmuHW = MMUHardwareState()
@@ -214,7 +227,11 @@ public final class InterpreterCPU: VirtualCPU {
   // MARK: Counters
   var stats = Counters()
 
-  public init(memory: GuestMemory, cpuid: CPUIDPolicy, options: InterpreterOptions = .init()) {
+  /// Throws `EngineError.unavailable` when the host cannot map the decode cache.
+  public init(memory: GuestMemory, cpuid: CPUIDPolicy, options: InterpreterOptions = .init())
+    throws(EngineError)
+  {
+    dcache = try DecodeCache()
     self.memory = memory
     self.cpuid = cpuid
     self.options = options
@@ -236,7 +253,13 @@ public final class InterpreterCPU: VirtualCPU {
     let f7 = cpuid.lookup(leaf: 7, subleaf: 0)
     let e1 = cpuid.lookup(leaf: 0x8000_0001, subleaf: 0)
     hasPOPCNT = f1.ecx & (1 << 23) != 0
+    hasSSE3 = f1.ecx & CPUIDFeature.sse3 != 0
+    hasSSSE3 = f1.ecx & CPUIDFeature.ssse3 != 0
+    hasSSE41 = f1.ecx & CPUIDFeature.sse41 != 0
+    hasSSE42 = f1.ecx & CPUIDFeature.sse42 != 0
     hasBMI1 = f7.ebx & (1 << 3) != 0
+    hasBMI2 = f7.ebx & CPUIDFeature.bmi2 != 0
+    hasMOVBE = f1.ecx & CPUIDFeature.movbe != 0
     hasLZCNT = e1.ecx & (1 << 5) != 0
     hasXSAVE = f1.ecx & (1 << 26) != 0
     hasCX16 = f1.ecx & (1 << 13) != 0
@@ -245,6 +268,15 @@ public final class InterpreterCPU: VirtualCPU {
     hasNX = e1.edx & (1 << 20) != 0
     has1G = e1.edx & (1 << 26) != 0
     hasFSGSBASE = f7.ebx & 1 != 0
+    let e8 = cpuid.lookup(leaf: 0x8000_0008, subleaf: 0)
+    // IA32_SPEC_CTRL: Intel IBRS/STIBP/SSBD (7.EDX 26, 27, 31) or AMD IBRS/STIBP/SSBD
+    // (0x80000008 EBX 14, 15, 24); IA32_PRED_CMD: Intel 7.EDX 26 or AMD IBPB (EBX 12).
+    hasSpecCtrl =
+      f7.edx & (1 << 26 | 1 << 27 | 1 << 31) != 0 || e8.ebx & (1 << 14 | 1 << 15 | 1 << 24) != 0
+    hasPredCmd = f7.edx & (1 << 26) != 0 || e8.ebx & (1 << 12) != 0
+    // AMD always has its four legacy counters; Intel reports its count in leaf 0xA.
+    let amd = cpuid.lookup(leaf: 0, subleaf: 0).ebx == 0x6874_7541  // "Auth"
+    performanceCounters = amd ? 4 : (cpuid.lookup(leaf: 0xA, subleaf: 0).eax >> 8) & 0xFF
     updateMode()
   }
 
@@ -261,7 +293,13 @@ public final class InterpreterCPU: VirtualCPU {
 
   // Feature flags from the CPUID policy.
   let hasPOPCNT: Bool
+  let hasSSE3: Bool
+  let hasSSSE3: Bool
+  let hasSSE41: Bool
+  let hasSSE42: Bool
   let hasBMI1: Bool
+  let hasBMI2: Bool
+  let hasMOVBE: Bool
   let hasLZCNT: Bool
   let hasXSAVE: Bool
   let hasCX16: Bool
@@ -270,6 +308,9 @@ public final class InterpreterCPU: VirtualCPU {
   let hasNX: Bool
   let has1G: Bool
   let hasFSGSBASE: Bool
+  let hasSpecCtrl: Bool
+  let hasPredCmd: Bool
+  let performanceCounters: UInt32
 
   // MARK: VirtualCPU
 
@@ -327,6 +368,7 @@ public final class InterpreterCPU: VirtualCPU {
     updateMode()
     flushTLB(keepGlobal: false)
     halted = false
+    nmiBlocked = false
   }
 
   public func completeIO(value: UInt64) {
@@ -346,6 +388,7 @@ public final class InterpreterCPU: VirtualCPU {
 
   public func statistics() -> [String: UInt64] {
     stats.dictionary(instructions: instructions).merging(mmuStatistics()) { a, _ in a }
+      .merging(translator?.statistics ?? [:]) { a, _ in a }
   }
 
   /// Runs guest code until an exit.
@@ -383,6 +426,16 @@ public final class InterpreterCPU: VirtualCPU {
         if let e = finishBatch() { return e }
         continue
       }
+      // NMI: not masked by IF; blocked from its delivery until the next IRET.
+      if !nmiBlocked, let input = interruptInput, input.hasPendingNMI {
+        input.acknowledgeNMI()
+        halted = false
+        nmiBlocked = true
+        stats.externalInterrupts &+= 1
+        raise(2, 0, false, external: true)
+        if let e = finishBatch() { return e }
+        continue
+      }
       if rfl & RFLAGS.if != 0, let input = interruptInput, input.hasPendingInterrupt {
         if let v = input.acknowledgeInterrupt() {
           halted = false
@@ -417,6 +470,13 @@ public final class InterpreterCPU: VirtualCPU {
     var n = budget
     stop = false
     while n != 0 {
+      if let t = translator {
+        let k = runBlock(t, n)
+        if k != 0 {
+          n &-= k
+          continue
+        }
+      }
       do {
         try stepCached()
       } catch {
@@ -454,6 +514,10 @@ public final class InterpreterCPU: VirtualCPU {
       stop = true
       return
     }
+    // The faulting instruction is abandoned: a value the VMM completed for it must not
+    // be handed to whatever IN or MMIO read runs next (the handler's, for one).
+    ioValue = nil
+    mmioValue = nil
     raise(f.vector, f.code, f.hasCode, external: false)
   }
 

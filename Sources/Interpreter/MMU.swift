@@ -164,6 +164,7 @@ extension InterpreterCPU {
 
   @inline(__always) func readMem(_ s: Int, _ off: UInt64, _ size: Int) throws(Fault) -> UInt64 {
     do {
+      try checkSegment(s, off, size, write: false)
       return try readLin(linear(s, off), size)
     } catch {
       throw s == SS ? stackFault(error) : error
@@ -172,7 +173,24 @@ extension InterpreterCPU {
 
   @inline(__always) func writeMem(_ s: Int, _ off: UInt64, _ size: Int, _ v: UInt64) throws(Fault) {
     do {
+      try checkSegment(s, off, size, write: true)
       try writeLin(linear(s, off), size, v)
+    } catch {
+      throw s == SS ? stackFault(error) : error
+    }
+  }
+
+  /// Checks that a write of `size` bytes at `s:off` would not fault, without writing
+  /// (INS probes its destination before the port read it cannot undo).
+  func probeWrite(_ s: Int, _ off: UInt64, _ size: Int) throws(Fault) {
+    do {
+      try checkSegment(s, off, size, write: true)
+      let lin = linear(s, off)
+      let user = cpl == 3
+      _ = try translateAccess(lin, .write, user: user)
+      if Int(lin & 0xFFF) + size > 4096 {
+        _ = try translateAccess((lin | 0xFFF) &+ 1, .write, user: user)
+      }
     } catch {
       throw s == SS ? stackFault(error) : error
     }
@@ -494,12 +512,14 @@ extension InterpreterCPU {
     if tlb.xtag[slot] == (lin & ~0xFFF) | userKey {
       fetchPtr = UnsafeMutableRawPointer(bitPattern: tlb.xadd[slot] &+ Int(bitPattern: UInt(lin)))
       fetchAvail = min(4096 &- off, 15)
+      if csLimited { try checkFetchStart() }
       return
     }
     stats.fetchTLBMisses &+= 1
     let host = try fetchHost(lin)
     fetchPtr = host
     fetchAvail = min(4096 - off, 15)
+    if csLimited { try checkFetchStart() }
   }
 
   /// Host pointer for fetching at `lin`; fetch from non-RAM stops cleanly.
@@ -523,10 +543,18 @@ extension InterpreterCPU {
 
   @inline(never) func fetchSlow() throws(Fault) -> UInt8 {
     if ipos >= 15 { throw Fault.gp(0) }
+    var room = 15 - ipos
+    if csLimited {
+      // The instruction runs past CS's limit (or needs more bytes below it).
+      let off = (rip &+ UInt64(ipos)) & codeMask
+      let limit = UInt64(seg[CS].limit)
+      if off > limit { throw Fault.gp(0) }
+      room = Int(min(UInt64(room), limit - off + 1))
+    }
     // The instruction crosses into the next page: continue in a side buffer.
     let lin = linear(CS, (rip &+ UInt64(ipos)) & codeMask)
     let host = try fetchHost(lin)
-    let n = min(15 - ipos, 4096 - Int(lin & 0xFFF))
+    let n = min(room, 4096 - Int(lin & 0xFFF))
     (fetchBuf + ipos).copyMemory(from: host, byteCount: n)
     fetchPtr = fetchBuf
     fetchAvail = ipos + n

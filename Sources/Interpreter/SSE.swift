@@ -96,6 +96,7 @@ extension InterpreterCPU {
     if align { try alignCheck16() }
     let a = addr()
     let a2 = (a &+ 8) & sizeMask(adSize)
+    try checkSegment(eaSeg, a, 16, write: true)
     let l1 = linear(eaSeg, a)
     if l1 & 0xFFF > 0xFF0 {
       do {
@@ -173,6 +174,13 @@ extension InterpreterCPU {
     // RIP-relative address is relative to the end of the instruction.
     let hasImm = (b >= 0x70 && b <= 0x73) || b == 0xC2 || b == 0xC4 || b == 0xC5 || b == 0xC6
     switch b {
+    case 0x7C, 0x7D, 0xD0, 0xF0:  // HADD/HSUB, ADDSUB, LDDQU: SSE3.swift
+      try decodeModRM()
+      try sse3(b, p)
+    // MOVDDUP / MOVSLDUP / MOVSHDUP (a `where` binds to one pattern only).
+    case 0x12 where p == .pF2 || p == .pF3, 0x16 where p == .pF2 || p == .pF3:
+      try decodeModRM()
+      try sse3(b, p)
     case 0x10...0x17, 0x28, 0x29, 0x2B, 0x50, 0x54...0x57, 0xC3, 0xC6:
       try decodeModRM()
       try sseMove(b, p, hasImm ? Int(try fetch8()) : 0)

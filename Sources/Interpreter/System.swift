@@ -17,6 +17,7 @@ extension InterpreterCPU {
     stackSize = mode64 ? 8 : (seg[SS].db ? 4 : 2)
     for i in 0..<6 { segBase[i] = (mode64 && i < 4) ? 0 : seg[i].base }
     if !mode64 { for i in 0..<6 { segBase[i] &= 0xFFFF_FFFF } }
+    refreshSegmentChecks()
   }
 
   // MARK: Descriptors
@@ -104,6 +105,7 @@ extension InterpreterCPU {
       seg[s].unusable = false
       seg[s].present = true
       if s == SS || s == CS { updateMode() } else { segBase[s] = seg[s].base }
+      refreshSegmentChecks()
       return
     }
     let err = UInt32(sel & 0xFFFC)
@@ -119,6 +121,7 @@ extension InterpreterCPU {
       }
       seg[s] = InterpreterCPU.nullSegment(sel)
       segBase[s] = 0
+      refreshSegmentChecks()
       return
     }
     let (raw, a) = try readDescriptor(sel)
@@ -137,6 +140,7 @@ extension InterpreterCPU {
     d.type |= 1
     seg[s] = d
     if s == SS { updateMode() } else { segBase[s] = (mode64 && s < 4) ? 0 : d.base }
+    refreshSegmentChecks()
   }
 
   /// LDS/LES/LFS/LGS/LSS: offset then selector from memory.
@@ -197,6 +201,7 @@ extension InterpreterCPU {
     let (d, raw, a) = try checkCodeTarget(sel)
     let target = maskIP(size == 2 ? off & 0xFFFF : off, for: d)
     if longActive && d.l && !isCanonical(target) { throw Fault.gp(0) }
+    try checkCodeLimit(target, d)
     try setAccessed(raw, a)
     commitCS(d, selector: sel, newCPL: cpl)
     rip = target
@@ -223,6 +228,7 @@ extension InterpreterCPU {
     let (d, raw, a) = try checkCodeTarget(sel)
     let target = maskIP(size == 2 ? off & 0xFFFF : off, for: d)
     if longActive && d.l && !isCanonical(target) { throw Fault.gp(0) }
+    try checkCodeLimit(target, d)
     let sp0 = r[4]
     do {
       try push(oldCS, size)
@@ -251,6 +257,7 @@ extension InterpreterCPU {
     }
     let (raw, d, a, rpl, _) = try returnCodeSegment(cs)
     let target = maskIP(ip, for: d)
+    try checkCodeLimit(target, d)
     if rpl == cpl {
       try setAccessed(raw, a)
       setSP((sp &+ UInt64(2 * size) &+ n) & sm)
@@ -281,9 +288,11 @@ extension InterpreterCPU {
         segBase[s] = 0
       }
     }
+    refreshSegmentChecks()
   }
 
   func iret() throws(Fault) {
+    nmiBlocked = false  // even if the IRET then faults
     let size = opSize
     let sm = stackMask
     let sp = r[4] & sm
@@ -311,6 +320,7 @@ extension InterpreterCPU {
     if longActive && d.l && d.db { throw Fault.gp(err) }
     let target = maskIP(ip, for: d)
     if longActive && d.l && !isCanonical(target) { throw Fault.gp(0) }
+    try checkCodeLimit(target, d)
     // New flags (privilege rules for IF/IOPL).
     var mask: UInt64 =
       RFLAGS.status | RFLAGS.tf | RFLAGS.df | RFLAGS.nt | RFLAGS.rf | RFLAGS.ac | RFLAGS.id
@@ -358,6 +368,14 @@ extension InterpreterCPU {
   // MARK: Exceptions and interrupts
 
   static func contributory(_ v: UInt16) -> Bool { v == 0 || (v >= 10 && v <= 13) }
+
+  /// Fault-class exceptions (SDM table 6-1); #DB is raised here only as a trap.
+  static func isFault(_ v: UInt16) -> Bool {
+    switch v {
+    case 0, 5, 6, 7, 10, 11, 12, 13, 14, 16, 17, 19, 20, 21: return true
+    default: return false
+    }
+  }
 
   static func vectorName(_ v: UInt16) -> String {
     let names = [
@@ -474,8 +492,10 @@ extension InterpreterCPU {
     if !d.s || d.type & 8 == 0 || Int(d.dpl) > cpl { throw Fault.gp(selErr) }
     if !d.present { throw Fault.np(selErr) }
     let newCPL = d.type & 4 != 0 ? cpl : Int(d.dpl)
+    try checkCodeLimit(target, d)
     let isInterruptGate = gtype & 1 == 0
-    let fl = flags
+    // Faults push RF set, so the handler's IRET does not re-trigger an instruction breakpoint.
+    let fl = flags | (!external && !soft && InterpreterCPU.isFault(v) ? RFLAGS.rf : 0)
     let oldCS = UInt64(seg[CS].selector)
     let oldSS = UInt64(seg[SS].selector)
     let oldRSP = r[4]
@@ -652,7 +672,7 @@ extension InterpreterCPU {
     case 0x200...0x20F, 0x250, 0x258, 0x259, 0x268...0x26F: return mtrrs[idx] ?? 0
     case MSR.mcgCap: return 0
     case MSR.mcgStatus: return mcgStatus
-    case MSR.specCtrl: return specCtrl
+    case MSR.specCtrl where hasSpecCtrl: return specCtrl
     case MSR.platformID, MSR.biosSignID, MSR.featureControl, MSR.tscAdjust: return kvmMSRs[idx] ?? 0
     case MSR.archCapabilities: return 0
     // AMD K8 interrupt-pending message (Linux reads it for the E400 C1E erratum on family 0xF).
@@ -662,6 +682,15 @@ extension InterpreterCPU {
     case MSR.kvmWallClockNew, MSR.kvmSystemTimeNew: return kvmMSRs[idx] ?? 0
     default: throw Fault.gp(0)
     }
+  }
+
+  /// RDPMC: #GP(0) outside CPL 0 without CR4.PCE, and for a counter this CPU lacks.
+  /// No counter counts here: an existing one reads 0.
+  func rdpmc() throws(Fault) {
+    if protectedMode && cpl != 0 && cr4 & CR4.pce == 0 { throw Fault.gp(0) }
+    if UInt32(truncatingIfNeeded: r[1]) >= performanceCounters { throw Fault.gp(0) }
+    r[0] = 0
+    r[2] = 0
   }
 
   func writeMSR(_ idx: UInt32, _ v: UInt64) throws(Fault) {
@@ -713,8 +742,9 @@ extension InterpreterCPU {
     case MSR.mtrrDefType: mtrrDefType = v
     case 0x200...0x20F, 0x250, 0x258, 0x259, 0x268...0x26F: mtrrs[idx] = v
     case MSR.mcgStatus: mcgStatus = v
-    case MSR.specCtrl: specCtrl = v
-    case MSR.predCmd: break
+    // Only when CPUID offers them; reserved bits #GP (IBRS, STIBP, SSBD / IBPB).
+    case MSR.specCtrl where hasSpecCtrl && v & ~7 == 0: specCtrl = v
+    case MSR.predCmd where hasPredCmd && v & ~1 == 0: break
     case MSR.featureControl, MSR.tscAdjust, MSR.biosSignID: kvmMSRs[idx] = v
     case MSR.kvmWallClockNew, MSR.kvmSystemTimeNew: kvmMSRs[idx] = v
     default: throw Fault.gp(0)

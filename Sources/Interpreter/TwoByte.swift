@@ -82,6 +82,7 @@ extension InterpreterCPU {
       let t = readTSC()
       r[0] = t & 0xFFFF_FFFF
       r[2] = t >> 32
+    case 0x33: try rdpmc()
     case 0x32:
       try requireCPL0()
       let v = try readMSR(UInt32(truncatingIfNeeded: r[1]))
@@ -224,6 +225,10 @@ extension InterpreterCPU {
       case 4: r[i] = UInt64(UInt32(truncatingIfNeeded: r[i]).byteSwapped)
       default: setReg(i, 2, 0)  // undefined for 16-bit; hardware gives 0
       }
+    case 0x38:
+      try exec0F38()  // ThreeByte.swift
+    case 0x3A:
+      try exec0F3A()
     case 0xFF:
       throw Fault.ud()  // UD0
     default:

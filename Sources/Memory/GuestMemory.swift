@@ -183,6 +183,36 @@ public final class GuestMemory {
     try withUnsafeBytes(of: &v) { try write(gpa, from: $0) }
   }
 
+  /// Calls `body(hostPointer, byteCount)` for each host-contiguous piece of
+  /// [gpa, gpa+count), in order, after checking the whole range is RAM: devices
+  /// use it to do I/O straight into guest memory (preadv/pwritev).
+  public func forEachHostPiece(
+    _ gpa: GuestPhysicalAddress, count: Int, _ body: (UnsafeMutableRawPointer, Int) throws -> Void
+  ) throws {
+    guard count > 0 else { return }
+    guard UInt64(count) <= UInt64.max - gpa.rawValue, isRAM(gpa, length: UInt64(count)) else {
+      throw MemoryError.outsideRAM(gpa, length: count)
+    }
+    if let p = hostPointer(gpa, length: count) { return try body(p, count) }
+    var pieceStart = pagePointer(gpa.rawValue)!
+    var pieceLength = 0
+    var done = 0
+    var a = gpa.rawValue
+    while done < count {
+      let n = min(count - done, Int(4096 - (a & 0xFFF)))
+      let p = pagePointer(a)!
+      if p != pieceStart + pieceLength {
+        try body(pieceStart, pieceLength)
+        pieceStart = p
+        pieceLength = 0
+      }
+      pieceLength += n
+      done += n
+      a += UInt64(n)
+    }
+    try body(pieceStart, pieceLength)
+  }
+
   /// Calls `body(hostPointer, offsetInBuffer, byteCount)` for each page-sized piece.
   private func walk(
     _ gpa: GuestPhysicalAddress, _ count: Int,

@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Interpreter
 import KVM
 
 extension CPUIDPolicy {
@@ -89,8 +90,8 @@ extension CPUIDPolicy {
 public enum EngineFeatures {
   public static func implemented(by engine: EngineKind) -> Set<String> {
     switch engine {
-    case .interpreter:
-      return interpreterFeatures
+    case .interpreter, .translator:
+      return InterpreterCPU.implementedFeatures
     case .kvm:
       let host = KVMHost.probe()
       let supported = CPUIDPolicy(entries: host.supportedCPUID)
@@ -100,12 +101,4 @@ public enum EngineFeatures {
       return names
     }
   }
-
-  /// What the interpreter executes. Keep in step with Sources/Interpreter.
-  static let interpreterFeatures: Set<String> = [
-    "fpu", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "apic", "sep", "mtrr", "pge", "mca",
-    "cmov", "pat", "pse36", "clflush", "mmx", "fxsr", "sse", "sse2", "cx16", "hypervisor",
-    "syscall", "nx", "lm", "lahf_lm", "rdtscp", "pdpe1gb", "tsc_deadline_timer",
-    "kvm_kvmclock", "kvm_clocksource2", "kvm_nopiodelay", "kvm_clocksource_stable",
-  ]
 }

@@ -35,13 +35,14 @@ enum EngineFactory {
       let vm = try KVMVirtualMachine(memory: memory, irqChip: false)
       let cpu = try vm.createVCPU(id: 0, cpuid: cpuid)
       return EngineInstance(cpu: cpu, interruptLines: nil, interruptsCanWake: false, owner: vm)
-    case .interpreter:
+    case .interpreter, .translator:
       var options = InterpreterOptions()
       options.maxInstructions = config.maxInstructions
       options.mmuMode = config.mmuMode ?? .direct
       var policy = cpuid
       if options.mmuMode == .paravirt { PVMMU.offer(in: &policy) }
-      let cpu = InterpreterCPU(memory: memory, cpuid: policy, options: options)
+      let cpu = try InterpreterCPU(memory: memory, cpuid: policy, options: options)
+      if config.engine == .translator { try cpu.enableTranslation() }
       cpu.interruptInput = platform?.interrupts
       cpu.platform = platform
       var pauseAt: ((UInt64) -> Void)?

@@ -23,8 +23,19 @@ public final class Machine {
   private let engine: EngineInstance
   /// The PC platform devices, for engines without an in-kernel platform.
   let platform: PCPlatform?
+  /// Ports, IRQs and windows; the ACPI tables and bus registration come from it.
+  public let layout: PlatformLayout
+  /// PCI slots, BARs, IRQs and MSI-X vectors (interpreter engine: the PCI host
+  /// lives with the emulated platform).
+  public let devices: DeviceManager?
+  /// virtio-pci devices from `config.virtio` (see VirtioSetup.swift).
+  public let virtio: VirtioDevices?
   private let console: ConsoleOutput
   private let logger: Logger
+  /// Host I/O: the deadline timer now, disk and network back-ends later.
+  public let hostLoop: HostEventLoop
+  /// A halted vCPU sleeps on this until an interrupt source or the host needs it.
+  private let doorbell: Doorbell
   /// Memory virtualization (interpreter engine), nil for KVM.
   public let mmu: MMUVirtualization?
 
@@ -59,20 +70,27 @@ public final class Machine {
     self.config = config
     self.console = console
     self.logger = logger
+    hostLoop = try HostEventLoop()
+    doorbell = try Doorbell()
     memory = try Machine.makeMemory(config)
     portBus = PortIOBus(logger: logger)
     mmioBus = MMIOBus(logger: logger)
 
+    let layout = PlatformLayout()
+    self.layout = layout
     try portBus.register(
-      DebugExitDevice(control: control), ports: 0xF4...0xF7, name: "isa-debug-exit")
+      DebugExitDevice(control: control), ports: layout.debugExitPorts, name: "isa-debug-exit")
     let kbc = I8042Device(control: control)
-    try portBus.register(kbc, ports: 0x60...0x60, name: "i8042 data")
-    try portBus.register(kbc, ports: 0x64...0x64, name: "i8042 command", firstOffset: 4)
+    let kbcData = layout.i8042DataPort
+    let kbcCommand = layout.i8042CommandPort
+    try portBus.register(kbc, ports: kbcData...kbcData, name: "i8042 data")
+    try portBus.register(
+      kbc, ports: kbcCommand...kbcCommand, name: "i8042 command", firstOffset: kbcCommand - kbcData)
+    let acpi = layout.acpi(cpuCount: config.cpus)
 
     // Load before creating the engine, so bad images are reported the same on every engine.
     let isLinux = LinuxBoot.isLinuxKernel(config.kernel)
     if isLinux {
-      let acpi = ACPIConfig(cpuCount: config.cpus)
       boot = try LinuxBoot.load(
         config.kernel, commandLine: config.commandLine, initrd: config.initrd, acpi: acpi,
         protocol: config.linuxProtocol, into: memory
@@ -84,22 +102,33 @@ public final class Machine {
         config.kernel, commandLine: "\(config.kernelName) \(config.commandLine)",
         modules: modules, into: memory)
     }
-    if config.engine == .interpreter {
+    if config.engine.interpretsInstructions {
       let clock: GuestClock = config.deterministic ? InstructionClock() : HostMonotonicClock()
       let p = try PCPlatform(
         memory: memory, portBus: portBus, mmioBus: mmioBus, clock: clock, cpuCount: config.cpus,
+        layout: layout,
         wallClockAtBoot: config.deterministic
           ? MachineConfig.deterministicEpoch : hostWallClockSeconds())
-      try PCIHost().register(on: portBus)
+      let pci = PCIHost(mmioBus: mmioBus, logger: logger)
+      try pci.register(on: portBus, ports: layout.pciConfigPorts)
       if isLinux {
-        let acpi = ACPIConfig(cpuCount: config.cpus)
         try ACPIPowerManagement(control: control, clock: p.clock, s5SleepType: acpi.s5SleepType)
           .register(on: portBus, base: acpi.pmBase)
       }
       platform = p
+      devices = DeviceManager(
+        layout: layout, pciHost: pci, interruptLines: p.irqs, msiDelivery: p)
+      try devices?.claimIRQ(Int(layout.com1IRQ), for: "uart0")
+      try devices?.claimIRQ(Int(layout.i8042IRQ), for: "i8042")
+      try devices?.claimIRQ(Int(layout.rtcIRQ), for: "CMOS RTC")
+      try devices?.claimIRQ(Int(layout.sciIRQ), for: "ACPI SCI")
     } else {
       platform = nil
+      devices = nil
     }
+    virtio = try VirtioDevices.attach(
+      config.virtio, memory: memory, manager: devices,
+      output: { [console] bytes in for b in bytes { console.write(b) } }, logger: logger)
     engine = try EngineFactory.make(config: config, memory: memory, platform: platform)
     cpu = engine.cpu
     if let icpu = cpu as? InterpreterCPU {
@@ -111,10 +140,10 @@ public final class Machine {
       mmu = nil
     }
 
-    uart = UART16550(irq: IRQLine(4, lines: engine.interruptLines)) { [console] b in
-      console.write(b)
+    uart = UART16550(irq: IRQLine(Int(layout.com1IRQ), lines: engine.interruptLines)) {
+      [console] b in console.write(b)
     }
-    try portBus.register(uart, ports: 0x3F8...0x3FF, name: "uart0 (16550A)")
+    try portBus.register(uart, ports: layout.com1Ports, name: "uart0 (16550A)")
     try cpu.setState(boot.initialState)
     logger.info(
       "loaded \(config.kernelName) as \(boot.format.rawValue), entry 0x\(String(boot.initialState.general.rip, radix: 16)), engine \(cpu.engineName)"
@@ -130,6 +159,7 @@ public final class Machine {
     lock.unlock()
     hostAttention.store(true, ordering: .releasing)
     cpu.kick()
+    doorbell.ring()
   }
 
   /// Console input from the host, delivered to the UART by the run loop.
@@ -140,6 +170,7 @@ public final class Machine {
     lock.unlock()
     hostAttention.store(true, ordering: .releasing)
     cpu.kick()
+    doorbell.ring()
   }
 
   /// Says whether console input can still arrive: a halted guest waiting only
@@ -150,6 +181,7 @@ public final class Machine {
     lock.unlock()
     hostAttention.store(true, ordering: .releasing)
     cpu.kick()
+    doorbell.ring()
   }
 
   // MARK: Run loop
@@ -165,10 +197,25 @@ public final class Machine {
         self?.requestStop(.watchdog("guest did not finish within \(t) s (--timeout)"))
       }
     }
-    // Host time: a timer thread kicks the vCPU at deadlines. Instruction-count
-    // time: the vCPU pauses at the deadline's instruction count instead.
-    let timer = config.deterministic ? nil : platform.map { TimerKicker(platform: $0, cpu: cpu) }
-    defer { timer?.stop() }
+    // Host time: the event loop's timerfd kicks the vCPU at device deadlines.
+    // Instruction-count time: the vCPU pauses at the deadline's instruction count instead.
+    if let platform, let clock = platform.clock as? HostMonotonicClock {
+      let loop = hostLoop
+      let cpu = self.cpu
+      loop.setTimerHandler { cpu.kick() }
+      platform.onDeadlineChange = { d in
+        loop.armTimer(
+          atMonotonicNanoseconds: d == .max ? 0 : clock.monotonicNanoseconds(atGuest: d))
+      }
+      if let d = platform.earliestDeadline {
+        loop.armTimer(atMonotonicNanoseconds: clock.monotonicNanoseconds(atGuest: d))
+      }
+    }
+    hostLoop.start()
+    defer {
+      hostLoop.stop()
+      platform?.onDeadlineChange = nil
+    }
     while true {
       if let o = takeHostEvents() { return o }
       if let pace = engine.pauseAt, let clock = platform?.clock as? InstructionClock {
@@ -272,8 +319,8 @@ public final class Machine {
         continue
       }
       guard let deadline = platform.earliestDeadline else {
-        if inputOpen || uart.hasBacklog {
-          usleep(1000)
+        if inputOpen || uart.hasBacklog || virtio?.console?.hasBacklog == true {
+          doorbell.wait(timeoutNanoseconds: nil)
           continue
         }
         return .guestFailure(
@@ -284,7 +331,7 @@ public final class Machine {
         continue
       }
       let now = platform.clock.nanoseconds
-      if deadline > now { usleep(UInt32(min((deadline - now) / 1000, 10_000))) }
+      if deadline > now { doorbell.wait(timeoutNanoseconds: deadline - now) }
     }
   }
 
@@ -297,7 +344,9 @@ public final class Machine {
     pendingInput.removeAll()
     lock.unlock()
     if let stop { return stop }
-    if !input.isEmpty { uart.receive(input) }
+    if !input.isEmpty {
+      if let c = virtio?.console { c.receive(input) } else { uart.receive(input) }
+    }
     return nil
   }
 
@@ -319,6 +368,7 @@ public final class Machine {
     s["vmm.exits.hypercall"] = exits.hypercall
     s["vmm.exits.internal_error"] = exits.internalError
     s["vmm.host_kicks"] = exits.interrupted
+    s["vmm.host_loop.wakeups"] = hostLoop.wakeups
     if let mmu { s.merge(mmu.statistics()) { a, _ in a } }
     return s
   }

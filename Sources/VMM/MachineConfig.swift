@@ -6,6 +6,8 @@ import Interpreter
 public enum EngineKind: String, CaseIterable, Sendable {
   case kvm
   case interpreter
+  /// The interpreter with register-only blocks compiled to host code (Sources/Translator).
+  case translator
 }
 
 /// Everything needed to build and run one VM.
@@ -45,6 +47,8 @@ public struct MachineConfig {
   /// time advances with retired instructions, the RTC starts at a fixed date,
   /// and two runs execute the same instructions.
   public var deterministic = false
+  /// virtio-pci disks, console and entropy device (interpreter's PCI platform).
+  public var virtio = VirtioConfig()
   /// The RTC's and kvm-clock's wall-clock date at boot in deterministic mode.
   public static let deterministicEpoch: Int64 = 1_767_225_600  // 2026-01-01T00:00:00Z
 

@@ -32,9 +32,9 @@ extension MachineConfig {
       }
     }
     if let n = maxInstructions {
-      guard engine == .interpreter else {
+      guard engine.interpretsInstructions else {
         throw refuse(
-          "--max-instructions needs the interpreter engine: KVM does not count guest instructions; use --timeout"
+          "--max-instructions needs a software engine (interpreter or translator): KVM does not count guest instructions; use --timeout"
         )
       }
       guard n > 0 else { throw refuse("--max-instructions 0: must be at least 1") }
@@ -42,25 +42,25 @@ extension MachineConfig {
         throw refuse("--max-instructions \(n): at most \(MachineConfig.maxInstructionLimit)")
       }
     }
-    guard !deterministic || engine == .interpreter else {
+    guard !deterministic || engine.interpretsInstructions else {
       throw refuse(
-        "--deterministic needs the interpreter engine: KVM's guest time follows the host")
+        "--deterministic needs a software engine (interpreter or translator): KVM's guest time follows the host")
     }
     if engine == .kvm, let m = mmuMode, m != .nested {
       throw refuse(
         "--mmu \(m.name) needs the interpreter: with KVM the hardware does nested paging (EPT/NPT) and the VMM cannot \(m == .shadow ? "shadow" : m == .paravirt ? "offer PV page tables to" : "walk guest tables directly for") the guest; use --mmu nested or --engine interpreter"
       )
     }
-    let mode = engine == .interpreter ? (mmuMode ?? .direct) : .nested
+    let mode = engine.interpretsInstructions ? (mmuMode ?? .direct) : .nested
     if let cap = shadowPageCap {
-      guard engine == .interpreter, mode == .shadow else {
+      guard engine.interpretsInstructions, mode == .shadow else {
         throw refuse("--shadow-cap applies only to --mmu shadow (this run uses \(mode.name))")
       }
       guard cap >= 1, cap <= MachineConfig.maxShadowPageCap else {
         throw refuse("--shadow-cap \(cap): must be between 1 and \(MachineConfig.maxShadowPageCap)")
       }
     }
-    if nestedWalkCache, engine != .interpreter || mode != .nested {
+    if nestedWalkCache, !engine.interpretsInstructions || mode != .nested {
       throw refuse(
         "--nested-walk-cache applies only to --mmu nested on the interpreter (this run uses \(mode.name)\(engine == .kvm ? " on KVM" : ""))"
       )
@@ -73,7 +73,7 @@ extension MachineConfig {
     }
     // Guest RAM plus the VMM's page-table frames must fit in the host.
     let extra =
-      engine == .interpreter
+      engine.interpretsInstructions
       ? MMUVirtualization.extraFrames(
         mode: mode, memorySize: memorySize, shadowCap: effectiveShadowPageCap) * 4096 : 0
     let (total, overflow) = memorySize.addingReportingOverflow(extra)

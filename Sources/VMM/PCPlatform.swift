@@ -1,3 +1,4 @@
+import Boot
 import Devices
 import Engine
 import Foundation
@@ -24,15 +25,18 @@ final class PCPlatform: PlatformHooks {
   let kvmClock: KVMClock
   private let timed: [TimedDevice]
 
-  /// Earliest device deadline (guest ns), UInt64.max for none; read by the
-  /// host timer thread, which kicks the vCPU when it passes.
-  let nextDeadline = AtomicDeadline()
+  /// Earliest device deadline (guest ns), UInt64.max for none.
+  private(set) var nextDeadline = UInt64.max
+  /// Told each new earliest deadline (UInt64.max: none), on the vCPU thread,
+  /// so the host event loop can arm its timer for it.
+  var onDeadlineChange: ((UInt64) -> Void)?
 
   static let tscFrequency: UInt64 = 2_000_000_000
 
   init(
     memory: GuestMemory, portBus: PortIOBus, mmioBus: MMIOBus, clock: GuestClock,
-    cpuCount: Int, wallClockAtBoot: Int64 = hostWallClockSeconds()
+    cpuCount: Int, layout: PlatformLayout = PlatformLayout(),
+    wallClockAtBoot: Int64 = hostWallClockSeconds()
   ) throws {
     self.clock = clock
     tsc = GuestTSC(clock: clock, frequency: PCPlatform.tscFrequency)
@@ -41,15 +45,15 @@ final class PCPlatform: PlatformHooks {
     pit = PIT8254(clock: clock, irq0: IRQLine(0, lines: irqs))
     let below4G = memory.regions.filter { $0.start.rawValue < 1 << 32 }.reduce(0) { $0 + $1.size }
     rtc = CMOSRTC(
-      clock: clock, irq: IRQLine(8, lines: irqs), startTime: wallClockAtBoot,
+      clock: clock, irq: IRQLine(Int(layout.rtcIRQ), lines: irqs), startTime: wallClockAtBoot,
       memoryBelow4G: below4G,
       memoryAbove4G: memory.ramSize - below4G, cpuCount: cpuCount)
     interrupts = PlatformInterrupts(lapic: lapic, pic: pic)
     ioapic.connect(to: lapic)
     try pic.register(on: portBus)
     try pit.register(on: portBus)
-    try rtc.register(on: portBus)
-    try ioapic.register(on: mmioBus)
+    try rtc.register(on: portBus, ports: layout.rtcPorts)
+    try ioapic.register(on: mmioBus, base: layout.ioapicBase)
     try lapic.register(on: mmioBus)
     timed = [pit, rtc, lapic]
     let wallNs = UInt64(max(0, wallClockAtBoot)) &* 1_000_000_000
@@ -72,13 +76,14 @@ final class PCPlatform: PlatformHooks {
   private func updateDeadline() {
     var earliest = UInt64.max
     for d in timed { if let t = d.nextDeadline { earliest = min(earliest, t) } }
-    nextDeadline.store(earliest)
+    guard earliest != nextDeadline else { return }
+    nextDeadline = earliest
+    onDeadlineChange?(earliest)
   }
 
   /// Guest ns of the earliest armed timer, or nil when nothing is armed.
   var earliestDeadline: UInt64? {
-    let d = nextDeadline.load()
-    return d == .max ? nil : d
+    nextDeadline == .max ? nil : nextDeadline
   }
 
   // MARK: PlatformHooks
@@ -118,18 +123,10 @@ final class PCPlatform: PlatformHooks {
   }
 }
 
-/// A UInt64 shared with the host timer thread.
-final class AtomicDeadline: @unchecked Sendable {
-  private let lock = NSLock()
-  private var value = UInt64.max
-  func store(_ v: UInt64) {
-    lock.lock()
-    value = v
-    lock.unlock()
-  }
-  func load() -> UInt64 {
-    lock.lock()
-    defer { lock.unlock() }
-    return value
+extension PCPlatform: MSIDelivery {
+  /// MSI-X messages from PCI devices go straight to the local APIC.
+  func deliver(address: UInt64, data: UInt32) {
+    guard let m = IOAPICMessage(msiAddress: address, data: data) else { return }
+    lapic.accept(m)
   }
 }

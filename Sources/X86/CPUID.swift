@@ -56,7 +56,10 @@ public enum CPUIDFeature {
   public static let sse3: UInt32 = 1 << 0
   public static let ssse3: UInt32 = 1 << 9
   public static let cx16: UInt32 = 1 << 13
+  public static let sse41: UInt32 = 1 << 19
+  public static let sse42: UInt32 = 1 << 20
   public static let x2apic: UInt32 = 1 << 21
+  public static let movbe: UInt32 = 1 << 22
   public static let popcnt: UInt32 = 1 << 23
   public static let tscDeadline: UInt32 = 1 << 24
   public static let xsave: UInt32 = 1 << 26
@@ -69,4 +72,8 @@ public enum CPUIDFeature {
   public static let lm: UInt32 = 1 << 29
   // Leaf 0x80000001 ECX
   public static let lahfLM: UInt32 = 1 << 0
+  public static let abm: UInt32 = 1 << 5  // LZCNT
+  // Leaf 7 EBX
+  public static let bmi1: UInt32 = 1 << 3
+  public static let bmi2: UInt32 = 1 << 8
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Foundation
 import VMM
 
@@ -9,56 +10,56 @@ struct Bench: ParsableCommand {
     subcommands: [BenchCPU.self, BenchBoot.self])
 }
 
-/// A guest run measured in-process on the interpreter.
-struct GuestRun {
-  var seconds: Double
-  var instructions: UInt64
-  var outcome: MachineOutcome
-  var output: String
-}
-
 enum BenchSupport {
-  static func runInterpreter(kernel: [UInt8], name: String, cmdline: String, memory: UInt64) throws
-    -> GuestRun
-  {
-    var c = MachineConfig(kernel: kernel, kernelName: name, engine: .interpreter)
-    c.commandLine = cmdline
-    c.memorySize = memory
-    let console = ConsoleOutput(capturing: ())
-    let m = try Machine(config: c, console: console)
-    let o = m.run()
-    return GuestRun(
-      seconds: m.wallSeconds, instructions: m.statistics()["instructions"] ?? 0, outcome: o,
-      output: console.capturedText)
-  }
-
-  /// Wall seconds of a QEMU TCG run, or nil (with the reason) when QEMU is missing or fails.
-  static func runQEMU(kernel: String, cmdline: String, memoryMiB: Int) -> (Double?, String) {
-    guard
-      let qemu = ["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"]
-        .first(where: { FileManager.default.isExecutableFile(atPath: $0) })
-    else { return (nil, "qemu-system-x86_64 not installed") }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: qemu)
-    p.arguments = [
-      "-accel", "tcg", "-m", "\(memoryMiB)", "-display", "none", "-serial", "stdio", "-no-reboot",
-      "-kernel", kernel, "-append", cmdline, "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
-    ]
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    p.standardInput = FileHandle.nullDevice
-    let start = DispatchTime.now().uptimeNanoseconds
-    do { try p.run() } catch { return (nil, "cannot start QEMU: \(error)") }
-    let out = pipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    let secs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    return (secs, String(decoding: out, as: UTF8.self))
-  }
-
   static func fmt(_ v: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", v) }
   static func pad(_ s: String, _ n: Int) -> String {
     s.count >= n ? s : s + String(repeating: " ", count: n - s.count)
+  }
+}
+
+/// A CPU workload: its guest, the command-line key that sets its amount of work, and the
+/// units its smaller run does (the larger run does three times as many).
+struct BenchWorkload {
+  var name: String
+  var unitKey: String
+  var smallUnits: UInt64
+  var fixedArguments: String
+
+  static let all = [
+    BenchWorkload(name: "loop", unitKey: "iters", smallUnits: 2_000_000, fixedArguments: ""),
+    BenchWorkload(name: "sort", unitKey: "rounds", smallUnits: 4, fixedArguments: "n=65536"),
+    BenchWorkload(name: "crc32", unitKey: "repeat", smallUnits: 1, fixedArguments: ""),
+    BenchWorkload(name: "mem", unitKey: "rounds", smallUnits: 2, fixedArguments: ""),
+    BenchWorkload(name: "chase", unitKey: "steps", smallUnits: 1_000_000, fixedArguments: ""),
+  ]
+
+  func cmdline(units: UInt64) -> String {
+    ([fixedArguments, "\(unitKey)=\(units)"].filter { !$0.isEmpty }).joined(separator: " ")
+  }
+}
+
+/// Where a bench guest can run.
+enum BenchEngine: Equatable {
+  case swiftvmm(EngineKind)
+  case qemu
+  case native
+
+  init?(name: String) {
+    switch name {
+    case "qemu": self = .qemu
+    case "native": self = .native
+    default:
+      guard let k = EngineKind(rawValue: name), k != .kvm else { return nil }
+      self = .swiftvmm(k)
+    }
+  }
+
+  var name: String {
+    switch self {
+    case .swiftvmm(let k): return k.rawValue
+    case .qemu: return "qemu"
+    case .native: return "native"
+    }
   }
 }
 
@@ -66,14 +67,28 @@ struct BenchCPU: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "cpu",
     abstract:
-      "CPU-bound guest suite on the interpreter and on QEMU TCG: guest MIPS and time ratios.")
+      "CPU-bound guest suite on SwiftVMM's engines, QEMU TCG and natively: MIPS and ratios.",
+    discussion: """
+      Each engine runs each workload at two sizes, N and 3N units, several times, interleaved; \
+      N is first grown per engine until the difference takes --target CPU seconds. The difference of the median CPU times (user + system) over 2N units is the cost per unit, \
+      so every engine's start-up and the workload's set-up cancel out. Instructions per unit come \
+      from SwiftVMM's own count. A figure whose difference is within the run-to-run spread is not \
+      printed. Native runs the same kernels as host programs (build them with bench/native/build.sh).
+      """)
 
   @Option(help: "Directory with the bench_*.elf guests (built by Guests/build.sh).")
   var guests: String = "Guests/build"
-  @Option(help: "Divide each workload's default size by this (the guests' div= parameter).")
-  var div: Int = 20
-  @Option(help: "QEMU runs this many times the work for its timing (its start-up is then noise).")
-  var qemuScale: Int = 10
+  @Option(help: "Directory with the native bench_* programs (built by bench/native/build.sh).")
+  var native: String = "bench/native/build"
+  @Option(help: "Comma-separated engines: interpreter, translator, qemu, native.")
+  var engines: String = "interpreter,translator,qemu,native"
+  @Option(help: "Multiply every engine's work by this.")
+  var size: UInt64 = 1
+  @Option(
+    help: "Each engine's work grows until its N-to-3N difference takes this many CPU seconds.")
+  var target: Double = 0.5
+  @Option(help: "Runs of each size on each engine; medians are taken.")
+  var repeats: Int = 3
   @Option(help: "Comma-separated workloads.")
   var only: String = "loop,sort,crc32,mem,chase"
   @Option(help: "Write the figures as JSON to this file.")
@@ -82,68 +97,191 @@ struct BenchCPU: ParsableCommand {
 
   func run() throws {
     _ = try logging.bootstrap()
-    let workloads = only.split(separator: ",").map(String.init)
-    let memory: UInt64 = 256 << 20
+    var chosen: [BenchEngine] = []
+    for n in engines.split(separator: ",").map(String.init) {
+      guard let e = BenchEngine(name: n) else {
+        fail("unknown bench engine '\(n)' (interpreter, translator, qemu, native)", status: .usage)
+      }
+      chosen.append(e)
+    }
+    guard repeats >= 1, size >= 1, target > 0 else {
+      fail("--repeats and --size must be at least 1, --target positive", status: .usage)
+    }
+    var workloads: [BenchWorkload] = []
+    for n in only.split(separator: ",").map(String.init) {
+      guard let w = BenchWorkload.all.first(where: { $0.name == n }) else {
+        fail(
+          "unknown workload '\(n)' (\(BenchWorkload.all.map(\.name).joined(separator: ", ")))",
+          status: .usage)
+      }
+      workloads.append(w)
+    }
+    let qemuCPU = CPUIDPolicy.default.masked(to: EngineFeatures.implemented(by: .interpreter))
+      .qemuCPUModel
+    var unavailable: [String: String] = [:]
+    if chosen.contains(.qemu) {
+      if BenchMeasure.qemuPath == nil {
+        unavailable["qemu"] = "qemu-system-x86_64 not installed"
+      } else {
+        print("QEMU: -accel tcg,thread=single -cpu \(qemuCPU)")
+      }
+    }
+    if chosen.contains(.native) && !FileManager.default.fileExists(atPath: native + "/bench_loop") {
+      unavailable["native"] = "not built (run bench/native/build.sh)"
+    }
+    print("CPU seconds (user+system), medians of \(repeats); per-unit cost from N and 3N units.")
+
     var rows: [[String: Any]] = []
-    // QEMU's own start-up and teardown, measured on the trivial guest, is taken off its times.
-    let helloPath = guests + "/hello.elf"
-    let (qemuBase, _) = BenchSupport.runQEMU(kernel: helloPath, cmdline: "", memoryMiB: 256)
-    if let b = qemuBase { print("QEMU start-up baseline (hello.elf): \(BenchSupport.fmt(b, 3)) s") }
-    print(
-      "workload   guest instr     SwiftVMM s   MIPS     QEMU s (est.)  ratio SwiftVMM/QEMU")
-    var ratios: [Double] = []
+    var table: [[String]] = []
     for w in workloads {
-      let path = "\(guests)/bench_\(w).elf"
+      let path = "\(guests)/bench_\(w.name).elf"
       guard let data = FileManager.default.contents(atPath: path) else {
         fail("missing \(path); run Guests/build.sh", status: .unusableInput)
       }
-      let cmd = "div=\(div)"
-      let r = try BenchSupport.runInterpreter(
-        kernel: [UInt8](data), name: path, cmdline: cmd, memory: memory)
-      guard case .debugExit(status: 1) = r.outcome else {
-        print("\(w): guest did not finish cleanly: \(r.outcome)\n\(r.output)")
-        continue
+      let kernel = [UInt8](data)
+      var costs: [String: UnitCost] = [:]
+      var instructionsPerUnit: Double?
+      var notes: [String] = []
+      var reference: [UInt64: String] = [:]  // result line per size, from the first engine
+      var samples: [String: [[BenchSample]]] = [:]  // engine -> [small runs, large runs]
+      func measure(_ e: BenchEngine, _ units: UInt64) throws -> BenchSample {
+        let cmd = w.cmdline(units: units)
+        switch e {
+        case .swiftvmm(let k):
+          return try BenchMeasure.runEngine(
+            k, kernel: kernel, name: path, cmdline: cmd, memory: 256 << 20)
+        case .qemu:
+          return try BenchMeasure.runChild(
+            BenchMeasure.qemuPath!,
+            BenchMeasure.qemuArguments(kernel: path, cmdline: cmd, memoryMiB: 256, cpu: qemuCPU),
+            okStatus: 1)  // isa-debug-exit: (0 << 1) | 1
+        case .native:
+          return try BenchMeasure.runChild("\(native)/bench_\(w.name)", [cmd], okStatus: 0)
+        }
       }
-      let mips = Double(r.instructions) / r.seconds / 1e6
-      // Same work once, to check the result; then `qemuScale` times the work, so QEMU's
-      // compute time dwarfs its start-up and the per-unit figure is not noise.
-      let (q, qout) = BenchSupport.runQEMU(kernel: path, cmdline: cmd, memoryMiB: 256)
-      var qemuNet: Double?
-      if q != nil {
-        let (qs, _) = BenchSupport.runQEMU(
-          kernel: path, cmdline: "scale=\(qemuScale) \(cmd)", memoryMiB: 256)
-        if let qs { qemuNet = max(qs - (qemuBase ?? 0), 0.001) / Double(qemuScale) }
+      // Calibration: each engine's work is scaled (exactly, in whole units) until its
+      // difference between N and 3N units clears --target, so fast engines are not
+      // measured on start-up noise and slow ones are not run for minutes.
+      var scales: [String: UInt64] = [:]
+      for e in chosen where unavailable[e.name] == nil {
+        var m = size
+        do {
+          for _ in 0..<8 {
+            let a = try measure(e, w.smallUnits * m)
+            let b = try measure(e, 3 * w.smallUnits * m)
+            let d = b.cpuSeconds - a.cpuSeconds
+            if !a.ok || !b.ok || d >= target { break }
+            m *= d < target / 64 ? 64 : max(2, UInt64((target / d * 1.2).rounded(.up)))
+          }
+        } catch {
+          unavailable[e.name] = "\(error)"
+        }
+        scales[e.name] = m
       }
-      let sameResult = qout.contains(r.output.trimmingCharacters(in: .whitespacesAndNewlines))
-      var line =
-        BenchSupport.pad(w, 10) + " " + BenchSupport.pad(String(r.instructions), 15) + " "
-        + BenchSupport.pad(BenchSupport.fmt(r.seconds), 12) + " "
-        + BenchSupport.pad(BenchSupport.fmt(mips, 1), 8) + " "
-      var row: [String: Any] = [
-        "workload": w, "instructions": r.instructions, "seconds": r.seconds, "mips": mips,
-      ]
-      if let qemuNet {
-        let ratio = r.seconds / qemuNet
-        ratios.append(ratio)
-        line +=
-          BenchSupport.pad(BenchSupport.fmt(qemuNet, 3), 14) + " " + BenchSupport.fmt(ratio, 1)
-          + "x"
-        if !sameResult { line += "  (results differ!)" }
-        row["qemuSeconds"] = qemuNet
-        row["ratio"] = ratio
-      } else {
-        line += "QEMU unavailable: \(qout)"
+      for _ in 0..<repeats {
+        for e in chosen where unavailable[e.name] == nil {
+          let scale = scales[e.name]!
+          var pair = samples[e.name] ?? [[], []]
+          for (i, units) in [w.smallUnits * scale, 3 * w.smallUnits * scale].enumerated() {
+            do {
+              pair[i].append(try measure(e, units))
+            } catch {
+              unavailable[e.name] = "\(error)"
+              break
+            }
+          }
+          samples[e.name] = pair
+        }
       }
-      print(line)
+      var line = [w.name]
+      var row: [String: Any] = ["workload": w.name]
+      for e in chosen {
+        guard unavailable[e.name] == nil, let pair = samples[e.name], pair[1].count == repeats
+        else { continue }
+        let small = w.smallUnits * scales[e.name]!
+        if let bad = (pair[0] + pair[1]).first(where: { !$0.ok }) {
+          notes.append("\(e.name): guest did not finish cleanly: \(bad.output.suffix(200))")
+          continue
+        }
+        // Every engine must print the same result for the same work; engines that ran
+        // the same sizes are compared.
+        let key = small
+        let got = [pair[0][0].result ?? "", pair[1][0].result ?? ""].joined(separator: "|")
+        if let r = reference[key], r != got {
+          notes.append("\(e.name): results differ: \(got) vs \(r)")
+        }
+        reference[key] = reference[key] ?? got
+        let c = UnitCost(
+          small: pair[0].map(\.cpuSeconds), large: pair[1].map(\.cpuSeconds), smallUnits: small,
+          largeUnits: 3 * small)
+        if instructionsPerUnit == nil, let i0 = pair[0][0].instructions,
+          let i1 = pair[1][0].instructions
+        {
+          instructionsPerUnit = Double(i1 - i0) / Double(2 * small)
+        }
+        if c.isMeasurement {
+          costs[e.name] = c
+        } else {
+          notes.append(
+            "\(e.name): difference \(BenchSupport.fmt(c.deltaSeconds, 3)) s is within its noise "
+              + "(spread \(BenchSupport.fmt(c.noiseSeconds, 3)) s); raise --target")
+        }
+        row[e.name] = [
+          "secondsPerUnit": c.secondsPerUnit, "startupSeconds": c.startupSeconds,
+          "noiseSeconds": c.noiseSeconds, "measured": c.isMeasurement,
+        ]
+      }
+      if let ipu = instructionsPerUnit { row["instructionsPerUnit"] = ipu }
+      line.append(instructionsPerUnit.map { BenchSupport.fmt($0, 0) } ?? "-")
+      for e in chosen {
+        if let c = costs[e.name], let ipu = instructionsPerUnit {
+          line.append(BenchSupport.fmt(ipu / c.secondsPerUnit / 1e6, 0))
+        } else {
+          line.append("-")
+        }
+      }
+      // Time ratios of each SwiftVMM engine against QEMU and native: lower is better.
+      for e in chosen {
+        guard case .swiftvmm = e else { continue }
+        for other in ["qemu", "native"] where chosen.contains(where: { $0.name == other }) {
+          if let a = costs[e.name], let b = costs[other] {
+            line.append(BenchSupport.fmt(a.secondsPerUnit / b.secondsPerUnit, 1) + "x")
+          } else {
+            line.append("-")
+          }
+        }
+      }
+      table.append(line)
+      for (name, c) in costs.sorted(by: { $0.key < $1.key }) {
+        notes.append(
+          "\(name): \(w.smallUnits * scales[name]!)/\(3 * w.smallUnits * scales[name]!) \(w.unitKey), start-up \(BenchSupport.fmt(c.startupSeconds, 3)) s, spread \(BenchSupport.fmt(c.noiseSeconds, 3)) s, "
+            + "\(String(format: "%.3g", c.secondsPerUnit * 1e9)) ns/\(w.unitKey)")
+      }
+      for n in notes { print("  \(w.name) \(n)") }
       rows.append(row)
     }
-    if !ratios.isEmpty {
-      let geo = exp(ratios.map { log($0) }.reduce(0, +) / Double(ratios.count))
-      print("geometric mean ratio SwiftVMM/QEMU TCG: \(BenchSupport.fmt(geo, 1))x")
+    var header = ["workload", "instr/unit"] + chosen.map { "\($0.name) MIPS" }
+    for e in chosen {
+      guard case .swiftvmm = e else { continue }
+      for other in ["qemu", "native"] where chosen.contains(where: { $0.name == other }) {
+        header.append("\(e.name)/\(other)")
+      }
+    }
+    let widths = header.indices.map { i in
+      ([header] + table).map { $0.indices.contains(i) ? $0[i].count : 0 }.max()! + 2
+    }
+    func render(_ r: [String]) -> String {
+      r.enumerated().map { BenchSupport.pad($0.element, widths[$0.offset]) }.joined()
+    }
+    print(render(header))
+    for r in table { print(render(r)) }
+    for (e, why) in unavailable.sorted(by: { $0.key < $1.key }) {
+      print("\(e) unavailable: \(why)")
     }
     if let json {
       let data = try JSONSerialization.data(
-        withJSONObject: ["div": div, "workloads": rows], options: [.prettyPrinted, .sortedKeys])
+        withJSONObject: ["workloads": rows, "repeats": repeats, "size": size],
+        options: [.prettyPrinted, .sortedKeys])
       try data.write(to: URL(fileURLWithPath: json))
     }
   }

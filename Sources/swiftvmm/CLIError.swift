@@ -18,6 +18,8 @@ enum ExitStatus: Int32 {
   case `internal` = 70
   /// An output file (--stats, --json, --svg, initramfs --output) cannot be created or written.
   case cannotCreateOutput = 73
+  /// The command needs privileges it does not have (guest fetch-rootfs without root).
+  case needsRoot = 77
 }
 
 /// Prints a one-line error and exits with `status`.

@@ -4,7 +4,7 @@ import Foundation
 
 struct Guest: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Fetch and prepare guest images.", subcommands: [FetchLinux.self])
+    abstract: "Fetch and prepare guest images.", subcommands: [FetchLinux.self, FetchRootfs.self])
 }
 
 /// Downloads the Debian reference guest with apt-get and unpacks it with dpkg.
@@ -149,11 +149,18 @@ struct LinuxGuestFetcher {
     }
   }
 
-  func run(_ argv: [String], in dir: String?) throws -> Result {
+  /// Runs `argv` and captures its output; with `passthrough` the child writes to our
+  /// terminal instead (its own progress lines), and only the status is returned.
+  func run(_ argv: [String], in dir: String?, passthrough: Bool = false) throws -> Result {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     p.arguments = argv
     if let dir { p.currentDirectoryURL = URL(fileURLWithPath: dir) }
+    if passthrough {
+      do { try p.run() } catch { throw FetchError(description: "cannot run \(argv[0]): \(error)") }
+      p.waitUntilExit()
+      return Result(status: p.terminationStatus, output: "", error: "")
+    }
     let out = Pipe()
     let err = Pipe()
     p.standardOutput = out

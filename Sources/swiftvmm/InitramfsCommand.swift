@@ -26,6 +26,11 @@ struct InitramfsCommand: ParsableCommand {
   var commands: String = "echo SWIFTVMM-BOOT-OK"
   @Option(
     help:
+      "With --standard: an /init that mounts this block device (e.g. /dev/vda) and starts its /sbin/init."
+  )
+  var root: String?
+  @Option(
+    help:
       "With --standard: the guest cache directory (default: $SWIFTVMM_CACHE or ~/.cache/swiftvmm/linux)."
   )
   var cache: String?
@@ -52,7 +57,10 @@ struct InitramfsCommand: ParsableCommand {
             "\(missing); run `swiftvmm guest fetch-linux --cache \(dir)` first")
         }
         let script: String
-        if let i = self.`init` {
+        if let device = root {
+          script = DebianRootfs.rootInitScript(
+            device: device, moduleList: StandardInitramfs.moduleListPath)
+        } else if let i = self.`init` {
           script = try String(contentsOfFile: i, encoding: .utf8)
         } else {
           script = StandardInitramfs.initScript(commands: commands)

@@ -31,6 +31,7 @@ struct LinuxCommand: ParsableCommand {
   var append: String?
   @OptionGroup(title: "Machine options")
   var vm: VMOptions
+  @OptionGroup(title: "Devices") var virtioOptions: VirtioOptions
   @OptionGroup var logging: LoggingOptions
 
   static let interactiveInit = StandardInitramfs.initScript(
@@ -97,7 +98,9 @@ struct LinuxCommand: ParsableCommand {
     config.kernelName = guest.bzImage
     config.initrd = initrd
     config.linuxProtocol = proto
-    config.commandLine = "console=ttyS0 panic=-1 quiet \(vm.cmdline ?? append ?? "")"
+    virtioOptions.apply(to: &config, command: LinuxCommand.self)
+    let console = config.virtio.console == .virtio ? "hvc0" : "ttyS0"
+    config.commandLine = "console=\(console) panic=-1 quiet \(vm.cmdline ?? append ?? "")"
     runInteractively(config, logger: logger, stats: vm.stats, translate: translate)
   }
 }

@@ -21,6 +21,7 @@ struct Run: ParsableCommand {
   @Option(help: "Initial ramdisk (Linux initrd, or a multiboot module).")
   var initrd: String?
   @OptionGroup var vm: VMOptions
+  @OptionGroup(title: "Devices") var virtioOptions: VirtioOptions
   @OptionGroup var logging: LoggingOptions
 
   func run() throws {
@@ -37,6 +38,7 @@ struct Run: ParsableCommand {
       config.kernel = [UInt8](bytes)
     }
     if let initrd { config.initrd = readInput(initrd, what: "initrd") }
+    virtioOptions.apply(to: &config, command: Run.self)
     runInteractively(config, logger: logger, stats: vm.stats, translate: translate)
   }
 

@@ -14,7 +14,7 @@ struct VMOptions: ParsableArguments {
   var cpus: Int = 1
   @Option(
     help:
-      "CPU engine: kvm or interpreter (run: kvm with hardware virtualization, else interpreter; linux, mmu-compare: interpreter)."
+      "CPU engine: kvm, interpreter or translator (run: kvm with hardware virtualization, else interpreter; linux, mmu-compare: interpreter)."
   )
   var engine: String?
   @Option(
@@ -51,7 +51,7 @@ struct VMOptions: ParsableArguments {
   ) -> UInt64? {
     if let e = engine {
       guard let k = EngineKind(rawValue: e) else {
-        C.usageError("unknown engine '\(e)'; choose kvm or interpreter")
+        C.usageError("unknown engine '\(e)'; choose kvm, interpreter or translator")
       }
       config.engine = k
     } else {

@@ -222,6 +222,19 @@ final class ACPITablesTests: XCTestCase {
       if name == "dsdt" {
         XCTAssertTrue(dsl.contains("Name (\\_S5, Package (0x04)"), dsl)
         XCTAssertTrue(dsl.contains("PNP0501"), dsl)
+        // The PCI root bridge: its BAR window and the INTx routing the device manager wires.
+        let p = PlatformLayout()
+        XCTAssertTrue(dsl.contains("Device (PCI0)"), dsl)
+        XCTAssertTrue(dsl.contains("PNP0A03"), dsl)
+        XCTAssertTrue(dsl.contains("Name (_PRT, Package (0x7C)"), dsl)
+        XCTAssertTrue(dsl.contains("DWordMemory (ResourceProducer"), dsl)
+        let flat = dsl.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        XCTAssertTrue(
+          flat.contains("0xC0000000, // Range Minimum 0xFEBFFFFF, // Range Maximum"), dsl)
+        let slot3INTB =
+          "0x0003FFFF, One, Zero, 0x"
+          + String(p.pciINTxGSI(slot: 3, pin: 2), radix: 16, uppercase: true) + " }"
+        XCTAssertTrue(flat.contains(slot3INTB), dsl)
         // Recompile the disassembly: it must assemble without errors.
         let c = Process()
         c.executableURL = URL(fileURLWithPath: iasl)

@@ -88,3 +88,22 @@ final class BusTests: XCTestCase {
     XCTAssertEqual(c.stopRequest, .reset)
   }
 }
+
+/// A guest that sweeps unassigned addresses must not grow host memory (issue 8).
+final class BusWarningBoundTests: XCTestCase {
+  func testUnassignedMMIOWarningsAreBounded() {
+    let bus = MMIOBus()
+    for i in 0..<100_000 as Range<UInt64> {
+      XCTAssertEqual(bus.read(address: 0xE000_0000 + i * 8, size: 4), 0xFFFF_FFFF)
+      bus.write(address: 0xF000_0000 + i * 8, size: 4, value: 0)
+    }
+    XCTAssertLessThanOrEqual(bus.warned.seen.count, bus.warned.capacity)
+    XCTAssertGreaterThan(bus.warned.seen.count, 0)
+  }
+
+  func testUnassignedPortWarningsAreBounded() {
+    let bus = PortIOBus()
+    for p in 0...UInt16.max { _ = bus.read(port: p, size: 1) }
+    XCTAssertLessThanOrEqual(bus.warned.seen.count, bus.warned.capacity)
+  }
+}

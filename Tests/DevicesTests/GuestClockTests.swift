@@ -44,6 +44,24 @@ final class GuestClockTests: XCTestCase {
     XCTAssertGreaterThanOrEqual(c.nanoseconds - a, 2_000_000)
   }
 
+  /// The vCPU thread and the timer thread read the clock at once: every reader
+  /// still sees time go forward (run under TSan: no data race is reported).
+  func testHostClockIsMonotonicAcrossThreads() {
+    let c = HostMonotonicClock()
+    let backwards = UnsafeMutablePointer<Int>.allocate(capacity: 4)
+    defer { backwards.deallocate() }
+    backwards.initialize(repeating: 0, count: 4)
+    DispatchQueue.concurrentPerform(iterations: 4) { t in
+      var last: UInt64 = 0
+      for _ in 0..<200_000 {
+        let n = c.nanoseconds
+        if n < last { backwards[t] += 1 }
+        last = n
+      }
+    }
+    XCTAssertEqual((0..<4).map { backwards[$0] }, [0, 0, 0, 0])
+  }
+
   func testTickRateConversions() {
     let pit = TickRate(hertz: 1_193_182)
     XCTAssertEqual(pit.ticks(in: 1_000_000_000), 1_193_182)

@@ -265,3 +265,23 @@ final class LocalAPICTests: XCTestCase {
     }
   }
 }
+
+extension LocalAPICTests {
+  /// A self-NMI is latched for the CPU (not queued for a VMM that never collects it);
+  /// IPIs for other CPUs are counted.
+  func testSelfNMILatchedAndOtherIPIsCounted() {
+    enable()
+    w(0x300, 0x4_0400)  // self shorthand, NMI
+    XCTAssertTrue(apic.nmiPending)
+    w(0x300, 0x4_0400)
+    apic.acknowledgeNMI()
+    XCTAssertFalse(apic.nmiPending, "NMIs do not queue")
+    XCTAssertTrue(apic.takeIPIs().isEmpty)
+    XCTAssertEqual(apic.unhandledIPIs, 0)
+    w(0x310, 0x0100_0000)
+    w(0x300, 0x0400)  // NMI to APIC 1: not this CPU
+    XCTAssertFalse(apic.nmiPending)
+    w(0x300, 0xC500)  // INIT to APIC 1
+    XCTAssertEqual(apic.unhandledIPIs, 2)
+  }
+}

@@ -16,9 +16,11 @@ final class TestMachine {
   var mmioWrites: [MMIOAccess] = []
   var inValue: UInt64 = 0
 
-  init(ramMiB: UInt64 = 128, options: InterpreterOptions = .init()) throws {
+  init(
+    ramMiB: UInt64 = 128, options: InterpreterOptions = .init(), cpuid: CPUIDPolicy = .default
+  ) throws {
     memory = try GuestMemory(size: ramMiB << 20)
-    cpu = InterpreterCPU(memory: memory, cpuid: .default, options: options)
+    cpu = try InterpreterCPU(memory: memory, cpuid: cpuid, options: options)
   }
 
   /// Flat 32-bit protected mode, paging off.

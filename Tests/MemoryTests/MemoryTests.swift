@@ -49,3 +49,38 @@ final class MemoryTests: XCTestCase {
     XCTAssertEqual(r[1].size, 1 << 30)
   }
 }
+
+final class HostPieceTests: XCTestCase {
+  func testPiecesCoverTheRangeInOrderAndMergeContiguousFrames() throws {
+    for layout in [FrameLayout.contiguous, .scattered(seed: 7)] {
+      let mem = try GuestMemory(size: 2 << 20, layout: layout)
+      let bytes = (0..<10000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+      try mem.write(GuestPhysicalAddress(0x1F00), bytes: bytes)
+      var seen: [UInt8] = []
+      var pieces = 0
+      try mem.forEachHostPiece(GuestPhysicalAddress(0x1F00), count: bytes.count) { p, n in
+        seen += UnsafeRawBufferPointer(start: p, count: n)
+        pieces += 1
+      }
+      XCTAssertEqual(seen, bytes)
+      if layout == .contiguous {
+        XCTAssertEqual(pieces, 1)
+      } else {
+        XCTAssertGreaterThan(pieces, 1)
+      }
+    }
+  }
+
+  func testPiecesOutsideRAMThrowBeforeAnyCallback() throws {
+    let mem = try GuestMemory(size: 1 << 20)
+    var called = false
+    XCTAssertThrowsError(
+      try mem.forEachHostPiece(GuestPhysicalAddress(0xFF000), count: 0x2000) { _, _ in called = true
+      })
+    XCTAssertThrowsError(
+      try mem.forEachHostPiece(GuestPhysicalAddress(UInt64.max - 2), count: 8) { _, _ in
+        called = true
+      })
+    XCTAssertFalse(called)
+  }
+}

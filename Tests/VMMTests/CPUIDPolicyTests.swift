@@ -86,3 +86,21 @@ final class CPUIDPolicyTests: XCTestCase {
     XCTAssertEqual(p.lookup(leaf: max + 5, subleaf: 0), p.lookup(leaf: max, subleaf: 0))
   }
 }
+
+final class CPUIDLevelTests: XCTestCase {
+  func testDefaultPolicyIsV2AndTheInterpreterImplementsAllOfIt() {
+    XCTAssertEqual(X86Level.of(.default).level, 2)
+    XCTAssertEqual(
+      CPUIDPolicy.default.masked(to: EngineFeatures.implemented(by: .interpreter)), .default)
+    XCTAssertTrue(CPUIDPolicy.default.formatted().contains("level:  x86-64-v2 (v3 needs: avx"))
+  }
+
+  func testLevelsFollowTheFeatureBits() throws {
+    XCTAssertEqual(X86Level.of(try CPUIDPolicy.named("minimal")).level, 1)
+    var s = CPUIDPolicySpec()
+    s.disable = ["sse2"]
+    XCTAssertEqual(X86Level.of(try s.build()).level, 0)
+    s.disable = ["popcnt"]
+    XCTAssertEqual(X86Level.of(try s.build()).missingForNext, ["popcnt"])
+  }
+}

@@ -193,7 +193,7 @@ final class MMUModeTests: XCTestCase {
       var o = InterpreterOptions()
       o.mmuMode = mode
       o.maxInstructions = 10_000
-      cpu = InterpreterCPU(memory: memory, cpuid: .default, options: o)
+      cpu = try InterpreterCPU(memory: memory, cpuid: .default, options: o)
       var s = CPUState()
       s.general.rip = 0x1000
       s.general.rsp = 0x8000

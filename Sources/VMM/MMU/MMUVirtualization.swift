@@ -252,7 +252,7 @@ extension Machine {
   /// Guest RAM: contiguous for direct/paravirt and KVM (memory slots), scattered in
   /// the pool for nested and shadow so that GPA != HPA everywhere, with room for the VMM's tables.
   static func makeMemory(_ config: MachineConfig) throws -> GuestMemory {
-    let mode = config.engine == .interpreter ? (config.mmuMode ?? .direct) : .direct
+    let mode = config.engine.interpretsInstructions ? (config.mmuMode ?? .direct) : .direct
     guard mode == .nested || mode == .shadow else {
       return try GuestMemory(size: config.memorySize, layout: .contiguous)
     }

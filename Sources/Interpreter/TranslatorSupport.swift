@@ -1,0 +1,488 @@
+import Glibc
+import Translator
+import X86
+
+// The translator engine's first stage: runs of register-only integer instructions are
+// compiled to host code and run in place of the interpreter; everything else (memory
+// operands, stack, 8/16-bit operands, system instructions) is interpreted as before.
+//
+// - Decoding is the decode cache's (`dcDecode`): one decoder for both engines.
+// - Blocks are keyed by the host address of their first byte (the guest-physical
+//   location) plus the code size and RIP, so CR3 switches invalidate nothing. A block
+//   lies in one page, ends at a Jcc/JMP, an untranslated instruction or 64 instructions.
+// - Self- and cross-modifying code: a block keeps a copy of its guest bytes and is
+//   re-checked on every entry (as the decode cache re-checks an instruction), so stores,
+//   DMA and aliases need no invalidation hook; a changed block is translated again.
+// - Nothing in a block can fault, so faults stay precise; a block runs only when its
+//   instructions fit the batch budget, so interrupts and `--deterministic` stops fall
+//   on the same instruction counts as the interpreter's.
+// - Guest status flags live in the host's EFLAGS inside a block (popfq at entry,
+//   pushfq at exit); guest GPRs stay in `r`, addressed from host RDI.
+
+/// Generated block entry: (guest GPRs, context) -> next RIP. Context word 0 holds the
+/// status flags in and out; word 1 the instructions the block may still retire.
+typealias BlockFunction =
+  @convention(c) (UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<UInt64>) -> UInt64
+
+/// One translated (or untranslatable: `fn == nil`) block.
+struct BlockEntry {
+  var key: UInt = 0
+  var rip: UInt64 = 0
+  var fn: BlockFunction?
+  var count: UInt64 = 0
+  var length: Int = 0
+  /// Copy of the guest bytes the block was made from (malloc'd; nil when empty).
+  var bytes: UnsafeMutableRawPointer?
+}
+
+/// Translated blocks and their code memory, owned by one InterpreterCPU.
+final class BlockTranslator {
+  static let bits = 12
+  static let slots = 1 << bits
+  static let codeBytes = 8 << 20
+  static let maxInstructions = 64
+
+  let entries: UnsafeMutablePointer<BlockEntry>
+  let code: CodeMemory
+  let context: UnsafeMutablePointer<UInt64>
+
+  var blocksRun: UInt64 = 0
+  var blockInstructions: UInt64 = 0
+  var translations: UInt64 = 0
+  var retranslations: UInt64 = 0
+
+  init() throws {
+    code = try CodeMemory(capacity: BlockTranslator.codeBytes)
+    entries = .allocate(capacity: BlockTranslator.slots)
+    entries.initialize(repeating: BlockEntry(), count: BlockTranslator.slots)
+    context = .allocate(capacity: 2)
+    context.initialize(repeating: 0, count: 2)
+  }
+
+  deinit {
+    for i in 0..<BlockTranslator.slots { free(entries[i].bytes) }
+    entries.deallocate()
+    context.deallocate()
+  }
+
+  @inline(__always) static func slot(_ host: UInt) -> Int {
+    Int(truncatingIfNeeded: (host ^ (host >> 12)) & UInt(slots - 1))
+  }
+
+  /// Drops every block (the code memory is full).
+  func flush() {
+    for i in 0..<BlockTranslator.slots {
+      free(entries[i].bytes)
+      entries[i] = BlockEntry()
+    }
+    code.reset()
+  }
+
+  var statistics: [String: UInt64] {
+    [
+      "translator.blocks_run": blocksRun, "translator.block_instructions": blockInstructions,
+      "translator.translations": translations, "translator.retranslations": retranslations,
+      "translator.code_flushes": code.resets, "translator.code_bytes": UInt64(code.used),
+    ]
+  }
+}
+
+extension InterpreterCPU {
+  /// Turns on translation (`--engine translator`).
+  public func enableTranslation() throws {
+    translator = try BlockTranslator()
+  }
+
+  /// Runs the translated block at RIP if there is one and it fits `budget`; returns the
+  /// instructions it retired (0: nothing ran, interpret the next instruction).
+  @inline(never) func runBlock(_ t: BlockTranslator, _ budget: UInt64) -> UInt64 {
+    let lin = linear(CS, rip)
+    let tslot = Int(truncatingIfNeeded: lin >> 12) & TLB.mask
+    guard tlb.xtag[tslot] == (lin & ~0xFFF) | userKey, lin & 0xFFF <= 4096 - 16 else { return 0 }
+    let host = UInt(bitPattern: tlb.xadd[tslot] &+ Int(bitPattern: UInt(lin)))
+    let p = UnsafeRawPointer(bitPattern: host).unsafelyUnwrapped
+    // CPL is in the key: generated code compares TLB tags with the privilege built in.
+    let key = host | UInt(codeSize | (mode64 ? 0x10 : 0) | (cpl == 3 ? 0x20 : 0)) &<< 56
+    let ep = t.entries + BlockTranslator.slot(host)
+    if ep.pointee.key != key || ep.pointee.rip != rip
+      || (ep.pointee.length != 0 && memcmp(p, ep.pointee.bytes!, ep.pointee.length) != 0)
+    {
+      if ep.pointee.key == key && ep.pointee.rip == rip { t.retranslations &+= 1 }
+      translateBlock(t, ep, p, key, lin)
+    }
+    guard let fn = ep.pointee.fn, ep.pointee.count <= budget else { return 0 }
+    materialize()
+    t.context[0] = rfl & RFLAGS.status | RFLAGS.fixed
+    t.context[1] = budget &- ep.pointee.count
+    let next = fn(r, t.context)
+    rfl = (rfl & ~RFLAGS.status) | (t.context[0] & RFLAGS.status)
+    rip = next
+    // A block never hands back more than it was given; the guard keeps a compiler bug from
+    // wrapping the batch count into a runaway loop.
+    let n = t.context[1] <= budget ? budget &- t.context[1] : budget
+    t.blocksRun &+= 1
+    t.blockInstructions &+= n
+    return n
+  }
+
+  /// Decodes and compiles the block at `p` (guest linear `lin`, RIP `rip`) into `ep`.
+  func translateBlock(
+    _ t: BlockTranslator, _ ep: UnsafeMutablePointer<BlockEntry>, _ p: UnsafeRawPointer,
+    _ key: UInt, _ lin: UInt64
+  ) {
+    free(ep.pointee.bytes)
+    ep.pointee = BlockEntry(key: key, rip: rip)
+    let mode = UInt8(truncatingIfNeeded: codeSize) | (mode64 ? 0x10 : 0)
+    var insns: [DecodedInsn] = []
+    var offset = 0
+    var d = DecodedInsn()
+    let compiler = BlockCompiler(
+      mode64: mode64, codeMask: codeMask, user: cpl == 3, tlb: tlb, segBase: segBase,
+      hostPage: UInt(bitPattern: p) >> 12)
+    while insns.count < BlockTranslator.maxInstructions
+      && Int(lin & 0xFFF) + offset <= 4096 - 16
+    {
+      withUnsafeMutablePointer(to: &d) { dcDecode(p + offset, $0, mode, key) }
+      guard compiler.translatable(d) else { break }
+      insns.append(d)
+      offset += Int(d.len)
+      if d.kind == DC.jcc || d.kind == DC.jmp { break }
+    }
+    guard !insns.isEmpty else {
+      // Remember "interpret this" cheaply, checked against the first 16 bytes.
+      ep.pointee.length = 16
+      ep.pointee.bytes = malloc(16)
+      ep.pointee.bytes!.copyMemory(from: p, byteCount: 16)
+      return
+    }
+    let bytes = compiler.compile(insns, rip: rip)
+    var entry = t.code.install(bytes)
+    if entry == nil {
+      t.flush()
+      entry = t.code.install(bytes)
+    }
+    guard let entry else { return }
+    t.translations &+= 1
+    ep.pointee = BlockEntry(
+      key: key, rip: rip, fn: unsafeBitCast(entry, to: BlockFunction.self),
+      count: UInt64(insns.count), length: offset, bytes: malloc(offset))
+    ep.pointee.bytes!.copyMemory(from: p, byteCount: offset)
+  }
+}
+
+/// Host code for a run of decoded guest instructions (the forms `translatable` accepts).
+///
+/// Host registers: RDI guest GPRs, RSI context; R10/R11 operand values; R8 a guest linear
+/// address, R9 its TLB addend; RAX holds the guest flags (LAHF + SETO) across a TLB check;
+/// RCX/RDX scratch. Nothing is callee-saved, so there is no prologue beyond loading flags.
+struct BlockCompiler {
+  let mode64: Bool
+  let codeMask: UInt64
+  /// CPL 3: the user bit is part of every TLB tag compared.
+  let user: Bool
+  let tlb: TLB
+  let segBase: UnsafeMutablePointer<UInt64>
+  /// The host page holding the block: a store there leaves the block (self-modifying code).
+  let hostPage: UInt
+
+  static let g = HostReg.rdi  // guest GPRs
+  static let ctx = HostReg.rsi  // context words
+
+  /// Register forms at 32/64-bit operand size, LEA, NOP and direct Jcc/JMP; in 64-bit
+  /// mode also their memory forms (and MOVZX loads) through the inline TLB path.
+  func translatable(_ d: DecodedInsn) -> Bool {
+    let sized = d.size == 4 || d.size == 8
+    let operandOK = d.isReg || mode64
+    switch d.kind {
+    case DC.jcc, DC.jmp, DC.nop: return true
+    case DC.lea: return sized
+    case DC.aluEG, DC.aluGE, DC.aluEI, DC.test, DC.testI, DC.movEG, DC.movGE, DC.incdec,
+      DC.imul, DC.shift, DC.movEI:
+      return sized && operandOK
+    case DC.movzx:
+      return sized && !d.isReg && mode64
+    case DC.aluAI, DC.movRI:
+      return sized
+    default:
+      return false
+    }
+  }
+
+  func reg(_ i: UInt8) -> HostMem { HostMem(Self.g, Int32(i) * 8) }
+
+  /// Flags: does the instruction read the guest's status flags, or overwrite all of them?
+  static func readsFlags(_ d: DecodedInsn) -> Bool {
+    switch d.kind {
+    case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI: return d.op == 2 || d.op == 3  // ADC, SBB
+    case DC.jcc: return true
+    case DC.shift: return d.op == 2 || d.op == 3  // RCL, RCR
+    default: return false
+    }
+  }
+  static func writesAllFlags(_ d: DecodedInsn) -> Bool {
+    switch d.kind {
+    case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI, DC.test, DC.testI, DC.imul: return true
+    default: return false  // shifts may count 0; INC/DEC keep CF
+    }
+  }
+
+  func compile(_ insns: [DecodedInsn], rip start: UInt64) -> [UInt8] {
+    var e = X86Encoder()
+    let ctx = Self.ctx
+    // Flags live before each instruction (the block's end counts as a use).
+    var liveBefore = [Bool](repeating: true, count: insns.count)
+    var live = true
+    for i in insns.indices.reversed() {
+      let d = insns[i]
+      live = Self.readsFlags(d) || (!Self.writesAllFlags(d) && live)
+      liveBefore[i] = live
+    }
+    // Guest status flags into the host's EFLAGS.
+    e.load(.rax, HostMem(ctx, 0))
+    e.push(.rax)
+    e.popfq()
+    let top = e.newLabel()
+    e.bind(top)
+    let count = Int32(insns.count)
+    var sideExits: [(Label, Int, UInt64)] = []
+
+    /// Leaves with RIP `next`: the flags go back to the context.
+    func exit(_ next: UInt64) {
+      e.pushfq()
+      e.pop(.rcx)
+      e.store(HostMem(ctx, 0), .rcx)
+      e.movImm(.rax, next)
+      e.ret()
+    }
+    /// Branches back to this block's start: loops in host code while the budget lasts.
+    func loopOrExit(_ target: UInt64) {
+      guard target == start else {
+        exit(target)
+        return
+      }
+      let out = e.newLabel()
+      e.pushfq()
+      e.pop(.rcx)
+      e.load(.rax, HostMem(ctx, 8))
+      e.alu(.sub, .rax, imm: count)
+      e.jcc(.b, out)
+      e.store(HostMem(ctx, 8), .rax)
+      e.push(.rcx)
+      e.popfq()
+      e.jmp(top)
+      e.bind(out)
+      e.store(HostMem(ctx, 0), .rcx)
+      e.movImm(.rax, start)
+      e.ret()
+    }
+    /// The effective (linear: 64-bit mode) address of a memory operand into R8, without
+    /// touching the flags.
+    func address(_ d: DecodedInsn, next: UInt64) {
+      if d.ripRel {
+        e.movImm(.r8, next &+ d.disp)
+      } else {
+        if d.rm != 0xFF { e.load(.r8, reg(d.rm)) } else { e.movImm(.r8, 0) }
+        if d.index != 0xFF {
+          e.load(.r9, reg(d.index))
+          e.lea(.r8, HostMem(.r8, d.disp32, index: .r9, scale: UInt8(1 << d.scale)))
+        } else if d.disp32 != 0 {
+          e.lea(.r8, HostMem(.r8, d.disp32))
+        }
+      }
+      if d.seg == UInt8(FS) || d.seg == UInt8(GS) {
+        e.movImm(.r9, UInt64(UInt(bitPattern: segBase + Int(d.seg))))
+        e.load(.r9, HostMem(.r9))
+        e.lea(.r8, HostMem(.r8, 0, index: .r9))
+      }
+    }
+    /// The inline soft-TLB check for `size` bytes at R8; on a hit R9 + R8 is the host
+    /// address. A miss, a page-crossing access, or (for a write) a store into this
+    /// block's own page leaves the block before instruction `i`, for the interpreter.
+    func tlbCheck(_ i: Int, pc: UInt64, size: Int, write: Bool) {
+      let slow = e.newLabel()
+      sideExits.append((slow, i, pc))
+      e.lahf()
+      e.setcc(.o, .rax)
+      e.mov(.rdx, .r8)
+      e.shift(.shr, .rdx, imm: 12)
+      e.alu(.and, .rdx, imm: Int32(TLB.mask), .b32)
+      // The tag of the page holding the access's last byte: a page-crossing access misses.
+      e.lea(.rcx, HostMem(.r8, Int32(size - 1)))
+      e.alu(.and, .rcx, imm: -4096)
+      if user { e.alu(.or, .rcx, imm: 1) }
+      e.movImm(.r9, UInt64(UInt(bitPattern: write ? tlb.wtag : tlb.rtag)))
+      e.alu(.cmp, .rcx, HostMem(.r9, 0, index: .rdx, scale: 8))
+      e.jcc(.ne, slow)
+      e.movImm(.r9, UInt64(UInt(bitPattern: write ? tlb.wadd : tlb.radd)))
+      e.load(.r9, HostMem(.r9, 0, index: .rdx, scale: 8))
+      if write {
+        e.lea(.rcx, HostMem(.r9, 0, index: .r8))
+        e.shift(.shr, .rcx, imm: 12)
+        e.movImm(.rdx, UInt64(hostPage))
+        e.alu(.cmp, .rcx, .rdx)
+        e.jcc(.e, slow)
+      }
+      if liveBefore[i] {
+        e.alu(.add, .rax, imm: 0x7F, .b8)
+        e.sahf()
+      }
+    }
+    func hostMem() -> HostMem { HostMem(.r9, 0, index: .r8) }
+
+    var pc = start
+    for (i, d) in insns.enumerated() {
+      let s: OpSize = d.size == 8 ? .b64 : .b32
+      let next = (pc &+ UInt64(d.len)) & codeMask
+      let op = ALUOp(rawValue: d.op & 7)!
+      /// Reads the E operand into `dst` (register or memory; `write`: the RMW check).
+      func readE(_ dst: HostReg, write: Bool) {
+        if d.isReg {
+          e.load(dst, reg(d.rm), s)
+        } else {
+          address(d, next: next)
+          tlbCheck(i, pc: pc, size: s.rawValue, write: write)
+          e.load(dst, hostMem(), s)
+        }
+      }
+      /// Writes `src` to the E operand read by `readE` (same address).
+      func writeE(_ src: HostReg) {
+        if d.isReg { e.store(reg(d.rm), src) } else { e.store(hostMem(), src, s) }
+      }
+      switch d.kind {
+      case DC.aluEG:
+        readE(.r10, write: op != .cmp)
+        e.load(.r11, reg(d.reg), s)
+        e.alu(op, .r10, .r11, s)
+        if op != .cmp { writeE(.r10) }
+      case DC.aluGE:
+        readE(.r11, write: false)
+        e.load(.r10, reg(d.reg), s)
+        e.alu(op, .r10, .r11, s)
+        if op != .cmp { e.store(reg(d.reg), .r10) }
+      case DC.aluAI:
+        e.load(.r10, reg(0), s)
+        e.alu(op, .r10, imm: Int32(truncatingIfNeeded: d.imm), s)
+        if op != .cmp { e.store(reg(0), .r10) }
+      case DC.aluEI:
+        readE(.r10, write: op != .cmp)
+        e.alu(op, .r10, imm: Int32(truncatingIfNeeded: d.imm), s)
+        if op != .cmp { writeE(.r10) }
+      case DC.test:
+        readE(.r10, write: false)
+        e.load(.r11, reg(d.reg), s)
+        e.test(.r10, .r11, s)
+      case DC.testI:
+        readE(.r10, write: false)
+        e.test(.r10, imm: Int32(truncatingIfNeeded: d.imm), s)
+      case DC.movEG:
+        if d.isReg {
+          // A 32-bit load zero-extends, and the 64-bit store writes that: as the guest's move.
+          e.load(.r10, reg(d.reg), s)
+          e.store(reg(d.rm), .r10)
+        } else {
+          address(d, next: next)
+          tlbCheck(i, pc: pc, size: s.rawValue, write: true)
+          e.load(.r10, reg(d.reg), s)
+          e.store(hostMem(), .r10, s)
+        }
+      case DC.movGE:
+        readE(.r10, write: false)
+        e.store(reg(d.reg), .r10)
+      case DC.movzx:
+        let from: OpSize = d.op == 1 ? .b8 : .b16
+        address(d, next: next)
+        tlbCheck(i, pc: pc, size: from.rawValue, write: false)
+        e.loadZX(.r10, hostMem(), from)
+        e.store(reg(d.reg), .r10)
+      case DC.movRI:
+        e.movImm(.r10, s == .b64 ? d.imm : d.imm & 0xFFFF_FFFF)
+        e.store(reg(d.reg), .r10)
+      case DC.movEI:
+        let v = s == .b64 ? d.imm : d.imm & 0xFFFF_FFFF
+        if d.isReg {
+          e.movImm(.r10, v)
+          e.store(reg(d.rm), .r10)
+        } else {
+          address(d, next: next)
+          tlbCheck(i, pc: pc, size: s.rawValue, write: true)
+          e.movImm(.r10, v)
+          e.store(hostMem(), .r10, s)
+        }
+      case DC.lea:
+        if d.ripRel {
+          let v = next &+ d.disp
+          e.movImm(.r10, s == .b64 ? v : v & 0xFFFF_FFFF)
+        } else {
+          if d.rm != 0xFF { e.load(.r10, reg(d.rm)) } else { e.movImm(.r10, 0) }
+          let idx: HostReg? = d.index != 0xFF ? .r11 : nil
+          if d.index != 0xFF { e.load(.r11, reg(d.index)) }
+          // Outside 64-bit mode addresses are 32 bits: the 32-bit LEA truncates the same way.
+          let size: OpSize = s == .b64 && mode64 ? .b64 : .b32
+          e.lea(.r10, HostMem(.r10, d.disp32, index: idx, scale: UInt8(1 << d.scale)), size)
+        }
+        e.store(reg(d.reg), .r10)
+      case DC.shift:
+        let sop = ShiftOp(rawValue: d.op == 6 ? 4 : d.op)!  // /6 (SAL) acts as SHL
+        readE(.r10, write: true)
+        if d.imm == 0x100 {
+          e.load(.rcx, reg(1))
+          e.shiftCL(sop, .r10, s)
+        } else {
+          e.shift(sop, .r10, imm: UInt8(truncatingIfNeeded: d.imm), s)
+        }
+        writeE(.r10)
+      case DC.incdec:
+        readE(.r10, write: true)
+        if d.op == 1 { e.dec(.r10, s) } else { e.inc(.r10, s) }
+        writeE(.r10)
+      case DC.imul:
+        readE(.r11, write: false)
+        e.load(.r10, reg(d.reg), s)
+        e.imul(.r10, .r11, s)
+        e.store(reg(d.reg), .r10)
+      case DC.jcc:
+        let target = branchTarget(next, d)
+        let taken = e.newLabel()
+        e.jcc(Cond(rawValue: d.op & 0xF)!, taken)
+        exit(next)
+        e.bind(taken)
+        loopOrExit(target)
+        return finish(&e, sideExits, count)
+      case DC.jmp:
+        loopOrExit(branchTarget(next, d))
+        return finish(&e, sideExits, count)
+      default:  // DC.nop
+        break
+      }
+      pc = next
+    }
+    exit(pc)
+    return finish(&e, sideExits, count)
+  }
+
+  /// Appends the side exits: restore the flags saved before the TLB check, hand back the
+  /// instructions this pass did not retire, and return the faulting-or-missing
+  /// instruction's RIP for the interpreter to run.
+  func finish(_ e: inout X86Encoder, _ exits: [(Label, Int, UInt64)], _ count: Int32) -> [UInt8] {
+    for (label, i, pc) in exits {
+      e.bind(label)
+      e.alu(.add, .rax, imm: 0x7F, .b8)
+      e.sahf()
+      e.pushfq()
+      e.pop(.rcx)
+      e.store(HostMem(Self.ctx, 0), .rcx)
+      e.alu(.add, HostMem(Self.ctx, 8), imm: count - Int32(i))
+      e.movImm(.rax, pc)
+      e.ret()
+    }
+    precondition(e.isResolved)
+    return e.bytes
+  }
+
+  /// A direct branch's target, wrapped as `dcTarget` wraps it.
+  func branchTarget(_ next: UInt64, _ d: DecodedInsn) -> UInt64 {
+    let t = next &+ d.disp
+    if mode64 { return t }
+    return d.size == 2 ? t & 0xFFFF : t & 0xFFFF_FFFF
+  }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import Glibc
+import VMM
+
+/// One measured run: CPU seconds (user + system), the guest's retired instructions when
+/// the engine counts them, and what the guest printed.
+struct BenchSample {
+  var cpuSeconds: Double
+  var instructions: UInt64?
+  var ok: Bool
+  var output: String
+
+  /// The guest's `result=...` line, the figure every engine must agree on.
+  var result: String? {
+    output.split(whereSeparator: \.isNewline).first { $0.contains("result=") }.map(String.init)
+  }
+}
+
+enum BenchMeasure {
+  /// This process's CPU time so far (all threads).
+  static func processCPUSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return seconds(u.ru_utime) + seconds(u.ru_stime)
+  }
+
+  static func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+
+  /// Runs a guest in this process on one of SwiftVMM's engines.
+  static func runEngine(
+    _ engine: EngineKind, kernel: [UInt8], name: String, cmdline: String, memory: UInt64
+  ) throws -> BenchSample {
+    let before = processCPUSeconds()
+    var c = MachineConfig(kernel: kernel, kernelName: name, engine: engine)
+    c.commandLine = cmdline
+    c.memorySize = memory
+    let console = ConsoleOutput(capturing: ())
+    let m = try Machine(config: c, console: console)
+    let o = m.run()
+    let cpu = processCPUSeconds() - before
+    var ok = false
+    if case .debugExit(status: 1) = o { ok = true }
+    return BenchSample(
+      cpuSeconds: cpu, instructions: m.statistics()["instructions"], ok: ok,
+      output: console.capturedText)
+  }
+
+  /// Runs a program as a child and charges it the CPU time wait4 reports for it alone.
+  /// `okStatus` is the exit status of a successful run. Throws when it cannot start.
+  static func runChild(_ path: String, _ args: [String], okStatus: Int32) throws -> BenchSample {
+    let outPath = NSTemporaryDirectory() + "swiftvmm-bench-\(getpid()).out"
+    defer { unlink(outPath) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let argv = ([path] + args).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+    guard rc == 0 else {
+      throw BenchError.cannotStart("\(path): \(String(cString: strerror(rc)))")
+    }
+    var status: Int32 = 0
+    var usage = rusage()
+    while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+    let exited = status & 0x7F == 0
+    let code = (status >> 8) & 0xFF
+    let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+    return BenchSample(
+      cpuSeconds: seconds(usage.ru_utime) + seconds(usage.ru_stime), instructions: nil,
+      ok: exited && code == okStatus, output: out)
+  }
+
+  static func median(_ v: [Double]) -> Double {
+    let s = v.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+  }
+
+  /// The QEMU binary, if installed.
+  static var qemuPath: String? {
+    ["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"]
+      .first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+  }
+
+  /// QEMU TCG arguments for a bench guest: one TCG thread, a CPU like our CPUID policy,
+  /// and the debug-exit port the guests stop through.
+  static func qemuArguments(kernel: String, cmdline: String, memoryMiB: Int, cpu: String)
+    -> [String]
+  {
+    [
+      "-accel", "tcg,thread=single", "-cpu", cpu, "-m", "\(memoryMiB)", "-display", "none",
+      "-serial", "stdio", "-no-reboot", "-kernel", kernel, "-append", cmdline, "-device",
+      "isa-debug-exit,iobase=0xf4,iosize=4",
+    ]
+  }
+}
+
+enum BenchError: Error, CustomStringConvertible {
+  case cannotStart(String)
+  var description: String {
+    switch self {
+    case .cannotStart(let s): return "cannot start \(s)"
+    }
+  }
+}
+
+/// Per-unit cost of a workload on one engine, from runs at two sizes: the difference
+/// cancels the engine's start-up and the workload's fixed set-up.
+struct UnitCost {
+  var secondsPerUnit: Double
+  var startupSeconds: Double
+  /// The spread of repeated runs: a difference smaller than this is not a measurement.
+  var noiseSeconds: Double
+  var deltaSeconds: Double
+
+  init(small: [Double], large: [Double], smallUnits: UInt64, largeUnits: UInt64) {
+    let s = BenchMeasure.median(small)
+    let l = BenchMeasure.median(large)
+    deltaSeconds = l - s
+    secondsPerUnit = deltaSeconds / Double(largeUnits - smallUnits)
+    startupSeconds = s - secondsPerUnit * Double(smallUnits)
+    let spread = { (v: [Double]) in (v.max() ?? 0) - (v.min() ?? 0) }
+    noiseSeconds = max(spread(small), spread(large))
+  }
+
+  /// True when the work difference stands clear of run-to-run noise, so the figure means something.
+  var isMeasurement: Bool { deltaSeconds > 0.05 && deltaSeconds > 3 * noiseSeconds }
+}

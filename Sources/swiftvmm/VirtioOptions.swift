@@ -1,0 +1,26 @@
+import ArgumentParser
+import VMM
+
+/// The virtio device flags `run` and `linux` share; parsed by `VirtioConfig`.
+struct VirtioOptions: ParsableArguments {
+  @Option(
+    name: .customLong("disk"),
+    help: "A raw disk image as virtio-blk: PATH[,readonly][,id=NAME]. Repeatable (vda, vdb, ...).")
+  var disks: [String] = []
+  @Option(help: "The guest console: uart (ttyS0) or virtio (hvc0).")
+  var console: String?
+  @Flag(help: "A virtio-rng device fed by the host's getrandom.")
+  var rng = false
+
+  /// Fills `config.virtio` before the guest starts: a malformed flag is a usage error
+  /// (64), a disk image that is missing or a directory is unusable input (66).
+  func apply<C: ParsableCommand>(to config: inout MachineConfig, command: C.Type) {
+    do {
+      config.virtio = try VirtioConfig(disks: disks, console: console, entropy: rng)
+    } catch .malformed(let why) {
+      C.usageError(why)
+    } catch {
+      fail("\(error)", status: .unusableInput)
+    }
+  }
+}

@@ -1,0 +1,139 @@
+import Engine
+import Memory
+import X86
+import XCTest
+
+@testable import Interpreter
+
+/// Faults a hostile guest can provoke (issue 8): each test fails on the code before its fix.
+extension UnitTests {
+  /// insb from port 0x64 into a read-only page, then `in al,0x99` in the #PF handler:
+  /// the handler's IN must exit for port 0x99, not return the i8042 status.
+  func testINSIntoReadOnlyPageFaultsBeforeThePortRead() throws {
+    // mov edi,0x1000000 ; mov dx,0x64 ; insb ; hlt
+    let m = try machine64([0xBF, 0, 0, 0, 0x01, 0x66, 0xBA, 0x64, 0x00, 0x6C, 0xF4])
+    try setPDE(m, 0x100_0000, 0x100_0000 | 0x81)  // present, read-only 2 MiB page
+    // #PF handler: in al,0x99 ; hlt
+    try m.load([0xE4, 0x99, 0xF4], at: UnitTests.handlerBase + 14 * 16)
+    XCTAssertEqual(try m.cpu.run(), .portIO(PortIOAccess(port: 0x99, size: 1, direction: .in)))
+    m.cpu.completeIO(value: 0x5A)
+    let g = try runToHalt(m)
+    XCTAssertEqual(g.rax & 0xFF, 0x5A)
+    XCTAssertEqual(try m.cpu.getState().special.cr2, 0x100_0000)
+  }
+
+  /// A completed IN value belongs to its port and size only.
+  func testCompletedPortValueIsKeyedByPortAndSize() throws {
+    // in al,0x99 ; in ax,0x64 ; hlt
+    let m = try machine64([0xE4, 0x99, 0x66, 0xE5, 0x64, 0xF4])
+    m.cpu.ioValue = 0x1C
+    m.cpu.ioKey = 0x64 | 1 << 16
+    XCTAssertEqual(try m.cpu.run(), .portIO(PortIOAccess(port: 0x99, size: 1, direction: .in)))
+    m.cpu.completeIO(value: 0x11)
+    XCTAssertEqual(try m.cpu.run(), .portIO(PortIOAccess(port: 0x64, size: 2, direction: .in)))
+    m.cpu.completeIO(value: 0x2233)
+    XCTAssertEqual(try runToHalt(m).rax & 0xFFFF, 0x2233)
+  }
+
+  /// A fault raised by the restarted instruction drops its completed MMIO value.
+  func testFaultDropsPendingCompletion() throws {
+    // mov ebx,0xD0000000 ; mov eax,fs:[rbx] ; hlt      #GP handler: mov eax,[rbx] ; hlt
+    let m = try machine64([0xBB, 0, 0, 0, 0xD0, 0x64, 0x8B, 0x03, 0xF4])
+    try m.load([0x8B, 0x03, 0xF4], at: UnitTests.handlerBase + 13 * 16)
+    let read = VMExit.mmio(
+      MMIOAccess(address: GuestPhysicalAddress(0xD000_0000), size: 4, isWrite: false))
+    XCTAssertEqual(try m.cpu.run(), read)
+    m.cpu.completeIO(value: 0x77)
+    // The restarted load now faults (#GP: non-canonical FS-relative address).
+    var s = try m.cpu.getState()
+    s.special.fs.base = 0x8000_0000_0000_0000
+    try m.cpu.setState(s)
+    XCTAssertEqual(try m.cpu.run(), read)  // the handler's read exits for its own value
+    m.cpu.completeIO(value: 0x99)
+    XCTAssertEqual(try runToHalt(m).rax, 0x99)
+  }
+}
+
+/// An NMI source for the interpreter: `pending` until the CPU takes it.
+final class NMIInput: InterruptInput {
+  var pending = false
+  var taken = 0
+  var hasPendingInterrupt: Bool { false }
+  func acknowledgeInterrupt() -> UInt8? { nil }
+  var hasPendingNMI: Bool { pending }
+  func acknowledgeNMI() {
+    pending = false
+    taken += 1
+  }
+}
+
+extension UnitTests {
+  /// NMIs arrive with IF clear, through vector 2, and a second one waits for the IRET.
+  func testNMIDeliveredThroughVector2AndBlockedUntilIRET() throws {
+    // cli ; out 0x81,al ; hlt          NMI handler: inc ebx ; out 0x80,al ; iretq
+    let m = try machine64([0xFA, 0xE6, 0x81, 0xF4])
+    try m.load([0xFF, 0xC3, 0xE6, 0x80, 0x48, 0xCF], at: UnitTests.handlerBase + 2 * 16)
+    let nmi = NMIInput()
+    m.cpu.interruptInput = nmi
+    nmi.pending = true
+    func out(_ p: UInt16) -> VMExit { .portIO(PortIOAccess(port: p, size: 1, direction: .out)) }
+    XCTAssertEqual(try m.cpu.run(), out(0x80))  // in the handler
+    nmi.pending = true  // a second NMI while the first is in service
+    XCTAssertEqual(try m.cpu.run(), out(0x81), "blocked until IRET")
+    XCTAssertEqual(try regs(m).rbx, 1)
+    XCTAssertEqual(try m.cpu.run(), out(0x80), "delivered after IRET, IF still clear")
+    XCTAssertEqual(try runToHalt(m).rbx, 2)
+    XCTAssertEqual(nmi.taken, 2)
+  }
+}
+
+extension UnitTests {
+  /// A host that cannot map the decode cache gets an error, not a crash.
+  func testDecodeCacheMapFailureIsAnError() {
+    XCTAssertThrowsError(try DecodeCache(map: { _ in nil })) { e in
+      guard case EngineError.unavailable(let why) = e else {
+        return XCTFail("unexpected error \(e)")
+      }
+      XCTAssertTrue(why.contains("decode cache"), why)
+    }
+  }
+}
+
+/// Cheap CPU fixes from the kvm-unit-tests findings (../shared/findings/kvm-unit-tests.md).
+extension UnitTests {
+  /// A fault pushes RFLAGS with RF set (idt_test); a trap such as INT3 does not.
+  func testFaultFramePushesRF() throws {
+    let m = try machine64([0x0F, 0x0B, 0xF4])  // ud2
+    let g = try runToHalt(m)
+    XCTAssertEqual(g.rax, 6)
+    XCTAssertNotEqual(try read64(m, g.rsp + 16) & RFLAGS.rf, 0)
+    let m2 = try machine64([0xCC, 0xF4])  // int3
+    let g2 = try runToHalt(m2)
+    XCTAssertEqual(g2.rax, 3)
+    XCTAssertEqual(try read64(m2, g2.rsp + 16) & RFLAGS.rf, 0)
+  }
+
+  /// IA32_SPEC_CTRL and IA32_PRED_CMD #GP when CPUID does not offer them (msr test).
+  func testSpeculationMSRsNeedTheirCPUIDBits() throws {
+    let f7 = CPUIDPolicy.default.lookup(leaf: 7, subleaf: 0)
+    let e8 = CPUIDPolicy.default.lookup(leaf: 0x8000_0008, subleaf: 0)
+    try XCTSkipIf(
+      f7.edx & (1 << 26 | 1 << 27 | 1 << 31) != 0 || e8.ebx & (1 << 12 | 1 << 14) != 0,
+      "the default policy offers IBRS/IBPB")
+    // mov ecx,0x48 ; rdmsr ; hlt
+    XCTAssertEqual(try runToHalt(try machine64([0xB9, 0x48, 0, 0, 0, 0x0F, 0x32, 0xF4])).rax, 13)
+    // mov ecx,0x49 ; mov eax,1 ; xor edx,edx ; wrmsr ; hlt
+    let wr = try machine64([0xB9, 0x49, 0, 0, 0, 0xB8, 1, 0, 0, 0, 0x31, 0xD2, 0x0F, 0x30, 0xF4])
+    XCTAssertEqual(try runToHalt(wr).rax, 13)
+  }
+
+  /// RDPMC: an existing counter reads 0, a missing one #GPs (pmu test).
+  func testRDPMCIndexChecked() throws {
+    // mov ecx,1 ; mov eax,-1 ; rdpmc ; hlt   (AMD's legacy counters 0-3 exist)
+    let ok = try machine64([0xB9, 1, 0, 0, 0, 0xB8, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x33, 0xF4])
+    XCTAssertEqual(try runToHalt(ok).rax, 0)
+    // mov ecx,0x40 ; rdpmc ; hlt
+    let bad = try machine64([0xB9, 0x40, 0, 0, 0, 0x0F, 0x33, 0xF4])
+    XCTAssertEqual(try runToHalt(bad).rax, 13)
+  }
+}
