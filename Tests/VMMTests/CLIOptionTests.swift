@@ -77,10 +77,10 @@ final class CLIOptionTests: XCTestCase {
     let hello = try GuestImages.path("hello.elf")
     for (args, words) in [
       (["--engine", "kvm", "--mmu", "shadow"], "--mmu shadow needs the interpreter"),
-      (["--engine", "kvm", "--deterministic"], "--deterministic needs the interpreter"),
+      (["--engine", "kvm", "--deterministic"], "--deterministic needs a software engine"),
       (
         ["--engine", "kvm", "--max-instructions", "1000"],
-        "--max-instructions needs the interpreter"
+        "--max-instructions needs a software engine"
       ),
       (
         ["--engine", "interpreter", "--shadow-cap", "64"],
