@@ -33,12 +33,13 @@ final class CLIOptionTests: XCTestCase {
       for (opt, extra, huge) in options {
         if name == "mmu-compare" && !extra.isEmpty && opt != "--shadow-cap" { continue }
         let more = name == "mmu-compare" ? [] : extra
-        for value in ["-1", "0", huge, "abc", "nan"] {
+        // Negative, zero, huge, non-numeric; "nan" parses as a Double, so --timeout gets it too.
+        for value in ["-1", "0", huge, "abc"] + (opt == "--timeout" ? ["nan"] : []) {
           cases.append(("\(name) \(opt)=\(value)", base + more + ["\(opt)=\(value)"], name))
         }
       }
     }
-    XCTAssertEqual(cases.count, 3 * 6 * 5 - 5)
+    XCTAssertEqual(cases.count, 3 * 6 * 4 - 4 + 3)
     // Each case is a process start; run them a few at a time.
     try requireSwiftVMMBinary()
     let results = ResultBox(count: cases.count)
