@@ -102,7 +102,7 @@ let package = Package(
     // Debian boots: minutes each, release builds only (scripts/test runs them; --fast does not).
     .testTarget(
       name: "LinuxTests",
-      dependencies: ["VMM", "TestSupport", "Engine", "Interpreter", "Boot", "Memory", "X86"],
+      dependencies: ["VMM", "TestSupport", "Engine", "Interpreter", "Boot", "Devices", "Memory", "X86"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
   ]
 )

@@ -8,7 +8,8 @@ public struct StatsReport {
   /// Units of the fields that carry one; counters are plain event counts.
   static let units: [String: String] = [
     "wall_seconds": "seconds", "memory_bytes": "bytes", "timeout_seconds": "seconds",
-    "counters": "events since the VM started",
+    "counters":
+      "events since the VM started; the gauges (mmu.host_frames_used, mmu.vmm_table_frames*, mmu.nested.*_pages, mmu.nested.table_frames, mmu.shadow.pages*, mmu.pv.pinned) count 4 KiB pages at the end",
   ]
 
   public var label: String
@@ -39,7 +40,7 @@ public struct StatsReport {
       "deterministic": config.deterministic,
       "cpuid_features": (config.cpuid?.enabledFeatures.map(\.name)) ?? ["default"],
     ]
-    if config.engine == .interpreter {
+    if config.engine.interpretsInstructions {
       m["mmu"] = (config.mmuMode ?? .direct).name
       if config.mmuMode == .shadow { m["shadow_page_cap"] = config.effectiveShadowPageCap }
       if config.mmuMode == .nested { m["nested_walk_cache"] = config.nestedWalkCache }

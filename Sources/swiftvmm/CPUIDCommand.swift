@@ -13,14 +13,14 @@ struct CPUIDCommand: ParsableCommand {
 
   @Option(help: "A policy name (default, kvm, minimal) or a JSON policy file (docs/CPUID.md).")
   var policy: String?
-  @Option(help: "Check the policy against this engine: kvm or interpreter.")
+  @Option(help: "Check the policy against this engine: kvm, interpreter or translator.")
   var engine: String = "interpreter"
   @Flag(help: "List the feature names policies may enable or disable, and who provides them.")
   var listFeatures = false
 
   func run() throws {
     guard let kind = EngineKind(rawValue: engine) else {
-      CPUIDCommand.usageError("unknown engine '\(engine)'; choose kvm or interpreter")
+      CPUIDCommand.usageError("unknown engine '\(engine)'; choose kvm, interpreter or translator")
     }
     if listFeatures {
       print(CPUIDCommand.featureList(engine: kind))

@@ -45,9 +45,10 @@ struct MMUOptions: ParsableArguments {
     }
     if let n = translateAt {
       guard n >= 1 else { throw ValidationError("--translate-at 0: must be at least 1") }
-      guard config.engine == .interpreter else {
+      guard config.engine.interpretsInstructions else {
         throw ValidationError(
-          "--translate-at needs the interpreter: KVM does not count instructions")
+          "--translate-at needs a software engine (interpreter or translator): KVM does not count instructions"
+        )
       }
       config.maxInstructions = n
     }

@@ -3,15 +3,26 @@ import KVM
 import TestSupport
 import XCTest
 
+extension XCTestCase {
+  /// Runs the `swiftvmm` binary the way a user does: exit status and combined output.
+  func runSwiftVMM(_ args: [String]) throws -> (status: Int32, output: String) {
+    try requireSwiftVMMBinary()
+    return try GuestImages.run(CLITests.binary, args, timeout: 120)
+  }
+
+  func requireSwiftVMMBinary() throws {
+    guard FileManager.default.isExecutableFile(atPath: CLITests.binary) else {
+      throw XCTSkip("swiftvmm binary not built next to the test runner at \(CLITests.binary)")
+    }
+  }
+}
+
 /// Runs the `swiftvmm` binary the way a user does, and checks statuses and messages.
 final class CLITests: XCTestCase {
   static var binary: String { GuestImages.swiftvmmBinary }
 
   func swiftvmm(_ args: [String]) throws -> (status: Int32, output: String) {
-    guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
-      throw XCTSkip("swiftvmm binary not built next to the test runner at \(Self.binary)")
-    }
-    return try GuestImages.run(Self.binary, args, timeout: 120)
+    try runSwiftVMM(args)
   }
 
   var kvmArgs: [String] {

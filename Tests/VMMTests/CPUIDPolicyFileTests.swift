@@ -78,14 +78,12 @@ final class CPUIDPolicyFileTests: XCTestCase {
   }
 
   func testCPUIDCommandAgreesWithRunOnKVM() throws {
-    guard FileManager.default.isExecutableFile(atPath: CLITests.binary) else {
-      throw XCTSkip("swiftvmm binary not built next to the test runner at \(CLITests.binary)")
-    }
     let host = KVMHost.probe()
     guard host.isUsable else { throw XCTSkip("needs /dev/kvm: \(host.openError ?? "")") }
-    let c = try GuestImages.run(CLITests.binary, ["cpuid", "--engine", "kvm"])
-    let r = try GuestImages.run(
-      CLITests.binary, ["run", "--engine", "kvm", "--kernel", try GuestImages.path("hello.elf")])
+    let c = try runSwiftVMM(["cpuid", "--engine", "kvm"])
+    let r = try runSwiftVMM([
+      "run", "--engine", "kvm", "--kernel", try GuestImages.path("hello.elf"),
+    ])
     XCTAssertEqual(c.status, 0, c.output)
     XCTAssertEqual(r.status, 1, r.output)
     let features = c.output.split(separator: "\n").first { $0.hasPrefix("features: ") }
@@ -94,10 +92,7 @@ final class CPUIDPolicyFileTests: XCTestCase {
   }
 
   func testListFeatures() throws {
-    guard FileManager.default.isExecutableFile(atPath: CLITests.binary) else {
-      throw XCTSkip("swiftvmm binary not built next to the test runner at \(CLITests.binary)")
-    }
-    let r = try GuestImages.run(CLITests.binary, ["cpuid", "--list-features"])
+    let r = try runSwiftVMM(["cpuid", "--list-features"])
     XCTAssertEqual(r.status, 0, r.output)
     for f in CPUFeature.all {
       XCTAssertTrue(r.output.contains("\n\(f.name) "), f.name)

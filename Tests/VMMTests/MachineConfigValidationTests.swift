@@ -58,8 +58,8 @@ final class MachineConfigValidationTests: XCTestCase {
 
   func testContradictions() {
     refused(config(.kvm) { $0.mmuMode = .shadow }, "--mmu shadow needs the interpreter")
-    refused(config(.kvm) { $0.deterministic = true }, "--deterministic needs the interpreter")
-    refused(config(.kvm) { $0.maxInstructions = 10 }, "--max-instructions needs the interpreter")
+    refused(config(.kvm) { $0.deterministic = true }, "--deterministic needs a software engine")
+    refused(config(.kvm) { $0.maxInstructions = 10 }, "--max-instructions needs a software engine")
     refused(config { $0.shadowPageCap = 64 }, "--shadow-cap applies only to --mmu shadow")
     refused(
       config {

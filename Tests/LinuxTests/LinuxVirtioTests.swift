@@ -20,8 +20,9 @@ final class LinuxVirtioTests: XCTestCase {
     #if DEBUG
       throw XCTSkip("Linux boot tests need a release build; the debug interpreter is too slow")
     #endif
-    guard FileManager.default.isExecutableFile(atPath: CLITests.binary) else {
-      throw XCTSkip("swiftvmm binary not built next to the test runner at \(CLITests.binary)")
+    guard FileManager.default.isExecutableFile(atPath: GuestImages.swiftvmmBinary) else {
+      throw XCTSkip(
+        "swiftvmm binary not built next to the test runner at \(GuestImages.swiftvmmBinary)")
     }
     let dir = NSTemporaryDirectory() + "swiftvmm-linux-virtio-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -50,7 +51,7 @@ final class LinuxVirtioTests: XCTestCase {
       sleep 600
       """
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: CLITests.binary)
+    p.executableURL = URL(fileURLWithPath: GuestImages.swiftvmmBinary)
     p.arguments = [
       "linux", "--disk", vda, "--disk", "\(vdb),readonly,id=ro-disk", "--rng", "--console",
       "virtio", "--run", commands,
