@@ -397,6 +397,12 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   /// The CPU takes the latched NMI (vector 2).
   public func acknowledgeNMI() { nmiPending = false }
 
+  /// CR8 mirrors TPR bits 7:4; a CR8 write clears TPR bits 3:0 (SDM 10.8.6.1).
+  public var taskPriorityClass: UInt8 {
+    get { UInt8(truncatingIfNeeded: tpr >> 4) }
+    set { tpr = UInt32(newValue & 0xF) << 4 }
+  }
+
   /// Removes and returns the IPIs sent so far.
   public func takeIPIs() -> [InterprocessorInterrupt] {
     defer { sentIPIs.removeAll() }

@@ -13,4 +13,13 @@ public protocol PlatformHooks: AnyObject {
   /// Takes a write to a platform MSR. Returns false if the MSR is not the
   /// platform's, or the value is invalid (the CPU raises #GP).
   func writeMSR(_ index: UInt32, value: UInt64) -> Bool
+  /// CR8: the local APIC's task-priority class (TPR bits 7:4), nil without an APIC.
+  var taskPriorityClass: UInt8? { get }
+  /// MOV to CR8: sets TPR to `value << 4`.
+  func setTaskPriorityClass(_ value: UInt8)
+}
+
+extension PlatformHooks {
+  public var taskPriorityClass: UInt8? { nil }
+  public func setTaskPriorityClass(_ value: UInt8) {}
 }

@@ -162,19 +162,39 @@ extension InterpreterCPU {
     try writeSlow(lin, size, v, user: cpl == 3)
   }
 
+  /// 64-bit mode inline with no segment checks; other modes out of line, checked.
   @inline(__always) func readMem(_ s: Int, _ off: UInt64, _ size: Int) throws(Fault) -> UInt64 {
+    guard mode64 else { return try readMemLegacy(s, off, size) }
     do {
-      try checkSegment(s, off, size, write: false)
-      return try readLin(linear(s, off), size)
+      return try readLin(segBase[s] &+ off, size)
     } catch {
       throw s == SS ? stackFault(error) : error
     }
   }
 
   @inline(__always) func writeMem(_ s: Int, _ off: UInt64, _ size: Int, _ v: UInt64) throws(Fault) {
+    guard mode64 else { return try writeMemLegacy(s, off, size, v) }
+    do {
+      try writeLin(segBase[s] &+ off, size, v)
+    } catch {
+      throw s == SS ? stackFault(error) : error
+    }
+  }
+
+  @inline(never) func readMemLegacy(_ s: Int, _ off: UInt64, _ size: Int) throws(Fault) -> UInt64 {
+    do {
+      try checkSegment(s, off, size, write: false)
+      return try readLin((segBase[s] &+ off) & 0xFFFF_FFFF, size)
+    } catch {
+      throw s == SS ? stackFault(error) : error
+    }
+  }
+
+  @inline(never)
+  func writeMemLegacy(_ s: Int, _ off: UInt64, _ size: Int, _ v: UInt64) throws(Fault) {
     do {
       try checkSegment(s, off, size, write: true)
-      try writeLin(linear(s, off), size, v)
+      try writeLin((segBase[s] &+ off) & 0xFFFF_FFFF, size, v)
     } catch {
       throw s == SS ? stackFault(error) : error
     }

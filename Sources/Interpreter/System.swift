@@ -584,7 +584,9 @@ extension InterpreterCPU {
     case 2: return cr2
     case 3: return cr3
     case 4: return cr4
-    case 8: return cr8 & 0xF
+    case 8:
+      if let t = platform?.taskPriorityClass { return UInt64(t) }
+      return cr8 & 0xF
     default: throw Fault.ud()
     }
   }
@@ -640,6 +642,7 @@ extension InterpreterCPU {
     case 8:
       if value >> 4 != 0 { throw Fault.gp(0) }
       cr8 = value
+      platform?.setTaskPriorityClass(UInt8(value))
     default:
       throw Fault.ud()
     }

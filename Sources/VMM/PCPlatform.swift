@@ -105,6 +105,10 @@ final class PCPlatform: PlatformHooks {
     }
   }
 
+  var taskPriorityClass: UInt8? { lapic.taskPriorityClass }
+
+  func setTaskPriorityClass(_ value: UInt8) { lapic.taskPriorityClass = value }
+
   func writeMSR(_ index: UInt32, value: UInt64) -> Bool {
     switch index {
     case MSR.apicBase:

@@ -285,3 +285,14 @@ extension LocalAPICTests {
     XCTAssertEqual(apic.unhandledIPIs, 2)
   }
 }
+
+extension LocalAPICTests {
+  /// CR8 is TPR[7:4] (kvm-unit-tests: "CR8 is not TPR").
+  func testTaskPriorityClassIsTPRHighNibble() {
+    enable()
+    w(0x80, 0xFF)
+    XCTAssertEqual(apic.taskPriorityClass, 0xF)
+    apic.taskPriorityClass = 0x3
+    XCTAssertEqual(r(0x80), 0x30)
+  }
+}

@@ -137,3 +137,26 @@ extension UnitTests {
     XCTAssertEqual(try runToHalt(bad).rax, 13)
   }
 }
+
+/// A platform whose CR8 is an APIC TPR class.
+final class TPRPlatform: PlatformHooks {
+  var tprClass: UInt8 = 0xF
+  func readTSC() -> UInt64 { 0 }
+  func writeTSC(_ value: UInt64) {}
+  func readMSR(_ index: UInt32) -> UInt64? { nil }
+  func writeMSR(_ index: UInt32, value: UInt64) -> Bool { false }
+  var taskPriorityClass: UInt8? { tprClass }
+  func setTaskPriorityClass(_ value: UInt8) { tprClass = value }
+}
+
+extension UnitTests {
+  /// MOV from/to CR8 reads and writes the platform's TPR class.
+  func testCR8IsTheAPICTaskPriority() throws {
+    // mov rax,cr8 ; mov ecx,2 ; mov cr8,rcx ; hlt
+    let m = try machine64([0x44, 0x0F, 0x20, 0xC0, 0xB9, 2, 0, 0, 0, 0x44, 0x0F, 0x22, 0xC1, 0xF4])
+    let p = TPRPlatform()
+    m.cpu.platform = p
+    XCTAssertEqual(try runToHalt(m).rax, 0xF)
+    XCTAssertEqual(p.tprClass, 2)
+  }
+}
