@@ -101,8 +101,11 @@ final class LinuxVirtioTests: XCTestCase {
     let md5 = try GuestImages.run("/usr/bin/md5sum", [dir + "/raw"]).output
     XCTAssertEqual(String(md5.prefix(32)), guestMD5)
 
-    // The read-only disk: the write failed with an I/O error and the image is untouched.
-    XCTAssertTrue(out.contains("I/O error"), "no I/O error for the read-only disk:\n\(out)")
+    // The read-only disk: Linux honours VIRTIO_BLK_F_RO and refuses the write
+    // itself (even after `blockdev --setrw`); VIRTIO_BLK_S_IOERR for a driver
+    // that writes anyway is checked in VirtioBlockTests and Guests/virtio.
+    XCTAssertTrue(
+      out.contains("error writing '/dev/vdb'"), "the read-only write did not fail:\n\(out)")
     XCTAssertEqual(
       try Data(contentsOf: URL(fileURLWithPath: vdb)), Data(repeating: 0xA5, count: 1 << 20))
 

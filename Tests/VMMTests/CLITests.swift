@@ -159,3 +159,19 @@ final class CLITests: XCTestCase {
     XCTAssertTrue(text.contains("interrupted by the user"), text)
   }
 }
+
+extension CLITests {
+  func testDiskErrorsAreOneLineBeforeBoot() throws {
+    for (args, message) in [
+      (["--disk", "/nonexistent/d.img"], "--disk /nonexistent/d.img: no such file"),
+      (["--disk", NSTemporaryDirectory()], "is a directory, not a disk image"),
+      (["--disk", "/etc/hostname,bogus"], "unknown option 'bogus'"),
+      (["--console", "vga"], "--console vga: choose uart or virtio"),
+    ] {
+      let r = try swiftvmm(["run", "--engine", "interpreter"] + args)
+      XCTAssertEqual(r.status, 66, r.output)
+      XCTAssertTrue(r.output.contains(message), r.output)
+      XCTAssertEqual(r.output.split(separator: "\n").count, 1, r.output)
+    }
+  }
+}
