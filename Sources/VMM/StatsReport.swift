@@ -39,7 +39,7 @@ public struct StatsReport {
       "deterministic": config.deterministic,
       "cpuid_features": (config.cpuid?.enabledFeatures.map(\.name)) ?? ["default"],
     ]
-    if config.engine == .interpreter {
+    if config.engine.interpretsInstructions {
       m["mmu"] = (config.mmuMode ?? .direct).name
       if config.mmuMode == .shadow { m["shadow_page_cap"] = config.effectiveShadowPageCap }
       if config.mmuMode == .nested { m["nested_walk_cache"] = config.nestedWalkCache }
