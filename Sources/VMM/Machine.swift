@@ -145,6 +145,8 @@ public final class Machine {
     }
     try portBus.register(uart, ports: layout.com1Ports, name: "uart0 (16550A)")
     try cpu.setState(boot.initialState)
+    // Frames from the network back-end's thread wake the vCPU like console input.
+    virtio?.networkBackend?.onReceive = { [weak self] in self?.noteHostWork() }
     logger.info(
       "loaded \(config.kernelName) as \(boot.format.rawValue), entry 0x\(String(boot.initialState.general.rip, radix: 16)), engine \(cpu.engineName)"
     )
@@ -168,6 +170,13 @@ public final class Machine {
     pendingInput += bytes
     inputOpen = true
     lock.unlock()
+    hostAttention.store(true, ordering: .releasing)
+    cpu.kick()
+    doorbell.ring()
+  }
+
+  /// A back-end has frames for the guest: the run loop takes them at its next check.
+  private func noteHostWork() {
     hostAttention.store(true, ordering: .releasing)
     cpu.kick()
     doorbell.ring()
@@ -312,14 +321,16 @@ public final class Machine {
       let inputOpen = inputOpen
       lock.unlock()
       if let stop { return stop }
-      if hasInput {
-        // Deliver it and let the UART decide whether that raises an interrupt.
+      if hasInput || hostAttention.load(ordering: .acquiring) {
+        // Deliver it and let the UART (or virtio) decide whether that raises an interrupt.
         _ = takeHostEvents()
         if platform.interrupts.hasPendingInterrupt { return nil }
         continue
       }
       guard let deadline = platform.earliestDeadline else {
-        if inputOpen || uart.hasBacklog || virtio?.console?.hasBacklog == true {
+        if inputOpen || uart.hasBacklog || virtio?.console?.hasBacklog == true
+          || virtio?.network != nil
+        {
           doorbell.wait(timeoutNanoseconds: nil)
           continue
         }
@@ -347,6 +358,7 @@ public final class Machine {
     if !input.isEmpty {
       if let c = virtio?.console { c.receive(input) } else { uart.receive(input) }
     }
+    virtio?.deliverNetworkFrames()
     return nil
   }
 
@@ -370,6 +382,7 @@ public final class Machine {
     s["vmm.host_kicks"] = exits.interrupted
     s["vmm.host_loop.wakeups"] = hostLoop.wakeups
     if let mmu { s.merge(mmu.statistics()) { a, _ in a } }
+    if let v = virtio { s.merge(v.statistics()) { a, _ in a } }
     return s
   }
 }

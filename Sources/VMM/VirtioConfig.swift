@@ -42,6 +42,8 @@ public struct VirtioConfig: Equatable, Sendable {
   public var disks: [DiskSpec] = []
   public var console: ConsoleKind = .uart
   public var entropy = false
+  /// `--net`: a virtio-net device and its host back-end, or none.
+  public var network: NetworkSpec = .none
 
   /// Serial numbers longer than this are cut by virtio-blk's GET_ID.
   public static let maxIDLength = 20
@@ -49,9 +51,14 @@ public struct VirtioConfig: Equatable, Sendable {
   public init() {}
 
   /// Whether no virtio device is asked for.
-  public var isEmpty: Bool { disks.isEmpty && console == .uart && !entropy }
+  public var isEmpty: Bool { disks.isEmpty && console == .uart && !entropy && network == .none }
 
-  public init(disks: [String], console: String?, entropy: Bool) throws(VirtioConfigError) {
+  public init(
+    disks: [String], console: String?, entropy: Bool, network: String? = nil
+  ) throws(VirtioConfigError) {
+    if let n = network {
+      do { self.network = try NetworkSpec.parse(n) } catch { throw .malformed(error.description) }
+    }
     for d in disks { self.disks.append(try VirtioConfig.parseDisk(d)) }
     if let c = console {
       guard let k = ConsoleKind(rawValue: c) else {

@@ -8,6 +8,9 @@ public final class VirtioDevices {
   public private(set) var blocks: [VirtioBlock] = []
   public private(set) var console: VirtioConsole?
   public private(set) var entropy: VirtioEntropy?
+  public private(set) var network: VirtioNet?
+  /// Where `network`'s frames go; it receives on a thread of its own.
+  public private(set) var networkBackend: NetworkBackend?
   /// Their transports, in slot order.
   public private(set) var transports: [VirtioPCI] = []
 
@@ -43,7 +46,38 @@ public final class VirtioDevices {
       try v.plug(r, name: "virtio-rng", memory: memory, manager: manager, logger: logger)
       v.entropy = r
     }
+    switch config.network {
+    case .none: break
+    case .user(let forwards):
+      v.networkBackend = try UserNetworkBackend(forwards: forwards)
+    case .tap(let name):
+      v.networkBackend = try TapNetworkBackend(name: name)
+    }
+    if let backend = v.networkBackend {
+      let n = VirtioNet(mac: NetworkSpec.defaultMAC) { [weak backend] in backend?.send($0) }
+      try v.plug(n, name: "virtio-net", memory: memory, manager: manager, logger: logger)
+      v.network = n
+    }
     return v
+  }
+
+  /// Moves frames the back-end received into virtio-net (vCPU thread).
+  func deliverNetworkFrames() {
+    guard let network, let backend = networkBackend else { return }
+    for f in backend.takeReceived() { network.receive(f) }
+  }
+
+  /// Counters for `--stats`.
+  func statistics() -> [String: UInt64] {
+    guard let c = network?.counters else { return [:] }
+    return [
+      "virtio_net.frames_transmitted": c.framesTransmitted,
+      "virtio_net.bytes_transmitted": c.bytesTransmitted,
+      "virtio_net.frames_received": c.framesReceived,
+      "virtio_net.bytes_received": c.bytesReceived,
+      "virtio_net.malformed_transmits": c.malformedTransmits,
+      "virtio_net.receive_drops": c.receiveDrops + (networkBackend?.drops ?? 0),
+    ]
   }
 
   private func plug(

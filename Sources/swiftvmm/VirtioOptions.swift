@@ -11,12 +11,19 @@ struct VirtioOptions: ParsableArguments {
   var console: String?
   @Flag(help: "A virtio-rng device fed by the host's getrandom.")
   var rng = false
+  @Option(
+    help: """
+      The network: none (default), user[,hostfwd=tcp:127.0.0.1:2222-:22,...] (user-mode, \
+      as QEMU's -nic user: the guest is 10.0.2.15 by DHCP, the host 10.0.2.2), or tap=NAME.
+      """)
+  var net: String?
 
   /// Fills `config.virtio` before the guest starts: a malformed flag is a usage error
   /// (64), a disk image that is missing or a directory is unusable input (66).
   func apply<C: ParsableCommand>(to config: inout MachineConfig, command: C.Type) {
     do {
-      config.virtio = try VirtioConfig(disks: disks, console: console, entropy: rng)
+      config.virtio = try VirtioConfig(
+        disks: disks, console: console, entropy: rng, network: net)
     } catch .malformed(let why) {
       C.usageError(why)
     } catch {
