@@ -35,12 +35,22 @@ struct LinuxCommand: ParsableCommand {
   @Flag(help: "Instruction-count time (interpreter): repeatable runs, RTC at a fixed date.")
   var deterministic = false
   @OptionGroup var mmuOptions: MMUOptions
+  @OptionGroup var consoleOptions: ConsoleOptions
   @OptionGroup var logging: LoggingOptions
 
   static let interactiveInit = StandardInitramfs.initScript(
     commands: """
+      # The host terminal's size, from swiftvmm.rows/cols on the command line.
+      for a in $(cat /proc/cmdline); do
+        case $a in
+          swiftvmm.rows=*) rows=${a#*=} ;;
+          swiftvmm.cols=*) cols=${a#*=} ;;
+        esac
+      done
+      [ -n "$rows" ] && [ -n "$cols" ] && stty -F /dev/ttyS0 rows $rows cols $cols
       echo
       echo "SwiftVMM: Debian $(uname -r) on the interpreter. Type 'poweroff' to stop."
+      # cttyhack opens the console's real tty, so the shell has a controlling terminal.
       setsid cttyhack sh -l
       """)
 
@@ -86,7 +96,12 @@ struct LinuxCommand: ParsableCommand {
       kernel: [UInt8](kernel), kernelName: guest.bzImage, engine: .interpreter)
     config.initrd = initrd
     config.linuxProtocol = proto
-    config.commandLine = "console=ttyS0 panic=-1 quiet \(append)"
+    // The boot log shows progress for the 30-60 s before the prompt.
+    var cmdline = "console=ttyS0 panic=-1"
+    if let size = HostTerminal.size() {
+      cmdline += " swiftvmm.rows=\(size.rows) swiftvmm.cols=\(size.cols)"
+    }
+    config.commandLine = "\(cmdline) \(append)"
     config.deterministic = deterministic
     do {
       config.memorySize = try MemorySize.parse(memory)
@@ -95,6 +110,7 @@ struct LinuxCommand: ParsableCommand {
       fail("\(error)", status: 66)
     }
     let translate = try mmuOptions.apply(to: &config)
-    runInteractively(config, logger: logger, stats: stats, translate: translate)
+    runInteractively(
+      config, console: consoleOptions, logger: logger, stats: stats, translate: translate)
   }
 }

@@ -148,6 +148,6 @@ final class CLITests: XCTestCase {
     p.waitUntilExit()
     let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     XCTAssertEqual(p.terminationStatus, 130, text)
-    XCTAssertTrue(text.contains("interrupted by the user"), text)
+    XCTAssertTrue(text.contains("stopped by SIGINT"), text)
   }
 }
