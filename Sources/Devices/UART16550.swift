@@ -53,13 +53,25 @@ public final class UART16550: PortIODevice {
   private var dlab: Bool { lcr & 0x80 != 0 }
   private var loopback: Bool { mcr & MCR.loop != 0 }
 
-  /// Bytes from the host console. None are dropped: what does not fit in the
-  /// FIFO waits until the guest reads.
-  public func receive<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
-    hostBacklog.append(contentsOf: bytes)
+  /// How many host bytes may wait for the FIFO. The host stops handing over
+  /// input when this is full (back-pressure), so a guest that never reads
+  /// cannot make the VMM's memory grow.
+  public static let hostBacklogLimit = 4096
+
+  /// Bytes from the host console. Takes what fits (FIFO plus backlog) and
+  /// returns how many it took; the caller keeps the rest until `hostRoom` is
+  /// positive again. None are dropped.
+  @discardableResult
+  public func receive(_ bytes: some Collection<UInt8>) -> Int {
+    let n = min(bytes.count, hostRoom)
+    hostBacklog.append(contentsOf: bytes.prefix(n))
     refill()
     updateInterrupt()
+    return n
   }
+
+  /// How many more host bytes `receive` would take now.
+  public var hostRoom: Int { UART16550.hostBacklogLimit - (hostBacklog.count - backlogHead) }
 
   /// True when host input is still waiting for room in the FIFO.
   public var hasBacklog: Bool { backlogHead < hostBacklog.count }
@@ -71,6 +83,9 @@ public final class UART16550: PortIODevice {
     }
     if backlogHead == hostBacklog.count {
       hostBacklog.removeAll(keepingCapacity: true)
+      backlogHead = 0
+    } else if backlogHead >= UART16550.hostBacklogLimit {
+      hostBacklog.removeFirst(backlogHead)  // keep storage within twice the limit
       backlogHead = 0
     }
   }

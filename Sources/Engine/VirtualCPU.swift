@@ -26,6 +26,34 @@ public protocol VirtualCPU: AnyObject {
 
   /// Counters for `--stats` (instructions, exits by reason, TLB figures...).
   func statistics() -> [String: UInt64]
+
+  /// The last CPU exception (fault, trap or abort, not INT n or an external
+  /// interrupt) the engine saw the guest take, or nil if it has none to report.
+  var lastException: ExceptionRecord? { get }
+}
+
+/// One exception a vCPU took: for the register dump when a VM stops badly.
+public struct ExceptionRecord: Equatable, Sendable, CustomStringConvertible {
+  public var vector: UInt8
+  public var errorCode: UInt32?
+  /// The instruction that caused it.
+  public var rip: UInt64
+
+  public init(vector: UInt8, errorCode: UInt32?, rip: UInt64) {
+    self.vector = vector
+    self.errorCode = errorCode
+    self.rip = rip
+  }
+
+  public var description: String {
+    let names = [
+      "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "9", "#TS", "#NP", "#SS",
+      "#GP", "#PF", "15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP",
+    ]
+    var s = Int(vector) < names.count ? names[Int(vector)] : "vector \(vector)"
+    if let c = errorCode { s += " error 0x" + String(c, radix: 16) }
+    return s + " at RIP 0x" + String(rip, radix: 16)
+  }
 }
 
 /// Errors an engine raises before or outside guest execution.

@@ -314,6 +314,8 @@ public final class InterpreterCPU: VirtualCPU {
 
   // MARK: VirtualCPU
 
+  public internal(set) var lastException: ExceptionRecord?
+
   public func getState() throws -> CPUState {
     var g = GeneralRegisters()
     for i in 0..<16 { g[i] = r[i] }

@@ -396,6 +396,10 @@ extension InterpreterCPU {
     var isSoft = soft
     var chain: [UInt16] = []
     if !external { stats.exceptions &+= 1 }
+    if !external && !soft && vector < 32 {
+      lastException = ExceptionRecord(
+        vector: UInt8(vector), errorCode: hasCode ? code : nil, rip: startRIP)
+    }
     deliveries &+= 1
     halted = false
     for _ in 0..<6 {

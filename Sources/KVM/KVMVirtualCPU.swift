@@ -470,6 +470,9 @@ public final class KVMVirtualCPU: VirtualCPU {
     }
   }
 
+  /// Exceptions happen inside KVM, which keeps no history of them.
+  public var lastException: ExceptionRecord? { nil }
+
   /// Thread-safe: sets immediate_exit, and signals the vCPU thread if it is in KVM_RUN.
   public func kick() {
     pthread_mutex_lock(lock)

@@ -25,6 +25,16 @@ public final class ConsoleOutput {
     if byte == 0x0A || buffer.count >= 4096 { flush() }
   }
 
+  /// Text from the VMM itself (the escape key's help), written at once from
+  /// any thread; the guest's buffered bytes are not touched.
+  public func writeDirectly(_ text: String) {
+    guard let fd else {
+      return
+    }
+    var bytes = Array(text.utf8)
+    _ = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+  }
+
   public func flush() {
     guard let fd, !buffer.isEmpty else { return }
     var done = 0

@@ -41,10 +41,19 @@ public final class Machine {
 
   // Requests from other threads (signals, console input, watchdog). The
   // flag lets the run loop skip the lock on every exit when nothing is pending.
-  private let lock = NSLock()
+  // The condition wakes a console reader waiting for room in `pendingInput`.
+  private let lock = NSCondition()
   private let hostAttention = Atomic<Bool>(false)
   private var hostStop: MachineOutcome?
   private var pendingInput: [UInt8] = []
+  /// Set when the run loop returned: nothing will take input any more.
+  private var finished = false
+  /// vCPU thread only: input is waiting for the UART to have room.
+  private var inputStalled = false
+  /// Console input held between the reader thread and the UART. A reader that
+  /// finds it full waits (back-pressure), so typed bytes are never dropped and
+  /// memory stays bounded whatever the guest does.
+  public static let inputQueueLimit = 4096
   /// Whether console input may still arrive (a reader is attached and not at EOF).
   private var inputOpen = false
 
@@ -158,6 +167,7 @@ public final class Machine {
   public func requestStop(_ outcome: MachineOutcome) {
     lock.lock()
     if hostStop == nil { hostStop = outcome }
+    lock.broadcast()
     lock.unlock()
     hostAttention.store(true, ordering: .releasing)
     cpu.kick()
@@ -165,14 +175,27 @@ public final class Machine {
   }
 
   /// Console input from the host, delivered to the UART by the run loop.
-  public func feedInput(_ bytes: [UInt8]) {
+  /// Blocks while the input queue is full (the guest is not reading), and
+  /// returns the bytes it could not deliver because the VM stopped.
+  @discardableResult
+  public func feedInput(_ bytes: [UInt8]) -> ArraySlice<UInt8> {
+    var rest = bytes[...]
     lock.lock()
-    pendingInput += bytes
+    defer { lock.unlock() }
     inputOpen = true
-    lock.unlock()
-    hostAttention.store(true, ordering: .releasing)
-    cpu.kick()
-    doorbell.ring()
+    while !rest.isEmpty {
+      while pendingInput.count >= Machine.inputQueueLimit && hostStop == nil && !finished {
+        lock.wait()
+      }
+      if hostStop != nil || finished { break }
+      let n = min(Machine.inputQueueLimit - pendingInput.count, rest.count)
+      pendingInput += rest.prefix(n)
+      rest = rest.dropFirst(n)
+      hostAttention.store(true, ordering: .releasing)
+      cpu.kick()
+      doorbell.ring()
+    }
+    return rest
   }
 
   /// A back-end has frames for the guest: the run loop takes them at its next check.
@@ -200,6 +223,10 @@ public final class Machine {
     defer {
       console.flush()
       wallSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+      lock.lock()
+      finished = true
+      lock.broadcast()
+      lock.unlock()
     }
     if let t = config.timeout {
       DispatchQueue.global().asyncAfter(deadline: .now() + t) { [weak self] in
@@ -227,6 +254,7 @@ public final class Machine {
     }
     while true {
       if let o = takeHostEvents() { return o }
+      if inputStalled && consoleRoom > 0 { moveInputToConsole() }
       if let pace = engine.pauseAt, let clock = platform?.clock as? InstructionClock {
         pace(platform?.earliestDeadline.map { clock.instructionCount(at: $0) } ?? .max)
       }
@@ -317,21 +345,23 @@ public final class Machine {
       if platform.interrupts.hasPendingInterrupt { return nil }
       lock.lock()
       let stop = hostStop
-      let hasInput = !pendingInput.isEmpty
+      let hasInput = !pendingInput.isEmpty && consoleRoom > 0
       let inputOpen = inputOpen
       lock.unlock()
       if let stop { return stop }
       if hasInput || hostAttention.load(ordering: .acquiring) {
         // Deliver it and let the UART (or virtio) decide whether that raises an interrupt.
+        moveInputToConsole()
         _ = takeHostEvents()
         if platform.interrupts.hasPendingInterrupt { return nil }
         continue
       }
       guard let deadline = platform.earliestDeadline else {
-        if inputOpen || uart.hasBacklog || virtio?.console?.hasBacklog == true
+        if inputOpen || uart.hasBacklog || inputStalled || virtio?.console?.hasBacklog == true
           || virtio?.network != nil
         {
-          doorbell.wait(timeoutNanoseconds: nil)
+          // A stalled paste waits for the guest to drain the console: poll it.
+          doorbell.wait(timeoutNanoseconds: inputStalled ? 1_000_000 : nil)
           continue
         }
         return .guestFailure(
@@ -351,15 +381,30 @@ public final class Machine {
     lock.lock()
     if hostStop == nil { hostAttention.store(false, ordering: .relaxed) }
     let stop = hostStop
-    let input = pendingInput
-    pendingInput.removeAll()
     lock.unlock()
     if let stop { return stop }
-    if !input.isEmpty {
-      if let c = virtio?.console { c.receive(input) } else { uart.receive(input) }
-    }
+    moveInputToConsole()
     virtio?.deliverNetworkFrames()
     return nil
+  }
+
+  /// Hands queued console input to the UART, as much as it takes, and wakes a
+  /// reader waiting for room.
+  /// Room for host input in the guest's console: the UART's backlog, or hvc0's.
+  private var consoleRoom: Int { virtio?.console?.hostRoom ?? uart.hostRoom }
+
+  /// Moves queued host input into the guest's console as far as it has room.
+  private func moveInputToConsole() {
+    lock.lock()
+    defer { lock.unlock() }
+    guard !pendingInput.isEmpty else {
+      inputStalled = false
+      return
+    }
+    let n = virtio?.console?.receive(pendingInput) ?? uart.receive(pendingInput)
+    pendingInput.removeFirst(n)
+    inputStalled = !pendingInput.isEmpty
+    lock.broadcast()
   }
 
   private func outcome(for r: StopRequest) -> MachineOutcome {

@@ -26,18 +26,34 @@ struct LinuxCommand: ParsableCommand {
     name: .customLong("run"),
     help: "Shell commands to run instead of the interactive shell; the VM powers off after them.")
   var commands: String?
+  @Flag(
+    help: """
+      Boot the Debian system on the first --disk (default: the image `guest fetch-rootfs` \
+      built in the cache) with systemd as init, instead of the busybox shell.
+      """)
+  var root = false
   /// The old name of --cmdline here.
   @Option(help: .hidden)
   var append: String?
   @OptionGroup(title: "Machine options")
   var vm: VMOptions
   @OptionGroup(title: "Devices") var virtioOptions: VirtioOptions
+  @OptionGroup(title: "Console") var consoleOptions: ConsoleOptions
   @OptionGroup var logging: LoggingOptions
 
   static let interactiveInit = StandardInitramfs.initScript(
     commands: """
+      # The host terminal's size, from swiftvmm.rows/cols on the command line.
+      for a in $(cat /proc/cmdline); do
+        case $a in
+          swiftvmm.rows=*) rows=${a#*=} ;;
+          swiftvmm.cols=*) cols=${a#*=} ;;
+        esac
+      done
+      [ -n "$rows" ] && [ -n "$cols" ] && stty -F /dev/ttyS0 rows $rows cols $cols
       echo
       echo "SwiftVMM: Debian $(uname -r) on the interpreter. Type 'poweroff' to stop."
+      # cttyhack opens the console's real tty, so the shell has a controlling terminal.
       setsid cttyhack sh -l
       """)
 
@@ -82,8 +98,23 @@ struct LinuxCommand: ParsableCommand {
     guard let guest else {
       fail("the Debian guest is incomplete in \(dir)", status: .unusableInput)
     }
+    if root && commands != nil {
+      LinuxCommand.usageError("--root boots the disk's own init; it cannot run --run commands")
+    }
+    var rootDisk: [String] = []
+    if root && virtioOptions.disks.isEmpty {
+      let image = dir + "/" + DebianRootfs.imageName
+      guard FileManager.default.fileExists(atPath: image) else {
+        fail(
+          "--root needs a disk: give --disk IMAGE, or build \(image) with `sudo swiftvmm guest fetch-rootfs`",
+          status: .unusableInput)
+      }
+      rootDisk = [image]
+    }
     let script =
-      commands.map { StandardInitramfs.initScript(commands: $0) } ?? LinuxCommand.interactiveInit
+      root
+      ? DebianRootfs.rootInitScript(device: "/dev/vda", moduleList: StandardInitramfs.moduleListPath)
+      : commands.map { StandardInitramfs.initScript(commands: $0) } ?? LinuxCommand.interactiveInit
     let initrd: [UInt8]
     do {
       initrd = try StandardInitramfs.build(
@@ -98,9 +129,16 @@ struct LinuxCommand: ParsableCommand {
     config.kernelName = guest.bzImage
     config.initrd = initrd
     config.linuxProtocol = proto
-    virtioOptions.apply(to: &config, command: LinuxCommand.self)
-    let console = config.virtio.console == .virtio ? "hvc0" : "ttyS0"
-    config.commandLine = "console=\(console) panic=-1 quiet \(vm.cmdline ?? append ?? "")"
-    runInteractively(config, logger: logger, stats: vm.stats, translate: translate)
+    var devices = virtioOptions
+    devices.disks = rootDisk + devices.disks
+    devices.apply(to: &config, command: LinuxCommand.self)
+    // No `quiet`: the boot log shows progress for the 30-60 s before the prompt.
+    var cmdline = "console=\(config.virtio.console == .virtio ? "hvc0" : "ttyS0") panic=-1"
+    if let size = HostTerminal.size() {
+      cmdline += " swiftvmm.rows=\(size.rows) swiftvmm.cols=\(size.cols)"
+    }
+    config.commandLine = "\(cmdline) \(vm.cmdline ?? append ?? "")"
+    runInteractively(
+      config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate)
   }
 }

@@ -11,9 +11,10 @@ struct Run: ParsableCommand {
     abstract: "Boot a guest kernel. Without --kernel, runs the embedded demo guest.",
     discussion: """
       Exit status: the guest's isa-debug-exit status ((v << 1) | 1) if it used it; \
-      0 on poweroff or reset; 2 if the guest failed (triple fault, halted forever); \
-      4 if a watchdog fired; 130 on Ctrl-C; 64 usage error, 66 unusable input, \
-      73 an output file cannot be written (see README).
+      0 on poweroff, on reset with --no-reboot, or on Ctrl-A x; 2 if the guest failed \
+      (triple fault, halted forever); 4 if a watchdog fired; 64 usage error, 66 unusable input, \
+      73 an output file cannot be written; 128+N when stopped by signal N (129 SIGHUP, \
+      130 SIGINT, 131 SIGQUIT, 143 SIGTERM). See README.
       """)
 
   @Option(help: "Kernel image: Linux bzImage or PVH vmlinux, multiboot v1, or a plain ELF64.")
@@ -22,6 +23,7 @@ struct Run: ParsableCommand {
   var initrd: String?
   @OptionGroup var vm: VMOptions
   @OptionGroup(title: "Devices") var virtioOptions: VirtioOptions
+  @OptionGroup(title: "Console") var consoleOptions: ConsoleOptions
   @OptionGroup var logging: LoggingOptions
 
   func run() throws {
@@ -39,7 +41,8 @@ struct Run: ParsableCommand {
     }
     if let initrd { config.initrd = readInput(initrd, what: "initrd") }
     virtioOptions.apply(to: &config, command: Run.self)
-    runInteractively(config, logger: logger, stats: vm.stats, translate: translate)
+    runInteractively(
+      config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate)
   }
 
   private func readInput(_ path: String, what: String) -> [UInt8] {
@@ -55,14 +58,22 @@ struct Run: ParsableCommand {
 
 /// Builds the machine, attaches the host terminal, runs it and exits with its status.
 func runInteractively(
-  _ config: MachineConfig, logger: Logger, stats: String?, translate: UInt64? = nil
+  _ config: MachineConfig, console options: ConsoleOptions, logger: Logger, stats: String?,
+  translate: UInt64? = nil
 )
   -> Never
 {
-  let console = ConsoleOutput(fd: 1)
-  let machine: Machine
+  let escape: ConsoleEscape
   do {
-    machine = try Machine(config: config, console: console, logger: logger)
+    escape = try options.escape()
+  } catch {
+    fail("\(error)", status: .usage)
+  }
+  let console = ConsoleOutput(fd: 1)
+  let session: VMSession
+  do {
+    session = try VMSession(
+      config: config, console: console, reboot: !options.noReboot, logger: logger)
   } catch let e as BootError {
     fail("\(config.kernelName): \(e)", status: .unusableInput)
   } catch {
@@ -70,13 +81,29 @@ func runInteractively(
   }
 
   let terminal = HostTerminal()
-  machine.setInputOpen(true)
+  if terminal.isTerminal, let key = escape.key {
+    let k = ConsoleEscape.name(key)
+    FileHandle.standardError.write(
+      Data("swiftvmm: console on this terminal; \(k) x quits, \(k) h for help\n".utf8))
+  }
+  session.setInputOpen(true)
   terminal.start(
-    onInput: { machine.feedInput($0) },
-    onEnd: { machine.setInputOpen(false) },
-    onSignal: { machine.requestStop(.interrupted) })
-  let outcome = machine.run()
+    escape: escape,
+    onInput: { session.feedInput($0) },
+    onCommand: { command in
+      switch command {
+      case .quit: session.requestStop(.userQuit)
+      case .help: console.writeDirectly("\n" + escape.helpText() + "\n")
+      }
+    },
+    onEnd: { session.setInputOpen(false) },
+    onSignal: { session.requestStop(.signal($0)) })
+  let outcome = session.run()
+  let machine = session.machine
   terminal.restore()
+  if outcome.printsRegisters, let dump = machine.registerDump() {
+    FileHandle.standardError.write(Data(dump.utf8))
+  }
   if let translate { print(machine.translate(translate)) }
 
   if let m = outcome.message {

@@ -89,3 +89,26 @@ final class UARTTests: XCTestCase {
     XCTAssertEqual(reg(6) & 0xF0, 0xB0)
   }
 }
+
+extension UARTTests {
+  /// A guest that never reads cannot make the host side grow: the UART takes
+  /// at most its FIFO plus `hostBacklogLimit`, says how much it took, and
+  /// takes more once the guest reads.
+  func testHostBacklogIsBoundedAndLosesNothing() {
+    let input = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+    var taken = uart.receive(input)
+    XCTAssertEqual(taken, UART16550.hostBacklogLimit)
+    XCTAssertEqual(uart.hostRoom, 1, "one byte moved into the (non-FIFO) holding register")
+    var got: [UInt8] = []
+    while got.count < input.count {
+      if uart.hostRoom > 0 && taken < input.count {
+        taken += uart.receive(input[taken...])
+      }
+      XCTAssertEqual(reg(5) & 1, 1)
+      got.append(reg(0))
+    }
+    XCTAssertEqual(got, input)
+    XCTAssertEqual(reg(5) & 3, 0, "empty, no overrun")
+    XCTAssertEqual(uart.hostRoom, UART16550.hostBacklogLimit)
+  }
+}

@@ -135,6 +135,12 @@ final class CLITests: XCTestCase {
     XCTAssertTrue(r.output.contains("KVM"), r.output)
   }
 
+  func testBadEscapeKeyIsAUsageError() throws {
+    let r = try swiftvmm(["run", "--escape-key", "ctrl-1"])
+    XCTAssertEqual(r.status, 64, r.output)
+    XCTAssertTrue(r.output.contains("--escape-key"), r.output)
+  }
+
   func testSIGINTStopsTheVMCleanly() throws {
     guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
       throw XCTSkip("swiftvmm binary not built next to the test runner at \(Self.binary)")
@@ -156,7 +162,7 @@ final class CLITests: XCTestCase {
     p.waitUntilExit()
     let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     XCTAssertEqual(p.terminationStatus, 130, text)
-    XCTAssertTrue(text.contains("interrupted by the user"), text)
+    XCTAssertTrue(text.contains("stopped by SIGINT"), text)
   }
 }
 

@@ -36,6 +36,9 @@ public final class VirtioConsole: VirtioDevice {
     }
   }
 
+  /// How many more bytes of host input `receive` would take now.
+  public var hostRoom: Int { Self.maxBacklog - backlog.count }
+
   /// Whether host input is waiting for the guest to post receive buffers.
   public var hasBacklog: Bool { !backlog.isEmpty }
 
