@@ -18,14 +18,13 @@ struct VirtioOptions: ParsableArguments {
       """)
   var net: String?
 
-  /// Fills `config.virtio` before the guest starts: a malformed flag is a usage error
-  /// (64), a disk image that is missing or a directory is unusable input (66).
+  /// Fills `config.virtio` before the guest starts. Every device error (a malformed
+  /// spec, a missing image or a directory) is one line with status 66: a host-side problem
+  /// with what the devices are made of.
   func apply<C: ParsableCommand>(to config: inout MachineConfig, command: C.Type) {
     do {
       config.virtio = try VirtioConfig(
         disks: disks, console: console, entropy: rng, network: net)
-    } catch .malformed(let why) {
-      C.usageError(why)
     } catch {
       fail("\(error)", status: .unusableInput)
     }
