@@ -2,9 +2,10 @@ import Glibc
 import Translator
 import X86
 
-// The translator engine's first stage: runs of register-only integer instructions are
-// compiled to host code and run in place of the interpreter; everything else (memory
-// operands, stack, 8/16-bit operands, system instructions) is interpreted as before.
+// The translator engine's first stage: runs of integer instructions (register operands,
+// and in 64-bit mode memory operands through an inline TLB check) are compiled to host
+// code and run in place of the interpreter; everything else (stack, string, system
+// instructions, ...) is interpreted as before.
 //
 // - Decoding is the decode cache's (`dcDecode`): one decoder for both engines.
 // - Blocks are keyed by the host address of their first byte (the guest-physical
@@ -198,17 +199,26 @@ struct BlockCompiler {
     case DC.lea: return sized
     case DC.aluEG, DC.aluGE, DC.aluEI, DC.test, DC.testI, DC.movEG, DC.movGE, DC.incdec,
       DC.imul, DC.shift, DC.movEI:
-      return sized && operandOK
+      return operandOK
     case DC.movzx:
-      return sized && !d.isReg && mode64
+      return sized && operandOK
     case DC.aluAI, DC.movRI:
-      return sized
+      return true
     default:
       return false
     }
   }
 
   func reg(_ i: UInt8) -> HostMem { HostMem(Self.g, Int32(i) * 8) }
+
+  /// Where guest register `i` of `size` bytes lives: without a REX prefix, byte registers
+  /// 4-7 are AH, CH, DH, BH, the second byte of registers 0-3.
+  func reg(_ i: UInt8, _ size: OpSize, rex: UInt8) -> HostMem {
+    if size == .b8 && rex == 0 && (4...7).contains(i) {
+      return HostMem(Self.g, Int32(i - 4) * 8 + 1)
+    }
+    return reg(i)
+  }
 
   /// Flags: does the instruction read the guest's status flags, or overwrite all of them?
   static func readsFlags(_ d: DecodedInsn) -> Bool {
@@ -331,13 +341,20 @@ struct BlockCompiler {
 
     var pc = start
     for (i, d) in insns.enumerated() {
-      let s: OpSize = d.size == 8 ? .b64 : .b32
+      let s = OpSize(rawValue: Int(d.size))!
       let next = (pc &+ UInt64(d.len)) & codeMask
       let op = ALUOp(rawValue: d.op & 7)!
+      /// Guest register `i` at this instruction's operand size.
+      func greg(_ i: UInt8) -> HostMem { reg(i, s, rex: d.rex) }
+      /// Writes `src` to guest register `i`: 32-bit results zero-extend (the value in `src`
+      /// already is), 8- and 16-bit ones merge.
+      func setReg(_ i: UInt8, _ src: HostReg) {
+        if s.rawValue >= 4 { e.store(reg(i), src) } else { e.store(greg(i), src, s) }
+      }
       /// Reads the E operand into `dst` (register or memory; `write`: the RMW check).
       func readE(_ dst: HostReg, write: Bool) {
         if d.isReg {
-          e.load(dst, reg(d.rm), s)
+          e.load(dst, greg(d.rm), s)
         } else {
           address(d, next: next)
           tlbCheck(i, pc: pc, size: s.rawValue, write: write)
@@ -346,30 +363,30 @@ struct BlockCompiler {
       }
       /// Writes `src` to the E operand read by `readE` (same address).
       func writeE(_ src: HostReg) {
-        if d.isReg { e.store(reg(d.rm), src) } else { e.store(hostMem(), src, s) }
+        if d.isReg { setReg(d.rm, src) } else { e.store(hostMem(), src, s) }
       }
       switch d.kind {
       case DC.aluEG:
         readE(.r10, write: op != .cmp)
-        e.load(.r11, reg(d.reg), s)
+        e.load(.r11, greg(d.reg), s)
         e.alu(op, .r10, .r11, s)
         if op != .cmp { writeE(.r10) }
       case DC.aluGE:
         readE(.r11, write: false)
-        e.load(.r10, reg(d.reg), s)
+        e.load(.r10, greg(d.reg), s)
         e.alu(op, .r10, .r11, s)
-        if op != .cmp { e.store(reg(d.reg), .r10) }
+        if op != .cmp { setReg(d.reg, .r10) }
       case DC.aluAI:
-        e.load(.r10, reg(0), s)
+        e.load(.r10, greg(0), s)
         e.alu(op, .r10, imm: Int32(truncatingIfNeeded: d.imm), s)
-        if op != .cmp { e.store(reg(0), .r10) }
+        if op != .cmp { setReg(0, .r10) }
       case DC.aluEI:
         readE(.r10, write: op != .cmp)
         e.alu(op, .r10, imm: Int32(truncatingIfNeeded: d.imm), s)
         if op != .cmp { writeE(.r10) }
       case DC.test:
         readE(.r10, write: false)
-        e.load(.r11, reg(d.reg), s)
+        e.load(.r11, greg(d.reg), s)
         e.test(.r10, .r11, s)
       case DC.testI:
         readE(.r10, write: false)
@@ -377,31 +394,35 @@ struct BlockCompiler {
       case DC.movEG:
         if d.isReg {
           // A 32-bit load zero-extends, and the 64-bit store writes that: as the guest's move.
-          e.load(.r10, reg(d.reg), s)
-          e.store(reg(d.rm), .r10)
+          e.load(.r10, greg(d.reg), s)
+          setReg(d.rm, .r10)
         } else {
           address(d, next: next)
           tlbCheck(i, pc: pc, size: s.rawValue, write: true)
-          e.load(.r10, reg(d.reg), s)
+          e.load(.r10, greg(d.reg), s)
           e.store(hostMem(), .r10, s)
         }
       case DC.movGE:
         readE(.r10, write: false)
-        e.store(reg(d.reg), .r10)
+        setReg(d.reg, .r10)
       case DC.movzx:
         let from: OpSize = d.op == 1 ? .b8 : .b16
-        address(d, next: next)
-        tlbCheck(i, pc: pc, size: from.rawValue, write: false)
-        e.loadZX(.r10, hostMem(), from)
+        if d.isReg {
+          e.loadZX(.r10, reg(d.rm, from, rex: d.rex), from)
+        } else {
+          address(d, next: next)
+          tlbCheck(i, pc: pc, size: from.rawValue, write: false)
+          e.loadZX(.r10, hostMem(), from)
+        }
         e.store(reg(d.reg), .r10)
       case DC.movRI:
         e.movImm(.r10, s == .b64 ? d.imm : d.imm & 0xFFFF_FFFF)
-        e.store(reg(d.reg), .r10)
+        setReg(d.reg, .r10)
       case DC.movEI:
         let v = s == .b64 ? d.imm : d.imm & 0xFFFF_FFFF
         if d.isReg {
           e.movImm(.r10, v)
-          e.store(reg(d.rm), .r10)
+          setReg(d.rm, .r10)
         } else {
           address(d, next: next)
           tlbCheck(i, pc: pc, size: s.rawValue, write: true)
@@ -437,9 +458,9 @@ struct BlockCompiler {
         writeE(.r10)
       case DC.imul:
         readE(.r11, write: false)
-        e.load(.r10, reg(d.reg), s)
+        e.load(.r10, greg(d.reg), s)
         e.imul(.r10, .r11, s)
-        e.store(reg(d.reg), .r10)
+        setReg(d.reg, .r10)
       case DC.jcc:
         let target = branchTarget(next, d)
         let taken = e.newLabel()
