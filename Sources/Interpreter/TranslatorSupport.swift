@@ -147,7 +147,7 @@ extension InterpreterCPU {
       guard compiler.translatable(d) else { break }
       insns.append(d)
       offset += Int(d.len)
-      if d.kind == DC.jcc || d.kind == DC.jmp { break }
+      if d.kind == DC.jcc || d.kind == DC.jmp || d.kind == DC.call || d.kind == DC.ret { break }
     }
     guard !insns.isEmpty else {
       // Remember "interpret this" cheaply, checked against the first 16 bytes.
@@ -196,6 +196,8 @@ struct BlockCompiler {
     let operandOK = d.isReg || mode64
     switch d.kind {
     case DC.jcc, DC.jmp, DC.nop: return true
+    case DC.pushR, DC.popR, DC.call: return mode64 && d.size == 8
+    case DC.ret: return mode64 && d.size == 8 && d.imm == 0
     case DC.lea: return sized
     case DC.aluEG, DC.aluGE, DC.aluEI, DC.test, DC.testI, DC.movEG, DC.movGE, DC.incdec,
       DC.imul, DC.shift, DC.movEI:
@@ -257,11 +259,11 @@ struct BlockCompiler {
     var sideExits: [(Label, Int, UInt64)] = []
 
     /// Leaves with RIP `next`: the flags go back to the context.
-    func exit(_ next: UInt64) {
+    func exit(_ next: UInt64?) {
       e.pushfq()
       e.pop(.rcx)
       e.store(HostMem(ctx, 0), .rcx)
-      e.movImm(.rax, next)
+      if let next { e.movImm(.rax, next) } else { e.mov(.rax, .r10) }  // nil: RIP is in R10
       e.ret()
     }
     /// Branches back to this block's start: loops in host code while the budget lasts.
@@ -472,6 +474,30 @@ struct BlockCompiler {
       case DC.jmp:
         loopOrExit(branchTarget(next, d))
         return finish(&e, sideExits, count)
+      // The stack in 64-bit mode (SS base 0, 8-byte slots): RSP changes only after the
+      // access succeeded, so a side exit leaves it as the interpreter expects.
+      case DC.pushR, DC.call:
+        if d.kind == DC.pushR { e.load(.r10, reg(d.reg)) } else { e.movImm(.r10, next) }
+        e.load(.r8, reg(4))
+        e.lea(.r8, HostMem(.r8, -8))
+        tlbCheck(i, pc: pc, size: 8, write: true)
+        e.store(hostMem(), .r10)
+        e.store(reg(4), .r8)
+        if d.kind == DC.call {
+          exit(branchTarget(next, d))
+          return finish(&e, sideExits, count)
+        }
+      case DC.popR, DC.ret:
+        e.load(.r8, reg(4))
+        tlbCheck(i, pc: pc, size: 8, write: false)
+        e.load(.r10, hostMem())
+        e.lea(.r8, HostMem(.r8, 8))
+        e.store(reg(4), .r8)
+        if d.kind == DC.ret {
+          exit(nil)
+          return finish(&e, sideExits, count)
+        }
+        e.store(reg(d.reg), .r10)  // after RSP: POP RSP loads the popped value
       default:  // DC.nop
         break
       }

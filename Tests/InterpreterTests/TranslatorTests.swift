@@ -42,7 +42,7 @@ final class TranslatorTests: XCTestCase {
       // Displacements across two data pages, some straddling the page boundary.
       let disp = Int32(rng.next() % 0x1FF8)
       let m = HostMem(.r15, rng.next() % 4 == 0 ? 0xFFC + Int32(rng.next() % 4) : disp)
-      switch rng.next() % 19 {
+      switch rng.next() % 20 {
       case 12: e.store(m, a, s)
       case 13: e.load(a, m, s)
       case 14: e.alu(ALUOp(rawValue: UInt8(rng.next() % 8))!, a, m, s)
@@ -50,6 +50,9 @@ final class TranslatorTests: XCTestCase {
       case 16: e.alu(ALUOp(rawValue: UInt8(rng.next() % 8))!, m, imm: small, s)
       case 17: e.loadZX(a, m, rng.next() & 1 == 0 ? .b8 : .b16)
       case 18: e.mov(a, b, s)
+      case 19:
+        e.push(a)
+        e.pop(b)
       case 0: e.alu(ALUOp(rawValue: UInt8(rng.next() % 8))!, a, b, s)
       case 1:
         e.alu(ALUOp(rawValue: UInt8(rng.next() % 8))!, a, imm: rng.next() & 1 == 0 ? imm : small, s)
