@@ -2,19 +2,22 @@ import Glibc
 import Translator
 import X86
 
-// The translator engine's first stage: runs of integer instructions (register operands,
-// and in 64-bit mode memory operands through an inline TLB check) are compiled to host
-// code and run in place of the interpreter; everything else (stack, string, system
-// instructions, ...) is interpreted as before.
+// The translator engine's first stage: runs of integer instructions (register operands;
+// in 64-bit mode also memory operands and PUSH/POP/CALL/RET through an inline TLB check)
+// are compiled to host code and run in place of the interpreter; everything else (string,
+// system, SSE/x87 instructions, indirect branches, ...) is interpreted as before.
 //
 // - Decoding is the decode cache's (`dcDecode`): one decoder for both engines.
 // - Blocks are keyed by the host address of their first byte (the guest-physical
-//   location) plus the code size and RIP, so CR3 switches invalidate nothing. A block
-//   lies in one page, ends at a Jcc/JMP, an untranslated instruction or 64 instructions.
+//   location) plus the code size, CPL and RIP, so CR3 switches invalidate nothing. A block
+//   lies in one page, ends at a Jcc/JMP/CALL/RET, an untranslated instruction or 64
+//   instructions.
 // - Self- and cross-modifying code: a block keeps a copy of its guest bytes and is
 //   re-checked on every entry (as the decode cache re-checks an instruction), so stores,
 //   DMA and aliases need no invalidation hook; a changed block is translated again.
-// - Nothing in a block can fault, so faults stay precise; a block runs only when its
+// - Nothing in a block can fault: a TLB miss, a page-crossing access or a store into the
+//   block's own page leaves the block before that instruction, with the state exact, and
+//   the interpreter runs it (faults stay precise). A block runs only when its
 //   instructions fit the batch budget, so interrupts and `--deterministic` stops fall
 //   on the same instruction counts as the interpreter's.
 // - Guest status flags live in the host's EFLAGS inside a block (popfq at entry,
