@@ -275,20 +275,23 @@ struct BlockCompiler {
         exit(target)
         return
       }
+      // LAHF/SETO keep the flags around the budget check (POPFQ is far slower), and they
+      // are put back only if the block's start reads them.
       let out = e.newLabel()
-      e.pushfq()
-      e.pop(.rcx)
-      e.load(.rax, HostMem(ctx, 8))
-      e.alu(.sub, .rax, imm: count)
+      e.lahf()
+      e.setcc(.o, .rax)
+      e.alu(.sub, HostMem(ctx, 8), imm: count)
       e.jcc(.b, out)
-      e.store(HostMem(ctx, 8), .rax)
-      e.push(.rcx)
-      e.popfq()
+      if liveBefore[0] {
+        e.alu(.add, .rax, imm: 0x7F, .b8)
+        e.sahf()
+      }
       e.jmp(top)
       e.bind(out)
-      e.store(HostMem(ctx, 0), .rcx)
-      e.movImm(.rax, start)
-      e.ret()
+      e.alu(.add, HostMem(ctx, 8), imm: count)  // not enough budget: undo, leave at the start
+      e.alu(.add, .rax, imm: 0x7F, .b8)
+      e.sahf()
+      exit(start)
     }
     /// The effective (linear: 64-bit mode) address of a memory operand into R8, without
     /// touching the flags.
