@@ -2,18 +2,22 @@ import Glibc
 import Translator
 import X86
 
-// The translator engine's first stage: runs of register-only integer instructions are
-// compiled to host code and run in place of the interpreter; everything else (memory
-// operands, stack, 8/16-bit operands, system instructions) is interpreted as before.
+// The translator engine's first stage: runs of integer instructions (register operands;
+// in 64-bit mode also memory operands and PUSH/POP/CALL/RET through an inline TLB check)
+// are compiled to host code and run in place of the interpreter; everything else (string,
+// system, SSE/x87 instructions, indirect branches, ...) is interpreted as before.
 //
 // - Decoding is the decode cache's (`dcDecode`): one decoder for both engines.
 // - Blocks are keyed by the host address of their first byte (the guest-physical
-//   location) plus the code size and RIP, so CR3 switches invalidate nothing. A block
-//   lies in one page, ends at a Jcc/JMP, an untranslated instruction or 64 instructions.
+//   location) plus the code size, CPL and RIP, so CR3 switches invalidate nothing. A block
+//   lies in one page, ends at a Jcc/JMP/CALL/RET, an untranslated instruction or 64
+//   instructions.
 // - Self- and cross-modifying code: a block keeps a copy of its guest bytes and is
 //   re-checked on every entry (as the decode cache re-checks an instruction), so stores,
 //   DMA and aliases need no invalidation hook; a changed block is translated again.
-// - Nothing in a block can fault, so faults stay precise; a block runs only when its
+// - Nothing in a block can fault: a TLB miss, a page-crossing access or a store into the
+//   block's own page leaves the block before that instruction, with the state exact, and
+//   the interpreter runs it (faults stay precise). A block runs only when its
 //   instructions fit the batch budget, so interrupts and `--deterministic` stops fall
 //   on the same instruction counts as the interpreter's.
 // - Guest status flags live in the host's EFLAGS inside a block (popfq at entry,
@@ -146,7 +150,7 @@ extension InterpreterCPU {
       guard compiler.translatable(d) else { break }
       insns.append(d)
       offset += Int(d.len)
-      if d.kind == DC.jcc || d.kind == DC.jmp { break }
+      if d.kind == DC.jcc || d.kind == DC.jmp || d.kind == DC.call || d.kind == DC.ret { break }
     }
     guard !insns.isEmpty else {
       // Remember "interpret this" cheaply, checked against the first 16 bytes.
@@ -195,20 +199,31 @@ struct BlockCompiler {
     let operandOK = d.isReg || mode64
     switch d.kind {
     case DC.jcc, DC.jmp, DC.nop: return true
+    case DC.pushR, DC.popR, DC.call: return mode64 && d.size == 8
+    case DC.ret: return mode64 && d.size == 8 && d.imm == 0
     case DC.lea: return sized
     case DC.aluEG, DC.aluGE, DC.aluEI, DC.test, DC.testI, DC.movEG, DC.movGE, DC.incdec,
       DC.imul, DC.shift, DC.movEI:
-      return sized && operandOK
+      return operandOK
     case DC.movzx:
-      return sized && !d.isReg && mode64
+      return sized && operandOK
     case DC.aluAI, DC.movRI:
-      return sized
+      return true
     default:
       return false
     }
   }
 
   func reg(_ i: UInt8) -> HostMem { HostMem(Self.g, Int32(i) * 8) }
+
+  /// Where guest register `i` of `size` bytes lives: without a REX prefix, byte registers
+  /// 4-7 are AH, CH, DH, BH, the second byte of registers 0-3.
+  func reg(_ i: UInt8, _ size: OpSize, rex: UInt8) -> HostMem {
+    if size == .b8 && rex == 0 && (4...7).contains(i) {
+      return HostMem(Self.g, Int32(i - 4) * 8 + 1)
+    }
+    return reg(i)
+  }
 
   /// Flags: does the instruction read the guest's status flags, or overwrite all of them?
   static func readsFlags(_ d: DecodedInsn) -> Bool {
@@ -247,11 +262,11 @@ struct BlockCompiler {
     var sideExits: [(Label, Int, UInt64)] = []
 
     /// Leaves with RIP `next`: the flags go back to the context.
-    func exit(_ next: UInt64) {
+    func exit(_ next: UInt64?) {
       e.pushfq()
       e.pop(.rcx)
       e.store(HostMem(ctx, 0), .rcx)
-      e.movImm(.rax, next)
+      if let next { e.movImm(.rax, next) } else { e.mov(.rax, .r10) }  // nil: RIP is in R10
       e.ret()
     }
     /// Branches back to this block's start: loops in host code while the budget lasts.
@@ -260,20 +275,23 @@ struct BlockCompiler {
         exit(target)
         return
       }
+      // LAHF/SETO keep the flags around the budget check (POPFQ is far slower), and they
+      // are put back only if the block's start reads them.
       let out = e.newLabel()
-      e.pushfq()
-      e.pop(.rcx)
-      e.load(.rax, HostMem(ctx, 8))
-      e.alu(.sub, .rax, imm: count)
+      e.lahf()
+      e.setcc(.o, .rax)
+      e.alu(.sub, HostMem(ctx, 8), imm: count)
       e.jcc(.b, out)
-      e.store(HostMem(ctx, 8), .rax)
-      e.push(.rcx)
-      e.popfq()
+      if liveBefore[0] {
+        e.alu(.add, .rax, imm: 0x7F, .b8)
+        e.sahf()
+      }
       e.jmp(top)
       e.bind(out)
-      e.store(HostMem(ctx, 0), .rcx)
-      e.movImm(.rax, start)
-      e.ret()
+      e.alu(.add, HostMem(ctx, 8), imm: count)  // not enough budget: undo, leave at the start
+      e.alu(.add, .rax, imm: 0x7F, .b8)
+      e.sahf()
+      exit(start)
     }
     /// The effective (linear: 64-bit mode) address of a memory operand into R8, without
     /// touching the flags.
@@ -331,13 +349,20 @@ struct BlockCompiler {
 
     var pc = start
     for (i, d) in insns.enumerated() {
-      let s: OpSize = d.size == 8 ? .b64 : .b32
+      let s = OpSize(rawValue: Int(d.size))!
       let next = (pc &+ UInt64(d.len)) & codeMask
       let op = ALUOp(rawValue: d.op & 7)!
+      /// Guest register `i` at this instruction's operand size.
+      func greg(_ i: UInt8) -> HostMem { reg(i, s, rex: d.rex) }
+      /// Writes `src` to guest register `i`: 32-bit results zero-extend (the value in `src`
+      /// already is), 8- and 16-bit ones merge.
+      func setReg(_ i: UInt8, _ src: HostReg) {
+        if s.rawValue >= 4 { e.store(reg(i), src) } else { e.store(greg(i), src, s) }
+      }
       /// Reads the E operand into `dst` (register or memory; `write`: the RMW check).
       func readE(_ dst: HostReg, write: Bool) {
         if d.isReg {
-          e.load(dst, reg(d.rm), s)
+          e.load(dst, greg(d.rm), s)
         } else {
           address(d, next: next)
           tlbCheck(i, pc: pc, size: s.rawValue, write: write)
@@ -346,30 +371,30 @@ struct BlockCompiler {
       }
       /// Writes `src` to the E operand read by `readE` (same address).
       func writeE(_ src: HostReg) {
-        if d.isReg { e.store(reg(d.rm), src) } else { e.store(hostMem(), src, s) }
+        if d.isReg { setReg(d.rm, src) } else { e.store(hostMem(), src, s) }
       }
       switch d.kind {
       case DC.aluEG:
         readE(.r10, write: op != .cmp)
-        e.load(.r11, reg(d.reg), s)
+        e.load(.r11, greg(d.reg), s)
         e.alu(op, .r10, .r11, s)
         if op != .cmp { writeE(.r10) }
       case DC.aluGE:
         readE(.r11, write: false)
-        e.load(.r10, reg(d.reg), s)
+        e.load(.r10, greg(d.reg), s)
         e.alu(op, .r10, .r11, s)
-        if op != .cmp { e.store(reg(d.reg), .r10) }
+        if op != .cmp { setReg(d.reg, .r10) }
       case DC.aluAI:
-        e.load(.r10, reg(0), s)
+        e.load(.r10, greg(0), s)
         e.alu(op, .r10, imm: Int32(truncatingIfNeeded: d.imm), s)
-        if op != .cmp { e.store(reg(0), .r10) }
+        if op != .cmp { setReg(0, .r10) }
       case DC.aluEI:
         readE(.r10, write: op != .cmp)
         e.alu(op, .r10, imm: Int32(truncatingIfNeeded: d.imm), s)
         if op != .cmp { writeE(.r10) }
       case DC.test:
         readE(.r10, write: false)
-        e.load(.r11, reg(d.reg), s)
+        e.load(.r11, greg(d.reg), s)
         e.test(.r10, .r11, s)
       case DC.testI:
         readE(.r10, write: false)
@@ -377,31 +402,35 @@ struct BlockCompiler {
       case DC.movEG:
         if d.isReg {
           // A 32-bit load zero-extends, and the 64-bit store writes that: as the guest's move.
-          e.load(.r10, reg(d.reg), s)
-          e.store(reg(d.rm), .r10)
+          e.load(.r10, greg(d.reg), s)
+          setReg(d.rm, .r10)
         } else {
           address(d, next: next)
           tlbCheck(i, pc: pc, size: s.rawValue, write: true)
-          e.load(.r10, reg(d.reg), s)
+          e.load(.r10, greg(d.reg), s)
           e.store(hostMem(), .r10, s)
         }
       case DC.movGE:
         readE(.r10, write: false)
-        e.store(reg(d.reg), .r10)
+        setReg(d.reg, .r10)
       case DC.movzx:
         let from: OpSize = d.op == 1 ? .b8 : .b16
-        address(d, next: next)
-        tlbCheck(i, pc: pc, size: from.rawValue, write: false)
-        e.loadZX(.r10, hostMem(), from)
+        if d.isReg {
+          e.loadZX(.r10, reg(d.rm, from, rex: d.rex), from)
+        } else {
+          address(d, next: next)
+          tlbCheck(i, pc: pc, size: from.rawValue, write: false)
+          e.loadZX(.r10, hostMem(), from)
+        }
         e.store(reg(d.reg), .r10)
       case DC.movRI:
         e.movImm(.r10, s == .b64 ? d.imm : d.imm & 0xFFFF_FFFF)
-        e.store(reg(d.reg), .r10)
+        setReg(d.reg, .r10)
       case DC.movEI:
         let v = s == .b64 ? d.imm : d.imm & 0xFFFF_FFFF
         if d.isReg {
           e.movImm(.r10, v)
-          e.store(reg(d.rm), .r10)
+          setReg(d.rm, .r10)
         } else {
           address(d, next: next)
           tlbCheck(i, pc: pc, size: s.rawValue, write: true)
@@ -437,9 +466,9 @@ struct BlockCompiler {
         writeE(.r10)
       case DC.imul:
         readE(.r11, write: false)
-        e.load(.r10, reg(d.reg), s)
+        e.load(.r10, greg(d.reg), s)
         e.imul(.r10, .r11, s)
-        e.store(reg(d.reg), .r10)
+        setReg(d.reg, .r10)
       case DC.jcc:
         let target = branchTarget(next, d)
         let taken = e.newLabel()
@@ -451,6 +480,30 @@ struct BlockCompiler {
       case DC.jmp:
         loopOrExit(branchTarget(next, d))
         return finish(&e, sideExits, count)
+      // The stack in 64-bit mode (SS base 0, 8-byte slots): RSP changes only after the
+      // access succeeded, so a side exit leaves it as the interpreter expects.
+      case DC.pushR, DC.call:
+        if d.kind == DC.pushR { e.load(.r10, reg(d.reg)) } else { e.movImm(.r10, next) }
+        e.load(.r8, reg(4))
+        e.lea(.r8, HostMem(.r8, -8))
+        tlbCheck(i, pc: pc, size: 8, write: true)
+        e.store(hostMem(), .r10)
+        e.store(reg(4), .r8)
+        if d.kind == DC.call {
+          exit(branchTarget(next, d))
+          return finish(&e, sideExits, count)
+        }
+      case DC.popR, DC.ret:
+        e.load(.r8, reg(4))
+        tlbCheck(i, pc: pc, size: 8, write: false)
+        e.load(.r10, hostMem())
+        e.lea(.r8, HostMem(.r8, 8))
+        e.store(reg(4), .r8)
+        if d.kind == DC.ret {
+          exit(nil)
+          return finish(&e, sideExits, count)
+        }
+        e.store(reg(d.reg), .r10)  // after RSP: POP RSP loads the popped value
       default:  // DC.nop
         break
       }
