@@ -23,7 +23,7 @@ final class LinuxNetworkTests: XCTestCase {
     var rng = SystemRandomNumberGenerator()
     let blob = (0..<(256 << 10)).map { _ in UInt8.random(in: 0...255, using: &rng) }
     FileManager.default.createFile(atPath: dir + "/blob", contents: Data(blob))
-    let blobMD5 = try md5(dir + "/blob", busybox: guest.busybox)
+    let blobMD5 = try Self.md5(dir + "/blob", busybox: guest.busybox)
 
     // The host's HTTP server: Debian's busybox-static runs on the host too.
     let httpPort = try freePort()
@@ -50,7 +50,8 @@ final class LinuxNetworkTests: XCTestCase {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: GuestImages.swiftvmmBinary)
     p.arguments = [
-      "linux", "--net", "user,hostfwd=tcp:127.0.0.1:\(fwdPort)-:7777", "--stats", dir + "/stats.json",
+      "linux", "--net", "user,hostfwd=tcp:127.0.0.1:\(fwdPort)-:7777", "--stats",
+      dir + "/stats.json",
       "--run", commands,
     ]
     let output = Pipe()
@@ -71,9 +72,11 @@ final class LinuxNetworkTests: XCTestCase {
       return false
     }
     XCTAssertTrue(
-      waitFor("NET-LISTENING", seconds: 900), "guest never listened:\n\(transcript.snapshot.suffix(3000))")
+      waitFor("NET-LISTENING", seconds: 900),
+      "guest never listened:\n\(transcript.snapshot.suffix(3000))")
     let text = transcript.snapshot
-    XCTAssertTrue(text.contains("lease of 10.0.2.15 obtained"), "no DHCP lease:\n\(text.suffix(3000))")
+    XCTAssertTrue(
+      text.contains("lease of 10.0.2.15 obtained"), "no DHCP lease:\n\(text.suffix(3000))")
     XCTAssertTrue(text.contains("http-md5=\(blobMD5)"), "download differs:\n\(text.suffix(3000))")
 
     // The guest's nc listens on 7777; hostfwd brings it to the host's loopback.
@@ -104,7 +107,8 @@ final class LinuxNetworkTests: XCTestCase {
     }
   }
 
-  func md5(_ path: String, busybox: String) throws -> String {
+  /// busybox md5sum's hex digest of a host file (Debian's busybox-static runs on the host).
+  static func md5(_ path: String, busybox: String) throws -> String {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: busybox)
     p.arguments = ["md5sum", path]
