@@ -67,17 +67,16 @@ final class LinuxTapNetworkTests: XCTestCase {
     ]
     try httpd.run()
     defer { httpd.terminate() }
+    // The listener writes what it receives to a file: no pipe reader to race with.
+    let receivedPath = dir + "/received"
+    FileManager.default.createFile(atPath: receivedPath, contents: nil)
     let listener = Process()
     listener.executableURL = URL(fileURLWithPath: ip)
     listener.arguments = ["netns", "exec", ns, guest.busybox, "nc", "-l", "-p", "9000"]
-    let received = Pipe()
-    listener.standardOutput = received
+    listener.standardInput = FileHandle.nullDevice
+    listener.standardOutput = FileHandle(forWritingAtPath: receivedPath)
     try listener.run()
     defer { if listener.isRunning { listener.terminate() } }
-    final class Box: @unchecked Sendable { var data = Data() }
-    let stream = Box()
-    let reader = Thread { stream.data = received.fileHandleForReading.readDataToEndOfFile() }
-    reader.start()
 
     let lines = 3000
     let expected = (1...lines).map { "tap-line-\($0)\n" }.joined()
@@ -114,7 +113,7 @@ final class LinuxTapNetworkTests: XCTestCase {
     let end = Date().addingTimeInterval(30)
     while listener.isRunning && Date() < end { usleep(100_000) }
     if listener.isRunning { listener.terminate() }
-    while !reader.isFinished && Date() < end.addingTimeInterval(5) { usleep(100_000) }
-    XCTAssertEqual(String(decoding: stream.data, as: UTF8.self), expected, "the TCP stream differs")
+    let stream = try String(contentsOfFile: receivedPath, encoding: .utf8)
+    XCTAssertEqual(stream, expected, "the TCP stream differs:\n\(text.suffix(1500))")
   }
 }
