@@ -26,6 +26,18 @@ public protocol VirtualCPU: AnyObject {
 
   /// Counters for `--stats` (instructions, exits by reason, TLB figures...).
   func statistics() -> [String: UInt64]
+
+  /// The CPUID feature names (`CPUFeature.name`) this engine can really provide;
+  /// CPUID policies are masked to and validated against it.
+  static var implementedFeatures: Set<String> { get }
+
+  /// The software-MMU interface, for engines that virtualize memory in software
+  /// (nil: the engine pages in hardware). The VMM asks this, never the engine's type.
+  var softwareMMU: SoftwareMMUHardware? { get }
+}
+
+extension VirtualCPU {
+  public var softwareMMU: SoftwareMMUHardware? { nil }
 }
 
 /// Errors an engine raises before or outside guest execution.
