@@ -73,7 +73,7 @@ let package = Package(
       ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "DiffTestTests", dependencies: ["DiffTest"],
+      name: "DiffTestTests", dependencies: ["DiffTest", "CNativeExec"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
       name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
@@ -98,7 +98,9 @@ let package = Package(
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "VMMTests",
-      dependencies: ["VMM", "TestSupport", "Engine", "Memory", "Devices", "Boot", "X86"],
+      dependencies: [
+        "VMM", "TestSupport", "Engine", "Interpreter", "KVM", "Memory", "Devices", "Boot", "X86",
+      ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     // Debian boots: minutes each, release builds only (scripts/test runs them; --fast does not).
     .testTarget(

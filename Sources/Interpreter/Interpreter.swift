@@ -388,8 +388,11 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   public func run() throws -> VMExit {
     while true {
       let e = try runUntilEvent()
-      guard let event = pendingMMU else { return e }
+      let event = pendingMMU
       pendingMMU = nil
+      // An exit set after the event (a machine check later in the same
+      // instruction) wins, as it would on hardware: the VM stops.
+      guard let event, e == Self.mmuEventMarker else { return e }
       if let why = dispatchMMUEvent(event) { return record(.shutdown(reason: why)) }
     }
   }
@@ -503,7 +506,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   }
 
   private func record(_ e: VMExit) -> VMExit {
-    if pendingMMU == nil { stats.countExit(e) }  // MMU events are counted when dispatched
+    // MMU events are counted when dispatched.
+    if pendingMMU == nil || e != Self.mmuEventMarker { stats.countExit(e) }
     return e
   }
 
