@@ -22,10 +22,6 @@ public enum VMExit: Equatable, Sendable {
   case instructionLimit(UInt64)
   /// Another thread called `kick()` (console input, signal, timer).
   case interrupted
-  /// Nested paging: no GPA -> HPA mapping for this guest-physical address.
-  case nestedPageFault(gpa: UInt64, write: Bool, fetch: Bool)
-  /// Shadow paging: an event for the VMM's shadow MMU (miss, write-protect hit, CR3 load, INVLPG).
-  case shadowMMU(ShadowMMUEvent)
 }
 
 public struct PortIOAccess: Equatable, Sendable {
@@ -56,11 +52,4 @@ public struct MMIOAccess: Equatable, Sendable {
     self.isWrite = isWrite
     self.value = value
   }
-}
-
-public enum ShadowMMUEvent: Equatable, Sendable {
-  case miss(gva: UInt64, write: Bool, user: Bool, fetch: Bool)
-  case writeProtected(gva: UInt64, gpa: UInt64, size: Int, value: UInt64)
-  case cr3Load(UInt64)
-  case invlpg(UInt64)
 }

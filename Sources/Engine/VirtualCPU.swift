@@ -30,6 +30,18 @@ public protocol VirtualCPU: AnyObject {
   /// The last CPU exception (fault, trap or abort, not INT n or an external
   /// interrupt) the engine saw the guest take, or nil if it has none to report.
   var lastException: ExceptionRecord? { get }
+
+  /// The CPUID feature names (`CPUFeature.name`) this engine can really provide;
+  /// CPUID policies are masked to and validated against it.
+  static var implementedFeatures: Set<String> { get }
+
+  /// The software-MMU interface, for engines that virtualize memory in software
+  /// (nil: the engine pages in hardware). The VMM asks this, never the engine's type.
+  var softwareMMU: SoftwareMMUHardware? { get }
+}
+
+extension VirtualCPU {
+  public var softwareMMU: SoftwareMMUHardware? { nil }
 }
 
 /// One exception a vCPU took: for the register dump when a VM stops badly.

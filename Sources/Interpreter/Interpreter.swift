@@ -26,19 +26,6 @@ public struct InterpreterOptions {
   public init() {}
 }
 
-/// How linear addresses become host pointers on a TLB miss. Only the walk and
-/// its fault handling differ between modes; the TLB fast path is shared.
-public enum MMUMode: Sendable {
-  /// The walker reads guest page tables at guest-physical addresses (a plain emulator).
-  case direct
-  /// 2D walk: every guest table reference and the final GPA go through the VMM's nested table.
-  case nested
-  /// The walker reads only the VMM's shadow table (GVA -> HPA); misses exit to the VMM.
-  case shadow
-  /// Direct walk over VMM-validated tables; pinned frames are read-only; hypercalls.
-  case paravirt
-}
-
 /// Internal "exception" used to abort the current instruction.
 /// vector < 32: architectural exception. `exitVector`: an exit is pending.
 struct Fault: Error {
@@ -73,7 +60,7 @@ let FS = 4
 let GS = 5
 
 /// The x86-64 interpreter: decodes and executes every guest instruction in software.
-public final class InterpreterCPU: VirtualCPU {
+public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   public var engineName: String { translator == nil ? "interpreter" : "translator" }
   public var interruptInput: InterruptInput?
   /// The VMM's platform: shared TSC and platform MSRs (APIC base, TSC deadline,
@@ -186,6 +173,10 @@ public final class InterpreterCPU: VirtualCPU {
   // MARK: Run control
   var stop = false
   var pendingExit: VMExit?
+  /// An MMU event for the VMM's hooks; `pendingExit` then holds `mmuEventMarker`.
+  var pendingMMU: MMUEvent?
+  /// The VMM's MMU (weak: the VMM's MMU holds this CPU).
+  public weak var mmuHooks: SoftwareMMUHooks?
   var interruptShadow = false
   /// Bit s: accesses through segment s need no limit/type check (SegmentChecks.swift).
   var segReadFlat = 0x3F
@@ -384,7 +375,8 @@ public final class InterpreterCPU: VirtualCPU {
   var pendingIn = false
   var pendingMMIORead = false
 
-  public func setHypercallResult(_ value: UInt64) { r[0] = value }
+  /// Outside 64-bit mode the guest gets the low 32 bits, as KVM writes them.
+  public func setHypercallResult(_ value: UInt64) { r[0] = mode64 ? value : value & 0xFFFF_FFFF }
 
   public func kick() { kicked.store(true, ordering: .releasing) }
 
@@ -393,10 +385,25 @@ public final class InterpreterCPU: VirtualCPU {
       .merging(translator?.statistics ?? [:]) { a, _ in a }
   }
 
-  /// Runs guest code until an exit.
+  /// Runs guest code until an exit. MMU events go to the VMM's hooks here and the
+  /// run continues (they are not `VMExit`s: only this engine has them).
   public func run() throws -> VMExit {
+    while true {
+      let e = try runUntilEvent()
+      let event = pendingMMU
+      pendingMMU = nil
+      // An exit set after the event (a machine check later in the same
+      // instruction) wins, as it would on hardware: the VM stops.
+      guard let event, e == Self.mmuEventMarker else { return e }
+      if let why = dispatchMMUEvent(event) { return record(.shutdown(reason: why)) }
+    }
+  }
+
+  /// Runs guest code until an exit or an MMU event (then `pendingMMU` is set).
+  private func runUntilEvent() throws -> VMExit {
     stop = false
     pendingExit = nil
+    pendingMMU = nil
     if limit != .max && instructions >= limit {
       return record(.instructionLimit(instructions))
     }
@@ -501,7 +508,8 @@ public final class InterpreterCPU: VirtualCPU {
   }
 
   private func record(_ e: VMExit) -> VMExit {
-    stats.countExit(e)
+    // MMU events are counted when dispatched.
+    if pendingMMU == nil || e != Self.mmuEventMarker { stats.countExit(e) }
     return e
   }
 
@@ -575,8 +583,6 @@ struct Counters {
     case .internalError: k = "exits.internal_error"
     case .instructionLimit: k = "exits.instruction_limit"
     case .interrupted: k = "host_kicks"  // the VMM's own kicks, not guest exits
-    case .nestedPageFault: k = "exits.nested_page_fault"
-    case .shadowMMU: k = "exits.shadow_mmu"
     }
     exits[k, default: 0] &+= 1
   }

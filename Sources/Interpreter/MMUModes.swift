@@ -8,48 +8,13 @@ import X86
 // The policy (what to map, when to protect, how to validate) lives in
 // Sources/VMM/MMU. Nothing here runs in the TLB fast path.
 
-/// Per-guest-frame flags the VMM sets and the CPU reads on TLB write fills.
-public enum GuestFrameFlag {
-  /// Stores to this guest frame must not be cached as writable: in shadow mode
-  /// they exit to the VMM (`.writeProtected`), in paravirt mode they raise #PF.
-  public static let writeProtected: UInt8 = 1
-  /// Paravirt: pinned table level (1...4) in bits 1-3 (0 = not pinned).
-  public static let pinnedShift: UInt8 = 1
-  public static let pinnedMask: UInt8 = 7 << 1
-}
-
-/// Nested-table entry format (EPT-like): bits 0-2 R/W/X, bits 12-51 HPA.
-public enum NestedEntry {
-  public static let read: UInt64 = 1
-  public static let write: UInt64 = 2
-  public static let exec: UInt64 = 4
-  public static let rwx: UInt64 = 7
-  /// W without R is an EPT misconfiguration; like KVM we use it to mark MMIO GPAs.
-  public static let mmio: UInt64 = 2
-  public static let addressMask: UInt64 = 0x000F_FFFF_FFFF_F000
-}
-
-/// Shadow-table entries use the x86 PTE format; these software bits are ours.
-public enum ShadowEntry {
-  /// Leaf maps MMIO: the address field holds the GPA, not an HPA (like KVM's MMIO sptes).
-  public static let mmio: UInt64 = 1 << 11
-}
-
-/// A guest store to a write-protected page-table frame, held back by the CPU
-/// and performed by the VMM (shadow mode).
-public struct InterceptedStore: Equatable, Sendable {
-  public var gva: UInt64
-  public var gpa: UInt64
-  public var size: Int
-  public var value: UInt64
-}
-
-/// The guest's paging registers as the VMM's software walker needs them.
-public struct PagingRegisters: Equatable, Sendable {
-  public var cr0: UInt64
-  public var cr3: UInt64
-  public var cr4: UInt64
-  public var efer: UInt64
+/// What the CPU hands the VMM's `SoftwareMMUHooks` (the events a VMCS would exit for).
+enum MMUEvent: Equatable {
+  case nestedFault(gpa: UInt64, write: Bool, fetch: Bool)
+  case miss(gva: UInt64, write: Bool, user: Bool, fetch: Bool)
+  case writeProtected(gva: UInt64, gpa: UInt64, size: Int, value: UInt64)
+  case cr3Load(UInt64)
+  case invlpg(UInt64)
 }
 
 /// MMU-mode state of one CPU: what the VMM programmed (roots, maps) plus counters.
@@ -98,29 +63,11 @@ final class MMUHardwareState {
   }
 }
 
-extension MMUMode {
-  public var name: String {
-    switch self {
-    case .direct: return "direct"
-    case .nested: return "nested"
-    case .shadow: return "shadow"
-    case .paravirt: return "paravirt"
-    }
-  }
-  public init?(name: String) {
-    switch name {
-    case "direct": self = .direct
-    case "nested": self = .nested
-    case "shadow": self = .shadow
-    case "paravirt": self = .paravirt
-    default: return nil
-    }
-  }
-}
-
 // MARK: Hypervisor-facing API (what a VMCS / VMCB would hold)
 
 extension InterpreterCPU {
+  /// Every interpreter vCPU virtualizes memory in software.
+  public var softwareMMU: SoftwareMMUHardware? { self }
   public var mmuMode: MMUMode { options.mmuMode }
 
   /// Nested mode: the root HPA of the VMM's nested table (like loading an EPTP).
@@ -171,16 +118,16 @@ extension InterpreterCPU {
 
   /// Drops cached translations. The VMM calls it after write-protecting frames.
   public func flushTranslations(includingGlobal: Bool) {
-    let saved = pendingExit
+    let saved = (pendingExit, pendingMMU)
     flushTLB(keepGlobal: !includingGlobal)
-    pendingExit = saved
+    (pendingExit, pendingMMU) = saved
   }
 
   /// Drops cached translations of one linear page (as INVLPG does).
   public func flushTranslation(linear: UInt64) {
-    let saved = pendingExit
+    let saved = (pendingExit, pendingMMU)
     flushTLBPage(linear)
-    pendingExit = saved
+    (pendingExit, pendingMMU) = saved
   }
 
   /// Loads CR3 on behalf of the VMM (paravirt HC_NEW_BASEPTR): same effect as MOV to CR3.
@@ -260,12 +207,12 @@ extension InterpreterCPU {
     case .direct, .nested: return
     case .shadow:
       if let p = page {
-        exit(.shadowMMU(.invlpg(p)))
+        mmuEvent(.invlpg(p))
       } else {
-        exit(.shadowMMU(.cr3Load(cr3)))
+        mmuEvent(.cr3Load(cr3))
       }
     case .paravirt:
-      if page == nil && cr0 & CR0.pg != 0 { exit(.shadowMMU(.cr3Load(cr3))) }
+      if page == nil && cr0 & CR0.pg != 0 { mmuEvent(.cr3Load(cr3)) }
     }
   }
 
@@ -292,9 +239,43 @@ extension InterpreterCPU {
     let s = InterceptedStore(gva: lin, gpa: gpa, size: size, value: v & sizeMask(size))
     mmuHW.stores.append(s)
     if mmuHW.stores.count == 1 {
-      exit(.shadowMMU(.writeProtected(gva: lin, gpa: gpa, size: size, value: s.value)))
+      mmuEvent(.writeProtected(gva: lin, gpa: gpa, size: size, value: s.value))
     }
     return true
+  }
+
+  /// Ends the batch after the current instruction with an event for the VMM's MMU hooks.
+  @inline(__always) func mmuEvent(_ e: MMUEvent) {
+    pendingMMU = e
+    exit(Self.mmuEventMarker)
+  }
+
+  /// Stands in `pendingExit` for a pending MMU event, so that every "an exit is
+  /// pending" check sees it; `run()` never returns it.
+  static let mmuEventMarker = VMExit.interrupted
+
+  /// Hands an MMU event to the VMM's hooks; a message stops the VM.
+  func dispatchMMUEvent(_ e: MMUEvent) -> String? {
+    switch e {
+    case .nestedFault: stats.exits["exits.nested_page_fault", default: 0] &+= 1
+    default: stats.exits["exits.shadow_mmu", default: 0] &+= 1
+    }
+    guard let hooks = mmuHooks else {
+      return "MMU event \(e) in \(options.mmuMode.name) mode with no VMM MMU attached"
+    }
+    switch e {
+    case .nestedFault(let gpa, let write, let fetch):
+      return hooks.nestedPageFault(gpa: gpa, write: write, fetch: fetch)
+    case .miss(let gva, let write, let user, let fetch):
+      return hooks.shadowMiss(gva: gva, write: write, user: user, fetch: fetch)
+    case .writeProtected(let gva, let gpa, let size, let value):
+      return hooks.protectedWrite(gva: gva, gpa: gpa, size: size, value: value)
+    case .cr3Load(let cr3):
+      return hooks.cr3Loaded(cr3)
+    case .invlpg(let gva):
+      hooks.invalidatedPage(gva)
+      return nil
+    }
   }
 
   /// Stops the VM like a machine check: the walk reached something the VMM refuses.

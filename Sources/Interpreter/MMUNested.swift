@@ -45,7 +45,7 @@ extension InterpreterCPU {
   }
 
   /// GPA -> HPA through the nested table; ~0 for an MMIO-marked entry.
-  /// A missing or insufficient entry exits with `.nestedPageFault` (the instruction restarts).
+  /// A missing or insufficient entry goes to the VMM's `nestedPageFault` hook (the instruction restarts).
   func nestedTranslate(_ gpa: UInt64, write: Bool, fetch: Bool) throws(Fault) -> UInt64 {
     let h = mmuHW
     h.nestedWalks &+= 1
@@ -72,7 +72,7 @@ extension InterpreterCPU {
       if perm == 0 || (write && perm & NestedEntry.write == 0)
         || (fetch && perm & NestedEntry.exec == 0) || gpa >> 52 != 0
       {
-        pendingExit = .nestedPageFault(gpa: gpa, write: write, fetch: fetch)
+        mmuEvent(.nestedFault(gpa: gpa, write: write, fetch: fetch))
         throw Fault.exit
       }
       let next = e & NestedEntry.addressMask

@@ -6,7 +6,7 @@ import X86
 //
 // Shadow: the CPU walks only the shadow table (GVA -> HPA) that the VMM's
 // shadow MMU built, rooted at the shadow CR3 it installed. It never reads guest
-// page tables. Anything missing or not permitted exits as `.shadowMMU(.miss)`;
+// page tables. Anything missing or not permitted goes to the VMM's `shadowMiss` hook;
 // the VMM walks the guest table in software and either fills the entry or
 // injects the guest's #PF. A store to a guest page-table frame the VMM
 // write-protects is held back and handed to the VMM (`.writeProtected`).
@@ -81,8 +81,7 @@ extension InterpreterCPU {
   }
 
   func shadowMiss(_ lin: UInt64, _ kind: AccessKind, user: Bool) -> Fault {
-    pendingExit = .shadowMMU(
-      .miss(gva: lin, write: kind == .write, user: user, fetch: kind == .fetch))
+    mmuEvent(.miss(gva: lin, write: kind == .write, user: user, fetch: kind == .fetch))
     return Fault.exit
   }
 

@@ -373,11 +373,11 @@ extension InterpreterCPU {
       switch full {
       case 0xC1:  // VMCALL
         rip = nextRIP
-        exit(.hypercall(number: r[0], arguments: [r[3], r[1], r[2], r[6]]))
+        exit(hypercallExit())
         return true
       case 0xD9:  // VMMCALL
         rip = nextRIP
-        exit(.hypercall(number: r[0], arguments: [r[3], r[1], r[2], r[6]]))
+        exit(hypercallExit())
         return true
       case 0xD0:  // XGETBV
         if !hasXSAVE || cr4 & CR4.osxsave == 0 { throw Fault.ud() }
@@ -600,5 +600,13 @@ extension InterpreterCPU {
     mxcsr = m
     for i in 0..<16 { fpuRegs.storeBytes(of: st[i], toByteOffset: i * 8, as: UInt64.self) }
     for i in 0..<(nx * 2) { xmm.storeBytes(of: x[i], toByteOffset: i * 8, as: UInt64.self) }
+  }
+}
+
+extension InterpreterCPU {
+  /// VMCALL/VMMCALL: outside 64-bit mode only the low halves count (as KVM reads them).
+  func hypercallExit() -> VMExit {
+    let m: UInt64 = mode64 ? ~0 : 0xFFFF_FFFF
+    return .hypercall(number: r[0] & m, arguments: [r[3] & m, r[1] & m, r[2] & m, r[6] & m])
   }
 }

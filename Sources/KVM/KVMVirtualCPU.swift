@@ -27,6 +27,15 @@ import X86
 ///   plain C VMM, so these are PVM limits, not the engine's.
 /// - Each exit costs ~8-9 µs (bench/kvm-exits), in C and Swift alike.
 public final class KVMVirtualCPU: VirtualCPU {
+  /// What this host's KVM can offer (KVM_GET_SUPPORTED_CPUID), plus the hypervisor
+  /// bit: the hypervisor leaves are the VMM's to define.
+  public static var implementedFeatures: Set<String> {
+    let supported = CPUIDPolicy(entries: KVMHost.probe().supportedCPUID)
+    var names = Set(CPUFeature.all.filter { supported.has($0) }.map(\.name))
+    names.insert("hypervisor")
+    return names
+  }
+
   public let engineName = "kvm"
   public let id: UInt32
   /// Keeps the VM (and with it guest RAM and the VM fd) alive while the vCPU exists.

@@ -1,7 +1,5 @@
 import Engine
 import Foundation
-import Interpreter
-import KVM
 
 extension CPUIDPolicy {
   /// A named policy (`default`, `kvm`, `minimal`) or a JSON policy file.
@@ -86,19 +84,10 @@ extension CPUIDPolicy {
   }
 }
 
-/// The CPU features each engine can really provide, for policy validation.
+/// The CPU features each engine can really provide, for policy validation:
+/// what the engine's vCPU type publishes (`VirtualCPU.implementedFeatures`).
 public enum EngineFeatures {
   public static func implemented(by engine: EngineKind) -> Set<String> {
-    switch engine {
-    case .interpreter, .translator:
-      return InterpreterCPU.implementedFeatures
-    case .kvm:
-      let host = KVMHost.probe()
-      let supported = CPUIDPolicy(entries: host.supportedCPUID)
-      var names = Set(CPUFeature.all.filter { supported.has($0) }.map(\.name))
-      // The hypervisor bit and leaves are the VMM's to define.
-      names.insert("hypervisor")
-      return names
-    }
+    EngineFactory.cpuType(for: engine).implementedFeatures
   }
 }

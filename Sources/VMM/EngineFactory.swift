@@ -24,6 +24,14 @@ final class KVMInterruptLines: InterruptLines {
 }
 
 enum EngineFactory {
+  /// The vCPU type behind each engine kind: what the engine publishes (its CPUID features).
+  static func cpuType(for kind: EngineKind) -> any VirtualCPU.Type {
+    switch kind {
+    case .kvm: return KVMVirtualCPU.self
+    case .interpreter, .translator: return InterpreterCPU.self
+    }
+  }
+
   static func make(config: MachineConfig, memory: GuestMemory, platform: PCPlatform?) throws
     -> EngineInstance
   {

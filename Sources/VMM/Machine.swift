@@ -2,7 +2,6 @@ import Boot
 import Devices
 import Engine
 import Foundation
-import Interpreter
 import Logging
 import Memory
 import Synchronization
@@ -38,6 +37,8 @@ public final class Machine {
   private let doorbell: Doorbell
   /// Memory virtualization (interpreter engine), nil for KVM.
   public let mmu: MMUVirtualization?
+  /// Every hypercall goes through here (the PV MMU registers its numbers).
+  public let hypercalls = HypercallTable()
 
   // Requests from other threads (signals, console input, watchdog). The
   // flag lets the run loop skip the lock on every exit when nothing is pending.
@@ -140,11 +141,13 @@ public final class Machine {
       output: { [console] bytes in for b in bytes { console.write(b) } }, logger: logger)
     engine = try EngineFactory.make(config: config, memory: memory, platform: platform)
     cpu = engine.cpu
-    if let icpu = cpu as? InterpreterCPU {
-      let has1G = icpu.cpuidLeaf(0x8000_0001).edx & (1 << 26) != 0
-      mmu = try MMUVirtualization(
-        cpu: icpu, memory: memory, has1G: has1G, shadowCap: config.effectiveShadowPageCap,
+    if let hw = cpu.softwareMMU {
+      let has1G = hw.cpuidLeaf(0x8000_0001).edx & (1 << 26) != 0
+      let m = try MMUVirtualization(
+        cpu: hw, memory: memory, has1G: has1G, shadowCap: config.effectiveShadowPageCap,
         nestedWalkCache: config.nestedWalkCache)
+      try m.registerHypercalls(in: hypercalls)
+      mmu = m
     } else {
       mmu = nil
     }
@@ -293,14 +296,9 @@ public final class Machine {
     case .shutdown(let reason):
       exits.shutdown += 1
       return .guestFailure(reason)
-    case .hypercall(let nr, _):
+    case .hypercall(let nr, let args):
       exits.hypercall += 1
-      if let mmu {
-        _ = mmu.handle(exit)
-      } else {
-        logger.debug("unknown hypercall \(nr)")
-        cpu.setHypercallResult(UInt64(bitPattern: -38))  // -ENOSYS, as KVM answers
-      }
+      cpu.setHypercallResult(hypercalls.call(number: nr, arguments: args))
     case .internalError(let s):
       exits.internalError += 1
       return .guestFailure("engine error: \(s)")
@@ -309,17 +307,6 @@ public final class Machine {
     case .interrupted:
       exits.interrupted += 1
       console.flush()
-    case .nestedPageFault, .shadowMMU:
-      if let mmu {
-        if let why = mmu.handle(exit) { return .guestFailure(why) }
-        return nil
-      }
-      if case .shadowMMU(let e) = exit {
-        return .guestFailure("shadow MMU event \(e) with no shadow MMU configured")
-      }
-      guard case .nestedPageFault(let gpa, _, _) = exit else { return nil }
-      return .guestFailure(
-        "nested page fault at GPA 0x\(String(gpa, radix: 16)) with no MMU mode to handle it")
     }
     return nil
   }
@@ -423,6 +410,7 @@ public final class Machine {
     s["vmm.exits.halt"] = exits.halt
     s["vmm.exits.shutdown"] = exits.shutdown
     s["vmm.exits.hypercall"] = exits.hypercall
+    s["vmm.hypercalls.unknown"] = hypercalls.unknownCalls
     s["vmm.exits.internal_error"] = exits.internalError
     s["vmm.host_kicks"] = exits.interrupted
     s["vmm.host_loop.wakeups"] = hostLoop.wakeups

@@ -1,6 +1,5 @@
 import Boot
 import Engine
-import Interpreter
 
 /// Which CPU engine runs the guest.
 public enum EngineKind: String, CaseIterable, Sendable {

@@ -1,5 +1,3 @@
-import Interpreter
-
 /// The one check of a whole machine configuration, made before any guest
 /// memory is allocated. Every subcommand and `Machine.init` go through it, so
 /// a value the user typed can neither trap the host nor be silently ignored.
@@ -44,7 +42,8 @@ extension MachineConfig {
     }
     guard !deterministic || engine.interpretsInstructions else {
       throw refuse(
-        "--deterministic needs a software engine (interpreter or translator): KVM's guest time follows the host")
+        "--deterministic needs a software engine (interpreter or translator): KVM's guest time follows the host"
+      )
     }
     if engine == .kvm, let m = mmuMode, m != .nested {
       throw refuse(

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Engine
 import Foundation
-import Interpreter
 import VMM
 
 /// `--mmu` and its knobs, part of `VMOptions`.

@@ -171,6 +171,7 @@ final class MMUModeTests: XCTestCase {
     let memory: GuestMemory
     let cpu: InterpreterCPU
     let mmu: MMUVirtualization
+    let hypercalls = HypercallTable()
     static let pml4: UInt64 = 0x10000
     static let pdpt: UInt64 = 0x11000
     static let pd: UInt64 = 0x12000
@@ -209,15 +210,20 @@ final class MMUModeTests: XCTestCase {
       try cpu.setState(s)
       mmu = try MMUVirtualization(
         cpu: cpu, memory: memory, has1G: false, shadowCap: 64, nestedWalkCache: false)
+      try mmu.registerHypercalls(in: hypercalls)
     }
 
-    /// Runs until an exit the MMU does not handle; returns it (or the MMU's stop message).
+    /// Runs until an exit other than a hypercall (MMU events go to the hooks inside
+    /// `cpu.run()`; an MMU stop message arrives as `.shutdown`). The second value
+    /// is that message.
     func run() throws -> (VMExit?, String?) {
       while true {
         let e = try cpu.run()
         switch e {
-        case .nestedPageFault, .shadowMMU, .hypercall:
-          if let why = mmu.handle(e) { return (nil, why) }
+        case .hypercall(let nr, let args):
+          cpu.setHypercallResult(hypercalls.call(number: nr, arguments: args))
+        case .shutdown(let why):
+          return (e, why)
         default:
           return (e, nil)
         }
@@ -335,7 +341,7 @@ final class MMUModeTests: XCTestCase {
   /// Nested: a GPA beyond the physical address width is refused with a message.
   func testNestedRefusesGPAsBeyondThePhysicalAddressWidth() throws {
     let b = try Bare(mode: .nested, code: [0xF4])
-    let why = b.mmu.handle(.nestedPageFault(gpa: 1 << 45, write: false, fetch: false))
+    let why = b.mmu.nestedPageFault(gpa: 1 << 45, write: false, fetch: false)
     XCTAssertNotNil(why)
     XCTAssertTrue(why!.contains("beyond"), why!)
   }
@@ -346,8 +352,7 @@ final class MMUModeTests: XCTestCase {
     let b = try Bare(mode: .paravirt, code: [0xF4])
     let pv = b.mmu.pv!
     func call(_ nr: UInt64, _ a: UInt64 = 0, _ c: UInt64 = 0) -> Int64 {
-      pv.handleHypercall(cpu: b.cpu, number: nr, args: [a, c, 0, 0])
-      return Int64(bitPattern: b.cpu.generalRegister(0))
+      Int64(bitPattern: pv.handleHypercall(cpu: b.cpu, number: nr, args: [a, c, 0, 0]))
     }
     XCTAssertEqual(call(PVMMU.HC.pin, Bare.pt, 1), -1, "before HC_PV_HELLO")
     XCTAssertEqual(call(PVMMU.HC.hello, 2), -22)

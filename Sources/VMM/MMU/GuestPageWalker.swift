@@ -1,4 +1,4 @@
-import Interpreter
+import Engine
 import Memory
 import X86
 

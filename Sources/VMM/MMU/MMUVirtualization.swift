@@ -1,16 +1,15 @@
 import Engine
-import Interpreter
 import Memory
 import X86
 
-@_exported import enum Interpreter.MMUMode
+@_exported import enum Engine.MMUMode
 
 /// The VMM's memory-virtualization policy for one interpreter vCPU: it owns the
 /// nested table, the shadow MMU or the PV MMU, and answers their exits. The CPU
 /// (the "hardware") only walks what this programs into it.
-public final class MMUVirtualization {
+public final class MMUVirtualization: SoftwareMMUHooks {
   public let mode: MMUMode
-  let cpu: InterpreterCPU
+  let cpu: SoftwareMMUHardware
   let memory: GuestMemory
   let frames: MMUFrameAllocator
   let flags: UnsafeMutablePointer<UInt8>
@@ -38,7 +37,10 @@ public final class MMUVirtualization {
     }
   }
 
-  init(cpu: InterpreterCPU, memory: GuestMemory, has1G: Bool, shadowCap: Int, nestedWalkCache: Bool)
+  init(
+    cpu: SoftwareMMUHardware, memory: GuestMemory, has1G: Bool, shadowCap: Int,
+    nestedWalkCache: Bool
+  )
     throws
   {
     self.mode = cpu.mmuMode
@@ -93,6 +95,7 @@ public final class MMUVirtualization {
       shadow = nil
       pv = PVMMU(memory: memory, flags: flags, flagCount: flagCount, has1G: has1G)
     }
+    cpu.mmuHooks = self
   }
 
   deinit {
@@ -100,55 +103,14 @@ public final class MMUVirtualization {
     m2p?.deallocate()
   }
 
-  /// Handles an MMU exit; returns a message when the VM must stop (MCE-like).
-  func handle(_ exit: VMExit) -> String? {
-    switch exit {
-    case .nestedPageFault(let gpa, let write, let fetch):
-      nestedFaults += 1
-      guard let nested else {
-        return "nested page fault at GPA 0x\(String(gpa, radix: 16)) outside nested mode"
+  /// Paravirt mode: claims the PV MMU's hypercall numbers in the VMM's table.
+  func registerHypercalls(in table: HypercallTable) throws {
+    guard let pv else { return }
+    for nr in PVMMU.HC.all {
+      try table.register(nr, owner: "paravirt MMU") { [unowned self] nr, args in
+        hypercalls += 1
+        return pv.handleHypercall(cpu: cpu, number: nr, args: args)
       }
-      do {
-        switch try nested.handleFault(gpa: gpa, write: write, fetch: fetch) {
-        case .mapped: return nil
-        case .mmio:
-          mmioMapped += 1
-          return nil
-        case .refused(let why): return why
-        }
-      } catch {
-        return "nested: cannot allocate a nested table: \(error)"
-      }
-    case .shadowMMU(let e):
-      switch e {
-      case .miss(let gva, let write, let user, let fetch):
-        shadowMisses += 1
-        guard let shadow else { return "shadow miss outside shadow mode" }
-        return shadow.handleMiss(cpu: cpu, gva: gva, write: write, user: user, fetch: fetch)
-      case .writeProtected:
-        wpExits += 1
-        guard let shadow else { return "write-protect exit outside shadow mode" }
-        return shadow.handleWriteProtected(cpu: cpu)
-      case .cr3Load:
-        cr3Exits += 1
-        if let shadow { shadow.handleCR3Load(cpu: cpu) }
-        if let pv { return pv.handleCR3Load(cpu: cpu) }
-        return nil
-      case .invlpg(let gva):
-        invlpgExits += 1
-        shadow?.handleInvlpg(cpu: cpu, gva: gva)
-        return nil
-      }
-    case .hypercall(let nr, let args):
-      hypercalls += 1
-      if let pv {
-        pv.handleHypercall(cpu: cpu, number: nr, args: args)
-      } else {
-        cpu.setHypercallResult(UInt64(bitPattern: -38))  // -ENOSYS: PV MMU not offered
-      }
-      return nil
-    default:
-      return nil
     }
   }
 
@@ -270,5 +232,51 @@ extension Machine {
   /// `--translate`: the chain for a guest-virtual address at this moment.
   public func translate(_ gva: UInt64) -> String {
     mmu?.translate(gva) ?? "translate: only the interpreter engine has an MMU model to show"
+  }
+}
+
+// MARK: The CPU's MMU events
+
+extension MMUVirtualization {
+  public func nestedPageFault(gpa: UInt64, write: Bool, fetch: Bool) -> String? {
+    nestedFaults += 1
+    guard let nested else {
+      return "nested page fault at GPA 0x\(String(gpa, radix: 16)) outside nested mode"
+    }
+    do {
+      switch try nested.handleFault(gpa: gpa, write: write, fetch: fetch) {
+      case .mapped: return nil
+      case .mmio:
+        mmioMapped += 1
+        return nil
+      case .refused(let why): return why
+      }
+    } catch {
+      return "nested: cannot allocate a nested table: \(error)"
+    }
+  }
+
+  public func shadowMiss(gva: UInt64, write: Bool, user: Bool, fetch: Bool) -> String? {
+    shadowMisses += 1
+    guard let shadow else { return "shadow miss outside shadow mode" }
+    return shadow.handleMiss(cpu: cpu, gva: gva, write: write, user: user, fetch: fetch)
+  }
+
+  public func protectedWrite(gva: UInt64, gpa: UInt64, size: Int, value: UInt64) -> String? {
+    wpExits += 1
+    guard let shadow else { return "write-protect exit outside shadow mode" }
+    return shadow.handleWriteProtected(cpu: cpu)
+  }
+
+  public func cr3Loaded(_ cr3: UInt64) -> String? {
+    cr3Exits += 1
+    if let shadow { shadow.handleCR3Load(cpu: cpu) }
+    if let pv { return pv.handleCR3Load(cpu: cpu) }
+    return nil
+  }
+
+  public func invalidatedPage(_ gva: UInt64) {
+    invlpgExits += 1
+    shadow?.handleInvlpg(cpu: cpu, gva: gva)
   }
 }

@@ -1,5 +1,4 @@
 import Engine
-import Interpreter
 import Memory
 import X86
 

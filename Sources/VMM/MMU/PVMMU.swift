@@ -1,5 +1,4 @@
 import Engine
-import Interpreter
 import Memory
 import X86
 
@@ -12,6 +11,8 @@ import X86
 
 final class PVMMU {
   enum HC {
+    /// Every number of the ABI, for the VMM's hypercall table.
+    static let all = hello...flush
     static let hello: UInt64 = 0x5356_0001
     static let mmuUpdate: UInt64 = 0x5356_0002
     static let pin: UInt64 = 0x5356_0003
@@ -79,7 +80,7 @@ final class PVMMU {
   // MARK: Exits
 
   /// A `.cr3Load` exit (MOV CR3 or paging enabled). Returns a stop message for non-PV guests.
-  func handleCR3Load(cpu: InterpreterCPU) -> String? {
+  func handleCR3Load(cpu: SoftwareMMUHardware) -> String? {
     let regs = cpu.pagingRegisters
     guard hello else {
       return
@@ -89,8 +90,8 @@ final class PVMMU {
     return nil
   }
 
-  /// One hypercall: writes RAX (and RDX where the ABI says so).
-  func handleHypercall(cpu: InterpreterCPU, number: UInt64, args: [UInt64]) {
+  /// One hypercall: returns RAX (and writes RDX where the ABI says so).
+  func handleHypercall(cpu: SoftwareMMUHardware, number: UInt64, args: [UInt64]) -> UInt64 {
     hypercalls += 1
     let long = cpu.isIn64BitMode
     let a = args.map { long ? $0 : $0 & 0xFFFF_FFFF }
@@ -126,13 +127,14 @@ final class PVMMU {
     }
     if result < 0 { rejected += 1 }
     let raw = UInt64(bitPattern: result)
-    cpu.setGeneralRegister(0, long ? raw : raw & 0xFFFF_FFFF)
     if let rdx { cpu.setGeneralRegister(2, long ? rdx : rdx & 0xFFFF_FFFF) }
+    return long ? raw : raw & 0xFFFF_FFFF
   }
 
   // MARK: Hypercalls
 
-  private func mmuUpdate(array: UInt64, count: UInt64, cpu: InterpreterCPU) -> (Int64, UInt64?) {
+  private func mmuUpdate(array: UInt64, count: UInt64, cpu: SoftwareMMUHardware) -> (Int64, UInt64?)
+  {
     guard count <= 512, array & 7 == 0 else { return (-PVMMU.EINVAL, 0) }
     guard count == 0 || memory.isRAM(GuestPhysicalAddress(array), length: count * 16) else {
       return (-PVMMU.EFAULT, 0)
@@ -154,7 +156,7 @@ final class PVMMU {
     return (Int64(count), nil)
   }
 
-  private func pin(_ gpa: UInt64, level: UInt64, cpu: InterpreterCPU) -> (Int64, UInt64?) {
+  private func pin(_ gpa: UInt64, level: UInt64, cpu: SoftwareMMUHardware) -> (Int64, UInt64?) {
     guard gpa & 0xFFF == 0, (1...4).contains(level) else { return (-PVMMU.EINVAL, nil) }
     guard memory.isRAM(GuestPhysicalAddress(gpa), length: 4096) else { return (-PVMMU.EFAULT, nil) }
     let gfn = gpa >> 12
@@ -193,7 +195,7 @@ final class PVMMU {
     return 0
   }
 
-  private func newBase(_ gpa: UInt64, cpu: InterpreterCPU) -> Int64 {
+  private func newBase(_ gpa: UInt64, cpu: SoftwareMMUHardware) -> Int64 {
     if gpa & 0xFFF != 0 { return -PVMMU.EINVAL }
     guard pinned[gpa >> 12] == 4 else { return -PVMMU.EPERM }
     setBase(gpa)

@@ -1,5 +1,4 @@
 import Engine
-import Interpreter
 import Memory
 import X86
 
@@ -89,7 +88,8 @@ final class ShadowMMU {
   // MARK: Exits
 
   /// A shadow miss: walk the guest, then fill the shadow path or inject the guest's #PF.
-  func handleMiss(cpu: InterpreterCPU, gva: UInt64, write: Bool, user: Bool, fetch: Bool) -> String?
+  func handleMiss(cpu: SoftwareMMUHardware, gva: UInt64, write: Bool, user: Bool, fetch: Bool)
+    -> String?
   {
     misses += 1
     if pages.count + 6 > cap { zapAll(cpu: cpu) }
@@ -128,7 +128,7 @@ final class ShadowMMU {
 
   /// Stores the CPU held back because they hit protected guest page-table frames:
   /// perform them in guest memory, then zap the shadow entries they change.
-  func handleWriteProtected(cpu: InterpreterCPU) -> String? {
+  func handleWriteProtected(cpu: SoftwareMMUHardware) -> String? {
     for s in cpu.takeInterceptedStores() {
       emulatedWrites += 1
       var v = s.value.littleEndian
@@ -160,13 +160,13 @@ final class ShadowMMU {
   }
 
   /// MOV CR3 or a paging-mode change: switch to the shadow root for the new context.
-  func handleCR3Load(cpu: InterpreterCPU) {
+  func handleCR3Load(cpu: SoftwareMMUHardware) {
     cr3Loads += 1
     _ = activeRoot(cpu: cpu, regs: cpu.pagingRegisters)
   }
 
   /// INVLPG: drop the shadow leaf for `gva` (the whole split if it came from a large page).
-  func handleInvlpg(cpu: InterpreterCPU, gva: UInt64) {
+  func handleInvlpg(cpu: SoftwareMMUHardware, gva: UInt64) {
     invlpgs += 1
     guard var p = current else { return }
     for level in stride(from: 4, through: 1, by: -1) {
@@ -198,7 +198,7 @@ final class ShadowMMU {
 
   /// The root for the guest's current context, from the cache or new; installed in the CPU.
   @discardableResult
-  private func activeRoot(cpu: InterpreterCPU, regs: PagingRegisters) -> Page {
+  private func activeRoot(cpu: SoftwareMMUHardware, regs: PagingRegisters) -> Page {
     let key = rootKey(regs)
     if let c = current, c.key == key, pages[key] != nil {
       cpu.setShadowRoot(c.hpa)
@@ -230,7 +230,8 @@ final class ShadowMMU {
   }
 
   private func install(
-    cpu: InterpreterCPU, root: Page, gva: UInt64, steps: [GuestPageWalker.Step], leafLevel: Int,
+    cpu: SoftwareMMUHardware, root: Page, gva: UInt64, steps: [GuestPageWalker.Step],
+    leafLevel: Int,
     leaf: GuestPageWalker.Leaf?, gpa: UInt64, access: UInt16, user: Bool, write: Bool
   ) {
     fills += 1
@@ -294,7 +295,7 @@ final class ShadowMMU {
   }
 
   /// Finds or creates a shadow page; a new non-direct page write-protects its guest frame.
-  private func page(_ key: Key, cpu: InterpreterCPU) -> Page {
+  private func page(_ key: Key, cpu: SoftwareMMUHardware) -> Page {
     if let p = pages[key] { return p }
     // The allocator can only fail when the pool is exhausted; the cap keeps us below that.
     let hpa =
@@ -320,7 +321,7 @@ final class ShadowMMU {
   // MARK: Zapping
 
   /// Clears entry `i` of `p`; a child left without parents (and not a cached root) is freed.
-  private func unlink(_ p: Page, _ i: Int, cpu: InterpreterCPU) {
+  private func unlink(_ p: Page, _ i: Int, cpu: SoftwareMMUHardware) {
     let slot = frames.pointer(p.hpa + UInt64(i * 8))
     let e = slot.load(as: UInt64.self)
     guard e & PTE.present != 0 else { return }
@@ -331,7 +332,7 @@ final class ShadowMMU {
     }
   }
 
-  private func zap(_ p: Page, cpu: InterpreterCPU) {
+  private func zap(_ p: Page, cpu: SoftwareMMUHardware) {
     guard pages[p.key] === p else { return }
     zappedPages += 1
     pages[p.key] = nil
@@ -359,7 +360,7 @@ final class ShadowMMU {
   }
 
   /// The cap was reached: drop every shadow page (the next accesses rebuild what is live).
-  func zapAll(cpu: InterpreterCPU) {
+  func zapAll(cpu: SoftwareMMUHardware) {
     zapAlls += 1
     for p in Array(pages.values) { zap(p, cpu: cpu) }
     roots.removeAll()
