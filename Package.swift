@@ -20,7 +20,7 @@ let package = Package(
     .target(
       name: "Devices",
       dependencies: [
-        "X86", "Memory", "CDeviceIO", .product(name: "Logging", package: "swift-log"),
+        "X86", "Memory", "CHostIO", .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
@@ -28,8 +28,8 @@ let package = Package(
     .target(
       name: "Engine", dependencies: ["X86", "Memory"], swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(name: "CKVM"),
+    // The one host-syscall shim: epoll/timerfd/eventfd, fallocate, getrandom.
     .target(name: "CHostIO"),
-    .target(name: "CDeviceIO"),
     // libslirp (user-mode networking) and TAP; needs Debian's libslirp-dev.
     .target(name: "CNetwork", linkerSettings: [.linkedLibrary("slirp")]),
     .target(name: "CX86FP"),

@@ -2,9 +2,11 @@
 #include "chostio.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -71,3 +73,9 @@ int chostio_wait_readable(int fd, int64_t timeout_ns) {
   if (n < 0) return errno == EINTR ? 0 : -1;
   return n > 0 ? 1 : 0;
 }
+
+int chostio_fallocate(int fd, int mode, off_t offset, off_t length) {
+  return fallocate(fd, mode, offset, length);
+}
+
+ssize_t chostio_getrandom(void *buffer, size_t length) { return getrandom(buffer, length, 0); }

@@ -25,6 +25,8 @@ public final class UART16550: PortIODevice {
   /// Bytes from the host not yet in the FIFO: flow control instead of overruns.
   private var hostBacklog: [UInt8] = []
   private var backlogHead = 0
+  /// Bytes the guest transmitted to the host (for `--stats` and `bench io`).
+  public private(set) var bytesTransmitted: UInt64 = 0
 
   public init(irq: IRQLine? = nil, output: @escaping (UInt8) -> Void) {
     self.irq = irq
@@ -179,6 +181,7 @@ public final class UART16550: PortIODevice {
           overrun = true
         }
       } else {
+        bytesTransmitted &+= 1
         output(v)
       }
       // The byte leaves at once, so THR is empty again.

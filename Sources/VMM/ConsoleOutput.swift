@@ -16,9 +16,20 @@ public final class ConsoleOutput {
 
   public var capturedText: String { String(decoding: captured, as: UTF8.self) }
 
+  /// Called with each complete captured line, on the vCPU thread, while the guest
+  /// runs: `bench io` samples the machine's counters at the guest's phase markers.
+  public var lineObserver: ((Substring) -> Void)?
+  private var lineStart = 0
+
   public func write(_ byte: UInt8) {
     guard fd != nil else {
       captured.append(byte)
+      if byte == 0x0A, let lineObserver {
+        lineObserver(Substring(decoding: captured[lineStart..<(captured.count - 1)], as: UTF8.self))
+        lineStart = captured.count
+      } else if byte == 0x0A {
+        lineStart = captured.count
+      }
       return
     }
     buffer.append(byte)

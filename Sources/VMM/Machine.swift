@@ -414,6 +414,7 @@ public final class Machine {
     s["vmm.exits.internal_error"] = exits.internalError
     s["vmm.host_kicks"] = exits.interrupted
     s["vmm.host_loop.wakeups"] = hostLoop.wakeups
+    s["uart.bytes_transmitted"] = uart.bytesTransmitted
     if let mmu { s.merge(mmu.statistics()) { a, _ in a } }
     if let v = virtio { s.merge(v.statistics()) { a, _ in a } }
     return s

@@ -69,15 +69,20 @@ public final class VirtioDevices {
 
   /// Counters for `--stats`.
   func statistics() -> [String: UInt64] {
-    guard let c = network?.counters else { return [:] }
-    return [
+    var s: [String: UInt64] = [:]
+    if let c = console {
+      s["virtio_console.bytes_transmitted"] = c.bytesTransmitted
+      s["virtio_console.transmit_chains"] = c.transmitChains
+    }
+    guard let c = network?.counters else { return s }
+    return s.merging([
       "virtio_net.frames_transmitted": c.framesTransmitted,
       "virtio_net.bytes_transmitted": c.bytesTransmitted,
       "virtio_net.frames_received": c.framesReceived,
       "virtio_net.bytes_received": c.bytesReceived,
       "virtio_net.malformed_transmits": c.malformedTransmits,
       "virtio_net.receive_drops": c.receiveDrops + (networkBackend?.drops ?? 0),
-    ]
+    ]) { a, _ in a }
   }
 
   private func plug(

@@ -7,7 +7,7 @@ struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract:
       "Benchmarks against QEMU, run in the same invocation. They report; they never fail for being slow.",
-    subcommands: [BenchCPU.self, BenchBoot.self])
+    subcommands: [BenchCPU.self, BenchBoot.self, BenchIO.self])
 }
 
 enum BenchSupport {

@@ -26,6 +26,19 @@ final class UARTTests: XCTestCase {
     XCTAssertEqual(reg(5) & 0x60, 0x60, "THRE and TEMT")
   }
 
+  func testTransmittedBytesAreCountedButNotLoopbackOrDivisor() {
+    set(0, 0x41)
+    set(3, 0x80)
+    set(0, 0x01)  // divisor latch, not a byte
+    set(3, 0x03)
+    set(4, 0x10)  // loopback: the byte stays inside
+    set(0, 0x42)
+    set(4, 0x00)
+    set(0, 0x43)
+    XCTAssertEqual(uart.bytesTransmitted, 2)
+    XCTAssertEqual(out, [0x41, 0x43])
+  }
+
   func testDivisorLatchDoesNotTransmit() {
     set(3, 0x80)
     set(0, 0x01)

@@ -1,7 +1,9 @@
 #ifndef CHOSTIO_H
 #define CHOSTIO_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 // Thin wrappers over epoll, timerfd, eventfd and ppoll, which Swift's Glibc
 // module does not export. Each returns -1 with errno set on failure.
@@ -29,5 +31,19 @@ uint64_t chostio_drain(int fd);
 // Sleeps until `fd` is readable or `timeout_ns` passes (negative: forever).
 // Returns 1 when readable, 0 on timeout or EINTR, -1 on error.
 int chostio_wait_readable(int fd, int64_t timeout_ns);
+
+// fallocate(2) with its Linux mode flags and getrandom(2), for the device
+// back-ends (Devices/Virtio: DiskImage, VirtioEntropy); they need _GNU_SOURCE.
+enum {
+  CHOSTIO_KEEP_SIZE = 0x01,   // FALLOC_FL_KEEP_SIZE
+  CHOSTIO_PUNCH_HOLE = 0x02,  // FALLOC_FL_PUNCH_HOLE
+  CHOSTIO_ZERO_RANGE = 0x10,  // FALLOC_FL_ZERO_RANGE
+};
+
+// fallocate(fd, mode, offset, length): 0, or -1 with errno set.
+int chostio_fallocate(int fd, int mode, off_t offset, off_t length);
+
+// getrandom(buffer, length, 0): bytes filled, or -1 with errno set.
+ssize_t chostio_getrandom(void *buffer, size_t length);
 
 #endif

@@ -1,4 +1,4 @@
-import CDeviceIO
+import CHostIO
 
 #if canImport(Glibc)
   import Glibc
@@ -71,11 +71,11 @@ public final class DiskImage {
       canZeroRanges = false
     } else {
       let probe = (bytes + 4096 * 16) & ~4095
-      canPunchHoles = DiskImage.fallocate(fd, CDEVICEIO_PUNCH_HOLE, probe, 4096)
-      canZeroRanges = DiskImage.fallocate(fd, CDEVICEIO_ZERO_RANGE, probe, 4096)
+      canPunchHoles = DiskImage.fallocate(fd, CHOSTIO_PUNCH_HOLE, probe, 4096)
+      canZeroRanges = DiskImage.fallocate(fd, CHOSTIO_ZERO_RANGE, probe, 4096)
       // Zero-range may have allocated blocks there; give them back.
       if canZeroRanges && canPunchHoles {
-        _ = DiskImage.fallocate(fd, CDEVICEIO_PUNCH_HOLE, probe, 4096)
+        _ = DiskImage.fallocate(fd, CHOSTIO_PUNCH_HOLE, probe, 4096)
       }
     }
   }
@@ -100,14 +100,14 @@ public final class DiskImage {
   /// Deallocates [offset, offset+length); reads return zeros afterwards.
   public func punchHole(at offset: UInt64, length: UInt64) -> Bool {
     guard canPunchHoles else { return false }
-    return DiskImage.fallocate(fd, CDEVICEIO_PUNCH_HOLE, offset, length)
+    return DiskImage.fallocate(fd, CHOSTIO_PUNCH_HOLE, offset, length)
   }
 
   /// Zeroes [offset, offset+length), unmapping when allowed and possible.
   public func writeZeroes(at offset: UInt64, length: UInt64, unmap: Bool) -> Bool {
     if unmap && punchHole(at: offset, length: length) { return true }
     guard canZeroRanges else { return punchHole(at: offset, length: length) }
-    return DiskImage.fallocate(fd, CDEVICEIO_ZERO_RANGE, offset, length)
+    return DiskImage.fallocate(fd, CHOSTIO_ZERO_RANGE, offset, length)
   }
 
   /// fallocate with KEEP_SIZE: the image never grows.
@@ -115,9 +115,9 @@ public final class DiskImage {
     -> Bool
   {
     guard offset <= UInt64(Int64.max), length <= UInt64(Int64.max) - offset else { return false }
-    let m = Int32(mode | Int(CDEVICEIO_KEEP_SIZE))
+    let m = Int32(mode | Int(CHOSTIO_KEEP_SIZE))
     while true {
-      if cdeviceio_fallocate(fd, m, off_t(offset), off_t(length)) == 0 { return true }
+      if chostio_fallocate(fd, m, off_t(offset), off_t(length)) == 0 { return true }
       if errno != EINTR { return false }
     }
   }

@@ -1,4 +1,4 @@
-import CDeviceIO
+import CHostIO
 import Memory
 
 #if canImport(Glibc)
@@ -59,7 +59,7 @@ public final class VirtioEntropy: VirtioDevice {
   static func fill(_ buffer: UnsafeMutableRawBufferPointer) -> Int {
     var done = 0
     while done < buffer.count {
-      let n = cdeviceio_getrandom(buffer.baseAddress! + done, buffer.count - done)
+      let n = chostio_getrandom(buffer.baseAddress! + done, buffer.count - done)
       if n < 0 {
         if errno == EINTR { continue }
         break

@@ -1,0 +1,500 @@
+import ArgumentParser
+import Boot
+import Engine
+import Foundation
+import VMM
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Emulated vs para-virtual I/O on the same Debian kernel and busybox initramfs: the
+/// interpreter with our devices, QEMU TCG with its own, in one invocation.
+struct BenchIO: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "io",
+    abstract:
+      "Console, virtio-blk and network I/O in the Debian guest on the interpreter and on QEMU TCG.",
+    discussion: """
+      One boot per VMM and repeat runs every phase; the guest prints a marker line on ttyS0 \
+      before and after each, and the host reads the clock, this VMM's CPU time (QEMU's from \
+      /proc) and, for SwiftVMM, the --stats counters at each marker. Figures are medians. \
+      The 4 KiB random reads run one busybox dd per read; an equal loop of dd count=0 is timed \
+      too and subtracted, so the figure is the reads, not the process start-ups. \
+      ICMP does not pass user-mode networking, so there is no ping row.
+      """)
+
+  @Option(help: "Guest cache directory (default: $SWIFTVMM_CACHE or ~/.cache/swiftvmm/linux).")
+  var cache: String?
+  @Option(help: "MiB written and read sequentially on virtio-blk (and on the host).")
+  var sizeMiB: Int = 64
+  @Option(name: .customLong("console-kib"), help: "KiB written to each console.")
+  var consoleKiB: Int = 64
+  @Option(name: .customLong("net-mib"), help: "MiB sent each way over --net user.")
+  var netMiB: Int = 8
+  @Option(help: "4 KiB random reads for the IOPS row.")
+  var reads: Int = 200
+  @Option(help: "Boots of each VMM; the median of each figure is printed.")
+  var repeats: Int = 1
+  @Option(help: "Comma-separated groups: console, blk, net.")
+  var only: String = "console,blk,net"
+  @Option(help: "Write the figures as JSON to this file.")
+  var json: String?
+  @OptionGroup var logging: LoggingOptions
+
+  func run() throws {
+    _ = try logging.bootstrap()
+    guard (1...4096).contains(sizeMiB), (1...65536).contains(consoleKiB),
+      (1...4096).contains(netMiB), (1...100_000).contains(reads), (1...100).contains(repeats)
+    else {
+      BenchIO.usageError(
+        "--size-mib and --net-mib 1-4096, --console-kib 1-65536, --reads 1-100000, --repeats 1-100"
+      )
+    }
+    var groups = Set<String>()
+    for g in only.split(separator: ",").map(String.init) {
+      guard ["console", "blk", "net"].contains(g) else {
+        BenchIO.usageError("--only: unknown group '\(g)' (console, blk, net)")
+      }
+      groups.insert(g)
+    }
+    if let json { OutputFile.checkWritable(json, what: "--json") }
+    let dir = cache ?? LinuxGuestImages.defaultCacheDirectory
+    guard let guest = LinuxGuestImages.locate(in: dir) else {
+      fail(
+        "the Debian guest is not in \(dir); run `swiftvmm guest fetch-linux`",
+        status: .unusableInput)
+    }
+    let plan = BenchIOPlan(
+      groups: groups, sizeMiB: sizeMiB, consoleKiB: consoleKiB, netMiB: netMiB, reads: reads)
+    let work = NSTemporaryDirectory() + "swiftvmm-benchio-\(getpid())"
+    try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: work) }
+    let initrd = try StandardInitramfs.build(
+      guest: guest, initScript: StandardInitramfs.initScript(commands: plan.guestScript),
+      gzip: false)
+    let initrdPath = work + "/initrd.cpio"
+    try Data(initrd).write(to: URL(fileURLWithPath: initrdPath))
+    guard let kernel = FileManager.default.contents(atPath: guest.bzImage) else {
+      fail("cannot read \(guest.bzImage)", status: .unusableInput)
+    }
+    let disk = work + "/disk.raw"
+    if plan.usesDisk {
+      // Sparse: the guest's writes allocate it, as they would a fresh image.
+      guard FileManager.default.createFile(atPath: disk, contents: nil),
+        truncate(disk, off_t(sizeMiB) << 20) == 0
+      else { fail("cannot create \(disk)", status: .cannotCreateOutput) }
+    }
+
+    var ours: [[String: BenchIOPhase]] = []
+    var theirs: [[String: BenchIOPhase]] = []
+    let qemu = BenchMeasure.qemuPath
+    if qemu == nil { print("QEMU: qemu-system-x86_64 not installed; SwiftVMM's column only.") }
+    for r in 0..<repeats {
+      print("run \(r + 1)/\(repeats): SwiftVMM interpreter ...")
+      ours.append(
+        try runSwiftVMM(
+          plan: plan, kernel: [UInt8](kernel), name: guest.bzImage, initrd: initrd, disk: disk))
+      if let qemu {
+        print("run \(r + 1)/\(repeats): QEMU TCG ...")
+        if let q = try runQEMU(qemu, plan: plan, kernel: guest.bzImage, initrd: initrdPath, disk: disk)
+        {
+          theirs.append(q)
+        }
+      }
+    }
+    let host = plan.usesDisk ? hostDisk(work: work) : [:]
+    let report = BenchIOReport(plan: plan, ours: ours, qemu: theirs, host: host)
+    print(report.table)
+    if let json {
+      let data = try JSONSerialization.data(
+        withJSONObject: report.json, options: [.prettyPrinted, .sortedKeys])
+      OutputFile.write([UInt8](data), to: json, what: "--json")
+    }
+  }
+
+  // MARK: SwiftVMM
+
+  func runSwiftVMM(
+    plan: BenchIOPlan, kernel: [UInt8], name: String, initrd: [UInt8], disk: String
+  ) throws -> [String: BenchIOPhase] {
+    var c = MachineConfig(kernel: kernel, kernelName: name, engine: .interpreter)
+    let (sink, source) = try plan.hostEnds()
+    c.initrd = initrd
+    c.commandLine = plan.commandLine(sink: sink)
+    c.memorySize = 512 << 20
+    c.cpuid = try CPUIDPolicy.load(nameOrPath: "kvm")
+    c.timeout = 3600
+    var v = VirtioConfig()
+    if plan.groups.contains("console") { v.console = .virtio }
+    if plan.usesDisk { v.disks = [DiskSpec(path: disk)] }
+    if let source {
+      v.network = try NetworkSpec.parse(
+        "user,hostfwd=tcp:127.0.0.1:\(source.port)-:\(BenchIOPlan.guestPort)")
+    }
+    c.virtio = v
+    let console = ConsoleOutput(capturing: ())
+    let m = try Machine(config: c, console: console)
+    let recorder = BenchIORecorder()
+    let start = DispatchTime.now().uptimeNanoseconds
+    let cpu0 = BenchMeasure.processCPUSeconds()
+    console.lineObserver = { [unowned m] line in
+      guard let mark = BenchIOMarker(line) else { return }
+      let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+      recorder.mark(
+        mark, wall: wall, cpu: BenchMeasure.processCPUSeconds() - cpu0, counters: m.statistics())
+      if mark.begin && mark.phase == "netrx" { source?.start() }
+    }
+    let outcome = m.run()
+    console.lineObserver = nil
+    sink?.stop()
+    source?.finish()
+    guard outcome == .powerOff, console.capturedText.contains(BenchIOPlan.doneMarker) else {
+      fail(
+        "SwiftVMM: the guest did not finish (\(outcome)):\n"
+          + String(console.capturedText.suffix(1500)), status: .internal)
+    }
+    recorder.check(sink: sink, source: source, plan: plan, vmm: "SwiftVMM")
+    return recorder.phases
+  }
+
+  // MARK: QEMU
+
+  /// One QEMU TCG boot with QEMU's virtio devices; its ttyS0 is read live so the markers
+  /// are timed as they come. Nil (and a message) when it does not finish.
+  func runQEMU(
+    _ qemu: String, plan: BenchIOPlan, kernel: String, initrd: String, disk: String
+  ) throws -> [String: BenchIOPhase]? {
+    let (sink, source) = try plan.hostEnds()
+    let cpuModel = CPUIDPolicy.default.masked(to: EngineFeatures.implemented(by: .interpreter))
+      .qemuCPUModel
+    var args = BenchMeasure.qemuArguments(
+      kernel: kernel, cmdline: plan.commandLine(sink: sink), memoryMiB: 512, cpu: cpuModel)
+    args += ["-initrd", initrd, "-nodefaults", "-no-user-config"]
+    if plan.groups.contains("console") {
+      args += [
+        "-device", "virtio-serial-pci", "-chardev", "file,id=hvc,path=/dev/null", "-device",
+        "virtconsole,chardev=hvc",
+      ]
+    }
+    if plan.usesDisk {
+      args += ["-drive", "file=\(disk),format=raw,if=virtio,cache=writeback"]
+    }
+    if let source {
+      args += [
+        "-nic",
+        "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:\(source.port)-:\(BenchIOPlan.guestPort)",
+      ]
+    }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: qemu)
+    p.arguments = args
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    p.standardInput = FileHandle.nullDevice
+    let recorder = BenchIORecorder()
+    let start = DispatchTime.now().uptimeNanoseconds
+    do { try p.run() } catch {
+      print("QEMU TCG: cannot start: \(error)")
+      return nil
+    }
+    let pid = p.processIdentifier
+    var pending: [UInt8] = []
+    var tail: [UInt8] = []
+    let reader = pipe.fileHandleForReading
+    while true {
+      let chunk = reader.availableData
+      if chunk.isEmpty { break }
+      for b in chunk {
+        if b != 0x0A {
+          // A marker is short; long lines are console payload and need not be kept.
+          if pending.count < 256 { pending.append(b) }
+          continue
+        }
+        if let mark = BenchIOMarker(Substring(decoding: pending, as: UTF8.self)) {
+          let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+          recorder.mark(mark, wall: wall, cpu: BenchIO.cpuSeconds(of: pid) ?? 0, counters: [:])
+          if mark.begin && mark.phase == "netrx" { source?.start() }
+        }
+        tail += pending + [0x0A]
+        if tail.count > 4096 { tail.removeFirst(tail.count - 4096) }
+        pending.removeAll(keepingCapacity: true)
+      }
+    }
+    p.waitUntilExit()
+    let out = String(decoding: tail, as: UTF8.self)
+    sink?.stop()
+    source?.finish()
+    guard out.contains(BenchIOPlan.doneMarker) else {
+      print("QEMU TCG: the guest did not finish:\n" + String(out.suffix(1500)))
+      return nil
+    }
+    recorder.check(sink: sink, source: source, plan: plan, vmm: "QEMU")
+    return recorder.phases
+  }
+
+  /// A live process's user + system CPU seconds, from /proc/PID/stat.
+  static func cpuSeconds(of pid: Int32) -> Double? {
+    guard let s = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+      let close = s.lastIndex(of: ")")
+    else { return nil }
+    // Fields after the command name start at field 3; utime and stime are 14 and 15.
+    let f = s[s.index(after: close)...].split(separator: " ")
+    guard f.count > 13, let u = Double(f[11]), let k = Double(f[12]) else { return nil }
+    return (u + k) / Double(sysconf(Int32(_SC_CLK_TCK)))
+  }
+
+  // MARK: Host
+
+  /// The same sequential dd on the host's file system, for the "near-native" column:
+  /// write with fsync, read back with O_DIRECT (dropping the host's caches needs root
+  /// and would slow everyone else's work).
+  func hostDisk(work: String) -> [String: BenchIOPhase] {
+    let file = work + "/host.raw"
+    defer { unlink(file) }
+    var out: [String: BenchIOPhase] = [:]
+    let runs: [(String, [String])] = [
+      ("blkwrite", ["if=/dev/zero", "of=\(file)", "bs=1M", "count=\(sizeMiB)", "conv=fsync"]),
+      ("blkread", ["if=\(file)", "of=/dev/null", "bs=1M", "count=\(sizeMiB)", "iflag=direct"]),
+    ]
+    for (phase, args) in runs {
+      let t0 = DispatchTime.now().uptimeNanoseconds
+      guard let s = try? BenchMeasure.runChild("/bin/dd", args, okStatus: 0), s.ok else {
+        print("host dd \(phase) failed")
+        continue
+      }
+      let wall = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+      out[phase] = BenchIOPhase(wall: wall, cpu: s.cpuSeconds, counters: [:])
+    }
+    return out
+  }
+}
+
+/// What the guest does, in order, and the figures each phase yields.
+struct BenchIOPlan {
+  var groups: Set<String>
+  var sizeMiB: Int
+  var consoleKiB: Int
+  var netMiB: Int
+  var reads: Int
+
+  static let guestPort = 5001
+  static let doneMarker = "BENCHIO done"
+
+  var usesDisk: Bool { groups.contains("blk") }
+
+  /// The host ends of the network rows (nil without `net`); one pair per boot.
+  func hostEnds() throws -> (HostSink?, HostSource?) {
+    guard groups.contains("net") else { return (nil, nil) }
+    guard let sink = HostSink(expecting: netMiB << 20), let source = HostSource(bytes: netMiB << 20)
+    else { throw BenchError.cannotStart("a loopback TCP socket for the network rows") }
+    return (sink, source)
+  }
+
+  /// The kernel command line; the guest finds the host sink's port in it.
+  func commandLine(sink: HostSink?) -> String {
+    "console=ttyS0 panic=-1 quiet" + (sink.map { " benchio.sink=\($0.port)" } ?? "")
+  }
+
+  /// The init commands. Markers go to the kernel console (ttyS0); payloads do not.
+  var guestScript: String {
+    var s = "mark() { echo; echo \"BENCHIO $1 $2\"; }\n"
+    if groups.contains("console") {
+      for (phase, dev) in [("uart", "/dev/ttyS0"), ("hvc", "/dev/hvc0")] {
+        s += "mark begin \(phase)\n"
+        s += "dd if=/dev/zero bs=1024 count=\(consoleKiB) 2>/dev/null | tr '\\0' x > \(dev)\n"
+        s += "mark end \(phase)\n"
+      }
+    }
+    if groups.contains("blk") {
+      let blocks = sizeMiB * 256
+      s += """
+        mark begin blkwrite
+        dd if=/dev/zero of=/dev/vda bs=1M count=\(sizeMiB) conv=fsync 2>/dev/null
+        mark end blkwrite
+        echo 3 > /proc/sys/vm/drop_caches
+        mark begin blkread
+        dd if=/dev/vda of=/dev/null bs=1M count=\(sizeMiB) 2>/dev/null
+        mark end blkread
+        mark begin iopsbase
+        i=0; while [ $i -lt \(reads) ]; do dd if=/dev/vda of=/dev/null bs=4096 count=0 skip=$(( (i * 7919) % \(blocks) )) iflag=direct 2>/dev/null; i=$((i+1)); done
+        mark end iopsbase
+        mark begin iops
+        i=0; while [ $i -lt \(reads) ]; do dd if=/dev/vda of=/dev/null bs=4096 count=1 skip=$(( (i * 7919) % \(blocks) )) iflag=direct 2>/dev/null; i=$((i+1)); done
+        mark end iops
+
+        """
+    }
+    if groups.contains("net") {
+      // 10.0.2.15/24 behind the slirp gateway 10.0.2.2, as DHCP would give it.
+      s += """
+        ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0; ip route add default via 10.0.2.2
+        mark begin nettx
+        dd if=/dev/zero bs=65536 count=\(netMiB * 16) 2>/dev/null | nc 10.0.2.2 $(sed -n 's/.*benchio.sink=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
+        mark end nettx
+        nc -l -p \(BenchIOPlan.guestPort) > /dev/null &
+        sleep 1
+        mark begin netrx
+        wait
+        mark end netrx
+
+        """
+    }
+    s += "echo \(BenchIOPlan.doneMarker)\n"
+    return s
+  }
+}
+
+/// `BENCHIO begin PHASE` / `BENCHIO end PHASE`, anywhere in a line.
+struct BenchIOMarker {
+  var begin: Bool
+  var phase: String
+  init?(_ line: Substring) {
+    guard let r = line.range(of: "BENCHIO ") else { return nil }
+    let f = line[r.upperBound...].split(separator: " ")
+    guard f.count == 2, f[0] == "begin" || f[0] == "end" else { return nil }
+    begin = f[0] == "begin"
+    phase = String(f[1])
+  }
+}
+
+/// One phase: host wall and CPU seconds, and the counter differences (SwiftVMM only).
+struct BenchIOPhase {
+  var wall: Double
+  var cpu: Double
+  var counters: [String: UInt64]
+}
+
+/// Collects phases from marker lines; begin and end must pair.
+final class BenchIORecorder {
+  private var open: [String: (Double, Double, [String: UInt64])] = [:]
+  private(set) var phases: [String: BenchIOPhase] = [:]
+
+  func mark(_ m: BenchIOMarker, wall: Double, cpu: Double, counters: [String: UInt64]) {
+    if m.begin {
+      open[m.phase] = (wall, cpu, counters)
+    } else if let (w, c, k) = open.removeValue(forKey: m.phase) {
+      var d: [String: UInt64] = [:]
+      for (name, v) in counters { d[name] = v &- (k[name] ?? 0) }
+      phases[m.phase] = BenchIOPhase(wall: wall - w, cpu: cpu - c, counters: d)
+    }
+  }
+
+  /// Drops network phases whose bytes did not all arrive: a throughput of a short
+  /// transfer would be wrong, so the row says so instead.
+  func check(sink: HostSink?, source: HostSource?, plan: BenchIOPlan, vmm: String) {
+    let want = plan.netMiB << 20
+    if let sink, sink.received < want {
+      print("\(vmm): guest->host received \(sink.received) of \(want) bytes; no nettx figure")
+      phases["nettx"] = nil
+    }
+    if let source, source.sent < want {
+      print("\(vmm): host->guest sent \(source.sent) of \(want) bytes; no netrx figure")
+      phases["netrx"] = nil
+    }
+  }
+}
+
+/// The medians of every run as one table (and its JSON).
+struct BenchIOReport {
+  var plan: BenchIOPlan
+  var ours: [[String: BenchIOPhase]]
+  var qemu: [[String: BenchIOPhase]]
+  var host: [String: BenchIOPhase]
+
+  private static func median(
+    _ runs: [[String: BenchIOPhase]], _ phase: String, _ f: (BenchIOPhase) -> Double?
+  ) -> Double? {
+    let v = runs.compactMap { $0[phase].flatMap(f) }
+    return v.isEmpty ? nil : BenchMeasure.median(v)
+  }
+
+  /// Rows of (label, SwiftVMM, QEMU, host) figures; nil is "-".
+  var rows: [(String, Double?, Double?, Double?)] {
+    var r: [(String, Double?, Double?, Double?)] = []
+    func both(_ label: String, _ phase: String, _ f: @escaping (BenchIOPhase) -> Double?) {
+      r.append((label, Self.median(ours, phase, f), Self.median(qemu, phase, f), nil))
+    }
+    if plan.groups.contains("console") {
+      let kib = Double(plan.consoleKiB)
+      for (phase, dev, key) in [
+        ("uart", "16550A ttyS0", "uart.bytes_transmitted"),
+        ("hvc", "virtio-console hvc0", "virtio_console.bytes_transmitted"),
+      ] {
+        both("\(dev): bytes per exit", phase) { p in
+          guard let b = p.counters[key], let e = p.counters["exits.total"], e > 0 else {
+            return nil
+          }
+          return Double(b) / Double(e)
+        }
+        both("\(dev): exits per KiB", phase) { p in
+          p.counters["exits.total"].map { Double($0) / kib }
+        }
+        both("\(dev): \(plan.consoleKiB) KiB wall s", phase) { $0.wall }
+        both("\(dev): \(plan.consoleKiB) KiB CPU s", phase) { $0.cpu }
+      }
+    }
+    if plan.groups.contains("blk") {
+      let mib = Double(plan.sizeMiB)
+      for (phase, what) in [("blkwrite", "write (fsync)"), ("blkread", "read (cold)")] {
+        let f = { (p: BenchIOPhase) -> Double? in p.wall > 0 ? mib / p.wall : nil }
+        r.append(
+          (
+            "virtio-blk seq \(what) MiB/s", Self.median(ours, phase, f),
+            Self.median(qemu, phase, f),
+            host[phase].flatMap(f)
+          ))
+      }
+      let iops = { (runs: [[String: BenchIOPhase]]) -> Double? in
+        let v = runs.compactMap { run -> Double? in
+          guard let a = run["iops"], let b = run["iopsbase"], a.wall > b.wall else { return nil }
+          return Double(self.plan.reads) / (a.wall - b.wall)
+        }
+        return v.isEmpty ? nil : BenchMeasure.median(v)
+      }
+      r.append(("virtio-blk 4 KiB random read IOPS", iops(ours), iops(qemu), nil))
+      both("  (\(plan.reads) dd processes, s)", "iopsbase") { $0.wall }
+    }
+    if plan.groups.contains("net") {
+      let mib = Double(plan.netMiB)
+      both("net user: TCP guest->host MiB/s", "nettx") { $0.wall > 0 ? mib / $0.wall : nil }
+      both("net user: TCP host->guest MiB/s", "netrx") { $0.wall > 0 ? mib / $0.wall : nil }
+    }
+    return r
+  }
+
+  var table: String {
+    let cell = { (v: Double?) -> String in
+      guard let v else { return "-" }
+      return BenchSupport.fmt(v, v >= 100 ? 0 : v >= 10 ? 1 : 2)
+    }
+    var s =
+      "\n" + BenchSupport.pad("", 40) + BenchSupport.pad("SwiftVMM", 12)
+      + BenchSupport.pad("QEMU TCG", 12) + "host\n"
+    for (label, a, b, c) in rows {
+      s +=
+        BenchSupport.pad(label, 40) + BenchSupport.pad(cell(a), 12) + BenchSupport.pad(cell(b), 12)
+        + cell(c) + "\n"
+    }
+    s +=
+      "(medians of \(ours.count) SwiftVMM and \(qemu.count) QEMU boots; SwiftVMM: interpreter engine;"
+    s += " exits are all exits in the phase; no ping row: ICMP does not pass user-mode networking)"
+    return s
+  }
+
+  var json: [String: Any] {
+    var doc: [String: Any] = [
+      "size_mib": plan.sizeMiB, "console_kib": plan.consoleKiB, "net_mib": plan.netMiB,
+      "reads": plan.reads, "swiftvmm_runs": ours.count, "qemu_runs": qemu.count,
+    ]
+    doc["rows"] = rows.map { row -> [String: Any] in
+      var o: [String: Any] = ["row": row.0]
+      if let v = row.1 { o["swiftvmm"] = v }
+      if let v = row.2 { o["qemu"] = v }
+      if let v = row.3 { o["host"] = v }
+      return o
+    }
+    return doc
+  }
+}
