@@ -26,6 +26,12 @@ struct LinuxCommand: ParsableCommand {
     name: .customLong("run"),
     help: "Shell commands to run instead of the interactive shell; the VM powers off after them.")
   var commands: String?
+  @Flag(
+    help: """
+      Boot the Debian system image with systemd (root on /dev/vda): the --disk given first, \
+      or <cache>/\(DebianRootfs.imageName) from `guest fetch-rootfs`.
+      """)
+  var root = false
   /// The old name of --cmdline here.
   @Option(help: .hidden)
   var append: String?
@@ -63,6 +69,9 @@ struct LinuxCommand: ParsableCommand {
         "--engine kvm cannot boot Linux yet: the KVM machine has no interrupt controller or timer; use --engine interpreter"
       )
     }
+    if root && commands != nil {
+      LinuxCommand.usageError("give --root or --run, not both: --root starts the image's systemd")
+    }
     guard let proto = LinuxBootProtocol(rawValue: `protocol`.lowercased()) else {
       LinuxCommand.usageError("unknown boot protocol '\(`protocol`)'; choose bzImage or pvh")
     }
@@ -82,8 +91,23 @@ struct LinuxCommand: ParsableCommand {
     guard let guest else {
       fail("the Debian guest is incomplete in \(dir)", status: .unusableInput)
     }
-    let script =
-      commands.map { StandardInitramfs.initScript(commands: $0) } ?? LinuxCommand.interactiveInit
+    var devices = virtioOptions
+    let script: String
+    if root {
+      script = DebianRootfs.rootInitScript(moduleList: StandardInitramfs.moduleListPath)
+      if devices.disks.isEmpty {
+        let image = dir + "/" + DebianRootfs.imageName
+        guard FileManager.default.fileExists(atPath: image) else {
+          fail(
+            "no --disk and no \(image); build it with `sudo swiftvmm guest fetch-rootfs`",
+            status: .unusableInput)
+        }
+        devices.disks = [image]
+      }
+    } else {
+      script =
+        commands.map { StandardInitramfs.initScript(commands: $0) } ?? LinuxCommand.interactiveInit
+    }
     let initrd: [UInt8]
     do {
       initrd = try StandardInitramfs.build(
@@ -98,9 +122,13 @@ struct LinuxCommand: ParsableCommand {
     config.kernelName = guest.bzImage
     config.initrd = initrd
     config.linuxProtocol = proto
-    virtioOptions.apply(to: &config, command: LinuxCommand.self)
+    devices.apply(to: &config, command: LinuxCommand.self)
     let console = config.virtio.console == .virtio ? "hvc0" : "ttyS0"
-    config.commandLine = "console=\(console) panic=-1 quiet \(vm.cmdline ?? append ?? "")"
+    // The interpreter runs the guest far slower than hardware: systemd's 90 s start and
+    // device timeouts would fail units (udev's /dev/ttyS0, networkd) that are only slow.
+    let slow = root ? " systemd.default_timeout_start_sec=900" : ""
+    config.commandLine =
+      "console=\(console) panic=-1 quiet\(slow) \(vm.cmdline ?? append ?? "")"
     runInteractively(config, logger: logger, stats: vm.stats, translate: translate)
   }
 }
