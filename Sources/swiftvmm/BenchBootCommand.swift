@@ -27,6 +27,11 @@ struct BenchBoot: ParsableCommand {
   var runs: Int = 1
   @Flag(help: "Also boot with the PVH entry and without kvm-clock (default CPUID policy).")
   var variants = false
+  @Flag(
+    help:
+      "Also boot the Debian system image (guest fetch-rootfs) to its login prompt, ours and QEMU TCG's."
+  )
+  var system = false
   @Option(help: "Write the figures as JSON to this file.")
   var json: String?
   @OptionGroup var logging: LoggingOptions
@@ -127,12 +132,15 @@ struct BenchBoot: ParsableCommand {
       print(line)
       rows.append(row)
     }
+    let systemDoc =
+      system ? try benchSystem(guest: guest, cache: dir, memoryMiB: memoryBytes >> 20) : nil
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     print("SwiftVMM peak RSS \(usage.ru_maxrss / 1024) MiB")
     if let json {
       var doc: [String: Any] = ["swiftvmm": rows, "peakRSSKiB": usage.ru_maxrss]
       if let qemu { doc["qemuSeconds"] = qemu; doc["qemuPeakRSSKiB"] = qemuRSS }
+      if let systemDoc { doc["debianSystemToLogin"] = systemDoc }
       let data = try JSONSerialization.data(
         withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
       OutputFile.write([UInt8](data), to: json, what: "--json")

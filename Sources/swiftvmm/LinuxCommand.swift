@@ -28,8 +28,8 @@ struct LinuxCommand: ParsableCommand {
   var commands: String?
   @Flag(
     help: """
-      Boot the Debian system on the first --disk (default: the image `guest fetch-rootfs` \
-      built in the cache) with systemd as init, instead of the busybox shell.
+      Boot the Debian system image with systemd (root on /dev/vda): the --disk given first, \
+      or <cache>/\(DebianRootfs.imageName) from `guest fetch-rootfs`.
       """)
   var root = false
   /// The old name of --cmdline here.
@@ -79,6 +79,9 @@ struct LinuxCommand: ParsableCommand {
         "--engine kvm cannot boot Linux yet: the KVM machine has no interrupt controller or timer; use --engine interpreter"
       )
     }
+    if root && commands != nil {
+      LinuxCommand.usageError("give --root or --run, not both: --root starts the image's systemd")
+    }
     guard let proto = LinuxBootProtocol(rawValue: `protocol`.lowercased()) else {
       LinuxCommand.usageError("unknown boot protocol '\(`protocol`)'; choose bzImage or pvh")
     }
@@ -98,23 +101,23 @@ struct LinuxCommand: ParsableCommand {
     guard let guest else {
       fail("the Debian guest is incomplete in \(dir)", status: .unusableInput)
     }
-    if root && commands != nil {
-      LinuxCommand.usageError("--root boots the disk's own init; it cannot run --run commands")
-    }
-    var rootDisk: [String] = []
-    if root && virtioOptions.disks.isEmpty {
-      let image = dir + "/" + DebianRootfs.imageName
-      guard FileManager.default.fileExists(atPath: image) else {
-        fail(
-          "--root needs a disk: give --disk IMAGE, or build \(image) with `sudo swiftvmm guest fetch-rootfs`",
-          status: .unusableInput)
+    var devices = virtioOptions
+    let script: String
+    if root {
+      script = DebianRootfs.rootInitScript(moduleList: StandardInitramfs.moduleListPath)
+      if devices.disks.isEmpty {
+        let image = dir + "/" + DebianRootfs.imageName
+        guard FileManager.default.fileExists(atPath: image) else {
+          fail(
+            "no --disk and no \(image); build it with `sudo swiftvmm guest fetch-rootfs`",
+            status: .unusableInput)
+        }
+        devices.disks = [image]
       }
-      rootDisk = [image]
+    } else {
+      script =
+        commands.map { StandardInitramfs.initScript(commands: $0) } ?? LinuxCommand.interactiveInit
     }
-    let script =
-      root
-      ? DebianRootfs.rootInitScript(device: "/dev/vda", moduleList: StandardInitramfs.moduleListPath)
-      : commands.map { StandardInitramfs.initScript(commands: $0) } ?? LinuxCommand.interactiveInit
     let initrd: [UInt8]
     do {
       initrd = try StandardInitramfs.build(
@@ -129,14 +132,15 @@ struct LinuxCommand: ParsableCommand {
     config.kernelName = guest.bzImage
     config.initrd = initrd
     config.linuxProtocol = proto
-    var devices = virtioOptions
-    devices.disks = rootDisk + devices.disks
     devices.apply(to: &config, command: LinuxCommand.self)
     // No `quiet`: the boot log shows progress for the 30-60 s before the prompt.
     var cmdline = "console=\(config.virtio.console == .virtio ? "hvc0" : "ttyS0") panic=-1"
     if let size = HostTerminal.size() {
       cmdline += " swiftvmm.rows=\(size.rows) swiftvmm.cols=\(size.cols)"
     }
+    // The interpreter runs the guest far slower than hardware: systemd's 90 s start and
+    // device timeouts would fail units (udev's /dev/ttyS0, networkd) that are only slow.
+    if root { cmdline += " systemd.default_timeout_start_sec=900" }
     config.commandLine = "\(cmdline) \(vm.cmdline ?? append ?? "")"
     runInteractively(
       config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate)

@@ -1,0 +1,23 @@
+import Foundation
+import XCTest
+
+/// For the Linux tests that forward a host port into the guest (hostfwd).
+extension XCTestCase {
+  /// A TCP port on 127.0.0.1 that was free a moment ago.
+  func freePort() throws -> Int {
+    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(s) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let r = withUnsafePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) }
+    }
+    guard r == 0 else { throw XCTSkip("cannot bind a loopback socket") }
+    _ = withUnsafeMutablePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) }
+    }
+    return Int(UInt16(bigEndian: addr.sin_port))
+  }
+}
