@@ -73,7 +73,9 @@ final class LinuxTapNetworkTests: XCTestCase {
     let listener = Process()
     listener.executableURL = URL(fileURLWithPath: ip)
     listener.arguments = ["netns", "exec", ns, guest.busybox, "nc", "-l", "-p", "9000"]
-    listener.standardInput = FileHandle.nullDevice
+    // busybox nc quits when its stdin ends: keep it open (and empty) until the end.
+    let listenerInput = Pipe()
+    listener.standardInput = listenerInput
     listener.standardOutput = FileHandle(forWritingAtPath: receivedPath)
     try listener.run()
     defer { if listener.isRunning { listener.terminate() } }
@@ -113,6 +115,7 @@ final class LinuxTapNetworkTests: XCTestCase {
     let end = Date().addingTimeInterval(30)
     while listener.isRunning && Date() < end { usleep(100_000) }
     if listener.isRunning { listener.terminate() }
+    try? listenerInput.fileHandleForWriting.close()
     let stream = try String(contentsOfFile: receivedPath, encoding: .utf8)
     XCTAssertEqual(stream, expected, "the TCP stream differs:\n\(text.suffix(1500))")
   }
