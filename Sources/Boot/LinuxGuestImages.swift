@@ -130,7 +130,8 @@ public enum StandardInitramfs {
     "grep", "sed", "head", "tail", "wc", "ps", "free", "true", "false", "sync", "date", "hostname",
     "ifconfig", "ip", "dd", "hexdump", "md5sum", "sha256sum", "stty", "test", "[", "env", "setsid",
     "cttyhack", "sysctl", "seq", "tr", "cut", "sort", "uptime", "nproc", "printf", "cmp", "find",
-    "xargs", "vi", "less", "top", "kill", "chmod", "chown", "touch", "stat", "df", "du", "switch_root", "wget", "nc", "mke2fs", "cksum",
+    "xargs", "vi", "less", "top", "kill", "chmod", "chown", "touch", "stat", "df", "du",
+    "switch_root", "wget", "nc", "mke2fs", "cksum",
     "blockdev",
   ]
 

@@ -291,7 +291,8 @@ final class VirtioDeviceFuzzTests: XCTestCase {
       q.offer(UInt16.random(in: 0...16, using: &rng))
       if device === net {
         // Frames from the back-end of any size, into whatever the guest posted.
-        net.receive((0..<Int.random(in: 0...2000, using: &rng)).map { UInt8(truncatingIfNeeded: $0) })
+        net.receive(
+          (0..<Int.random(in: 0...2000, using: &rng)).map { UInt8(truncatingIfNeeded: $0) })
       }
       do {
         try device.queueNotified(queues.firstIndex { $0 === q }!)
