@@ -26,7 +26,9 @@ struct BenchIO: ParsableCommand {
 
   @Option(help: "Guest cache directory (default: $SWIFTVMM_CACHE or ~/.cache/swiftvmm/linux).")
   var cache: String?
-  @Option(help: "MiB written and read sequentially on virtio-blk (and on the host).")
+  @Option(
+    name: .customLong("size-mib"),
+    help: "MiB written and read sequentially on virtio-blk (and on the host).")
   var sizeMiB: Int = 64
   @Option(name: .customLong("console-kib"), help: "KiB written to each console.")
   var consoleKiB: Int = 64
@@ -38,6 +40,8 @@ struct BenchIO: ParsableCommand {
   var repeats: Int = 1
   @Option(help: "Comma-separated groups: console, blk, net.")
   var only: String = "console,blk,net"
+  @Option(help: "Comma-separated VMMs to run: swiftvmm, qemu.")
+  var vmms: String = "swiftvmm,qemu"
   @Option(help: "Write the figures as JSON to this file.")
   var json: String?
   @OptionGroup var logging: LoggingOptions
@@ -57,6 +61,10 @@ struct BenchIO: ParsableCommand {
         BenchIO.usageError("--only: unknown group '\(g)' (console, blk, net)")
       }
       groups.insert(g)
+    }
+    let chosen = Set(vmms.split(separator: ",").map(String.init))
+    guard !chosen.isEmpty, chosen.isSubset(of: ["swiftvmm", "qemu"]) else {
+      BenchIO.usageError("--vmms \(vmms): a list of swiftvmm, qemu")
     }
     if let json { OutputFile.checkWritable(json, what: "--json") }
     let dir = cache ?? LinuxGuestImages.defaultCacheDirectory
@@ -88,16 +96,21 @@ struct BenchIO: ParsableCommand {
 
     var ours: [[String: BenchIOPhase]] = []
     var theirs: [[String: BenchIOPhase]] = []
-    let qemu = BenchMeasure.qemuPath
-    if qemu == nil { print("QEMU: qemu-system-x86_64 not installed; SwiftVMM's column only.") }
+    let qemu = chosen.contains("qemu") ? BenchMeasure.qemuPath : nil
+    if chosen.contains("qemu") && qemu == nil {
+      print("QEMU: qemu-system-x86_64 not installed; SwiftVMM's column only.")
+    }
     for r in 0..<repeats {
-      print("run \(r + 1)/\(repeats): SwiftVMM interpreter ...")
-      ours.append(
-        try runSwiftVMM(
-          plan: plan, kernel: [UInt8](kernel), name: guest.bzImage, initrd: initrd, disk: disk))
+      if chosen.contains("swiftvmm") {
+        print("run \(r + 1)/\(repeats): SwiftVMM interpreter ...")
+        ours.append(
+          try runSwiftVMM(
+            plan: plan, kernel: [UInt8](kernel), name: guest.bzImage, initrd: initrd, disk: disk))
+      }
       if let qemu {
         print("run \(r + 1)/\(repeats): QEMU TCG ...")
-        if let q = try runQEMU(qemu, plan: plan, kernel: guest.bzImage, initrd: initrdPath, disk: disk)
+        if let q = try runQEMU(
+          qemu, plan: plan, kernel: guest.bzImage, initrd: initrdPath, disk: disk)
         {
           theirs.append(q)
         }
