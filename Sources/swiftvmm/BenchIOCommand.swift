@@ -365,7 +365,8 @@ struct BenchIOMarker {
   var phase: String
   init?(_ line: Substring) {
     guard let r = line.range(of: "BENCHIO ") else { return nil }
-    let f = line[r.upperBound...].split(separator: " ")
+    // The tty ends lines with CR LF.
+    let f = line[r.upperBound...].split(whereSeparator: { $0 == " " || $0 == "\r" })
     guard f.count == 2, f[0] == "begin" || f[0] == "end" else { return nil }
     begin = f[0] == "begin"
     phase = String(f[1])
