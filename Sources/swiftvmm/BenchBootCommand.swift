@@ -147,10 +147,7 @@ struct BenchBoot: ParsableCommand {
     }
   }
 
-  func median(_ v: [Double]) -> Double? {
-    guard !v.isEmpty else { return nil }
-    return v.sorted()[v.count / 2]
-  }
+  func median(_ v: [Double]) -> Double? { v.isEmpty ? nil : BenchMeasure.median(v) }
 
   func fmt(_ v: Double, _ d: Int = 2) -> String { BenchSupport.fmt(v, d) }
 
@@ -158,10 +155,9 @@ struct BenchBoot: ParsableCommand {
   func runQEMU(kernel: String, initrd: String, cmdline: String, memoryBytes: UInt64) -> (
     Double?, String, Int
   ) {
-    guard
-      let qemu = ["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"]
-        .first(where: { FileManager.default.isExecutableFile(atPath: $0) })
-    else { return (nil, "qemu-system-x86_64 not installed", 0) }
+    guard let qemu = BenchMeasure.qemuPath else {
+      return (nil, "qemu-system-x86_64 not installed", 0)
+    }
     let p = Process()
     p.executableURL = URL(fileURLWithPath: qemu)
     p.arguments = [
