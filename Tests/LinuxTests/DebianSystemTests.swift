@@ -65,7 +65,7 @@ final class DebianSystemTests: XCTestCase {
     p.standardInput = input
     p.standardOutput = output
     p.standardError = output
-    let transcript = LinuxNetworkTests.Transcript()
+    let transcript = Transcript()
     output.fileHandleForReading.readabilityHandler = { transcript.append($0.availableData) }
     let start = Date()
     try p.run()

@@ -23,20 +23,6 @@ final class InteractiveConsoleTests: XCTestCase {
     p.standardInput = input
     p.standardOutput = output
     p.standardError = output
-    final class Transcript: @unchecked Sendable {
-      let lock = NSLock()
-      var text = ""
-      func append(_ d: Data) {
-        lock.lock()
-        text += String(decoding: d, as: UTF8.self)
-        lock.unlock()
-      }
-      var snapshot: String {
-        lock.lock()
-        defer { lock.unlock() }
-        return text
-      }
-    }
     let transcript = Transcript()
     output.fileHandleForReading.readabilityHandler = { transcript.append($0.availableData) }
     try p.run()

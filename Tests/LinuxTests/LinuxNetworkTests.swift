@@ -92,21 +92,6 @@ final class LinuxNetworkTests: XCTestCase {
     XCTAssertTrue(stats.contains("virtio_net.frames_received"), stats)
   }
 
-  final class Transcript: @unchecked Sendable {
-    let lock = NSLock()
-    var text = ""
-    func append(_ d: Data) {
-      lock.lock()
-      text += String(decoding: d, as: UTF8.self)
-      lock.unlock()
-    }
-    var snapshot: String {
-      lock.lock()
-      defer { lock.unlock() }
-      return text
-    }
-  }
-
   /// busybox md5sum's hex digest of a host file (Debian's busybox-static runs on the host).
   static func md5(_ path: String, busybox: String) throws -> String {
     let p = Process()
