@@ -66,6 +66,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   /// The VMM's platform: shared TSC and platform MSRs (APIC base, TSC deadline,
   /// kvm-clock). nil: the CPU keeps them itself.
   public var platform: PlatformHooks?
+  /// Initial APIC ID, which CPUID reports (leaf 1 EBX[31:24], leaf 0xB EDX).
+  public var apicID: UInt8 = 0
 
   let memory: GuestMemory
   let cpuid: CPUIDPolicy
