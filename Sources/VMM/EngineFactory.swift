@@ -59,6 +59,7 @@ enum EngineFactory {
         let cpu = try InterpreterCPU(memory: memory, cpuid: policy, options: options)
         if config.engine == .translator { try cpu.enableTranslation() }
         cpu.apicID = UInt8(i)
+        cpu.yieldOnPause = config.cpus > 1
         cpu.interruptInput = platform?.interrupts[i]
         cpu.platform = platform?.hooks(forCPU: i)
         cpus.append(cpu)
