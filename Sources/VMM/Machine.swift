@@ -154,9 +154,10 @@ public final class Machine {
       mmu = nil
     }
 
-    uart = UART16550(irq: IRQLine(Int(layout.com1IRQ), lines: engine.interruptLines)) {
-      [console] b in console.write(b)
-    }
+    uart = UART16550(
+      irq: IRQLine(Int(layout.com1IRQ), lines: engine.interruptLines), clock: platform?.clock
+    ) { [console] b in console.write(b) }
+    platform?.addTimedDevice(uart)
     try portBus.register(uart, ports: layout.com1Ports, name: "uart0 (16550A)")
     try cpu.setState(boot.initialState)
     // Frames from the network back-end's thread wake the vCPU like console input.

@@ -23,7 +23,7 @@ final class PCPlatform: PlatformHooks {
   let irqs: ISAInterruptRouter
   let interrupts: PlatformInterrupts
   let kvmClock: KVMClock
-  private let timed: [TimedDevice]
+  private var timed: [TimedDevice]
 
   /// Earliest device deadline (guest ns), UInt64.max for none.
   private(set) var nextDeadline = UInt64.max
@@ -61,6 +61,12 @@ final class PCPlatform: PlatformHooks {
     kvmClock = KVMClock(
       memory: memory, tscFrequency: PCPlatform.tscFrequency, bootWallNanoseconds: wallNs,
       readTSC: { tsc.read() }, nanosecondsAtTSC: { tsc.nanoseconds(atTSC: $0) })
+    updateDeadline()
+  }
+
+  /// Adds a device outside the platform (the UART) to the deadlines polled.
+  func addTimedDevice(_ d: TimedDevice) {
+    timed.append(d)
     updateDeadline()
   }
 
