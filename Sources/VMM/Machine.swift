@@ -30,7 +30,7 @@ public final class Machine {
   /// virtio-pci devices from `config.virtio` (see VirtioSetup.swift).
   public let virtio: VirtioDevices?
   private let console: ConsoleOutput
-  private let logger: Logger
+  let logger: Logger
   /// Host I/O: the deadline timer now, disk and network back-ends later.
   public let hostLoop: HostEventLoop
   /// A halted vCPU sleeps on this until an interrupt source or the host needs it.
@@ -70,6 +70,9 @@ public final class Machine {
   }
   private var exits = ExitCounters()
   public private(set) var wallSeconds: Double = 0
+  /// With instruction-count time: `run()` stops exactly after this many retired
+  /// instructions (`--snapshot-at`), between exits, so the machine can be saved.
+  public var stopAtInstruction: UInt64?
 
   public init(
     config: MachineConfig, console: ConsoleOutput, logger: Logger = Logger(label: "swiftvmm")
@@ -259,7 +262,8 @@ public final class Machine {
       if let o = takeHostEvents() { return o }
       if inputStalled && consoleRoom > 0 { moveInputToConsole() }
       if let pace = engine.pauseAt, let clock = platform?.clock as? InstructionClock {
-        pace(platform?.earliestDeadline.map { clock.instructionCount(at: $0) } ?? .max)
+        let next = platform?.earliestDeadline.map { clock.instructionCount(at: $0) } ?? .max
+        pace(min(next, stopAtInstruction ?? .max))
       }
       let exit: VMExit
       do {
@@ -270,6 +274,7 @@ public final class Machine {
       if let o = handle(exit) { return o }
       if let r = control.stopRequest { return outcome(for: r) }
       platform?.poll()
+      if let n = stopAtInstruction, instructionsRetired >= n { return .instructionStop(n) }
     }
   }
 

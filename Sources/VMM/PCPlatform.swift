@@ -73,7 +73,7 @@ final class PCPlatform: PlatformHooks {
     updateDeadline()
   }
 
-  private func updateDeadline() {
+  func updateDeadline() {
     var earliest = UInt64.max
     for d in timed { if let t = d.nextDeadline { earliest = min(earliest, t) } }
     guard earliest != nextDeadline else { return }
