@@ -125,10 +125,10 @@ extension Machine {
 
     let w = try SnapshotWriter(path: path)
     try w.section("meta", Array(try json.encode(meta)))
-    try w.section("kernel", config.kernel)
-    if let initrd = config.initrd { try w.section("initrd", initrd) }
     try w.section("vcpu.0", Array(try json.encode(cpuState)))
     for (name, r) in records { try w.section("part." + name, r) }
+    try w.section("kernel", config.kernel)
+    if let initrd = config.initrd { try w.section("initrd", initrd) }
     let (stored, total) = try writeMemory(w)
     try w.finish()
     var st = stat()
