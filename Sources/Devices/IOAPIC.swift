@@ -13,13 +13,13 @@ public struct IOAPICMessage: Equatable, Sendable {
 ///
 /// Pins are driven through `setLevel(irq:high:)` with `high` meaning asserted
 /// (polarity bits are stored for the guest, as in QEMU). Unmasked entries
-/// send an `IOAPICMessage` to `sink`; `connect(to:)` wires a single local APIC.
+/// send an `IOAPICMessage` to `sink`; `connect(to:)` wires the local APICs.
 public final class IOAPIC: MMIODevice, InterruptLines {
   public static let defaultBase: UInt64 = 0xFEC0_0000
   public static let size: UInt64 = 0x1000
   public static let pinCount = 24
 
-  /// Where interrupt messages go (set by `connect(to:)` for one CPU).
+  /// Where interrupt messages go (set by `connect(to:)`).
   public var sink: ((IOAPICMessage) -> Void)?
 
   var select: UInt8 = 0
@@ -46,11 +46,12 @@ public final class IOAPIC: MMIODevice, InterruptLines {
     try bus.register(self, base: base, size: IOAPIC.size, name: "IOAPIC")
   }
 
-  /// Delivers fixed and lowest-priority messages addressed to `lapic`, and
-  /// routes its level-triggered EOIs back here.
-  public func connect(to lapic: LocalAPIC) {
-    sink = { [weak lapic] m in lapic?.accept(m) }
-    lapic.onLevelTriggeredEOI = { [weak self] v in self?.endOfInterrupt(vector: v) }
+  /// Sends messages to the APICs on `bus`, and routes their level-triggered EOIs back here.
+  public func connect(to bus: APICBus) {
+    sink = { [weak bus] m in bus?.accept(m) }
+    for lapic in bus.apics {
+      lapic.onLevelTriggeredEOI = { [weak self] v in self?.endOfInterrupt(vector: v) }
+    }
   }
 
   // MARK: Inputs

@@ -19,7 +19,6 @@ extension LocalAPIC: CodableSnapshotPart {
     var tscDeadline: UInt64
     var timerDeadline: UInt64?
     var nmiPending: Bool
-    var unhandledIPIs: UInt64
   }
   public static let stateVersion = 1
   public var snapshotKind: String { "local-apic" }
@@ -30,13 +29,12 @@ extension LocalAPIC: CodableSnapshotPart {
       esrPending: esrPending, icrLow: icrLow, icrHigh: icrHigh, irr: irr.wordArray,
       isr: isr.wordArray, tmr: tmr.wordArray, lvt: lvt, divideConfig: divideConfig,
       initialCount: initialCount, timerStart: timerStart, tscDeadline: tscDeadline,
-      timerDeadline: timerDeadline, nmiPending: nmiPending, unhandledIPIs: unhandledIPIs)
+      timerDeadline: timerDeadline, nmiPending: nmiPending)
   }
 
   public func applyState(_ s: State) throws {
     try require(s.irr.count == 4 && s.isr.count == 4 && s.tmr.count == 4, "vector bitmaps")
     try require(s.lvt.count == lvt.count, "\(s.lvt.count) LVT entries")
-    // IPIs queued for other CPUs are not carried (one vCPU: they are only counted).
     apicBase = s.apicBase
     id = s.id
     tpr = s.tpr
@@ -57,6 +55,32 @@ extension LocalAPIC: CodableSnapshotPart {
     tscDeadline = s.tscDeadline
     timerDeadline = s.timerDeadline
     nmiPending = s.nmiPending
+  }
+}
+
+extension APICBus: CodableSnapshotPart {
+  /// Every local APIC (one per vCPU) and the bus's own delivery state.
+  public struct State: Codable, Equatable {
+    var apics: [LocalAPIC.State]
+    var lowestPriorityNext: Int
+    var unhandledIPIs: UInt64
+    var sentIPIs: UInt64
+  }
+  public static let stateVersion = 1
+  public var snapshotKind: String { "local-apics" }
+
+  public func captureState() -> State {
+    State(
+      apics: apics.map { $0.captureState() }, lowestPriorityNext: lowestPriorityNext,
+      unhandledIPIs: unhandledIPIs, sentIPIs: sentIPIs)
+  }
+
+  public func applyState(_ s: State) throws {
+    try require(s.apics.count == apics.count, "\(s.apics.count) APICs for \(apics.count) vCPUs")
+    try require((0..<max(1, apics.count)).contains(s.lowestPriorityNext), "lowest-priority index")
+    for (a, st) in zip(apics, s.apics) { try a.applyState(st) }
+    lowestPriorityNext = s.lowestPriorityNext
     unhandledIPIs = s.unhandledIPIs
+    sentIPIs = s.sentIPIs
   }
 }

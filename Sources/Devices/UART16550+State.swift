@@ -8,6 +8,8 @@ extension UART16550: CodableSnapshotPart {
     var hostBacklog: [UInt8]
     var bytesTransmitted: UInt64
     var irqLevel: Bool
+    /// Guest time at which THR empties (the clock continues from the snapshot).
+    var transmitDoneAt: UInt64?
   }
   public static let stateVersion = 1
   public var snapshotKind: String { "uart16550" }
@@ -17,7 +19,8 @@ extension UART16550: CodableSnapshotPart {
       ier: ier, lcr: lcr, mcr: mcr, scr: scr, dll: dll, dlm: dlm, msrDeltas: msrDeltas,
       fifoEnabled: fifoEnabled, overrun: overrun, thrEmptyPending: thrEmptyPending,
       triggerLevel: triggerLevel, rxFIFO: rxFIFO, hostBacklog: Array(hostBacklog[backlogHead...]),
-      bytesTransmitted: bytesTransmitted, irqLevel: irq?.level ?? false)
+      bytesTransmitted: bytesTransmitted, irqLevel: irq?.level ?? false,
+      transmitDoneAt: transmitDoneAt)
   }
 
   public func applyState(_ s: State) throws {
@@ -39,6 +42,7 @@ extension UART16550: CodableSnapshotPart {
     hostBacklog = s.hostBacklog
     backlogHead = 0
     bytesTransmitted = s.bytesTransmitted
+    transmitDoneAt = s.transmitDoneAt
     // The controller's own record of the line comes back with its state.
     irq?.level = s.irqLevel
   }

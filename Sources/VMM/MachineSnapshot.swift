@@ -70,6 +70,7 @@ extension Machine {
   func snapshotParts() throws -> [(name: String, part: SnapshotPart)] {
     var objects = portBus.devices + mmioBus.devices
     if let platform { objects.append(platform) }
+    objects.append(scheduler)
     var out: [(String, SnapshotPart)] = []
     var seen = Set<ObjectIdentifier>()
     var kinds: [String: Int] = [:]
@@ -114,18 +115,20 @@ extension Machine {
     }
     let parts = try snapshotParts()
     // Gather everything that can fail before the file is created.
-    let cpuState = try cpu.saveVCPU()
+    let cpuStates = try cpus.map { try $0.saveVCPU() }
     var records: [(String, [UInt8])] = []
     for (name, p) in parts { records.append((name, try p.saveState())) }
     let meta = SnapshotMeta(
       producer: Machine.softwareVersion, savedOn: Date(), config: try snapshotConfig(),
-      parts: parts.map(\.name), vcpus: 1)
+      parts: parts.map(\.name), vcpus: cpus.count)
     let json = JSONEncoder()
     json.outputFormatting = .sortedKeys
 
     let w = try SnapshotWriter(path: path)
     try w.section("meta", Array(try json.encode(meta)))
-    try w.section("vcpu.0", Array(try json.encode(cpuState)))
+    for (i, s) in cpuStates.enumerated() {
+      try w.section("vcpu.\(i)", Array(try json.encode(s)))
+    }
     for (name, r) in records { try w.section("part." + name, r) }
     try w.section("kernel", config.kernel)
     if let initrd = config.initrd { try w.section("initrd", initrd) }
@@ -208,10 +211,16 @@ extension Machine {
     let reader = try SnapshotReader(path: path)
     let decoder = JSONDecoder()
     let meta: SnapshotMeta
-    let cpuState: VCPUSnapshot
+    var cpuStates: [VCPUSnapshot] = []
     do {
       meta = try decoder.decode(SnapshotMeta.self, from: Data(try reader.section("meta")))
-      cpuState = try decoder.decode(VCPUSnapshot.self, from: Data(try reader.section("vcpu.0")))
+      guard meta.vcpus == meta.config.cpus, (1...256).contains(meta.vcpus) else {
+        throw SnapshotError.corrupt("\(meta.vcpus) vCPU states for \(meta.config.cpus) vCPUs")
+      }
+      for i in 0..<meta.vcpus {
+        cpuStates.append(
+          try decoder.decode(VCPUSnapshot.self, from: Data(try reader.section("vcpu.\(i)"))))
+      }
     } catch let e as SnapshotError {
       throw e
     } catch {
@@ -223,7 +232,7 @@ extension Machine {
     config.maxInstructions = maxInstructions
     config.timeout = timeout
     try self.init(config: config, console: console, logger: logger)
-    try restore(from: reader, meta: meta, cpu: cpuState)
+    try restore(from: reader, meta: meta, cpus: cpuStates)
     logger.info(
       "restored \(path) in \(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) s")
   }
@@ -265,7 +274,7 @@ extension Machine {
     return c
   }
 
-  private func restore(from reader: SnapshotReader, meta: SnapshotMeta, cpu state: VCPUSnapshot)
+  private func restore(from reader: SnapshotReader, meta: SnapshotMeta, cpus states: [VCPUSnapshot])
     throws
   {
     let parts = try snapshotParts()
@@ -286,7 +295,7 @@ extension Machine {
       )
     }
     try restoreMemory(try reader.section("memory"))
-    try cpu.restoreVCPU(state)
+    for (c, s) in zip(cpus, states) { try c.restoreVCPU(s) }
     mmu?.vcpuStateRestored()
   }
 

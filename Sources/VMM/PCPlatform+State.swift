@@ -10,8 +10,9 @@ extension PCPlatform: CodableSnapshotPart {
     /// vCPU's retired-instruction count, which the CPU state carries).
     var skippedNanoseconds: UInt64?
     var tscOffset: UInt64
-    var kvmSystemTimeMSR: UInt64
-    var kvmClockVersion: UInt32
+    /// Per vCPU: the kvm-clock MSR and the pvclock version last published.
+    var kvmSystemTimeMSRs: [UInt64]
+    var kvmClockVersions: [UInt32]
   }
   static let stateVersion = 1
   var snapshotKind: String { "pc-platform" }
@@ -19,11 +20,14 @@ extension PCPlatform: CodableSnapshotPart {
   func captureState() -> State {
     State(
       nanoseconds: clock.nanoseconds, skippedNanoseconds: (clock as? InstructionClock)?.skipped,
-      tscOffset: tsc.offset, kvmSystemTimeMSR: kvmClock.systemTimeMSR,
-      kvmClockVersion: kvmClock.version)
+      tscOffset: tsc.offset, kvmSystemTimeMSRs: kvmClocks.map(\.systemTimeMSR),
+      kvmClockVersions: kvmClocks.map(\.version))
   }
 
   func applyState(_ s: State) throws {
+    try require(
+      s.kvmSystemTimeMSRs.count == kvmClocks.count && s.kvmClockVersions.count == kvmClocks.count,
+      "kvm-clock state for \(s.kvmSystemTimeMSRs.count) vCPUs, the machine has \(kvmClocks.count)")
     if let c = clock as? InstructionClock {
       // Deterministic time must come back deterministic, or runs would diverge.
       guard let skipped = s.skippedNanoseconds else {
@@ -35,8 +39,54 @@ extension PCPlatform: CodableSnapshotPart {
       c.resume(at: s.nanoseconds)
     }
     tsc.restore(offset: s.tscOffset)
-    kvmClock.systemTimeMSR = s.kvmSystemTimeMSR
-    kvmClock.version = s.kvmClockVersion
+    for (i, k) in kvmClocks.enumerated() {
+      k.systemTimeMSR = s.kvmSystemTimeMSRs[i]
+      k.version = s.kvmClockVersions[i]
+    }
     updateDeadline()
+  }
+}
+
+extension VCPUScheduler: CodableSnapshotPart {
+  /// Which vCPUs run, halt or wait for a start-up IPI, and whose turn it is.
+  struct State: Codable, Equatable {
+    /// "running", "halted", "halted-if", "wait-sipi" per vCPU.
+    var states: [String]
+    var current: Int
+    var quantumEnd: UInt64?
+    var resumeQuantum: Bool
+  }
+  static let stateVersion = 1
+  var snapshotKind: String { "vcpu-scheduler" }
+
+  func captureState() -> State {
+    State(
+      states: states.map {
+        switch $0 {
+        case .running: return "running"
+        case .halted(let ifSet): return ifSet ? "halted-if" : "halted"
+        case .waitingForSIPI: return "wait-sipi"
+        }
+      }, current: current, quantumEnd: quantumEnd, resumeQuantum: resumeQuantum)
+  }
+
+  func applyState(_ s: State) throws {
+    try require(s.states.count == cpus.count, "\(s.states.count) vCPUs for \(cpus.count)")
+    try require((0..<cpus.count).contains(s.current), "current vCPU \(s.current)")
+    var new: [RunState] = []
+    for t in s.states {
+      switch t {
+      case "running": new.append(.running)
+      case "halted": new.append(.halted(interruptsEnabled: false))
+      case "halted-if": new.append(.halted(interruptsEnabled: true))
+      case "wait-sipi": new.append(.waitingForSIPI)
+      default: throw SnapshotStateError.invalid(part: snapshotKind, reason: "vCPU state \(t)")
+      }
+    }
+    states = new
+    current = s.current
+    quantumEnd = s.quantumEnd
+    resumeQuantum = s.resumeQuantum
+    platform?.apicBus.current = current
   }
 }

@@ -21,13 +21,14 @@ final class SnapshotTests: XCTestCase {
     try? FileManager.default.removeItem(at: dir)
   }
 
-  static func config(_ guest: String, cmdline: String = "", engine: EngineKind) throws
-    -> MachineConfig
-  {
+  static func config(
+    _ guest: String, cmdline: String = "", engine: EngineKind, cpus: Int = 1
+  ) throws -> MachineConfig {
     var c = MachineConfig(
       kernel: try GuestImages.bytes(guest), kernelName: guest, engine: engine)
     c.commandLine = cmdline
-    c.memorySize = 32 << 20
+    c.memorySize = cpus > 1 ? 128 << 20 : 32 << 20
+    c.cpus = cpus
     c.deterministic = engine != .kvm
     c.timeout = 120
     return c
@@ -48,19 +49,22 @@ final class SnapshotTests: XCTestCase {
   /// Runs `guest` uninterrupted, then again stopping at instruction `at`, saving,
   /// restoring on `to` and running to the end; the two must agree byte for byte.
   func checkIdentity(
-    _ guest: String, cmdline: String = "", at: UInt64, from: EngineKind, to: EngineKind,
-    file: StaticString = #filePath, line: UInt = #line
+    _ guest: String, cmdline: String = "", cpus: Int = 1, at: UInt64, from: EngineKind,
+    to: EngineKind, file: StaticString = #filePath, line: UInt = #line
   ) throws {
     let c1 = ConsoleOutput(capturing: ())
     let whole = Self.run(
-      try Machine(config: try Self.config(guest, cmdline: cmdline, engine: from), console: c1), c1)
+      try Machine(
+        config: try Self.config(guest, cmdline: cmdline, engine: from, cpus: cpus), console: c1), c1
+    )
     guard whole.instructions > at else {
       return XCTFail(
         "\(guest) retires only \(whole.instructions) instructions", file: file, line: line)
     }
 
     let c2 = ConsoleOutput(capturing: ())
-    let m = try Machine(config: try Self.config(guest, cmdline: cmdline, engine: from), console: c2)
+    let m = try Machine(
+      config: try Self.config(guest, cmdline: cmdline, engine: from, cpus: cpus), console: c2)
     m.stopAtInstruction = at
     let first = Self.run(m, c2)
     XCTAssertEqual(first.outcome, .instructionStop(at), file: file, line: line)
@@ -100,6 +104,13 @@ final class SnapshotTests: XCTestCase {
     for (g, c, n) in Self.guests {
       try checkIdentity(g, cmdline: c, at: n, from: .translator, to: .translator)
     }
+  }
+
+  /// Four vCPUs mid-way through AP start-up, locks and IPIs: every vCPU's state,
+  /// every local APIC and the scheduler's turn come back.
+  func testSMPRoundTripIsIdentical() throws {
+    try checkIdentity("smp.elf", cpus: 4, at: 3_000_000, from: .interpreter, to: .interpreter)
+    try checkIdentity("smp.elf", cpus: 2, at: 1_234_567, from: .translator, to: .interpreter)
   }
 
   func testInterpreterAndTranslatorHandOver() throws {
