@@ -21,7 +21,7 @@ public final class Machine {
   public let cpu: VirtualCPU
   /// Every vCPU; index = APIC ID.
   public let cpus: [VirtualCPU]
-  private let scheduler: VCPUScheduler
+  let scheduler: VCPUScheduler
   public let boot: BootImage
   private let engine: EngineInstance
   /// The PC platform devices, for engines without an in-kernel platform.
@@ -34,7 +34,7 @@ public final class Machine {
   /// virtio-pci devices from `config.virtio` (see VirtioSetup.swift).
   public let virtio: VirtioDevices?
   private let console: ConsoleOutput
-  private let logger: Logger
+  let logger: Logger
   /// Host I/O: the deadline timer now, disk and network back-ends later.
   public let hostLoop: HostEventLoop
   /// A halted vCPU sleeps on this until an interrupt source or the host needs it.
@@ -43,6 +43,8 @@ public final class Machine {
   public let mmu: MMUVirtualization?
   /// Every hypercall goes through here (the PV MMU registers its numbers).
   public let hypercalls = HypercallTable()
+  /// Pause and run-on-the-vCPU-thread requests (MachinePause.swift).
+  let requests = VCPUThreadRequests()
 
   // Requests from other threads (signals, console input, watchdog). The
   // flag lets the run loop skip the lock on every exit when nothing is pending.
@@ -74,6 +76,9 @@ public final class Machine {
   }
   private var exits = ExitCounters()
   public private(set) var wallSeconds: Double = 0
+  /// With instruction-count time: `run()` stops exactly after this many retired
+  /// instructions (`--snapshot-at`), between exits, so the machine can be saved.
+  public var stopAtInstruction: UInt64?
 
   public init(
     config: MachineConfig, console: ConsoleOutput, logger: Logger = Logger(label: "swiftvmm")
@@ -158,9 +163,10 @@ public final class Machine {
       mmu = nil
     }
 
-    uart = UART16550(irq: IRQLine(Int(layout.com1IRQ), lines: engine.interruptLines)) {
-      [console] b in console.write(b)
-    }
+    uart = UART16550(
+      irq: IRQLine(Int(layout.com1IRQ), lines: engine.interruptLines), clock: platform?.clock
+    ) { [console] b in console.write(b) }
+    platform?.addTimedDevice(uart)
     try portBus.register(uart, ports: layout.com1Ports, name: "uart0 (16550A)")
     try cpu.setState(boot.initialState)
     // Frames from the network back-end's thread wake the vCPU like console input.
@@ -178,6 +184,7 @@ public final class Machine {
     if hostStop == nil { hostStop = outcome }
     lock.broadcast()
     lock.unlock()
+    requests.wakeParked()
     hostAttention.store(true, ordering: .releasing)
     kickCPUs()
     doorbell.ring()
@@ -210,8 +217,9 @@ public final class Machine {
   /// Thread-safe: whichever vCPU is running returns to the run loop soon.
   private func kickCPUs() { for c in cpus { c.kick() } }
 
-  /// A back-end has frames for the guest: the run loop takes them at its next check.
-  private func noteHostWork() {
+  /// Another thread has work for the run loop (frames from a back-end, a pause or a
+  /// request): it takes it at its next check.
+  func noteHostWork() {
     hostAttention.store(true, ordering: .releasing)
     kickCPUs()
     doorbell.ring()
@@ -232,6 +240,7 @@ public final class Machine {
 
   public func run() -> MachineOutcome {
     let start = DispatchTime.now().uptimeNanoseconds
+    requests.started()
     defer {
       console.flush()
       wallSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -239,6 +248,7 @@ public final class Machine {
       finished = true
       lock.broadcast()
       lock.unlock()
+      requests.finished()
     }
     if let t = config.timeout {
       DispatchQueue.global().asyncAfter(deadline: .now() + t) { [weak self] in
@@ -273,7 +283,8 @@ public final class Machine {
         continue
       }
       scheduler.pace(
-        clock: platform?.clock as? InstructionClock, deadline: platform?.earliestDeadline)
+        clock: platform?.clock as? InstructionClock, deadline: platform?.earliestDeadline,
+        stopAt: stopAtInstruction)
       let exit: VMExit
       do {
         exit = try cpus[i].run()
@@ -283,6 +294,10 @@ public final class Machine {
       if let o = handle(exit, cpu: cpus[i]) { return o }
       if let r = control.stopRequest { return outcome(for: r) }
       platform?.poll()
+      if let n = stopAtInstruction, instructionsRetired >= n {
+        scheduler.resumeQuantum = true
+        return .instructionStop(n)
+      }
     }
   }
 
@@ -386,6 +401,17 @@ public final class Machine {
     let stop = hostStop
     lock.unlock()
     if let stop { return stop }
+    if requests.hasWork {
+      requests.serve(stopRequested: { [self] in
+        lock.lock()
+        defer { lock.unlock() }
+        return hostStop != nil
+      })
+      lock.lock()
+      let stop = hostStop
+      lock.unlock()
+      if let stop { return stop }
+    }
     moveInputToConsole()
     virtio?.deliverNetworkFrames()
     return nil

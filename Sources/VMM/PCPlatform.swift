@@ -28,7 +28,7 @@ final class PCPlatform {
   let interrupts: [PlatformInterrupts]
   /// kvm-clock areas are per vCPU (each writes its own MSR).
   let kvmClocks: [KVMClock]
-  private let timed: [TimedDevice]
+  private var timed: [TimedDevice]
 
   /// Earliest device deadline (guest ns), UInt64.max for none.
   private(set) var nextDeadline = UInt64.max
@@ -75,6 +75,12 @@ final class PCPlatform {
     updateDeadline()
   }
 
+  /// Adds a device outside the platform (the UART) to the deadlines polled.
+  func addTimedDevice(_ d: TimedDevice) {
+    timed.append(d)
+    updateDeadline()
+  }
+
   /// Fires whatever is due; returns the earliest remaining deadline.
   func poll() {
     let now = clock.nanoseconds
@@ -84,7 +90,7 @@ final class PCPlatform {
     updateDeadline()
   }
 
-  fileprivate func updateDeadline() {
+  func updateDeadline() {
     var earliest = UInt64.max
     for d in timed { if let t = d.nextDeadline { earliest = min(earliest, t) } }
     guard earliest != nextDeadline else { return }
