@@ -12,6 +12,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
   ],
   targets: [
     .target(name: "X86", swiftSettings: [.swiftLanguageMode(.v5)]),
@@ -52,11 +53,20 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
+    // The Firecracker-compatible HTTP API on a Unix socket (SwiftNIO).
+    .target(
+      name: "APIServer",
+      dependencies: [
+        "VMM", .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
     .executableTarget(
       name: "swiftvmm",
       // Every module its sources import, no more.
       dependencies: [
-        "VMM", "Engine", "Boot", "Memory",
+        "VMM", "Engine", "Boot", "Memory", "APIServer",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -101,6 +111,9 @@ let package = Package(
       dependencies: [
         "VMM", "TestSupport", "Engine", "Interpreter", "KVM", "Memory", "Devices", "Boot", "X86",
       ],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .testTarget(
+      name: "APIServerTests", dependencies: ["APIServer", "VMM", "TestSupport"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     // Debian boots: minutes each, release builds only (scripts/test runs them; --fast does not).
     .testTarget(
