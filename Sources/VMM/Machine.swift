@@ -39,6 +39,8 @@ public final class Machine {
   public let mmu: MMUVirtualization?
   /// Every hypercall goes through here (the PV MMU registers its numbers).
   public let hypercalls = HypercallTable()
+  /// Pause and run-on-the-vCPU-thread requests (MachinePause.swift).
+  let requests = VCPUThreadRequests()
 
   // Requests from other threads (signals, console input, watchdog). The
   // flag lets the run loop skip the lock on every exit when nothing is pending.
@@ -172,6 +174,7 @@ public final class Machine {
     if hostStop == nil { hostStop = outcome }
     lock.broadcast()
     lock.unlock()
+    requests.wakeParked()
     hostAttention.store(true, ordering: .releasing)
     cpu.kick()
     doorbell.ring()
@@ -201,8 +204,9 @@ public final class Machine {
     return rest
   }
 
-  /// A back-end has frames for the guest: the run loop takes them at its next check.
-  private func noteHostWork() {
+  /// Another thread has work for the run loop (frames from a back-end, a pause or a
+  /// request): it takes it at its next check.
+  func noteHostWork() {
     hostAttention.store(true, ordering: .releasing)
     cpu.kick()
     doorbell.ring()
@@ -223,6 +227,7 @@ public final class Machine {
 
   public func run() -> MachineOutcome {
     let start = DispatchTime.now().uptimeNanoseconds
+    requests.started()
     defer {
       console.flush()
       wallSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -230,6 +235,7 @@ public final class Machine {
       finished = true
       lock.broadcast()
       lock.unlock()
+      requests.finished()
     }
     if let t = config.timeout {
       DispatchQueue.global().asyncAfter(deadline: .now() + t) { [weak self] in
@@ -370,6 +376,17 @@ public final class Machine {
     let stop = hostStop
     lock.unlock()
     if let stop { return stop }
+    if requests.hasWork {
+      requests.serve(stopRequested: { [self] in
+        lock.lock()
+        defer { lock.unlock() }
+        return hostStop != nil
+      })
+      lock.lock()
+      let stop = hostStop
+      lock.unlock()
+      if let stop { return stop }
+    }
     moveInputToConsole()
     virtio?.deliverNetworkFrames()
     return nil
