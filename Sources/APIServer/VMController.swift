@@ -73,7 +73,7 @@ public final class VMController {
     "/": ["GET"], "/machine-config": ["GET", "PUT"], "/vm/config": ["GET"],
     "/boot-source": ["PUT"], "/drives/*": ["PUT"], "/network-interfaces/*": ["PUT"],
     "/actions": ["PUT"], "/vm": ["PATCH"], "/metrics": ["PUT"], "/snapshot/create": ["PUT"],
-    "/snapshot/load": ["PUT"],
+    "/snapshot/load": ["PUT"], "/swiftvmm": ["PUT"],
   ]
 
   public func handle(_ r: APIRequest) -> APIResponse {
@@ -109,6 +109,11 @@ public final class VMController {
           throw JSONFieldError("iface_id", "'\(n.ifaceID)' does not match the path's '\(id)'")
         }
         try spec.put(interface: n, path: "")
+      }
+    case ("PUT", "/swiftvmm"):
+      // SwiftVMM's own settings (engine, MMU mode, CPUID policy): the config file's section.
+      return configure(r.body) { spec, v in
+        spec.swiftvmm = try VMSpec.parseExtensions(v, path: "")
       }
     case ("PUT", "/actions"): return action(r.body)
     case ("PATCH", "/vm"): return changeState(r.body)
@@ -206,8 +211,19 @@ public final class VMController {
     guard wanted == "Paused" || wanted == "Resumed" else {
       return .fault("state: '\(wanted)'; choose Paused or Resumed")
     }
-    guard session != nil else { return .fault("The microVM is not running.") }
-    return .fault("pause and resume are not available in this build")
+    guard let session else { return .fault("The microVM is not running.") }
+    let machine = session.machine
+    if wanted == "Paused" {
+      // Parks the vCPU at its next exit; false when the run loop is not running.
+      guard state == .paused || machine.pause() else {
+        return .fault("The microVM is not running (it has not started yet, or it has stopped).")
+      }
+      state = .paused
+    } else {
+      machine.resume()
+      state = .running
+    }
+    return .noContent
   }
 
   private func setMetrics(_ body: [UInt8]) -> APIResponse {
@@ -236,7 +252,9 @@ public final class VMController {
       "state": .string(state.rawValue),
     ]
     if let m = session?.machine {
-      for (k, v) in m.statistics() { fields[k] = .integer(Int64(bitPattern: v)) }
+      // Read between exits on the vCPU thread (also while paused), so counters are stable.
+      let counters = (try? m.onVCPUThread { m.statistics() }) ?? [:]
+      for (k, v) in counters { fields[k] = .integer(Int64(bitPattern: v)) }
     }
     let line = Array((JSONValue.object(fields).text + "\n").utf8)
     let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK, 0o644)

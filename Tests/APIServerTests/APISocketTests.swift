@@ -1,5 +1,6 @@
 import Foundation
 import TestSupport
+import VMM
 import XCTest
 
 #if canImport(Glibc)
@@ -99,6 +100,9 @@ final class APISocketTests: XCTestCase {
     XCTAssertEqual(r.status, 204, r.body)
     r = try curl("PUT", "/machine-config", #"{"vcpu_count": 1, "mem_size_mib": 64}"#)
     XCTAssertEqual(r.status, 204, r.body)
+    // The interpreter counts instructions, which shows a pause below.
+    r = try curl("PUT", "/swiftvmm", #"{"engine": "interpreter"}"#)
+    XCTAssertEqual(r.status, 204, r.body)
     r = try curl(
       "PUT", "/drives/rootfs",
       #"{"drive_id": "rootfs", "path_on_host": "\#(disk)", "is_root_device": true, "is_read_only": false}"#
@@ -140,6 +144,35 @@ final class APISocketTests: XCTestCase {
     r = try curl("GET", "/")
     XCTAssertEqual(r.status, 200, r.body)
     XCTAssertTrue(r.body.contains(#""state":"Running""#), r.body)
+
+    // Pause: the guest's instruction count stands still until it resumes.
+    let metrics = NSTemporaryDirectory() + "swiftvmm-api-metrics-\(UUID().uuidString).json"
+    defer { try? FileManager.default.removeItem(atPath: metrics) }
+    r = try curl("PUT", "/metrics", #"{"metrics_path": "\#(metrics)"}"#)
+    XCTAssertEqual(r.status, 204, r.body)
+    r = try curl("PATCH", "/vm", #"{"state": "Paused"}"#)
+    XCTAssertEqual(r.status, 204, r.body)
+    r = try curl("GET", "/")
+    XCTAssertTrue(r.body.contains(#""state":"Paused""#), r.body)
+    func instructions() throws -> Int64? {
+      XCTAssertEqual(try curl("PUT", "/actions", #"{"action_type": "FlushMetrics"}"#).status, 204)
+      let last = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n").last!
+      guard case .object(let o) = try JSONValue.parse(Array(last.utf8)),
+        case .integer(let n) = o["instructions"] ?? .null
+      else { return nil }
+      return n
+    }
+    let paused = try instructions()
+    XCTAssertNotNil(paused, (try? String(contentsOfFile: metrics, encoding: .utf8)) ?? "")
+    usleep(200_000)
+    XCTAssertEqual(try instructions(), paused, "a paused guest retires no instructions")
+    r = try curl("PATCH", "/vm", #"{"state": "Resumed"}"#)
+    XCTAssertEqual(r.status, 204, r.body)
+    usleep(200_000)
+    XCTAssertGreaterThan(try instructions() ?? 0, paused ?? .max)
+    r = try curl(
+      "PUT", "/snapshot/create", #"{"snapshot_path": "/tmp/x", "mem_file_path": "/tmp/y"}"#)
+    XCTAssertEqual(r.status, 400, r.body)
 
     // The guest still runs and answers: '~' ends it with status (0 << 1) | 1.
     stdinPipe.fileHandleForWriting.write(Data("~".utf8))
