@@ -29,12 +29,23 @@ public struct VMSpec: Equatable, Sendable {
     public var pathOnHost: String
     public var isRootDevice: Bool
     public var isReadOnly: Bool
+    public init(driveID: String, pathOnHost: String, isRootDevice: Bool, isReadOnly: Bool) {
+      self.driveID = driveID
+      self.pathOnHost = pathOnHost
+      self.isRootDevice = isRootDevice
+      self.isReadOnly = isReadOnly
+    }
   }
 
   public struct NetworkInterface: Equatable, Sendable {
     public var ifaceID: String
     public var hostDevName: String
     public var guestMAC: [UInt8]?
+    public init(ifaceID: String, hostDevName: String, guestMAC: [UInt8]? = nil) {
+      self.ifaceID = ifaceID
+      self.hostDevName = hostDevName
+      self.guestMAC = guestMAC
+    }
   }
 
   /// The `swiftvmm` section: engine, memory virtualization, CPUID policy, and
@@ -267,9 +278,19 @@ public struct VMSpec: Equatable, Sendable {
     guard let boot = bootSource else {
       throw JSONFieldError("boot-source", "is required (the kernel to boot)")
     }
-    var c = MachineConfig(
+    return try machineConfig(
       kernel: try VMSpec.read(boot.kernelImagePath, field: "boot-source.kernel_image_path"),
-      kernelName: boot.kernelImagePath, engine: swiftvmm.engine ?? EngineSelection.best())
+      kernelName: boot.kernelImagePath)
+  }
+
+  /// The same with the kernel's bytes given (a program embedding a guest);
+  /// `boot-source`'s other fields still apply when present.
+  public func machineConfig(kernel: [UInt8], kernelName: String) throws(JSONFieldError)
+    -> MachineConfig
+  {
+    let boot = bootSource ?? BootSource(kernelImagePath: kernelName)
+    var c = MachineConfig(
+      kernel: kernel, kernelName: kernelName, engine: swiftvmm.engine ?? EngineSelection.best())
     if let p = boot.initrdPath { c.initrd = try VMSpec.read(p, field: "boot-source.initrd_path") }
     c.cpus = machine.vcpuCount
     c.memorySize = UInt64(machine.memSizeMiB) << 20

@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import Logging
 import Memory
+import SwiftVMMKit
 import VMM
 
 struct Run: ParsableCommand {
