@@ -190,8 +190,12 @@ public final class VMController {
       }
       return writeMetrics(to: path)
     case "SendCtrlAltDel":
-      guard session != nil else { return .fault("The microVM is not running.") }
-      return .fault("SendCtrlAltDel is not available in this build (the i8042 has no keyboard yet)")
+      guard let session else { return .fault("The microVM is not running.") }
+      guard state == .running else { return .fault("The microVM is paused: resume it first.") }
+      guard session.machine.sendCtrlAltDel() else {
+        return .fault("The guest has not enabled its i8042 keyboard; the keys were not sent.")
+      }
+      return .noContent
     default:
       return .fault(
         "action_type: unknown action '\(type)'; choose InstanceStart, SendCtrlAltDel or FlushMetrics"

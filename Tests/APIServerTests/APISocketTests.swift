@@ -145,6 +145,11 @@ final class APISocketTests: XCTestCase {
     XCTAssertEqual(r.status, 200, r.body)
     XCTAssertTrue(r.body.contains(#""state":"Running""#), r.body)
 
+    // This guest never enables its keyboard: the keys cannot be delivered, and it says so.
+    r = try curl("PUT", "/actions", #"{"action_type": "SendCtrlAltDel"}"#)
+    XCTAssertEqual(r.status, 400, r.body)
+    XCTAssertTrue(r.body.contains("has not enabled its i8042 keyboard"), r.body)
+
     // Pause: the guest's instruction count stands still until it resumes.
     let metrics = NSTemporaryDirectory() + "swiftvmm-api-metrics-\(UUID().uuidString).json"
     defer { try? FileManager.default.removeItem(atPath: metrics) }
