@@ -61,7 +61,8 @@ let package = Package(
     .target(
       name: "APIServer",
       dependencies: [
-        "VMM", .product(name: "NIOCore", package: "swift-nio"),
+        "VMM", .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
       ],
@@ -128,7 +129,10 @@ let package = Package(
       name: "SwiftVMMKitTests", dependencies: ["SwiftVMMKit", "TestSupport"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "APIServerTests", dependencies: ["APIServer", "VMM", "TestSupport"],
+      name: "APIServerTests",
+      dependencies: [
+        "APIServer", "VMM", "TestSupport", .product(name: "Logging", package: "swift-log"),
+      ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     // Debian boots: minutes each, release builds only (scripts/test runs them; --fast does not).
     .testTarget(

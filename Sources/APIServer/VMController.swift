@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import VMM
 
 /// One API request as the server hands it over: method, path (no query) and body.
@@ -52,12 +53,16 @@ public final class VMController {
   /// `PUT /metrics`: where `FlushMetrics` appends one JSON line.
   public private(set) var metricsPath: String?
   public let id: String
+  /// Where `PUT /logger` sends the VMM's log.
+  private let logSink: LogSink
 
   public init(
-    spec: VMSpec = VMSpec(), id: String = "anonymous-instance", starter: @escaping Starter
+    spec: VMSpec = VMSpec(), id: String = "anonymous-instance", logSink: LogSink = .shared,
+    starter: @escaping Starter
   ) {
     self.spec = spec
     self.id = id
+    self.logSink = logSink
     self.starter = starter
   }
 
@@ -73,7 +78,7 @@ public final class VMController {
     "/": ["GET"], "/machine-config": ["GET", "PUT"], "/vm/config": ["GET"],
     "/boot-source": ["PUT"], "/drives/*": ["PUT"], "/network-interfaces/*": ["PUT"],
     "/actions": ["PUT"], "/vm": ["PATCH"], "/metrics": ["PUT"], "/snapshot/create": ["PUT"],
-    "/snapshot/load": ["PUT"], "/swiftvmm": ["PUT"],
+    "/snapshot/load": ["PUT"], "/swiftvmm": ["PUT"], "/logger": ["PUT"],
   ]
 
   public func handle(_ r: APIRequest) -> APIResponse {
@@ -118,6 +123,7 @@ public final class VMController {
     case ("PUT", "/actions"): return action(r.body)
     case ("PATCH", "/vm"): return changeState(r.body)
     case ("PUT", "/metrics"): return setMetrics(r.body)
+    case ("PUT", "/logger"): return setLogger(r.body)
     case ("PUT", "/snapshot/create"), ("PUT", "/snapshot/load"):
       return .fault("snapshots are not available in this build")
     default:
@@ -228,6 +234,42 @@ public final class VMController {
       state = .running
     }
     return .noContent
+  }
+
+  /// Firecracker's levels; "Off" keeps only critical messages (swift-log has no off).
+  static let logLevels: [String: Logger.Level] = [
+    "error": .error, "warning": .warning, "info": .info, "debug": .debug, "trace": .trace,
+    "off": .critical,
+  ]
+
+  private func setLogger(_ body: [UInt8]) -> APIResponse {
+    do {
+      var r = try JSONObjectReader(try parseBody(body), path: "")
+      let path = try r.string("log_path")
+      let levelName = try r.string("level")
+      let showLevel = try r.bool("show_level") ?? true
+      let showOrigin = try r.bool("show_log_origin") ?? false
+      if r.value("module") != nil {
+        return .fault("module: filtering by module is not supported")
+      }
+      try r.finish()
+      var level: Logger.Level?
+      if let n = levelName {
+        guard let l = VMController.logLevels[n.lowercased()] else {
+          return .fault("level: '\(n)'; choose Error, Warning, Info, Debug, Trace or Off")
+        }
+        level = l
+      }
+      if let path {
+        do { try logSink.redirect(to: path, showLevel: showLevel, showOrigin: showOrigin) } catch {
+          return .fault("log_path: \(error)")
+        }
+      }
+      if let level { logSink.level = level }
+      return .noContent
+    } catch {
+      return .fault(error.description)
+    }
   }
 
   private func setMetrics(_ body: [UInt8]) -> APIResponse {

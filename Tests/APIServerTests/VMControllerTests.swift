@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import TestSupport
 import VMM
 import XCTest
@@ -132,6 +133,35 @@ final class VMControllerTests: XCTestCase {
     XCTAssertEqual(lines.count, 2)
     guard case .object(let o) = try JSONValue.parse(Array(lines[0].utf8)) else { return XCTFail() }
     XCTAssertEqual(o["state"], .string("Not started"))
+  }
+
+  func testLoggerMovesTheLogAndSetsItsLevel() throws {
+    let sink = LogSink()
+    let c = VMController(logSink: sink) { _ in throw JSONFieldError("", "not started in this test")
+    }
+    var log = Logger(label: "swiftvmm") { sink.handler(label: $0) }
+    log.logLevel = .warning
+    let path = NSTemporaryDirectory() + "swiftvmm-log-\(UUID().uuidString).log"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    XCTAssertEqual(
+      put(c, "/logger", #"{"log_path": "\#(path)", "level": "Info", "show_level": true}"#),
+      .noContent)
+    XCTAssertEqual(sink.level, .info)
+    log.info("hello from the VMM")
+    log.debug("not at this level")
+    let text = try String(contentsOfFile: path, encoding: .utf8)
+    XCTAssertTrue(text.hasSuffix(" info swiftvmm: [APIServerTests] hello from the VMM\n"), text)
+    XCTAssertFalse(text.contains("not at this level"), text)
+
+    XCTAssertEqual(
+      put(c, "/logger", #"{"level": "Loud"}"#).faultMessage,
+      "level: 'Loud'; choose Error, Warning, Info, Debug, Trace or Off")
+    XCTAssertEqual(
+      put(c, "/logger", #"{"module": "vmm"}"#).faultMessage,
+      "module: filtering by module is not supported")
+    XCTAssertTrue(
+      put(c, "/logger", #"{"log_path": "/nonexistent/dir/x.log"}"#).faultMessage?.hasPrefix(
+        "log_path: cannot open") ?? false)
   }
 
   /// Hostile requests: random methods, paths and bodies never trap the controller.
