@@ -50,7 +50,9 @@ enum EngineFactory {
       var policy = cpuid
       if options.mmuMode == .paravirt { PVMMU.offer(in: &policy) }
       let cpu = try InterpreterCPU(memory: memory, cpuid: policy, options: options)
-      if config.engine == .translator { try cpu.enableTranslation() }
+      if config.engine == .translator {
+        try cpu.enableTranslation(lockstep: config.translatorLockstep)
+      }
       cpu.interruptInput = platform?.interrupts
       cpu.platform = platform
       var pauseAt: ((UInt64) -> Void)?
