@@ -17,6 +17,7 @@ declare -A EXPECT=(
     [hello]='^(multiboot: magic=0x2badb002 mem_upper=[0-9]+K cmdline=".*"|entry: long mode \(elf64\))$'
     [cpuid]='^cpuid: done$'
     [exits]='^exits: done$'
+    [gdbtarget]='^gdbtarget: total=35 counter=15$'
     [exceptions]='^PASS exceptions$'
     [idt_ist]='^PASS idt_ist$'
     [paging]='^PASS paging$'
@@ -39,7 +40,7 @@ declare -A EXPECT=(
 )
 # guest -> RAM in MiB (default 256) and expected host exit status (default 1 = guest code 0)
 declare -A MEM=([tlb_thrash]=512)
-declare -A STATUS=([pv_mmu]=7)
+declare -A STATUS=([pv_mmu]=7 [gdbtarget]=7)
 
 # virtio: a scratch disk and QEMU's modern-only virtio-blk and virtio-rng
 DISK=$(mktemp /tmp/qemu-test-disk.XXXXXX)

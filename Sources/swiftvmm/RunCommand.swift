@@ -42,7 +42,8 @@ struct Run: ParsableCommand {
     if let initrd { config.initrd = readInput(initrd, what: "initrd") }
     virtioOptions.apply(to: &config, command: Run.self)
     runInteractively(
-      config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate)
+      config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate,
+      gdb: vm.gdbOptions.request(for: config, command: Run.self))
   }
 
   private func readInput(_ path: String, what: String) -> [UInt8] {
@@ -59,7 +60,7 @@ struct Run: ParsableCommand {
 /// Builds the machine, attaches the host terminal, runs it and exits with its status.
 func runInteractively(
   _ config: MachineConfig, console options: ConsoleOptions, logger: Logger, stats: String?,
-  translate: UInt64? = nil
+  translate: UInt64? = nil, gdb: GDBRequest? = nil
 )
   -> Never
 {
@@ -86,6 +87,7 @@ func runInteractively(
     FileHandle.standardError.write(
       Data("swiftvmm: console on this terminal; \(k) x quits, \(k) h for help\n".utf8))
   }
+  let gdbServer = startGDBServer(gdb, session: session)
   session.setInputOpen(true)
   terminal.start(
     escape: escape,
@@ -99,6 +101,7 @@ func runInteractively(
     onEnd: { session.setInputOpen(false) },
     onSignal: { session.requestStop(.signal($0)) })
   let outcome = session.run()
+  gdbServer?.machineEnded(outcome)
   let machine = session.machine
   terminal.restore()
   if outcome.printsRegisters, let dump = machine.registerDump() {
