@@ -184,6 +184,8 @@ public final class GDBServer {
     closing = true
     lock.unlock()
     GDBServer.ring(wakeWrite)
+    // The process usually exits next, without deinit: remove the socket file now.
+    if case .unix(let p) = endpoint { unlink(p) }
   }
 
   private static func ring(_ fd: Int32) {
