@@ -40,7 +40,7 @@ declare -A EXPECT=(
 )
 # guest -> RAM in MiB (default 256) and expected host exit status (default 1 = guest code 0)
 declare -A MEM=([tlb_thrash]=512)
-declare -A STATUS=([pv_mmu]=7 [gdbtarget]=7)
+declare -A STATUS=([pv_mmu]=7)
 
 # virtio: a scratch disk and QEMU's modern-only virtio-blk and virtio-rng
 DISK=$(mktemp /tmp/qemu-test-disk.XXXXXX)

@@ -1,5 +1,5 @@
 /* gdbtarget: a small program for the gdb stub test (Tests/VMMTests/GDBTests.swift):
- * a function to break at, a global to read and one to watch. Exits with code 3. */
+ * a function to break at, a global to read and one to watch. Exits with code 0. */
 #include "runtime.h"
 
 volatile uint64_t gdb_counter;
@@ -20,5 +20,5 @@ int guest_main(uint32_t magic, uint32_t mbi)
         total += gdb_bump(i);
     gdb_watched = total;
     printf("gdbtarget: total=%u counter=%u\n", (unsigned)total, (unsigned)gdb_counter);
-    return 3;
+    return 0;
 }

@@ -80,9 +80,9 @@ final class GDBTests: XCTestCase {
     XCTAssertTrue(out.contains("$6 = 1"), "one instruction stepped\n\(out)")
     XCTAssertTrue(out.contains("Old value = 0") && out.contains("New value = 35"), out)
     XCTAssertTrue(out.contains("$7 = 15"), out)
-    XCTAssertTrue(out.contains("exited with code 07"), out)
+    XCTAssertTrue(out.contains("exited with code 01"), out)
     XCTAssertTrue(r.vm.contains("gdbtarget: total=35 counter=15"), r.vm)
-    XCTAssertEqual(r.status, 7, r.vm)
+    XCTAssertEqual(r.status, 1, r.vm)
   }
 
   func testBreakReadStepWatchAndExitOnInterpreter() throws {
@@ -103,7 +103,7 @@ final class GDBTests: XCTestCase {
     XCTAssertTrue(r.gdb.contains("<gdb_bump>:\t0x55\t0x48"), r.gdb)
     XCTAssertTrue(r.gdb.contains("detached"), r.gdb)
     XCTAssertTrue(r.vm.contains("gdbtarget: total=35 counter=15"), r.vm)
-    XCTAssertEqual(r.status, 7, r.vm)
+    XCTAssertEqual(r.status, 1, r.vm)
   }
 
   func testGDBOptionErrors() throws {
