@@ -214,6 +214,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   var debug = DebugSettings()
   /// Breakpoints, watchpoints or single-step are set: instructions run one at a time.
   var debugActive = false
+  /// `debug.singleStep`, as a plain flag for the run loop's per-batch check.
+  var debugStepping = false
   /// Watchpoints are set: their pages stay out of the TLB, so accesses take the slow path.
   var watchActive = false
   /// The breakpoint just reported: the instruction there runs next time (like RFLAGS.RF).
@@ -434,7 +436,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
         kicked.store(false, ordering: .relaxed)
         return record(.interrupted)
       }
-      if debug.singleStep && !halted {
+      if debugStepping && !halted {
         if let e = debugSingleStep() { return e }
         continue
       }

@@ -12,6 +12,7 @@ extension InterpreterCPU {
     let watchesChanged = settings.watchpoints != debug.watchpoints
     debug = settings
     debugActive = !settings.isEmpty
+    debugStepping = settings.singleStep
     watchActive = !settings.watchpoints.isEmpty
     debugStepTaken = false
     // Watched pages must leave the TLB (and unwatched ones may come back).
