@@ -20,12 +20,12 @@ public final class APICBus: MMIODevice {
   /// nobody can act on.
   public var onStartup: ((Int, StartupSignal) -> Void)?
   /// IPIs nothing acted on (SMI, reserved modes, INIT/SIPI without `onStartup`).
-  public private(set) var unhandledIPIs: UInt64 = 0
-  public private(set) var sentIPIs: UInt64 = 0
+  public internal(set) var unhandledIPIs: UInt64 = 0
+  public internal(set) var sentIPIs: UInt64 = 0
   private var loggedIPIModes: UInt8 = 0
   private let logger = Logger(label: "swiftvmm.lapic")
   /// Lowest-priority ties go round-robin from here (deterministic, spreads load).
-  private var lowestPriorityNext = 0
+  var lowestPriorityNext = 0
 
   public init(apics: [LocalAPIC]) {
     self.apics = apics

@@ -22,14 +22,14 @@ public final class IOAPIC: MMIODevice, InterruptLines {
   /// Where interrupt messages go (set by `connect(to:)`).
   public var sink: ((IOAPICMessage) -> Void)?
 
-  private var select: UInt8 = 0
-  private var id: UInt32
+  var select: UInt8 = 0
+  var id: UInt32
   /// Redirection table; bit 12 (delivery status) and 14 (remote IRR) are ours.
-  public private(set) var redirection = [UInt64](repeating: 1 << 16, count: IOAPIC.pinCount)
+  public internal(set) var redirection = [UInt64](repeating: 1 << 16, count: IOAPIC.pinCount)
   /// Asserted input lines.
-  private var lineLevels: UInt32 = 0
+  var lineLevels: UInt32 = 0
   /// Edges that arrived while masked, delivered on unmask (as QEMU does).
-  private var pendingEdges: UInt32 = 0
+  var pendingEdges: UInt32 = 0
 
   private enum RTE {
     static let deliveryStatus: UInt64 = 1 << 12

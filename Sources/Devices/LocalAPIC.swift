@@ -91,32 +91,32 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   /// This APIC's index on `bus` (the vCPU index).
   var busIndex = 0
   /// An NMI sent to this CPU, latched until the CPU takes it (NMIs do not queue).
-  public private(set) var nmiPending = false
+  public internal(set) var nmiPending = false
 
-  public private(set) var apicBase: UInt64
+  public internal(set) var apicBase: UInt64
 
-  private(set) var id: UInt32
-  private(set) var tpr: UInt32 = 0
-  private(set) var ldr: UInt32 = 0
-  private(set) var dfr: UInt32 = 0xFFFF_FFFF
-  private(set) var svr: UInt32 = 0xFF
-  public private(set) var irr = VectorBitmap()
-  public private(set) var isr = VectorBitmap()
-  public private(set) var tmr = VectorBitmap()
-  private var esr: UInt32 = 0
-  private var esrPending: UInt32 = 0
-  private var icrLow: UInt32 = 0
-  private var icrHigh: UInt32 = 0
+  var id: UInt32
+  var tpr: UInt32 = 0
+  var ldr: UInt32 = 0
+  var dfr: UInt32 = 0xFFFF_FFFF
+  var svr: UInt32 = 0xFF
+  public internal(set) var irr = VectorBitmap()
+  public internal(set) var isr = VectorBitmap()
+  public internal(set) var tmr = VectorBitmap()
+  var esr: UInt32 = 0
+  var esrPending: UInt32 = 0
+  var icrLow: UInt32 = 0
+  var icrHigh: UInt32 = 0
   /// Timer, thermal, performance, LINT0, LINT1, error.
-  private(set) var lvt: [UInt32] = [0x10000, 0x10000, 0x10000, 0x10000, 0x10000, 0x10000]
-  private var divideConfig: UInt32 = 0
-  private var initialCount: UInt32 = 0
+  var lvt: [UInt32] = [0x10000, 0x10000, 0x10000, 0x10000, 0x10000, 0x10000]
+  var divideConfig: UInt32 = 0
+  var initialCount: UInt32 = 0
   /// Guest ns at which the count timer (re)started, nil when stopped.
-  private var timerStart: UInt64?
+  var timerStart: UInt64?
   /// Armed TSC deadline (TSC ticks), 0 when disarmed.
-  private var tscDeadline: UInt64 = 0
+  var tscDeadline: UInt64 = 0
   /// Next ns at which the timer fires.
-  private var timerDeadline: UInt64?
+  var timerDeadline: UInt64?
 
   private enum LVT {
     static let timer = 0, thermal = 1, perf = 2, lint0 = 3, lint1 = 4, error = 5

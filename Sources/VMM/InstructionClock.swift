@@ -10,7 +10,7 @@ final class InstructionClock: GuestClock {
 
   /// The vCPU's retired-instruction counter; set once the engine exists.
   var instructions: () -> UInt64 = { 0 }
-  private var skipped: UInt64 = 0
+  var skipped: UInt64 = 0
 
   var nanoseconds: UInt64 {
     instructions() &* InstructionClock.nanosecondsPerInstruction &+ skipped

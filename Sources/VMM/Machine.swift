@@ -21,7 +21,7 @@ public final class Machine {
   public let cpu: VirtualCPU
   /// Every vCPU; index = APIC ID.
   public let cpus: [VirtualCPU]
-  private let scheduler: VCPUScheduler
+  let scheduler: VCPUScheduler
   public let boot: BootImage
   private let engine: EngineInstance
   /// The PC platform devices, for engines without an in-kernel platform.
@@ -34,7 +34,7 @@ public final class Machine {
   /// virtio-pci devices from `config.virtio` (see VirtioSetup.swift).
   public let virtio: VirtioDevices?
   private let console: ConsoleOutput
-  private let logger: Logger
+  let logger: Logger
   /// Host I/O: the deadline timer now, disk and network back-ends later.
   public let hostLoop: HostEventLoop
   /// A halted vCPU sleeps on this until an interrupt source or the host needs it.
@@ -78,6 +78,9 @@ public final class Machine {
   }
   private var exits = ExitCounters()
   public private(set) var wallSeconds: Double = 0
+  /// With instruction-count time: `run()` stops exactly after this many retired
+  /// instructions (`--snapshot-at`), between exits, so the machine can be saved.
+  public var stopAtInstruction: UInt64?
 
   public init(
     config: MachineConfig, console: ConsoleOutput, logger: Logger = Logger(label: "swiftvmm")
@@ -282,7 +285,8 @@ public final class Machine {
         continue
       }
       scheduler.pace(
-        clock: platform?.clock as? InstructionClock, deadline: platform?.earliestDeadline)
+        clock: platform?.clock as? InstructionClock, deadline: platform?.earliestDeadline,
+        stopAt: stopAtInstruction)
       let exit: VMExit
       do {
         exit = try cpus[i].run()
@@ -292,6 +296,10 @@ public final class Machine {
       if let o = handle(exit, cpu: cpus[i]) { return o }
       if let r = control.stopRequest { return outcome(for: r) }
       platform?.poll()
+      if let n = stopAtInstruction, instructionsRetired >= n {
+        scheduler.resumeQuantum = true
+        return .instructionStop(n)
+      }
     }
   }
 

@@ -90,7 +90,7 @@ final class PCPlatform {
     updateDeadline()
   }
 
-  fileprivate func updateDeadline() {
+  func updateDeadline() {
     var earliest = UInt64.max
     for d in timed { if let t = d.nextDeadline { earliest = min(earliest, t) } }
     guard earliest != nextDeadline else { return }

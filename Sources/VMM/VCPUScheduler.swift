@@ -29,10 +29,16 @@ final class VCPUScheduler {
   let cpus: [VirtualCPU]
   private let pauseAt: [(UInt64) -> Void]
   private let retired: [() -> UInt64]
-  private let platform: PCPlatform?
-  private(set) var states: [RunState]
+  let platform: PCPlatform?
+  var states: [RunState]
   /// The vCPU that ran last (whose exit is being handled).
-  private(set) var current = 0
+  var current = 0
+  /// Retired-instruction count at which the current vCPU's quantum ends (SMP).
+  var quantumEnd: UInt64?
+  /// Set when the run stopped inside a quantum: `next()` keeps the current vCPU
+  /// and `pace` gives it only the rest of its quantum.
+  var resumeQuantum = false
+  private var resumingQuantum = false
   /// Times the scheduler moved from one vCPU to another.
   private(set) var switches: UInt64 = 0
   private(set) var startups: UInt64 = 0
@@ -51,6 +57,15 @@ final class VCPUScheduler {
   /// The next vCPU to run, round-robin after the current one; halted vCPUs with
   /// an interrupt they can take become runnable. Nil: nothing can run now.
   func next() -> Int? {
+    if resumeQuantum {
+      // The run stopped mid-quantum (`--snapshot-at`): the same vCPU finishes its
+      // turn, so the interleaving matches a run that never stopped.
+      resumeQuantum = false
+      if canRun(current) {
+        resumingQuantum = true
+        return current
+      }
+    }
     let n = cpus.count
     for k in 1...n {
       let i = (current + k) % n
@@ -79,11 +94,19 @@ final class VCPUScheduler {
 
   /// Arms the current vCPU's stop: the end of its quantum (SMP), or the next
   /// timer deadline in instruction-count time, whichever comes first.
-  func pace(clock: InstructionClock?, deadline: UInt64?) {
+  /// `stopAt`: total retired instructions (all vCPUs) at which to stop (`--snapshot-at`).
+  func pace(clock: InstructionClock?, deadline: UInt64?, stopAt: UInt64? = nil) {
     guard !pauseAt.isEmpty else { return }
-    var budget = cpus.count > 1 ? VCPUScheduler.quantum : UInt64.max
-    if let clock, let deadline { budget = min(budget, clock.instructionsUntil(deadline)) }
     let now = retired[current]()
+    var budget = cpus.count > 1 ? VCPUScheduler.quantum : UInt64.max
+    if let end = quantumEnd, resumingQuantum { budget = end > now ? end - now : 0 }
+    resumingQuantum = false
+    if budget != .max { quantumEnd = now &+ budget }
+    if let clock, let deadline { budget = min(budget, clock.instructionsUntil(deadline)) }
+    if let clock, let stopAt {
+      let done = clock.instructions()
+      budget = min(budget, stopAt > done ? stopAt - done : 0)
+    }
     pauseAt[current](budget == .max ? .max : now &+ budget)
   }
 
