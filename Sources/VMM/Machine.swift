@@ -47,6 +47,8 @@ public final class Machine {
   public let hypercalls = HypercallTable()
   /// Pause and run-on-the-vCPU-thread requests (MachinePause.swift).
   let requests = VCPUThreadRequests()
+  /// Debug stops reported by the engine, for a debugger (MachineDebug.swift).
+  let debugStops = MachineDebugStops()
 
   // Requests from other threads (signals, console input, watchdog). The
   // flag lets the run loop skip the lock on every exit when nothing is pending.
@@ -340,6 +342,9 @@ public final class Machine {
     case .interrupted:
       exits.interrupted += 1
       console.flush()
+    case .debug(let stop):
+      console.flush()
+      debugStopped(stop)
     }
     return nil
   }
