@@ -23,6 +23,8 @@ public struct PlatformLayout: Equatable, Sendable {
   public static let pmBlockLength: UInt16 = 12
   public var sciIRQ: UInt8 = 9
   public var pciConfigPorts: ClosedRange<UInt16> = 0xCF8...0xCFF
+  /// QEMU's fw_cfg selector and data ports (registered with `--qemu-compat`).
+  public var fwCfgPorts: ClosedRange<UInt16> = 0x510...0x511
 
   // MARK: Interrupt controllers
 

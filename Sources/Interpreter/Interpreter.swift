@@ -178,6 +178,9 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   /// The VMM's MMU (weak: the VMM's MMU holds this CPU).
   public weak var mmuHooks: SoftwareMMUHooks?
   var interruptShadow = false
+  /// SYSCALL/SYSRET just ran: single-step follows the TF they leave, not the
+  /// TF they started with (SDM; Linux's "SYSRET with TF traps in user mode").
+  var stepOnNewTF = false
   /// Bit s: accesses through segment s need no limit/type check (SegmentChecks.swift).
   var segReadFlat = 0x3F
   var segWriteFlat = 0x3F
@@ -268,6 +271,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     // AMD always has its four legacy counters; Intel reports its count in leaf 0xA.
     let amd = cpuid.lookup(leaf: 0, subleaf: 0).ebx == 0x6874_7541  // "Auth"
     performanceCounters = amd ? 4 : (cpuid.lookup(leaf: 0xA, subleaf: 0).eax >> 8) & 0xFF
+    hasAMDLegacyCounters = amd
     updateMode()
   }
 
@@ -302,6 +306,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   let hasSpecCtrl: Bool
   let hasPredCmd: Bool
   let performanceCounters: UInt32
+  /// PERF_CTL0-3 / PERF_CTR0-3 at MSRs 0xC0010000-7: programmable, never counting.
+  let hasAMDLegacyCounters: Bool
 
   // MARK: VirtualCPU
 
@@ -427,8 +433,11 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
       if rfl & RFLAGS.tf != 0 && !halted {
         // Single-step: one instruction, then a #DB trap (unless it delivered an event).
         let before = deliveries
+        stepOnNewTF = false
         single()
-        if pendingExit == nil && deliveries == before {
+        let trap = !stepOnNewTF || rfl & RFLAGS.tf != 0
+        stepOnNewTF = false
+        if trap && pendingExit == nil && deliveries == before {
           dr[6] |= 0x4000  // BS
           raise(1, 0, false)
         }
@@ -460,6 +469,14 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
       if instructions >= pauseAt { return record(.interrupted) }
       let budget = min(4096, limit &- instructions, pauseAt &- instructions)
       runBatch(budget)
+      if stepOnNewTF {
+        // A SYSRET that set TF ended the batch: its trap comes before the next instruction.
+        stepOnNewTF = false
+        if rfl & RFLAGS.tf != 0 && pendingExit == nil {
+          dr[6] |= 0x4000  // BS
+          raise(1, 0, false)
+        }
+      }
       if let e = finishBatch() { return e }
     }
   }

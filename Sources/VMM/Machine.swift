@@ -96,6 +96,11 @@ public final class Machine {
     try portBus.register(kbc, ports: kbcData...kbcData, name: "i8042 data")
     try portBus.register(
       kbc, ports: kbcCommand...kbcCommand, name: "i8042 command", firstOffset: kbcCommand - kbcData)
+    if config.qemuCompat {
+      try portBus.register(
+        FirmwareConfig(ramSize: config.memorySize, cpuCount: config.cpus),
+        ports: layout.fwCfgPorts, name: "fw_cfg")
+    }
     let acpi = layout.acpi(cpuCount: config.cpus)
 
     // Load before creating the engine, so bad images are reported the same on every engine.

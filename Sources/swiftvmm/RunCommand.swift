@@ -22,6 +22,11 @@ struct Run: ParsableCommand {
   @Option(help: "Initial ramdisk (Linux initrd, or a multiboot module).")
   var initrd: String?
   @OptionGroup var vm: VMOptions
+  @Flag(
+    help:
+      "QEMU's test interfaces that kvm-unit-tests reads (fw_cfg at ports 0x510-0x511). Off by default: they are QEMU devices, not a PC's."
+  )
+  var qemuCompat = false
   @OptionGroup(title: "Devices") var virtioOptions: VirtioOptions
   @OptionGroup(title: "Console") var consoleOptions: ConsoleOptions
   @OptionGroup var logging: LoggingOptions
@@ -40,6 +45,7 @@ struct Run: ParsableCommand {
       config.kernel = [UInt8](bytes)
     }
     if let initrd { config.initrd = readInput(initrd, what: "initrd") }
+    config.qemuCompat = qemuCompat
     virtioOptions.apply(to: &config, command: Run.self)
     runInteractively(
       config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate)
