@@ -181,6 +181,9 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   /// SYSCALL/SYSRET just ran: single-step follows the TF they leave, not the
   /// TF they started with (SDM; Linux's "SYSRET with TF traps in user mode").
   var stepOnNewTF = false
+  /// A single-stepped instruction ended in a port-I/O or MMIO exit: its #DB
+  /// is due once it has completed, when the VMM resumes the CPU.
+  var stepTrapOnResume = false
   /// Bit s: accesses through segment s need no limit/type check (SegmentChecks.swift).
   var segReadFlat = 0x3F
   var segWriteFlat = 0x3F
@@ -340,6 +343,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   }
 
   public func setState(_ state: CPUState) throws {
+    stepTrapOnResume = false
     for i in 0..<16 { r[i] = state.general[i] }
     rip = state.general.rip
     flags = state.general.rflags
@@ -415,7 +419,15 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     }
     // A restarted IN/MMIO read must complete before anything else happens.
     if ioValue != nil || mmioValue != nil {
+      let before = deliveries
       single()
+      if deliveries != before { stepTrapOnResume = false }
+      if let e = finishBatch() { return e }
+    }
+    if stepTrapOnResume {
+      stepTrapOnResume = false
+      dr[6] |= 0x4000  // BS
+      raise(1, 0, false)
       if let e = finishBatch() { return e }
     }
     if mmuHW.eventPending, let e = deliverMMUEvents() { return record(e) }
@@ -437,9 +449,14 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
         single()
         let trap = !stepOnNewTF || rfl & RFLAGS.tf != 0
         stepOnNewTF = false
-        if trap && pendingExit == nil && deliveries == before {
-          dr[6] |= 0x4000  // BS
-          raise(1, 0, false)
+        if trap && deliveries == before {
+          switch pendingExit {
+          case nil:
+            dr[6] |= 0x4000  // BS
+            raise(1, 0, false)
+          case .portIO, .mmio: stepTrapOnResume = true
+          default: break
+          }
         }
         if let e = finishBatch() { return e }
         continue

@@ -96,11 +96,6 @@ public final class Machine {
     try portBus.register(kbc, ports: kbcData...kbcData, name: "i8042 data")
     try portBus.register(
       kbc, ports: kbcCommand...kbcCommand, name: "i8042 command", firstOffset: kbcCommand - kbcData)
-    if config.qemuCompat {
-      try portBus.register(
-        FirmwareConfig(ramSize: config.memorySize, cpuCount: config.cpus),
-        ports: layout.fwCfgPorts, name: "fw_cfg")
-    }
     let acpi = layout.acpi(cpuCount: config.cpus)
 
     // Load before creating the engine, so bad images are reported the same on every engine.
@@ -161,6 +156,9 @@ public final class Machine {
       [console] b in console.write(b)
     }
     try portBus.register(uart, ports: layout.com1Ports, name: "uart0 (16550A)")
+    if config.qemuCompat {
+      try registerQEMUTestInterfaces(layout: layout, lines: engine.interruptLines)
+    }
     try cpu.setState(boot.initialState)
     // Frames from the network back-end's thread wake the vCPU like console input.
     virtio?.networkBackend?.onReceive = { [weak self] in self?.noteHostWork() }

@@ -257,3 +257,39 @@ extension UnitTests {
     XCTAssertEqual(g.rdx, 0x77)
   }
 }
+
+extension UnitTests {
+  /// Single-stepping an instruction that exits for port I/O traps once it has
+  /// completed, before the next instruction (kvm-unit-tests' debug test).
+  func testSingleStepTrapsAfterPortIOExit() throws {
+    for (io, completes) in [([UInt8](arrayLiteral: 0xE6, 0x80), false), ([0xE4, 0x80], true)] {
+      // pushfq ; or qword [rsp],TF ; popfq ; OUT/IN at 0x1000A ; mov eax,0x55 ; hlt
+      let code: [UInt8] =
+        [0x9C, 0x48, 0x81, 0x0C, 0x24, 0x00, 0x01, 0x00, 0x00, 0x9D] + io
+        + [0xB8, 0x55, 0x00, 0x00, 0x00, 0xF4]
+      let m = try machine64(code)
+      guard case .portIO = try m.cpu.run() else { return XCTFail("no port exit") }
+      if completes { m.cpu.completeIO(value: 0x12) }
+      let g = try runToHalt(m)
+      XCTAssertEqual(g.rax, 1, "#DB")
+      XCTAssertEqual(try read64(m, g.rsp), 0x1000C, "trap right after the I/O instruction")
+    }
+  }
+}
+
+extension UnitTests {
+  /// LTR and LLDT #GP(selector) on a system descriptor whose 64-bit base is not canonical.
+  func testLTRAndLLDTRefuseNonCanonicalBase() throws {
+    for (type, op) in [(UInt64(9), UInt8(0xD8)), (2, 0xD0)] {  // ltr ax / lldt ax
+      let m = try machine64([0x66, 0xB8, 0x20, 0x00, 0x0F, 0x00, op, 0xF4])  // mov ax,0x20
+      try m.memory.write(GuestPhysicalAddress(0x60020), value: 0x0000_8000_0000_0067 | type << 40)
+      try m.memory.write(GuestPhysicalAddress(0x60028), value: UInt64(0xAAAA_AAAA))
+      var s = try m.cpu.getState()
+      s.special.gdt.limit = 6 * 8 - 1
+      try m.cpu.setState(s)
+      let g = try runToHalt(m)
+      XCTAssertEqual(g.rax, 13, "#GP")
+      XCTAssertEqual(try read64(m, g.rsp), 0x20, "error code: the selector")
+    }
+  }
+}
