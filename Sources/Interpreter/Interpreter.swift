@@ -198,8 +198,16 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   var ioValue: UInt64?
   /// Port | size << 16 of the IN that `ioValue` completes.
   var ioKey: UInt32 = 0
-  var mmioValue: UInt64?
+  /// MMIO reads the VMM completed for the instruction being restarted, in
+  /// the order it makes them (`repe cmps` with both operands in MMIO makes
+  /// two): each restart replays them, then exits for the next one.
+  var mmioCompleted: [(address: UInt64, value: UInt64)] = []
+  /// How many of `mmioCompleted` this execution of the instruction has used.
+  var mmioReplayed = 0
+  /// Guest-physical address of the MMIO read awaiting `completeIO`.
   var mmioKey: UInt64 = 0
+  /// An instruction making more MMIO reads than this starts over (bounds memory).
+  static let mmioReadsPerInstruction = 16
   /// Exit budget.
   var instructions: UInt64 = 0
   var limit: UInt64 = .max
@@ -344,6 +352,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
 
   public func setState(_ state: CPUState) throws {
     stepTrapOnResume = false
+    mmioCompleted.removeAll()
     for i in 0..<16 { r[i] = state.general[i] }
     rip = state.general.rip
     flags = state.general.rflags
@@ -378,7 +387,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     if pendingIn {
       ioValue = value; pendingIn = false
     } else if pendingMMIORead {
-      mmioValue = value
+      if mmioCompleted.count >= Self.mmioReadsPerInstruction { mmioCompleted.removeAll() }
+      mmioCompleted.append((mmioKey, value))
       pendingMMIORead = false
     }
   }
@@ -418,9 +428,12 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
       return record(.instructionLimit(instructions))
     }
     // A restarted IN/MMIO read must complete before anything else happens.
-    if ioValue != nil || mmioValue != nil {
+    if ioValue != nil || !mmioCompleted.isEmpty {
       let before = deliveries
+      mmioReplayed = 0
       single()
+      // Done with them unless it exits for one more read.
+      if !pendingMMIORead { mmioCompleted.removeAll(keepingCapacity: true) }
       if deliveries != before { stepTrapOnResume = false }
       if let e = finishBatch() { return e }
     }
@@ -561,7 +574,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     // The faulting instruction is abandoned: a value the VMM completed for it must not
     // be handed to whatever IN or MMIO read runs next (the handler's, for one).
     ioValue = nil
-    mmioValue = nil
+    mmioCompleted.removeAll(keepingCapacity: true)
     raise(f.vector, f.code, f.hasCode, external: false)
   }
 

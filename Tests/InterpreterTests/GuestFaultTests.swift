@@ -293,3 +293,26 @@ extension UnitTests {
     }
   }
 }
+
+extension UnitTests {
+  /// CMPS with both operands in MMIO needs two completed reads: the restart
+  /// replays the first and exits for the second, then completes (emulator test).
+  func testTwoMMIOReadsInOneInstructionComplete() throws {
+    func read(_ a: UInt64) -> VMExit {
+      .mmio(MMIOAccess(address: GuestPhysicalAddress(a), size: 1, isWrite: false))
+    }
+    for (second, equal) in [(UInt64(0x42), UInt64(1)), (0x43, 0)] {
+      // mov esi,0xD0000000 ; mov edi,0xD0001000 ; cmpsb ; sete al ; hlt
+      let m = try machine64([
+        0xBE, 0, 0, 0, 0xD0, 0xBF, 0, 0x10, 0, 0xD0, 0xA6, 0x0F, 0x94, 0xC0, 0xF4,
+      ])
+      XCTAssertEqual(try m.cpu.run(), read(0xD000_0000))
+      m.cpu.completeIO(value: 0x42)
+      XCTAssertEqual(try m.cpu.run(), read(0xD000_1000))
+      m.cpu.completeIO(value: second)
+      let g = try runToHalt(m)
+      XCTAssertEqual(g.rax & 0xFF, equal)
+      XCTAssertEqual(g.rsi, 0xD000_0001)
+    }
+  }
+}
