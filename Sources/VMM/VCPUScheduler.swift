@@ -43,6 +43,7 @@ final class VCPUScheduler {
   private(set) var switches: UInt64 = 0
   private(set) var startups: UInt64 = 0
   private let logger: Logger
+  private var loggedBSPInit = false
 
   init(engine: EngineInstance, platform: PCPlatform?, logger: Logger) {
     cpus = engine.cpus
@@ -143,7 +144,10 @@ final class VCPUScheduler {
     case .initialize:
       // The boot CPU's INIT (a warm reset into the firmware) is not modelled.
       guard i != 0 else {
-        logger.warning("INIT IPI to the boot CPU is not supported; ignored")
+        if !loggedBSPInit {
+          loggedBSPInit = true
+          logger.warning("INIT IPI to the boot CPU is not supported; ignored (logged once)")
+        }
         return
       }
       states[i] = .waitingForSIPI

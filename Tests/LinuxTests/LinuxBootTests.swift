@@ -31,7 +31,7 @@ final class LinuxBootTests: XCTestCase {
   func boot(
     _ g: LinuxGuestImages, commands: String, cpuid: CPUIDPolicy,
     proto: LinuxBootProtocol = .bzImage,
-    deterministic: Bool = false
+    deterministic: Bool = false, cpus: Int = 1
   ) throws -> (MachineOutcome, String, Machine) {
     let initrd = try StandardInitramfs.build(
       guest: g, initScript: StandardInitramfs.initScript(commands: commands), gzip: false)
@@ -45,6 +45,7 @@ final class LinuxBootTests: XCTestCase {
     c.linuxProtocol = proto
     c.timeout = 900
     c.deterministic = deterministic
+    c.cpus = cpus
     let console = ConsoleOutput(capturing: ())
     let m = try Machine(config: c, console: console)
     let o = m.run()

@@ -2,6 +2,8 @@ import Foundation
 import TestSupport
 import XCTest
 
+@testable import VMM
+
 /// Guests/smp on several vCPUs: AP start-up, LOCK and ticket-lock contention,
 /// IPIs in every mode and a TLB shootdown, checked against QEMU's `-smp N`.
 final class SMPGuestTests: XCTestCase {
@@ -53,5 +55,38 @@ final class SMPGuestTests: XCTestCase {
     XCTAssertEqual(results[0].1["vmm.vcpu_startups"], 3)
     XCTAssertNotNil(results[0].1["cpu3.instructions"])
     XCTAssertGreaterThan(results[0].1["cpu3.instructions"] ?? 0, 100_000, "AP 3 did its share")
+  }
+}
+
+/// Machine-level SMP behaviour with tiny flat guests.
+final class SMPMachineTests: XCTestCase {
+  func boot(_ code: [UInt8], cpus: Int, maxInstructions: UInt64? = nil) throws -> (
+    MachineOutcome, Machine
+  ) {
+    var c = MachineConfig(kernel: FlatMultiboot.image(code: code), kernelName: "t", engine: .interpreter)
+    c.memorySize = 64 << 20
+    c.cpus = cpus
+    c.timeout = 60
+    c.maxInstructions = maxInstructions
+    let m = try Machine(config: c, console: ConsoleOutput(capturing: ()))
+    return (m.run(), m)
+  }
+
+  /// The APs wait for a SIPI that never comes and the BSP halts with IF=0:
+  /// nothing can run again, which the VMM says instead of hanging.
+  func testEveryVCPUHaltedWithInterruptsOffIsReported() throws {
+    let (o, _) = try boot([0xFA, 0xF4], cpus: 2)
+    XCTAssertEqual(o, .guestFailure("every vCPU halted with interrupts disabled; none can resume"))
+  }
+
+  /// A guest that hammers INIT and SIPI at the other CPUs (which then run
+  /// whatever is at 0x8000) neither traps nor hangs the host: the watchdog ends it.
+  func testINITAndSIPIStormEndsAtTheWatchdog() throws {
+    let initOthers: [UInt8] = [0xC7, 0x05, 0x00, 0x03, 0xE0, 0xFE, 0x00, 0x45, 0x0C, 0x00]
+    let sipiOthers: [UInt8] = [0xC7, 0x05, 0x00, 0x03, 0xE0, 0xFE, 0x08, 0x46, 0x0C, 0x00]
+    let (o, m) = try boot(
+      initOthers + sipiOthers + [0xEB, 0xEA], cpus: 4, maxInstructions: 200_000)
+    XCTAssertEqual(o, .watchdog("instruction limit of 200000 reached (--max-instructions)"))
+    XCTAssertGreaterThan(m.statistics()["vmm.vcpu_startups"] ?? 0, 3)
   }
 }
