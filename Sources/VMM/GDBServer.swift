@@ -312,22 +312,35 @@ final class MachineGDBTarget: GDBTarget {
 
   func takeStop() -> DebugStop? { machine().debugStops.take() }
 
+  /// The x87/SSE image comes from the snapshot interface; in the middle of an I/O
+  /// instruction the engine cannot save, and gdb shows those registers as unavailable.
   func registers() throws -> GDBRegisterFile {
     let m = machine()
     return try m.onVCPUThread {
-      GDBRegisterFile(state: try m.cpu.getState(), fx: m.cpu.debugFXImage)
+      GDBRegisterFile(state: try m.cpu.getState(), fx: (try? m.cpu.saveVCPU())?.fxsave)
     }
   }
 
-  /// Only what `GDBRegisters.set` changes: general registers, RIP, RFLAGS, FS/GS bases.
+  /// Only what `GDBRegisters.set` changes: general registers, RIP, RFLAGS, FS/GS bases,
+  /// x87/SSE. Through the snapshot interface where it can, so the halt, NMI and
+  /// interrupt-shadow state stay as they were.
   func setRegisters(_ r: GDBRegisterFile) throws {
     let m = machine()
     try m.onVCPUThread {
-      var s = try m.cpu.getState()
-      s.general = r.state.general
-      s.special.fs.base = r.state.special.fs.base
-      s.special.gs.base = r.state.special.gs.base
-      try m.cpu.setState(s)
+      func apply(_ s: inout CPUState) {
+        s.general = r.state.general
+        s.special.fs.base = r.state.special.fs.base
+        s.special.gs.base = r.state.special.gs.base
+      }
+      if var snap = try? m.cpu.saveVCPU() {
+        apply(&snap.registers)
+        if let fx = r.fx { snap.fxsave = fx }
+        try m.cpu.restoreVCPU(snap)
+      } else {
+        var s = try m.cpu.getState()
+        apply(&s)
+        try m.cpu.setState(s)
+      }
     }
   }
 

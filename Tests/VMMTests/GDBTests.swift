@@ -98,9 +98,16 @@ final class GDBTests: XCTestCase {
   func testReadWatchpointMemoryAndDetach() throws {
     let r = try session(
       engine: "interpreter",
-      commands: ["rwatch gdb_counter", "continue", "x/2xb gdb_bump", "detach"])
+      commands: [
+        "rwatch gdb_counter", "continue", "x/2xb gdb_bump", "set var gdb_watched = 7",
+        "print gdb_watched", "set $xmm0.v2_int64[0] = 5", "print $xmm0.v2_int64[0]",
+        "print $mxcsr", "detach",
+      ])
     XCTAssertTrue(r.gdb.contains("Hardware read watchpoint 1: gdb_counter\n\nValue = 1"), r.gdb)
     XCTAssertTrue(r.gdb.contains("<gdb_bump>:\t0x55\t0x48"), r.gdb)
+    XCTAssertTrue(r.gdb.contains("$1 = 7"), "memory written through the page tables\n\(r.gdb)")
+    XCTAssertTrue(r.gdb.contains("$2 = 5"), "an SSE register written\n\(r.gdb)")
+    XCTAssertTrue(r.gdb.contains("$3 = 8064"), "MXCSR 0x1f80\n\(r.gdb)")
     XCTAssertTrue(r.gdb.contains("detached"), r.gdb)
     XCTAssertTrue(r.vm.contains("gdbtarget: total=35 counter=15"), r.vm)
     XCTAssertEqual(r.status, 1, r.vm)
