@@ -167,7 +167,8 @@ public final class GDBServer {
   }
 
   public func start() {
-    target.machine().debugStops.onStop = { [wakeWrite] in GDBServer.ring(wakeWrite) }
+    target.wake = { [wakeWrite] in GDBServer.ring(wakeWrite) }
+    target.machine().debugStops.onStop = target.wake
     let t = Thread { [self] in serve() }
     t.name = "gdb"
     thread = t
@@ -288,6 +289,9 @@ final class MachineGDBTarget: GDBTarget {
   private let lock = NSLock()
   private var status: Int32?
   private var client = false
+  /// Wakes the server when the engine stops; installed on each machine it resumes
+  /// (a guest reset builds a new one).
+  var wake: (@Sendable () -> Void)?
 
   init(machine: @escaping () -> Machine, stopVM: @escaping (MachineOutcome) -> Void) {
     self.machine = machine
@@ -356,6 +360,7 @@ final class MachineGDBTarget: GDBTarget {
 
   func resume(_ settings: DebugSettings) throws {
     let m = machine()
+    m.debugStops.onStop = wake
     try m.onVCPUThread { try m.cpu.setDebugSettings(settings) }
     m.resume()
   }
