@@ -113,6 +113,43 @@ final class GDBTests: XCTestCase {
     XCTAssertEqual(r.status, 1, r.vm)
   }
 
+  /// `--gdb tcp:127.0.0.1:0` binds a free port and says which.
+  func testTCPEndpoint() throws {
+    try requireGDB()
+    let vm = Process()
+    vm.executableURL = URL(fileURLWithPath: CLITests.binary)
+    vm.arguments = [
+      "run", "--engine", "interpreter", "--gdb", "tcp:127.0.0.1:0", "--gdb-wait", "--timeout",
+      "60", "--kernel", try debugGuest(),
+    ]
+    let err = Pipe()
+    vm.standardOutput = FileHandle.nullDevice
+    vm.standardError = err
+    vm.standardInput = FileHandle.nullDevice
+    try vm.run()
+    defer { if vm.isRunning { vm.terminate() } }
+    var text = ""
+    var port: String?
+    while port == nil {
+      let d = err.fileHandleForReading.availableData
+      if d.isEmpty { break }
+      text += String(decoding: d, as: UTF8.self)
+      if let r = text.range(of: "gdb server on tcp:127.0.0.1:") {
+        port = String(text[r.upperBound...].prefix { $0.isNumber })
+      }
+    }
+    guard let port, port != "0" else { return XCTFail("no port announced: \(text)") }
+    let g = try GuestImages.run(
+      GDBTests.gdb,
+      [
+        "-nx", "-batch", "-ex", "target remote 127.0.0.1:" + port, "-ex", "print $pc == _start64",
+        "-ex", "detach", try debugGuest(),
+      ])
+    XCTAssertTrue(g.output.contains("$1 = 1"), g.output)
+    vm.waitUntilExit()
+    XCTAssertEqual(vm.terminationStatus, 1)
+  }
+
   func testGDBOptionErrors() throws {
     try requireSwiftVMMBinary()
     var r = try runSwiftVMM(["run", "--engine", "interpreter", "--gdb-wait"])
