@@ -17,6 +17,8 @@ public final class Machine {
   public let mmioBus: MMIOBus
   public let control = MachineControl()
   public let uart: UART16550
+  /// The i8042 and its keyboard (SendCtrlAltDel presses keys on it).
+  public let i8042: I8042Device
   /// The boot CPU (`cpus[0]`).
   public let cpu: VirtualCPU
   /// Every vCPU; index = APIC ID.
@@ -102,6 +104,7 @@ public final class Machine {
     try portBus.register(
       DebugExitDevice(control: control), ports: layout.debugExitPorts, name: "isa-debug-exit")
     let kbc = I8042Device(control: control)
+    i8042 = kbc
     let kbcData = layout.i8042DataPort
     let kbcCommand = layout.i8042CommandPort
     try portBus.register(kbc, ports: kbcData...kbcData, name: "i8042 data")
@@ -170,6 +173,7 @@ public final class Machine {
     ) { [console] b in console.write(b) }
     platform?.addTimedDevice(uart)
     try portBus.register(uart, ports: layout.com1Ports, name: "uart0 (16550A)")
+    kbc.irq = IRQLine(Int(layout.i8042IRQ), lines: engine.interruptLines)
     try cpu.setState(boot.initialState)
     // Frames from the network back-end's thread wake the vCPU like console input.
     virtio?.networkBackend?.onReceive = { [weak self] in self?.noteHostWork() }

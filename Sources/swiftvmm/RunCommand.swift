@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import Logging
 import Memory
+import SwiftVMMKit
 import VMM
 
 struct Run: ParsableCommand {
@@ -21,6 +22,14 @@ struct Run: ParsableCommand {
   var kernel: String?
   @Option(help: "Initial ramdisk (Linux initrd, or a multiboot module).")
   var initrd: String?
+  @Option(
+    help: "A Firecracker-style JSON config file describing the machine (README, Config file).")
+  var config: String?
+  @Option(
+    help: ArgumentHelp(
+      "Serve the Firecracker-compatible API on this Unix socket (README, API socket).",
+      valueName: "path"))
+  var apiSock: String?
   @OptionGroup var vm: VMOptions
   @OptionGroup(title: "Devices") var virtioOptions: VirtioOptions
   @OptionGroup(title: "Console") var consoleOptions: ConsoleOptions
@@ -28,6 +37,19 @@ struct Run: ParsableCommand {
 
   func run() throws {
     let logger = try logging.bootstrap()
+    if let config {
+      if let stats = vm.stats { OutputFile.checkWritable(stats, what: "--stats") }
+      let (spec, machine) = configFromFile(config)
+      if let apiSock { serveAPI(path: apiSock, spec: spec, config: machine, logger: logger) }
+      runInteractively(machine, console: consoleOptions, logger: logger, stats: vm.stats)
+    }
+    if let apiSock, kernel == nil {
+      if let flag = machineFlagsGiven.first {
+        Run.usageError("\(flag) needs --kernel or --config; over --api-sock, PUT the configuration")
+      }
+      if let stats = vm.stats { OutputFile.checkWritable(stats, what: "--stats") }
+      serveAPI(path: apiSock, spec: nil, config: nil, logger: logger)
+    }
     var config = MachineConfig(kernel: [], kernelName: EmbeddedGuest.name, engine: .interpreter)
     let translate = vm.apply(to: &config, defaults: .init(), command: Run.self)
     if let path = kernel {
@@ -41,6 +63,7 @@ struct Run: ParsableCommand {
     }
     if let initrd { config.initrd = readInput(initrd, what: "initrd") }
     virtioOptions.apply(to: &config, command: Run.self)
+    if let apiSock { serveAPI(path: apiSock, spec: nil, config: config, logger: logger) }
     runInteractively(
       config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate,
       gdb: vm.gdbOptions.request(for: config, command: Run.self))
@@ -64,6 +87,40 @@ func runInteractively(
 )
   -> Never
 {
+  let session: VMSession
+  do {
+    session = try makeSession(config, console: options, logger: logger)
+  } catch {
+    fail(error.description, status: .unusableInput)
+  }
+  runSession(session, console: options, stats: stats, translate: translate)
+}
+
+/// Why a machine could not be built, as one line.
+struct SessionError: Error, CustomStringConvertible {
+  var description: String
+}
+
+/// Builds the machine (kernel loaded, devices attached) without running it.
+func makeSession(_ config: MachineConfig, console options: ConsoleOptions, logger: Logger)
+  throws(SessionError) -> VMSession
+{
+  do {
+    return try VMSession(
+      config: config, console: ConsoleOutput(fd: 1), reboot: !options.noReboot, logger: logger)
+  } catch let e as BootError {
+    throw SessionError(description: "\(config.kernelName): \(e)")
+  } catch {
+    throw SessionError(description: "\(error)")
+  }
+}
+
+/// Attaches the host terminal, runs the session and exits with its status;
+/// `atEnd` runs just before the exit.
+func runSession(
+  _ session: VMSession, console options: ConsoleOptions, stats: String?, translate: UInt64? = nil,
+  atEnd: () -> Void = {}
+) -> Never {
   let escape: ConsoleEscape
   do {
     escape = try options.escape()
@@ -71,16 +128,6 @@ func runInteractively(
     fail("\(error)", status: .usage)
   }
   let console = ConsoleOutput(fd: 1)
-  let session: VMSession
-  do {
-    session = try VMSession(
-      config: config, console: console, reboot: !options.noReboot, logger: logger)
-  } catch let e as BootError {
-    fail("\(config.kernelName): \(e)", status: .unusableInput)
-  } catch {
-    fail("\(error)", status: .unusableInput)
-  }
-
   let terminal = HostTerminal()
   if terminal.isTerminal, let key = escape.key {
     let k = ConsoleEscape.name(key)
@@ -117,5 +164,6 @@ func runInteractively(
     OutputFile.write(
       StatsReport(machine: machine, outcome: outcome).json(), to: stats, what: "--stats")
   }
+  atEnd()
   Foundation.exit(outcome.exitStatus)
 }
