@@ -163,6 +163,9 @@ final class GDBTests: XCTestCase {
     r = try runSwiftVMM(["run", "--engine", "kvm", "--gdb", "tcp:127.0.0.1:1"])
     XCTAssertEqual(r.status, 64, r.output)
     XCTAssertTrue(r.output.contains("--gdb needs --engine interpreter or translator"), r.output)
+    r = try runSwiftVMM(["run", "--api-sock", "/tmp/unused.sock", "--gdb", "tcp:127.0.0.1:1"])
+    XCTAssertEqual(r.status, 64, r.output)
+    XCTAssertTrue(r.output.contains("--gdb cannot be combined with --api-sock"), r.output)
   }
 
   // MARK: A raw client: Ctrl-C, garbage, a second client, disconnects, kill
