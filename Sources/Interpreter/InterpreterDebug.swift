@@ -6,7 +6,6 @@ import Engine
 // run one at a time without the translator; with none set, nothing here is on the path.
 extension InterpreterCPU {
   public var supportsDebugStops: Bool { true }
-  public var debugFXImage: [UInt8]? { fxImage() }
 
   public func setDebugSettings(_ settings: DebugSettings) throws {
     let watchesChanged = settings.watchpoints != debug.watchpoints

@@ -135,7 +135,7 @@ enum GDBRegisters {
   }
 
   /// Writes `bytes` into the register; false when the register cannot be written
-  /// this way (selectors, control registers, x87/SSE state).
+  /// this way (selectors, control registers, the x87 tag word, an unavailable register).
   static func set(_ reg: Register, _ bytes: [UInt8], in file: inout GDBRegisterFile) -> Bool {
     guard bytes.count == reg.bytes else { return false }
     var v: UInt64 = 0
@@ -147,6 +147,8 @@ enum GDBRegisters {
     case .rflags: file.state.general.rflags = v | 2
     case .fsBase: file.state.special.fs.base = v
     case .gsBase: file.state.special.gs.base = v
+    case .fx(let off, let size) where file.fx != nil && file.fx!.count >= off + size:
+      file.fx!.replaceSubrange(off..<off + size, with: bytes.prefix(size))
     default: return value(reg, file) == bytes  // unchanged: nothing to write
     }
     return true

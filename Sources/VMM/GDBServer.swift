@@ -167,7 +167,8 @@ public final class GDBServer {
   }
 
   public func start() {
-    target.machine().debugStops.onStop = { [wakeWrite] in GDBServer.ring(wakeWrite) }
+    target.wake = { [wakeWrite] in GDBServer.ring(wakeWrite) }
+    target.machine().debugStops.onStop = target.wake
     let t = Thread { [self] in serve() }
     t.name = "gdb"
     thread = t
@@ -288,6 +289,9 @@ final class MachineGDBTarget: GDBTarget {
   private let lock = NSLock()
   private var status: Int32?
   private var client = false
+  /// Wakes the server when the engine stops; installed on each machine it resumes
+  /// (a guest reset builds a new one).
+  var wake: (@Sendable () -> Void)?
 
   init(machine: @escaping () -> Machine, stopVM: @escaping (MachineOutcome) -> Void) {
     self.machine = machine
@@ -312,22 +316,35 @@ final class MachineGDBTarget: GDBTarget {
 
   func takeStop() -> DebugStop? { machine().debugStops.take() }
 
+  /// The x87/SSE image comes from the snapshot interface; in the middle of an I/O
+  /// instruction the engine cannot save, and gdb shows those registers as unavailable.
   func registers() throws -> GDBRegisterFile {
     let m = machine()
     return try m.onVCPUThread {
-      GDBRegisterFile(state: try m.cpu.getState(), fx: m.cpu.debugFXImage)
+      GDBRegisterFile(state: try m.cpu.getState(), fx: (try? m.cpu.saveVCPU())?.fxsave)
     }
   }
 
-  /// Only what `GDBRegisters.set` changes: general registers, RIP, RFLAGS, FS/GS bases.
+  /// Only what `GDBRegisters.set` changes: general registers, RIP, RFLAGS, FS/GS bases,
+  /// x87/SSE. Through the snapshot interface where it can, so the halt, NMI and
+  /// interrupt-shadow state stay as they were.
   func setRegisters(_ r: GDBRegisterFile) throws {
     let m = machine()
     try m.onVCPUThread {
-      var s = try m.cpu.getState()
-      s.general = r.state.general
-      s.special.fs.base = r.state.special.fs.base
-      s.special.gs.base = r.state.special.gs.base
-      try m.cpu.setState(s)
+      func apply(_ s: inout CPUState) {
+        s.general = r.state.general
+        s.special.fs.base = r.state.special.fs.base
+        s.special.gs.base = r.state.special.gs.base
+      }
+      if var snap = try? m.cpu.saveVCPU() {
+        apply(&snap.registers)
+        if let fx = r.fx { snap.fxsave = fx }
+        try m.cpu.restoreVCPU(snap)
+      } else {
+        var s = try m.cpu.getState()
+        apply(&s)
+        try m.cpu.setState(s)
+      }
     }
   }
 
@@ -343,6 +360,7 @@ final class MachineGDBTarget: GDBTarget {
 
   func resume(_ settings: DebugSettings) throws {
     let m = machine()
+    m.debugStops.onStop = wake
     try m.onVCPUThread { try m.cpu.setDebugSettings(settings) }
     m.resume()
   }

@@ -42,11 +42,16 @@ struct Run: ParsableCommand {
 
   func run() throws {
     let logger = try logging.bootstrap()
+    if apiSock != nil && (vm.gdbOptions.gdb != nil || vm.gdbOptions.gdbWait) {
+      Run.usageError("--gdb cannot be combined with --api-sock yet")
+    }
     if let config {
       if let stats = vm.stats { OutputFile.checkWritable(stats, what: "--stats") }
       let (spec, machine) = configFromFile(config)
       if let apiSock { serveAPI(path: apiSock, spec: spec, config: machine, logger: logger) }
-      runInteractively(machine, console: consoleOptions, logger: logger, stats: vm.stats)
+      runInteractively(
+        machine, console: consoleOptions, logger: logger, stats: vm.stats,
+        gdb: vm.gdbOptions.request(for: machine, command: Run.self))
     }
     if let apiSock, kernel == nil {
       if let flag = machineFlagsGiven.first {

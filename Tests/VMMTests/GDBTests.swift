@@ -98,12 +98,56 @@ final class GDBTests: XCTestCase {
   func testReadWatchpointMemoryAndDetach() throws {
     let r = try session(
       engine: "interpreter",
-      commands: ["rwatch gdb_counter", "continue", "x/2xb gdb_bump", "detach"])
+      commands: [
+        "rwatch gdb_counter", "continue", "x/2xb gdb_bump", "set var gdb_watched = 7",
+        "print gdb_watched", "set $xmm0.v2_int64[0] = 5", "print $xmm0.v2_int64[0]",
+        "print $mxcsr", "detach",
+      ])
     XCTAssertTrue(r.gdb.contains("Hardware read watchpoint 1: gdb_counter\n\nValue = 1"), r.gdb)
     XCTAssertTrue(r.gdb.contains("<gdb_bump>:\t0x55\t0x48"), r.gdb)
+    XCTAssertTrue(r.gdb.contains("$1 = 7"), "memory written through the page tables\n\(r.gdb)")
+    XCTAssertTrue(r.gdb.contains("$2 = 5"), "an SSE register written\n\(r.gdb)")
+    XCTAssertTrue(r.gdb.contains("$3 = 8064"), "MXCSR 0x1f80\n\(r.gdb)")
     XCTAssertTrue(r.gdb.contains("detached"), r.gdb)
     XCTAssertTrue(r.vm.contains("gdbtarget: total=35 counter=15"), r.vm)
     XCTAssertEqual(r.status, 1, r.vm)
+  }
+
+  /// `--gdb tcp:127.0.0.1:0` binds a free port and says which.
+  func testTCPEndpoint() throws {
+    try requireGDB()
+    let vm = Process()
+    vm.executableURL = URL(fileURLWithPath: CLITests.binary)
+    vm.arguments = [
+      "run", "--engine", "interpreter", "--gdb", "tcp:127.0.0.1:0", "--gdb-wait", "--timeout",
+      "60", "--kernel", try debugGuest(),
+    ]
+    let err = Pipe()
+    vm.standardOutput = FileHandle.nullDevice
+    vm.standardError = err
+    vm.standardInput = FileHandle.nullDevice
+    try vm.run()
+    defer { if vm.isRunning { vm.terminate() } }
+    var text = ""
+    var port: String?
+    while port == nil {
+      let d = err.fileHandleForReading.availableData
+      if d.isEmpty { break }
+      text += String(decoding: d, as: UTF8.self)
+      if let r = text.range(of: "gdb server on tcp:127.0.0.1:") {
+        port = String(text[r.upperBound...].prefix { $0.isNumber })
+      }
+    }
+    guard let port, port != "0" else { return XCTFail("no port announced: \(text)") }
+    let g = try GuestImages.run(
+      GDBTests.gdb,
+      [
+        "-nx", "-batch", "-ex", "target remote 127.0.0.1:" + port, "-ex", "print $pc == _start64",
+        "-ex", "detach", try debugGuest(),
+      ])
+    XCTAssertTrue(g.output.contains("$1 = 1"), g.output)
+    vm.waitUntilExit()
+    XCTAssertEqual(vm.terminationStatus, 1)
   }
 
   func testGDBOptionErrors() throws {
@@ -119,6 +163,9 @@ final class GDBTests: XCTestCase {
     r = try runSwiftVMM(["run", "--engine", "kvm", "--gdb", "tcp:127.0.0.1:1"])
     XCTAssertEqual(r.status, 64, r.output)
     XCTAssertTrue(r.output.contains("--gdb needs --engine interpreter or translator"), r.output)
+    r = try runSwiftVMM(["run", "--api-sock", "/tmp/unused.sock", "--gdb", "tcp:127.0.0.1:1"])
+    XCTAssertEqual(r.status, 64, r.output)
+    XCTAssertTrue(r.output.contains("--gdb cannot be combined with --api-sock"), r.output)
   }
 
   // MARK: A raw client: Ctrl-C, garbage, a second client, disconnects, kill
