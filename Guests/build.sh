@@ -2,8 +2,9 @@
 # Builds every SwiftVMM test guest in both image formats:
 #   OUTDIR/NAME.elf    Multiboot v1, ELF32 (qemu -kernel, SwiftVMM)
 #   OUTDIR/NAME64.elf  plain ELF64, entry _start64 in long mode (SwiftVMM)
-# Usage: Guests/build.sh [--embed] [OUTDIR]     (default OUTDIR: Guests/build)
+# Usage: Guests/build.sh [--embed] [--debug] [OUTDIR]     (default OUTDIR: Guests/build)
 #   --embed  also writes Sources/SwiftVMMKit/EmbeddedGuest.swift (base64 of hello.elf)
+#   --debug  keeps symbols and DWARF (-g) for gdb (default OUTDIR: Guests/build/debug)
 # Only the Swift toolchain's clang / ld.lld / llvm-objcopy are used. Output is
 # byte-for-byte reproducible (no build ids, no debug info, fixed paths).
 set -euo pipefail
@@ -14,16 +15,22 @@ export LC_ALL=C
 export SOURCE_DATE_EPOCH=0
 
 EMBED=0
+DEBUG=0
 OUT=""
 for arg in "$@"; do
     case "$arg" in
         --embed) EMBED=1 ;;
+        --debug) DEBUG=1 ;;
         -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "build.sh: unknown option: $arg" >&2; exit 2 ;;
         *) [[ -z "$OUT" ]] || { echo "build.sh: more than one OUTDIR given" >&2; exit 2; }
            OUT="$arg" ;;
     esac
 done
+if [[ $DEBUG == 1 ]]; then
+    [[ $EMBED == 0 ]] || { echo "build.sh: --embed takes the normal build, not --debug" >&2; exit 2; }
+    OUT=${OUT:-$HERE/build/debug}
+fi
 OUT=${OUT:-$HERE/build}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -56,6 +63,8 @@ CFLAGS=(--target=x86_64-unknown-none-elf -ffreestanding -fno-pic -fno-pie
         -fno-unwind-tables -fno-ident -ffunction-sections -fdata-sections
         -fno-common -ffile-prefix-map="$HERE"=Guests -fdebug-prefix-map="$HERE"=Guests
         -Iruntime)
+STRIP=(--strip-debug)
+if [[ $DEBUG == 1 ]]; then CFLAGS+=(-g); STRIP=(); fi
 LDFLAGS=(-nostdlib -static --no-pie --build-id=none --gc-sections
          -z max-page-size=4096 -z norelro -z noexecstack -T runtime/link.ld)
 
@@ -108,11 +117,11 @@ for g in "${GUESTS[@]}"; do
     gobjs=("$OBJ/$g"/*.o)
     "$LD" "${LDFLAGS[@]}" -e _start32 -o "$OBJ/$g.mb64" \
         "$OBJ/runtime/entry32.S.o" "${RT_OBJS[@]}" "${gobjs[@]}"
-    "$OBJCOPY" -O elf32-i386 --strip-debug --remove-section=.comment "$OBJ/$g.mb64" "$OUT/$g.elf"
+    "$OBJCOPY" -O elf32-i386 "${STRIP[@]}" --remove-section=.comment "$OBJ/$g.mb64" "$OUT/$g.elf"
     [[ -f "$g/multiboot-only" ]] && continue     # e.g. the boot64 test shim
     "$LD" "${LDFLAGS[@]}" -e _start64 -o "$OBJ/$g.e64" \
         "$OBJ/runtime/entry64.S.o" "${RT_OBJS[@]}" "${gobjs[@]}"
-    "$OBJCOPY" --strip-debug --remove-section=.comment "$OBJ/$g.e64" "$OUT/${g}64.elf"
+    "$OBJCOPY" "${STRIP[@]}" --remove-section=.comment "$OBJ/$g.e64" "$OUT/${g}64.elf"
 done
 
 echo "build.sh: built ${#GUESTS[@]} guests into $OUT: ${GUESTS[*]}"

@@ -7,18 +7,18 @@
 /// Registered at ports 0x60 (offset 0, data) and 0x64 (offset 4, status/command).
 public final class I8042Device: PortIODevice {
   private let control: MachineControl
-  private var output: [UInt8] = [] {
+  var output: [UInt8] = [] {
     didSet { updateIRQ() }
   }
-  private var commandByte: UInt8 = 0x30 {  // both ports' clocks disabled, no interrupts
+  var commandByte: UInt8 = 0x30 {  // both ports' clocks disabled, no interrupts
     didSet { updateIRQ() }
   }
   /// A command waiting for its data byte on port 0x60.
-  private var pendingCommand: UInt8?
+  var pendingCommand: UInt8?
   /// A keyboard command waiting for its argument byte (set LEDs, scan code set, typematic).
-  private var pendingKeyboardCommand: UInt8?
+  var pendingKeyboardCommand: UInt8?
   /// The keyboard sends scan codes (after reset, or 0xF4; 0xF5 stops it).
-  private var scanning = true
+  var scanning = true
   /// Keyboard interrupt (IRQ 1); nil in tests that poll.
   public var irq: IRQLine? {
     didSet { updateIRQ() }
@@ -93,7 +93,7 @@ public final class I8042Device: PortIODevice {
     /// Set when the keyboard is NOT inhibited by the (absent) key lock.
     static let notInhibited: UInt8 = 1 << 4
   }
-  private var lastWasCommand = false
+  var lastWasCommand = false
 
   public func ioRead(offset: UInt16, size: Int) -> UInt32 {
     switch offset {

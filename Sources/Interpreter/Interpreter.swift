@@ -66,6 +66,11 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   /// The VMM's platform: shared TSC and platform MSRs (APIC base, TSC deadline,
   /// kvm-clock). nil: the CPU keeps them itself.
   public var platform: PlatformHooks?
+  /// Initial APIC ID, which CPUID reports (leaf 1 EBX[31:24], leaf 0xB EDX).
+  public var apicID: UInt8 = 0
+  /// PAUSE returns `.interrupted` after it retires, so a spinning vCPU hands its
+  /// turn to the others (SMP on one thread: the lock holder may be waiting).
+  public var yieldOnPause = false
 
   let memory: GuestMemory
   let cpuid: CPUIDPolicy
@@ -204,6 +209,19 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   var deliveringDepth = 0
   /// Events delivered (exceptions and interrupts); lets single-step see a delivery.
   var deliveries: UInt64 = 0
+
+  // MARK: Debug stops (InterpreterDebug.swift)
+  var debug = DebugSettings()
+  /// Breakpoints, watchpoints or single-step are set: instructions run one at a time.
+  var debugActive = false
+  /// `debug.singleStep`, as a plain flag for the run loop's per-batch check.
+  var debugStepping = false
+  /// Watchpoints are set: their pages stay out of the TLB, so accesses take the slow path.
+  var watchActive = false
+  /// The breakpoint just reported: the instruction there runs next time (like RFLAGS.RF).
+  var debugResumeRIP: UInt64?
+  /// Single-step: the instruction ran (its exit, if any, went to the VMM first).
+  var debugStepTaken = false
 
   // MARK: MMU
   var tlb: TLB
@@ -418,6 +436,10 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
         kicked.store(false, ordering: .relaxed)
         return record(.interrupted)
       }
+      if debugStepping && !halted {
+        if let e = debugSingleStep() { return e }
+        continue
+      }
       if interruptShadow {
         interruptShadow = false
         single()
@@ -459,12 +481,12 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
       }
       if instructions >= pauseAt { return record(.interrupted) }
       let budget = min(4096, limit &- instructions, pauseAt &- instructions)
-      runBatch(budget)
+      if debugActive { runDebugBatch(budget) } else { runBatch(budget) }
       if let e = finishBatch() { return e }
     }
   }
 
-  @inline(__always) private func single() {
+  @inline(__always) func single() {
     stop = false
     do {
       try step()
@@ -498,7 +520,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   }
 
   /// After a batch: an exit to return, or nil to continue.
-  private func finishBatch() -> VMExit? {
+  func finishBatch() -> VMExit? {
     stop = false
     if let e = pendingExit {
       pendingExit = nil
@@ -507,7 +529,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     return nil
   }
 
-  private func record(_ e: VMExit) -> VMExit {
+  func record(_ e: VMExit) -> VMExit {
     // MMU events are counted when dispatched.
     if pendingMMU == nil || e != Self.mmuEventMarker { stats.countExit(e) }
     return e
@@ -570,6 +592,7 @@ struct Counters {
   var pageFaults: UInt64 = 0
   var cr3Loads: UInt64 = 0
   var invlpg: UInt64 = 0
+  var pauseYields: UInt64 = 0
   var exits = [String: UInt64]()
 
   mutating func countExit(_ e: VMExit) {
@@ -583,6 +606,7 @@ struct Counters {
     case .internalError: k = "exits.internal_error"
     case .instructionLimit: k = "exits.instruction_limit"
     case .interrupted: k = "host_kicks"  // the VMM's own kicks, not guest exits
+    case .debug: k = "exits.debug"
     }
     exits[k, default: 0] &+= 1
   }
@@ -597,6 +621,7 @@ struct Counters {
       "decode.cache_misses": decodeMisses, "decode.uncached": decodeUncached,
       "exceptions": exceptions, "interrupts.external": externalInterrupts,
       "exceptions.page_faults": pageFaults, "mmu.cr3_loads": cr3Loads, "mmu.invlpg": invlpg,
+      "pause_yields": pauseYields,
     ]
     var total: UInt64 = 0
     for (k, v) in exits {

@@ -65,7 +65,8 @@ struct Run: ParsableCommand {
     virtioOptions.apply(to: &config, command: Run.self)
     if let apiSock { serveAPI(path: apiSock, spec: nil, config: config, logger: logger) }
     runInteractively(
-      config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate)
+      config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate,
+      gdb: vm.gdbOptions.request(for: config, command: Run.self))
   }
 
   private func readInput(_ path: String, what: String) -> [UInt8] {
@@ -82,7 +83,7 @@ struct Run: ParsableCommand {
 /// Builds the machine, attaches the host terminal, runs it and exits with its status.
 func runInteractively(
   _ config: MachineConfig, console options: ConsoleOptions, logger: Logger, stats: String?,
-  translate: UInt64? = nil
+  translate: UInt64? = nil, gdb: GDBRequest? = nil
 )
   -> Never
 {
@@ -133,6 +134,7 @@ func runSession(
     FileHandle.standardError.write(
       Data("swiftvmm: console on this terminal; \(k) x quits, \(k) h for help\n".utf8))
   }
+  let gdbServer = startGDBServer(gdb, session: session)
   session.setInputOpen(true)
   terminal.start(
     escape: escape,
@@ -146,6 +148,7 @@ func runSession(
     onEnd: { session.setInputOpen(false) },
     onSignal: { session.requestStop(.signal($0)) })
   let outcome = session.run()
+  gdbServer?.machineEnded(outcome)
   let machine = session.machine
   terminal.restore()
   if outcome.printsRegisters, let dump = machine.registerDump() {

@@ -124,9 +124,9 @@ final class VMSpecTests: XCTestCase {
         map: true)
     }
     XCTAssertTrue(
-      with(#"{"vcpu_count": 4, "mem_size_mib": 64}"#).hasPrefix(
-        "machine-config.vcpu_count: 4: only 1 vCPU is supported"),
-      with(#"{"vcpu_count": 4, "mem_size_mib": 64}"#))
+      with(#"{"vcpu_count": 9, "mem_size_mib": 64}"#).hasPrefix(
+        "machine-config.vcpu_count: 9: at most 8 vCPUs are supported"),
+      with(#"{"vcpu_count": 9, "mem_size_mib": 64}"#))
     XCTAssertTrue(
       with(#"{"vcpu_count": 1, "mem_size_mib": 1}"#).hasPrefix("machine-config.mem_size_mib: "),
       with(#"{"vcpu_count": 1, "mem_size_mib": 1}"#))
