@@ -183,6 +183,12 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   /// The VMM's MMU (weak: the VMM's MMU holds this CPU).
   public weak var mmuHooks: SoftwareMMUHooks?
   var interruptShadow = false
+  /// SYSCALL/SYSRET just ran: single-step follows the TF they leave, not the
+  /// TF they started with (SDM; Linux's "SYSRET with TF traps in user mode").
+  var stepOnNewTF = false
+  /// A single-stepped instruction ended in a port-I/O or MMIO exit: its #DB
+  /// is due once it has completed, when the VMM resumes the CPU.
+  var stepTrapOnResume = false
   /// Bit s: accesses through segment s need no limit/type check (SegmentChecks.swift).
   var segReadFlat = 0x3F
   var segWriteFlat = 0x3F
@@ -197,8 +203,16 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   var ioValue: UInt64?
   /// Port | size << 16 of the IN that `ioValue` completes.
   var ioKey: UInt32 = 0
-  var mmioValue: UInt64?
+  /// MMIO reads the VMM completed for the instruction being restarted, in
+  /// the order it makes them (`repe cmps` with both operands in MMIO makes
+  /// two): each restart replays them, then exits for the next one.
+  var mmioCompleted: [(address: UInt64, value: UInt64)] = []
+  /// How many of `mmioCompleted` this execution of the instruction has used.
+  var mmioReplayed = 0
+  /// Guest-physical address of the MMIO read awaiting `completeIO`.
   var mmioKey: UInt64 = 0
+  /// An instruction making more MMIO reads than this starts over (bounds memory).
+  static let mmioReadsPerInstruction = 16
   /// Exit budget.
   var instructions: UInt64 = 0
   var limit: UInt64 = .max
@@ -286,6 +300,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     // AMD always has its four legacy counters; Intel reports its count in leaf 0xA.
     let amd = cpuid.lookup(leaf: 0, subleaf: 0).ebx == 0x6874_7541  // "Auth"
     performanceCounters = amd ? 4 : (cpuid.lookup(leaf: 0xA, subleaf: 0).eax >> 8) & 0xFF
+    hasAMDLegacyCounters = amd
     updateMode()
   }
 
@@ -320,6 +335,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   let hasSpecCtrl: Bool
   let hasPredCmd: Bool
   let performanceCounters: UInt32
+  /// PERF_CTL0-3 / PERF_CTR0-3 at MSRs 0xC0010000-7: programmable, never counting.
+  let hasAMDLegacyCounters: Bool
 
   // MARK: VirtualCPU
 
@@ -352,6 +369,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   }
 
   public func setState(_ state: CPUState) throws {
+    stepTrapOnResume = false
+    mmioCompleted.removeAll()
     for i in 0..<16 { r[i] = state.general[i] }
     rip = state.general.rip
     flags = state.general.rflags
@@ -386,7 +405,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     if pendingIn {
       ioValue = value; pendingIn = false
     } else if pendingMMIORead {
-      mmioValue = value
+      if mmioCompleted.count >= Self.mmioReadsPerInstruction { mmioCompleted.removeAll() }
+      mmioCompleted.append((mmioKey, value))
       pendingMMIORead = false
     }
   }
@@ -426,8 +446,19 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
       return record(.instructionLimit(instructions))
     }
     // A restarted IN/MMIO read must complete before anything else happens.
-    if ioValue != nil || mmioValue != nil {
+    if ioValue != nil || !mmioCompleted.isEmpty {
+      let before = deliveries
+      mmioReplayed = 0
       single()
+      // Done with them unless it exits for one more read.
+      if !pendingMMIORead { mmioCompleted.removeAll(keepingCapacity: true) }
+      if deliveries != before { stepTrapOnResume = false }
+      if let e = finishBatch() { return e }
+    }
+    if stepTrapOnResume {
+      stepTrapOnResume = false
+      dr[6] |= 0x4000  // BS
+      raise(1, 0, false)
       if let e = finishBatch() { return e }
     }
     if mmuHW.eventPending, let e = deliverMMUEvents() { return record(e) }
@@ -449,10 +480,18 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
       if rfl & RFLAGS.tf != 0 && !halted {
         // Single-step: one instruction, then a #DB trap (unless it delivered an event).
         let before = deliveries
+        stepOnNewTF = false
         single()
-        if pendingExit == nil && deliveries == before {
-          dr[6] |= 0x4000  // BS
-          raise(1, 0, false)
+        let trap = !stepOnNewTF || rfl & RFLAGS.tf != 0
+        stepOnNewTF = false
+        if trap && deliveries == before {
+          switch pendingExit {
+          case nil:
+            dr[6] |= 0x4000  // BS
+            raise(1, 0, false)
+          case .portIO, .mmio: stepTrapOnResume = true
+          default: break
+          }
         }
         if let e = finishBatch() { return e }
         continue
@@ -482,6 +521,14 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
       if instructions >= pauseAt { return record(.interrupted) }
       let budget = min(4096, limit &- instructions, pauseAt &- instructions)
       if debugActive { runDebugBatch(budget) } else { runBatch(budget) }
+      if stepOnNewTF {
+        // A SYSRET that set TF ended the batch: its trap comes before the next instruction.
+        stepOnNewTF = false
+        if rfl & RFLAGS.tf != 0 && pendingExit == nil {
+          dr[6] |= 0x4000  // BS
+          raise(1, 0, false)
+        }
+      }
       if let e = finishBatch() { return e }
     }
   }
@@ -549,7 +596,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     // The faulting instruction is abandoned: a value the VMM completed for it must not
     // be handed to whatever IN or MMIO read runs next (the handler's, for one).
     ioValue = nil
-    mmioValue = nil
+    mmioCompleted.removeAll(keepingCapacity: true)
     raise(f.vector, f.code, f.hasCode, external: false)
   }
 

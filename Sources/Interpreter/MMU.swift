@@ -264,9 +264,13 @@ extension InterpreterCPU {
       }
     }
     // MMIO read: restart the instruction once the VMM supplies the value.
-    if let v = mmioValue, mmioKey == gpa {
-      mmioValue = nil
-      return v & sizeMask(size)
+    if mmioReplayed < mmioCompleted.count {
+      let done = mmioCompleted[mmioReplayed]
+      if done.address == gpa {
+        mmioReplayed += 1
+        return done.value & sizeMask(size)
+      }
+      mmioCompleted.removeSubrange(mmioReplayed...)  // not the same reads: start over from here
     }
     mmioKey = gpa
     pendingMMIORead = true

@@ -174,6 +174,9 @@ public final class Machine {
     platform?.addTimedDevice(uart)
     try portBus.register(uart, ports: layout.com1Ports, name: "uart0 (16550A)")
     kbc.irq = IRQLine(Int(layout.i8042IRQ), lines: engine.interruptLines)
+    if config.qemuCompat {
+      try registerQEMUTestInterfaces(layout: layout, lines: engine.interruptLines)
+    }
     try cpu.setState(boot.initialState)
     // Frames from the network back-end's thread wake the vCPU like console input.
     virtio?.networkBackend?.onReceive = { [weak self] in self?.noteHostWork() }

@@ -31,6 +31,11 @@ struct Run: ParsableCommand {
       valueName: "path"))
   var apiSock: String?
   @OptionGroup var vm: VMOptions
+  @Flag(
+    help:
+      "QEMU's test interfaces that kvm-unit-tests reads (fw_cfg at ports 0x510-0x511). Off by default: they are QEMU devices, not a PC's."
+  )
+  var qemuCompat = false
   @OptionGroup(title: "Devices") var virtioOptions: VirtioOptions
   @OptionGroup(title: "Console") var consoleOptions: ConsoleOptions
   @OptionGroup var logging: LoggingOptions
@@ -62,6 +67,7 @@ struct Run: ParsableCommand {
       config.kernel = [UInt8](bytes)
     }
     if let initrd { config.initrd = readInput(initrd, what: "initrd") }
+    config.qemuCompat = qemuCompat
     virtioOptions.apply(to: &config, command: Run.self)
     if let apiSock { serveAPI(path: apiSock, spec: nil, config: config, logger: logger) }
     runInteractively(
@@ -93,7 +99,7 @@ func runInteractively(
   } catch {
     fail(error.description, status: .unusableInput)
   }
-  runSession(session, console: options, stats: stats, translate: translate)
+  runSession(session, console: options, stats: stats, translate: translate, gdb: gdb)
 }
 
 /// Why a machine could not be built, as one line.
@@ -119,7 +125,7 @@ func makeSession(_ config: MachineConfig, console options: ConsoleOptions, logge
 /// `atEnd` runs just before the exit.
 func runSession(
   _ session: VMSession, console options: ConsoleOptions, stats: String?, translate: UInt64? = nil,
-  atEnd: () -> Void = {}
+  gdb: GDBRequest? = nil, atEnd: () -> Void = {}
 ) -> Never {
   let escape: ConsoleEscape
   do {
