@@ -140,7 +140,7 @@ let package = Package(
     .testTarget(
       name: "LinuxTests",
       dependencies: [
-        "VMM", "TestSupport", "Engine", "Interpreter", "Boot", "Devices", "Memory", "X86", "KVM",
+        "VMM", "TestSupport", "Engine", "Interpreter", "Boot", "Devices", "Memory", "X86",
       ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
   ]
