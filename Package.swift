@@ -63,6 +63,7 @@ let package = Package(
       dependencies: [
         "VMM", .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
       ],
@@ -132,6 +133,7 @@ let package = Package(
       name: "APIServerTests",
       dependencies: [
         "APIServer", "VMM", "TestSupport", .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
       ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     // Debian boots: minutes each, release builds only (scripts/test runs them; --fast does not).

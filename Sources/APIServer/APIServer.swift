@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -21,8 +22,14 @@ public final class APIServer {
   private let group: MultiThreadedEventLoopGroup
   private let channel: Channel
 
+  /// A connection that sends nothing for this long is closed (a client that stalls
+  /// mid-request must not hold a descriptor forever).
+  public static let idleTimeout = TimeAmount.seconds(30)
+
   /// Binds `path` (which must not exist yet, as Firecracker requires) and serves `controller`.
-  public init(path: String, controller: VMController) throws(StartError) {
+  public init(
+    path: String, controller: VMController, idleTimeout: TimeAmount = APIServer.idleTimeout
+  ) throws(StartError) {
     if FileManager.default.fileExists(atPath: path) {
       throw StartError(description: "--api-sock \(path): already exists (remove it first)")
     }
@@ -32,8 +39,12 @@ public final class APIServer {
     let bootstrap = ServerBootstrap(group: group)
       .serverChannelOption(ChannelOptions.backlog, value: 64)
       .childChannelInitializer { channel in
-        channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
-          channel.pipeline.addHandler(
+        channel.eventLoop.makeCompletedFuture {
+          let pipeline = channel.pipeline.syncOperations
+          try pipeline.addHandlers(
+            IdleStateHandler(readTimeout: idleTimeout), IdleConnectionCloser())
+          try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
+          try pipeline.addHandler(
             HTTPHandler(limit: APIServer.bodyLimit) { request, loop in
               let promise = loop.makePromise(of: APIResponse.self)
               queue.async { promise.succeed(controller.handle(request)) }
@@ -49,8 +60,15 @@ public final class APIServer {
     }
   }
 
-  /// Stops serving and removes the socket file.
+  private let closed = NIOLockedValueBox(false)
+
+  /// Stops serving and removes the socket file. Calling it again does nothing.
   public func close() {
+    let first = closed.withLockedValue { c in
+      defer { c = true }
+      return !c
+    }
+    guard first else { return }
     try? channel.close().wait()
     try? group.syncShutdownGracefully()
     unlink(path)
@@ -138,5 +156,18 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
   func errorCaught(context: ChannelHandlerContext, error: Error) {
     context.close(promise: nil)
+  }
+}
+
+/// Closes a connection when `IdleStateHandler` reports it idle.
+final class IdleConnectionCloser: ChannelInboundHandler {
+  typealias InboundIn = NIOAny
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    if event is IdleStateHandler.IdleStateEvent {
+      context.close(promise: nil)
+    } else {
+      context.fireUserInboundEventTriggered(event)
+    }
   }
 }

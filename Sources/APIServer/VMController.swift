@@ -124,8 +124,9 @@ public final class VMController {
     case ("PATCH", "/vm"): return changeState(r.body)
     case ("PUT", "/metrics"): return setMetrics(r.body)
     case ("PUT", "/logger"): return setLogger(r.body)
-    case ("PUT", "/snapshot/create"), ("PUT", "/snapshot/load"):
-      return .fault("snapshots are not available in this build")
+    case ("PUT", "/snapshot/create"): return createSnapshot(r.body)
+    case ("PUT", "/snapshot/load"):
+      return .fault("snapshot/load is not available over the API yet (Machine(restoring:) is)")
     default:
       if let methods = VMController.routes[route] {
         return .fault(
@@ -269,6 +270,34 @@ public final class VMController {
       return .noContent
     } catch {
       return .fault(error.description)
+    }
+  }
+
+  /// The whole machine to `snapshot_path` (one file: memory included, so `mem_file_path`
+  /// is not written). Only while paused, as Firecracker requires.
+  private func createSnapshot(_ body: [UInt8]) -> APIResponse {
+    let path: String
+    do {
+      var r = try JSONObjectReader(try parseBody(body), path: "")
+      path = try r.require("snapshot_path", try r.string("snapshot_path"))
+      _ = try r.string("mem_file_path")
+      if let t = try r.string("snapshot_type"), t != "Full" {
+        return .fault("snapshot_type: '\(t)'; only Full snapshots are supported")
+      }
+      try r.finish()
+    } catch {
+      return .fault(error.description)
+    }
+    guard let session, state == .paused else {
+      return .fault("The microVM must be paused to create a snapshot: PATCH /vm Paused first.")
+    }
+    let machine = session.machine
+    do {
+      // Between exits on the parked vCPU thread, so CPU and device state are stable.
+      _ = try machine.onVCPUThread { try machine.saveSnapshot(to: path) }
+      return .noContent
+    } catch {
+      return .fault("Cannot create the snapshot: \(error)")
     }
   }
 

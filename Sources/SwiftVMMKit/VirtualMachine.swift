@@ -211,6 +211,20 @@ public final class VirtualMachine: @unchecked Sendable {
 
   public var isPaused: Bool { session.machine.isPaused }
 
+  // MARK: Snapshots
+
+  /// Saves the whole machine (CPU, devices, memory) to one file. Call it while paused,
+  /// or before or after the run; it throws, writing nothing usable, when the state
+  /// cannot be saved (virtio devices, a vCPU paused inside an I/O instruction).
+  public func snapshot(to path: String) throws(VirtualMachineError) {
+    let m = session.machine
+    do {
+      _ = try m.onVCPUThread { try m.saveSnapshot(to: path) }
+    } catch {
+      throw VirtualMachineError("\(error)")
+    }
+  }
+
   // MARK: Counters
 
   /// Engine and VMM counters (docs/STATS.md names: `instructions`, `vmm.exits.io`, ...),

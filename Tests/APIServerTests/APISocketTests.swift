@@ -171,6 +171,12 @@ final class APISocketTests: XCTestCase {
     XCTAssertNotNil(paused, (try? String(contentsOfFile: metrics, encoding: .utf8)) ?? "")
     usleep(200_000)
     XCTAssertEqual(try instructions(), paused, "a paused guest retires no instructions")
+    // This machine has a virtio disk, whose state snapshots do not save yet: refused with why.
+    r = try curl(
+      "PUT", "/snapshot/create",
+      #"{"snapshot_path": "/tmp/never-written.snap", "mem_file_path": "/tmp/y"}"#)
+    XCTAssertEqual(r.status, 400, r.body)
+    XCTAssertTrue(r.body.contains("virtio"), r.body)
     r = try curl("PATCH", "/vm", #"{"state": "Resumed"}"#)
     XCTAssertEqual(r.status, 204, r.body)
     usleep(200_000)
@@ -178,12 +184,51 @@ final class APISocketTests: XCTestCase {
     r = try curl(
       "PUT", "/snapshot/create", #"{"snapshot_path": "/tmp/x", "mem_file_path": "/tmp/y"}"#)
     XCTAssertEqual(r.status, 400, r.body)
+    XCTAssertTrue(r.body.contains("must be paused"), r.body)
 
     // The guest still runs and answers: '~' ends it with status (0 << 1) | 1.
     stdinPipe.fileHandleForWriting.write(Data("~".utf8))
     vmm.waitUntilExit()
     XCTAssertEqual(vmm.terminationStatus, 1, output.text)
     XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "the socket is removed at exit")
+  }
+
+  func testSnapshotRequestsOfARunningAndAPausedVM() throws {
+    let kernel = try GuestImages.path("echo.elf")
+    var r = try curl("PUT", "/boot-source", #"{"kernel_image_path": "\#(kernel)"}"#)
+    XCTAssertEqual(r.status, 204, r.body)
+    r = try curl("PUT", "/machine-config", #"{"vcpu_count": 1, "mem_size_mib": 32}"#)
+    XCTAssertEqual(r.status, 204, r.body)
+    r = try curl("PUT", "/swiftvmm", #"{"engine": "interpreter"}"#)
+    XCTAssertEqual(r.status, 204, r.body)
+    r = try curl("PUT", "/actions", #"{"action_type": "InstanceStart"}"#)
+    XCTAssertEqual(r.status, 204, r.body)
+    XCTAssertTrue(waitForOutput("echo ready"), output.text)
+    let snapshot = NSTemporaryDirectory() + "swiftvmm-api-\(UUID().uuidString).snap"
+    defer { try? FileManager.default.removeItem(atPath: snapshot) }
+    let body =
+      #"{"snapshot_path": "\#(snapshot)", "mem_file_path": "/tmp/unused", "snapshot_type": "Full"}"#
+    r = try curl("PUT", "/snapshot/create", body)
+    XCTAssertEqual(r.status, 400, r.body)
+    XCTAssertFalse(
+      FileManager.default.fileExists(atPath: snapshot), "nothing written while running")
+    XCTAssertEqual(try curl("PATCH", "/vm", #"{"state": "Paused"}"#).status, 204)
+    r = try curl("PUT", "/snapshot/create", body)
+    // This guest polls the UART, so the pause lands between an IN's exit and its
+    // completion, which the snapshot format cannot hold yet: a clean 400 with the reason,
+    // no file, and the VM runs on.
+    if r.status == 400 {
+      XCTAssertTrue(r.body.contains("middle of an I/O instruction"), r.body)
+      XCTAssertFalse(FileManager.default.fileExists(atPath: snapshot), "never half-written")
+    } else {
+      XCTAssertEqual(r.status, 204, r.body)
+      let size = (try? FileManager.default.attributesOfItem(atPath: snapshot)[.size] as? Int) ?? 0
+      XCTAssertGreaterThan(size, 32 << 10, "the snapshot holds the machine")
+    }
+    XCTAssertEqual(try curl("PATCH", "/vm", #"{"state": "Resumed"}"#).status, 204)
+    stdinPipe.fileHandleForWriting.write(Data("~".utf8))
+    vmm.waitUntilExit()
+    XCTAssertEqual(vmm.terminationStatus, 1, output.text)
   }
 
   /// The figure the issue asks for: `GET /` latency over a 1,000-request loop, on one

@@ -112,8 +112,16 @@ final class VMControllerTests: XCTestCase {
     XCTAssertEqual(
       fault(put(c, "/vm", #"{"state": "Sleeping"}"#, method: "PATCH")),
       "state: 'Sleeping'; choose Paused or Resumed")
+    XCTAssertEqual(fault(put(c, "/snapshot/create", #"{}"#)), "snapshot_path: is required")
     XCTAssertEqual(
-      fault(put(c, "/snapshot/create", #"{}"#)), "snapshots are not available in this build")
+      fault(put(c, "/snapshot/create", #"{"snapshot_path": "/tmp/s"}"#)),
+      "The microVM must be paused to create a snapshot: PATCH /vm Paused first.")
+    XCTAssertEqual(
+      fault(put(c, "/snapshot/create", #"{"snapshot_path": "/tmp/s", "snapshot_type": "Diff"}"#)),
+      "snapshot_type: 'Diff'; only Full snapshots are supported")
+    XCTAssertEqual(
+      fault(put(c, "/snapshot/load", #"{"snapshot_path": "/tmp/s"}"#)),
+      "snapshot/load is not available over the API yet (Machine(restoring:) is)")
     XCTAssertTrue(
       fault(put(c, "/metrics", #"{"metrics_path": "/nonexistent/dir/m.json"}"#)).hasPrefix(
         "metrics_path: cannot open"))

@@ -45,6 +45,12 @@ final class VirtualMachineTests: XCTestCase {
     XCTAssertEqual(outcome.exitStatus, 1, console.text)
     XCTAssertTrue(console.text.hasPrefix("Hello from SwiftVMM guest!\n"), console.text)
     XCTAssertGreaterThan(vm.counters["vmm.exits.io"] ?? 0, 0)
+    // After the run the caller owns the machine: it can be saved.
+    let path = NSTemporaryDirectory() + "swiftvmm-kit-\(UUID().uuidString).snap"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    try vm.snapshot(to: path)
+    let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+    XCTAssertGreaterThan(size, 0)
   }
 
   func testConsolePauseResume() throws {
