@@ -91,6 +91,15 @@ struct MachineScenarios {
     XCTAssertEqual(o, .debugExit(status: Int32((0xFF << 1) | 1)))
   }
 
+  /// PIT, UART and LAPIC-timer interrupts through the VMM's platform, taken with
+  /// STI; HLT (so a halted vCPU must be woken by the platform's timers).
+  func irqsGuestTakesTimerAndUARTInterrupts() throws {
+    let (o, out) = try boot(try GuestImages.bytes("irqs.elf"), name: "irqs.elf", timeout: 60)
+    XCTAssertEqual(o, .debugExit(status: 1), out)
+    XCTAssertTrue(out.contains("pit: 10 ticks\nuart: THRE interrupt\nlapic timer: 5 ticks\n"), out)
+    XCTAssertTrue(out.contains("PASS irqs"), out)
+  }
+
   func i8042ResetStopsCleanly() throws {
     // mov al, 0xfe ; out 0x64, al ; jmp $
     let (o, _) = try boot(FlatMultiboot.image(code: [0xB0, 0xFE, 0xE6, 0x64, 0xEB, 0xFE]))
@@ -116,6 +125,9 @@ final class KVMMachineTests: XCTestCase {
   }
   func testUnassignedPortsReadAllOnes() throws { try s.unassignedPortsReadAllOnes() }
   func testI8042ResetStopsCleanly() throws { try s.i8042ResetStopsCleanly() }
+  func testIRQsGuestTakesTimerAndUARTInterrupts() throws {
+    try s.irqsGuestTakesTimerAndUARTInterrupts()
+  }
 }
 
 final class InterpreterMachineTests: XCTestCase {
@@ -135,6 +147,9 @@ final class InterpreterMachineTests: XCTestCase {
   }
   func testUnassignedPortsReadAllOnes() throws { try s.unassignedPortsReadAllOnes() }
   func testI8042ResetStopsCleanly() throws { try s.i8042ResetStopsCleanly() }
+  func testIRQsGuestTakesTimerAndUARTInterrupts() throws {
+    try s.irqsGuestTakesTimerAndUARTInterrupts()
+  }
 }
 
 final class DeterministicMachineTests: XCTestCase {
