@@ -253,6 +253,8 @@ uint8_t ckvm_run_if_flag(const void *run) { return ((const struct kvm_run *)run)
 void ckvm_run_set_request_interrupt_window(void *run, uint8_t value) {
   ((struct kvm_run *)run)->request_interrupt_window = value;
 }
+uint64_t ckvm_run_cr8(const void *run) { return ((const struct kvm_run *)run)->cr8; }
+void ckvm_run_set_cr8(void *run, uint64_t value) { ((struct kvm_run *)run)->cr8 = value; }
 
 uint32_t ckvm_run_exit_reason(const void *run) {
   return ((const struct kvm_run *)run)->exit_reason;
@@ -388,6 +390,8 @@ int ckvm_nmi(int vcpu_fd) { (void)vcpu_fd; return -ENOSYS; }
 uint8_t ckvm_run_ready_for_interrupt_injection(const void *run) { (void)run; return 0; }
 uint8_t ckvm_run_if_flag(const void *run) { (void)run; return 0; }
 void ckvm_run_set_request_interrupt_window(void *run, uint8_t value) { (void)run; (void)value; }
+uint64_t ckvm_run_cr8(const void *run) { (void)run; return 0; }
+void ckvm_run_set_cr8(void *run, uint64_t value) { (void)run; (void)value; }
 uint32_t ckvm_run_exit_reason(const void *run) { (void)run; return 0; }
 void ckvm_run_io(const void *run, ckvm_io_exit *out) { (void)run; *out = (ckvm_io_exit){0}; }
 void ckvm_run_mmio(const void *run, ckvm_mmio_exit *out) { (void)run; *out = (ckvm_mmio_exit){0}; }

@@ -67,6 +67,9 @@ public final class KVMVirtualCPU: VirtualCPU {
   /// KVM_INTERRUPT if the guest can take it, otherwise an interrupt window is
   /// requested (KVM_EXIT_IRQ_WINDOW_OPEN brings us back here when IF opens).
   public var interruptInput: InterruptInput?
+  /// The VMM's platform: CR8 is the task-priority class of its local APIC, so
+  /// it is loaded into kvm_run before each entry and read back after each exit.
+  public var platform: PlatformHooks?
   /// An interrupt was handed to KVM_INTERRUPT and no guest entry has happened
   /// since: KVM holds one injected vector, a second would overwrite it.
   private var injectionQueued = false
@@ -295,7 +298,11 @@ public final class KVMVirtualCPU: VirtualCPU {
     }
     while true {
       if let input = interruptInput { injectInterrupts(from: input) }
+      if let tpr = platform?.taskPriorityClass { ckvm_run_set_cr8(runPage, UInt64(tpr)) }
       let r = enterKVM()
+      if let p = platform, p.taskPriorityClass != nil {
+        p.setTaskPriorityClass(UInt8(truncatingIfNeeded: ckvm_run_cr8(runPage) & 0xF))
+      }
       if r >= 0 { injectionQueued = false }
       if r < 0 {
         if r == -EINTR {

@@ -37,6 +37,7 @@ enum EngineFactory {
       let vm = try KVMVirtualMachine(memory: memory, irqChip: false)
       let cpu = try vm.createVCPU(id: 0, cpuid: cpuid)
       cpu.interruptInput = platform?.interrupts
+      cpu.platform = platform
       return EngineInstance(
         cpu: cpu, interruptLines: platform?.irqs, interruptsCanWake: platform != nil, owner: vm)
     case .interpreter, .translator:

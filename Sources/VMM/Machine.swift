@@ -99,6 +99,9 @@ public final class Machine {
 
     // Load before creating the engine, so bad images are reported the same on every engine.
     let isLinux = LinuxBoot.isLinuxKernel(config.kernel)
+    if isLinux, let why = KVMPlatformLimits.linuxRefusal(engine: config.engine) {
+      throw MachineError.invalidConfig(why)
+    }
     if isLinux {
       boot = try LinuxBoot.load(
         config.kernel, commandLine: config.commandLine, initrd: config.initrd, acpi: acpi,

@@ -108,3 +108,36 @@ extension KVMTests {
     XCTAssertEqual(vcpu.statistics()["kvm.nmis_injected"], 1)
   }
 }
+
+/// A platform whose only state is the local APIC's task-priority class.
+private final class TPROnlyPlatform: PlatformHooks {
+  var tpr: UInt8 = 3
+  func readTSC() -> UInt64 { 0 }
+  func writeTSC(_ value: UInt64) {}
+  func readMSR(_ index: UInt32) -> UInt64? { nil }
+  func writeMSR(_ index: UInt32, value: UInt64) -> Bool { false }
+  var taskPriorityClass: UInt8? { tpr }
+  func setTaskPriorityClass(_ value: UInt8) { tpr = value }
+}
+
+extension KVMTests {
+  /// 64-bit: mov eax, 9; mov cr8, rax; out 0x80, al; mov rax, cr8; out 0x81, eax; hlt
+  static let longCR8: [UInt8] = [
+    0xB8, 0x09, 0, 0, 0, 0x44, 0x0F, 0x22, 0xC0, 0xE6, 0x80, 0x44, 0x0F, 0x20, 0xC0, 0xE7, 0x81,
+    0xF4,
+  ]
+
+  /// CR8 is the VMM's LAPIC TPR on KVM too: a guest MOV to CR8 reaches the
+  /// platform, and a TPR the platform changed is what MOV from CR8 reads.
+  func testCR8FollowsThePlatformTPR() throws {
+    let (vm, vcpu) = try makeGuest(code: Self.longCR8)
+    try vcpu.setState(Self.longModeState(memory: vm.memory))
+    let platform = TPROnlyPlatform()
+    vcpu.platform = platform
+    XCTAssertEqual(try runOnce(vcpu), out(0x80, 1, 9))
+    XCTAssertEqual(platform.tpr, 9)
+    platform.tpr = 5  // as a guest write to the APIC's TPR register would
+    XCTAssertEqual(try runOnce(vcpu), out(0x81, 4, 5))
+    XCTAssertEqual(try runOnce(vcpu), .halt)
+  }
+}

@@ -174,6 +174,22 @@ final class DeterministicMachineTests: XCTestCase {
     XCTAssertEqual(a.2, b.2, "instruction-count time: even the TSC figures repeat")
   }
 
+  func testKVMEngineRefusesLinuxOnKVMPVM() throws {
+    let host = KVMHost.probe()
+    guard host.isUsable, host.kind == .pvm else {
+      throw XCTSkip("checks the KVM-PVM refusal; this host's KVM is \(host.kind.rawValue)")
+    }
+    // A bzImage header is enough: the refusal comes before the engine starts.
+    var kernel = [UInt8](repeating: 0, count: 0x1000)
+    kernel[0x1FE] = 0x55
+    kernel[0x1FF] = 0xAA
+    kernel.replaceSubrange(0x202..<0x206, with: Array("HdrS".utf8))
+    let c = MachineConfig(kernel: kernel, kernelName: "bzImage", engine: .kvm)
+    XCTAssertThrowsError(try Machine(config: c, console: ConsoleOutput(capturing: ()))) {
+      XCTAssertEqual("\($0)", KVMPlatformLimits.linuxOnPVM)
+    }
+  }
+
   func testKVMEngineRefusesDeterministicMode() throws {
     var c = MachineConfig(kernel: try GuestImages.bytes("hello.elf"), kernelName: "h", engine: .kvm)
     c.deterministic = true

@@ -173,6 +173,10 @@ uint64_t ckvm_run_hardware_exit_reason(const void *run);
 uint8_t ckvm_run_ready_for_interrupt_injection(const void *run);
 uint8_t ckvm_run_if_flag(const void *run);
 void ckvm_run_set_request_interrupt_window(void *run, uint8_t value);
+// CR8 as KVM reports it at an exit, and the value KVM loads at the next entry
+// (only honoured without an in-kernel LAPIC).
+uint64_t ckvm_run_cr8(const void *run);
+void ckvm_run_set_cr8(void *run, uint64_t value);
 // Atomic store; safe from any thread.
 void ckvm_run_set_immediate_exit(void *run, uint8_t value);
 
