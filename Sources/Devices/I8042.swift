@@ -4,10 +4,10 @@
 /// Registered at ports 0x60 (offset 0, data) and 0x64 (offset 4, status/command).
 public final class I8042Device: PortIODevice {
   private let control: MachineControl
-  private var output: [UInt8] = []
-  private var commandByte: UInt8 = 0x30  // both ports' clocks disabled, no interrupts
+  var output: [UInt8] = []
+  var commandByte: UInt8 = 0x30  // both ports' clocks disabled, no interrupts
   /// A command waiting for its data byte on port 0x60.
-  private var pendingCommand: UInt8?
+  var pendingCommand: UInt8?
 
   public init(control: MachineControl) { self.control = control }
 
@@ -18,7 +18,7 @@ public final class I8042Device: PortIODevice {
     /// Set when the keyboard is NOT inhibited by the (absent) key lock.
     static let notInhibited: UInt8 = 1 << 4
   }
-  private var lastWasCommand = false
+  var lastWasCommand = false
 
   public func ioRead(offset: UInt16, size: Int) -> UInt32 {
     switch offset {

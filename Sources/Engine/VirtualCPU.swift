@@ -12,6 +12,11 @@ public protocol VirtualCPU: AnyObject {
   func getState() throws -> CPUState
   func setState(_ state: CPUState) throws
 
+  /// Every register the engine has, for a snapshot (X86/VCPUSnapshot.swift); called
+  /// between exits. `restoreVCPU` accepts a snapshot from any engine.
+  func saveVCPU() throws -> VCPUSnapshot
+  func restoreVCPU(_ snapshot: VCPUSnapshot) throws
+
   /// Runs guest code until the next exit.
   func run() throws -> VMExit
 

@@ -66,6 +66,11 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   /// The VMM's platform: shared TSC and platform MSRs (APIC base, TSC deadline,
   /// kvm-clock). nil: the CPU keeps them itself.
   public var platform: PlatformHooks?
+  /// Initial APIC ID, which CPUID reports (leaf 1 EBX[31:24], leaf 0xB EDX).
+  public var apicID: UInt8 = 0
+  /// PAUSE returns `.interrupted` after it retires, so a spinning vCPU hands its
+  /// turn to the others (SMP on one thread: the lock holder may be waiting).
+  public var yieldOnPause = false
 
   let memory: GuestMemory
   let cpuid: CPUIDPolicy
@@ -570,6 +575,7 @@ struct Counters {
   var pageFaults: UInt64 = 0
   var cr3Loads: UInt64 = 0
   var invlpg: UInt64 = 0
+  var pauseYields: UInt64 = 0
   var exits = [String: UInt64]()
 
   mutating func countExit(_ e: VMExit) {
@@ -597,6 +603,7 @@ struct Counters {
       "decode.cache_misses": decodeMisses, "decode.uncached": decodeUncached,
       "exceptions": exceptions, "interrupts.external": externalInterrupts,
       "exceptions.page_faults": pageFaults, "mmu.cr3_loads": cr3Loads, "mmu.invlpg": invlpg,
+      "pause_yields": pauseYields,
     ]
     var total: UInt64 = 0
     for (k, v) in exits {

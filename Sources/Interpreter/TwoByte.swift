@@ -240,8 +240,11 @@ extension InterpreterCPU {
   func cpuidQuery(_ leaf: UInt32, _ sub: UInt32) -> CPUIDResult {
     var res = cpuid.lookup(leaf: leaf, subleaf: sub)
     if leaf == 1 {
-      // OSXSAVE mirrors CR4; APIC ID 0.
+      // OSXSAVE mirrors CR4; EBX[31:24] is this CPU's initial APIC ID.
       if cr4 & CR4.osxsave != 0 { res.ecx |= 1 << 27 } else { res.ecx &= ~(1 << 27) }
+      res.ebx = res.ebx & 0x00FF_FFFF | UInt32(apicID) << 24
+    } else if leaf == 0xB {
+      res.edx = UInt32(apicID)  // x2APIC ID, on every subleaf
     }
     return res
   }

@@ -16,7 +16,7 @@ struct SwiftVMMCommand: ParsableCommand {
     ],
     defaultSubcommand: Run.self)
 
-  static let version = "swiftvmm 0.1.0"
+  static let version = Machine.softwareVersion
 
   /// A first word that is not an option must name a subcommand: `swiftvmm rn`
   /// is a typo for `run`, not an unexpected argument to the default `run`.

@@ -5,9 +5,10 @@ import XCTest
 final class IOAPICTests: XCTestCase {
   let clock = ManualClock()
   lazy var lapic = LocalAPIC(clock: clock, tscFrequency: 1_000_000_000)
+  lazy var apicBus = APICBus(apics: [lapic])
   lazy var ioapic: IOAPIC = {
     let io = IOAPIC()
-    io.connect(to: lapic)
+    io.connect(to: apicBus)
     return io
   }()
 
