@@ -9,7 +9,7 @@ extension InterpreterCPU {
   public func saveVCPU() throws -> VCPUSnapshot {
     // A value the VMM completed for a restarted IN or MMIO read lives only here:
     // the run loop saves after `.interrupted`, at an instruction boundary.
-    guard ioValue == nil, mmioValue == nil, !pendingIn, !pendingMMIORead else {
+    guard ioValue == nil, mmioCompleted.isEmpty, !pendingIn, !pendingMMIORead else {
       throw EngineError.failed("vCPU is in the middle of an I/O instruction; cannot save it")
     }
     var msrs: [UInt32: UInt64] = [:]
