@@ -23,6 +23,11 @@ _Static_assert(CKVM_EXIT_X86_WRMSR == KVM_EXIT_X86_WRMSR, "exit reason mismatch"
 _Static_assert(CKVM_CAP_IMMEDIATE_EXIT == KVM_CAP_IMMEDIATE_EXIT, "capability mismatch");
 _Static_assert(CKVM_CAP_SET_IDENTITY_MAP_ADDR == KVM_CAP_SET_IDENTITY_MAP_ADDR, "cap mismatch");
 _Static_assert(CKVM_CAP_MAX_VCPUS == KVM_CAP_MAX_VCPUS, "capability mismatch");
+_Static_assert(CKVM_CAP_USER_NMI == KVM_CAP_USER_NMI, "capability mismatch");
+_Static_assert(CKVM_CAP_SPLIT_IRQCHIP == KVM_CAP_SPLIT_IRQCHIP, "capability mismatch");
+_Static_assert(CKVM_CAP_X86_USER_SPACE_MSR == KVM_CAP_X86_USER_SPACE_MSR, "capability mismatch");
+_Static_assert(CKVM_CAP_X86_MSR_FILTER == KVM_CAP_X86_MSR_FILTER, "capability mismatch");
+_Static_assert(CKVM_EXIT_IRQ_WINDOW_OPEN == KVM_EXIT_IRQ_WINDOW_OPEN, "exit reason mismatch");
 _Static_assert(CKVM_CPUID_FLAG_SIGNIFICANT_INDEX == KVM_CPUID_FLAG_SIGNIFCANT_INDEX, "flag");
 
 static int result(int r) { return r < 0 ? -errno : r; }
@@ -235,6 +240,22 @@ int ckvm_set_msrs(int vcpu_fd, const uint32_t *indices, const uint64_t *values, 
 
 int ckvm_run(int vcpu_fd) { return result(ioctl(vcpu_fd, KVM_RUN, 0)); }
 
+int ckvm_interrupt(int vcpu_fd, uint32_t vector) {
+  struct kvm_interrupt i = {.irq = vector};
+  return result(ioctl(vcpu_fd, KVM_INTERRUPT, &i));
+}
+int ckvm_nmi(int vcpu_fd) { return result(ioctl(vcpu_fd, KVM_NMI, 0)); }
+
+uint8_t ckvm_run_ready_for_interrupt_injection(const void *run) {
+  return ((const struct kvm_run *)run)->ready_for_interrupt_injection;
+}
+uint8_t ckvm_run_if_flag(const void *run) { return ((const struct kvm_run *)run)->if_flag; }
+void ckvm_run_set_request_interrupt_window(void *run, uint8_t value) {
+  ((struct kvm_run *)run)->request_interrupt_window = value;
+}
+uint64_t ckvm_run_cr8(const void *run) { return ((const struct kvm_run *)run)->cr8; }
+void ckvm_run_set_cr8(void *run, uint64_t value) { ((struct kvm_run *)run)->cr8 = value; }
+
 uint32_t ckvm_run_exit_reason(const void *run) {
   return ((const struct kvm_run *)run)->exit_reason;
 }
@@ -364,6 +385,13 @@ int ckvm_set_msrs(int vcpu_fd, const uint32_t *i, const uint64_t *v, uint32_t n)
   (void)vcpu_fd; (void)i; (void)v; (void)n; return -ENOSYS;
 }
 int ckvm_run(int vcpu_fd) { (void)vcpu_fd; return -ENOSYS; }
+int ckvm_interrupt(int vcpu_fd, uint32_t vector) { (void)vcpu_fd; (void)vector; return -ENOSYS; }
+int ckvm_nmi(int vcpu_fd) { (void)vcpu_fd; return -ENOSYS; }
+uint8_t ckvm_run_ready_for_interrupt_injection(const void *run) { (void)run; return 0; }
+uint8_t ckvm_run_if_flag(const void *run) { (void)run; return 0; }
+void ckvm_run_set_request_interrupt_window(void *run, uint8_t value) { (void)run; (void)value; }
+uint64_t ckvm_run_cr8(const void *run) { (void)run; return 0; }
+void ckvm_run_set_cr8(void *run, uint64_t value) { (void)run; (void)value; }
 uint32_t ckvm_run_exit_reason(const void *run) { (void)run; return 0; }
 void ckvm_run_io(const void *run, ckvm_io_exit *out) { (void)run; *out = (ckvm_io_exit){0}; }
 void ckvm_run_mmio(const void *run, ckvm_mmio_exit *out) { (void)run; *out = (ckvm_mmio_exit){0}; }

@@ -136,6 +136,9 @@ public struct KVMHost: Sendable {
     ("EXT_CPUID", Int(CKVM_CAP_EXT_CPUID)), ("IMMEDIATE_EXIT", Int(CKVM_CAP_IMMEDIATE_EXIT)),
     ("PIT2", Int(CKVM_CAP_PIT2)), ("NR_VCPUS", Int(CKVM_CAP_NR_VCPUS)),
     ("MAX_VCPUS", Int(CKVM_CAP_MAX_VCPUS)), ("NR_MEMSLOTS", Int(CKVM_CAP_NR_MEMSLOTS)),
+    ("USER_NMI", Int(CKVM_CAP_USER_NMI)), ("SPLIT_IRQCHIP", Int(CKVM_CAP_SPLIT_IRQCHIP)),
+    ("X86_USER_SPACE_MSR", Int(CKVM_CAP_X86_USER_SPACE_MSR)),
+    ("X86_MSR_FILTER", Int(CKVM_CAP_X86_MSR_FILTER)),
   ]
 
   /// The flags of the first CPU in /proc/cpuinfo, or nil when unreadable.

@@ -3,9 +3,10 @@ import Engine
 import X86
 
 // KVM's side of a snapshot: registers, FPU/SSE (KVM_GET_FPU), the MSRs KVM knows,
-// and the event state, as an engine-neutral `VCPUSnapshot`. The in-kernel
-// interrupt controllers and timers are not saved yet (the KVM engine has no
-// emulated platform here); DR0-7 and XCR0 are kept at their reset values.
+// and the event state (an interrupt KVM_INTERRUPT queued is in it), as an
+// engine-neutral `VCPUSnapshot`. The interrupt controllers and timers are the
+// VMM's platform on every engine and saved with it; DR0-7 and XCR0 are kept at
+// their reset values.
 
 extension KVMVirtualCPU {
   public func saveVCPU() throws -> VCPUSnapshot {

@@ -33,6 +33,10 @@ public final class KVMVirtualCPU: VirtualCPU {
     let supported = CPUIDPolicy(entries: KVMHost.probe().supportedCPUID)
     var names = Set(CPUFeature.all.filter { supported.has($0) }.map(\.name))
     names.insert("hypervisor")
+    // The local APIC is the VMM's model, not KVM's (no in-kernel irqchip), and KVM
+    // does not pass IA32_TSC_DEADLINE or the x2APIC MSRs to user space: a guest
+    // told about them would arm a timer nothing fires.
+    names.subtract(["tsc_deadline_timer", "x2apic"])
     return names
   }
 
@@ -57,6 +61,18 @@ public final class KVMVirtualCPU: VirtualCPU {
   var pending = Pending.none
 
   private var counters = Counters()
+
+  /// The VMM's interrupt controllers (PIC/LAPIC models), when KVM has no
+  /// in-kernel irqchip: before each KVM_RUN the pending vector is injected with
+  /// KVM_INTERRUPT if the guest can take it, otherwise an interrupt window is
+  /// requested (KVM_EXIT_IRQ_WINDOW_OPEN brings us back here when IF opens).
+  public var interruptInput: InterruptInput?
+  /// The VMM's platform: CR8 is the task-priority class of its local APIC, so
+  /// it is loaded into kvm_run before each entry and read back after each exit.
+  public var platform: PlatformHooks?
+  /// An interrupt was handed to KVM_INTERRUPT and no guest entry has happened
+  /// since: KVM holds one injected vector, a second would overwrite it.
+  private var injectionQueued = false
 
   /// Guards `runningThread` so `kick()` never signals a thread that left `run()`.
   private let lock: UnsafeMutablePointer<pthread_mutex_t>
@@ -281,7 +297,13 @@ public final class KVMVirtualCPU: VirtualCPU {
       return portIOExit()
     }
     while true {
+      if let input = interruptInput { injectInterrupts(from: input) }
+      if let tpr = platform?.taskPriorityClass { ckvm_run_set_cr8(runPage, UInt64(tpr)) }
       let r = enterKVM()
+      if let p = platform, p.taskPriorityClass != nil {
+        p.setTaskPriorityClass(UInt8(truncatingIfNeeded: ckvm_run_cr8(runPage) & 0xF))
+      }
+      if r >= 0 { injectionQueued = false }
       if r < 0 {
         if r == -EINTR {
           return interrupted()
@@ -361,7 +383,8 @@ public final class KVMVirtualCPU: VirtualCPU {
         let names: [UInt32: String] = [1: "shutdown", 2: "reset", 3: "crash"]
         return .shutdown(reason: "KVM system event: \(names[type] ?? "type \(type)")")
       case Int(CKVM_EXIT_IRQ_WINDOW_OPEN):
-        // Only requested by a VMM that injects interrupts itself; nothing to report.
+        // The guest can take an interrupt now: the top of the loop injects it.
+        counters.irqWindow += 1
         continue
       default:
         counters.other += 1
@@ -382,6 +405,30 @@ public final class KVMVirtualCPU: VirtualCPU {
     12: "KVM_EXIT_TPR_ACCESS", 16: "KVM_EXIT_NMI", 29: "KVM_EXIT_X86_RDMSR",
     30: "KVM_EXIT_X86_WRMSR",
   ]
+
+  /// Injects the pending NMI and external interrupt from the VMM's controllers.
+  /// `ready_for_interrupt_injection` and `if_flag` describe the state at the last
+  /// exit, which is where the guest resumes.
+  private func injectInterrupts(from input: InterruptInput) {
+    if input.hasPendingNMI {
+      if ckvm_nmi(fd) >= 0 { counters.nmis += 1 }
+      input.acknowledgeNMI()
+    }
+    guard input.hasPendingInterrupt, !injectionQueued else {
+      ckvm_run_set_request_interrupt_window(runPage, 0)
+      return
+    }
+    if ckvm_run_ready_for_interrupt_injection(runPage) != 0 && ckvm_run_if_flag(runPage) != 0 {
+      // Acknowledge only now: the INTA cycle happens when the CPU takes the vector.
+      if let vector = input.acknowledgeInterrupt(), ckvm_interrupt(fd, UInt32(vector)) >= 0 {
+        counters.injected += 1
+        injectionQueued = true
+      }
+      ckvm_run_set_request_interrupt_window(runPage, 0)
+    } else {
+      ckvm_run_set_request_interrupt_window(runPage, 1)
+    }
+  }
 
   /// KVM_RUN with this thread published for `kick()`.
   @inline(__always)
@@ -507,6 +554,9 @@ public final class KVMVirtualCPU: VirtualCPU {
     var hypercall: UInt64 = 0
     var systemEvent: UInt64 = 0
     var other: UInt64 = 0
+    var irqWindow: UInt64 = 0
+    var injected: UInt64 = 0
+    var nmis: UInt64 = 0
   }
 
   /// Exit counts by reason, named as the interpreter names them (docs/STATS.md).
@@ -528,8 +578,11 @@ public final class KVMVirtualCPU: VirtualCPU {
       "exits.hypercall": c.hypercall,
       "exits.system_event": c.systemEvent,
       "exits.other": c.other,
+      "exits.irq_window": c.irqWindow,
+      "kvm.interrupts_injected": c.injected,
+      "kvm.nmis_injected": c.nmis,
       "exits.total": c.io + c.mmio + c.hlt + c.shutdown + c.failEntry + c.internalError
-        + c.hypercall + c.systemEvent + c.other,
+        + c.hypercall + c.systemEvent + c.other + c.irqWindow,
     ]
   }
 }

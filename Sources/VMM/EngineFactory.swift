@@ -21,13 +21,6 @@ struct EngineInstance {
   var retired: [() -> UInt64] = []
 }
 
-/// Device interrupt lines into a KVM VM (KVM_IRQ_LINE).
-final class KVMInterruptLines: InterruptLines {
-  let vm: KVMVirtualMachine
-  init(vm: KVMVirtualMachine) { self.vm = vm }
-  func setLevel(irq: Int, high: Bool) { try? vm.setIRQLine(UInt32(irq), level: high) }
-}
-
 enum EngineFactory {
   /// The vCPU type behind each engine kind: what the engine publishes (its CPUID features).
   static func cpuType(for kind: EngineKind) -> any VirtualCPU.Type {
@@ -43,11 +36,15 @@ enum EngineFactory {
     let cpuid = try CPUIDPolicy.forEngine(config.cpuid, engine: config.engine)
     switch config.engine {
     case .kvm:
-      // No in-kernel irqchip yet: nothing raises interrupts the guest waits for,
-      // and without it HLT reaches the VMM, which can then tell a hung guest.
+      // The VMM's own PC platform, as on the interpreter (one definition of every
+      // device): no in-kernel irqchip, interrupts injected with KVM_INTERRUPT, and
+      // HLT reaches the VMM, which sleeps on the doorbell like the interpreter's.
       let vm = try KVMVirtualMachine(memory: memory, irqChip: false)
       let cpu = try vm.createVCPU(id: 0, cpuid: cpuid)
-      return EngineInstance(cpus: [cpu], interruptLines: nil, interruptsCanWake: false, owner: vm)
+      cpu.interruptInput = platform?.interrupts[0]
+      cpu.platform = platform?.hooks(forCPU: 0)
+      return EngineInstance(
+        cpus: [cpu], interruptLines: platform?.irqs, interruptsCanWake: platform != nil, owner: vm)
     case .interpreter, .translator:
       var options = InterpreterOptions()
       options.maxInstructions = config.maxInstructions

@@ -26,12 +26,11 @@ public final class Machine {
   let scheduler: VCPUScheduler
   public let boot: BootImage
   private let engine: EngineInstance
-  /// The PC platform devices, for engines without an in-kernel platform.
+  /// The PC platform devices every engine sees.
   let platform: PCPlatform?
   /// Ports, IRQs and windows; the ACPI tables and bus registration come from it.
   public let layout: PlatformLayout
-  /// PCI slots, BARs, IRQs and MSI-X vectors (interpreter engine: the PCI host
-  /// lives with the emulated platform).
+  /// PCI slots, BARs, IRQs and MSI-X vectors.
   public let devices: DeviceManager?
   /// virtio-pci devices from `config.virtio` (see VirtioSetup.swift).
   public let virtio: VirtioDevices?
@@ -114,6 +113,9 @@ public final class Machine {
 
     // Load before creating the engine, so bad images are reported the same on every engine.
     let isLinux = LinuxBoot.isLinuxKernel(config.kernel)
+    if isLinux, let why = KVMPlatformLimits.linuxRefusal(engine: config.engine) {
+      throw MachineError.invalidConfig(why)
+    }
     if isLinux {
       boot = try LinuxBoot.load(
         config.kernel, commandLine: config.commandLine, initrd: config.initrd, acpi: acpi,
@@ -126,7 +128,8 @@ public final class Machine {
         config.kernel, commandLine: "\(config.kernelName) \(config.commandLine)",
         modules: modules, into: memory)
     }
-    if config.engine.interpretsInstructions {
+    // Every engine sees this platform (KVM injects its interrupts with KVM_INTERRUPT).
+    do {
       let clock: GuestClock = config.deterministic ? InstructionClock() : HostMonotonicClock()
       let p = try PCPlatform(
         memory: memory, portBus: portBus, mmioBus: mmioBus, clock: clock, cpuCount: config.cpus,
@@ -146,9 +149,6 @@ public final class Machine {
       try devices?.claimIRQ(Int(layout.i8042IRQ), for: "i8042")
       try devices?.claimIRQ(Int(layout.rtcIRQ), for: "CMOS RTC")
       try devices?.claimIRQ(Int(layout.sciIRQ), for: "ACPI SCI")
-    } else {
-      platform = nil
-      devices = nil
     }
     virtio = try VirtioDevices.attach(
       config.virtio, memory: memory, manager: devices,

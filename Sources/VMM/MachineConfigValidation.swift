@@ -22,7 +22,7 @@ extension MachineConfig {
     if cpus > 1 {
       guard engine.interpretsInstructions else {
         throw refuse(
-          "--cpus \(cpus): the KVM engine runs one vCPU so far (it has no interrupt controller for IPIs); use --engine interpreter"
+          "--cpus \(cpus): the KVM engine runs one vCPU so far (SMP on KVM needs a KVM vCPU per CPU and IPIs between them, not built yet); use --engine interpreter"
         )
       }
       guard (mmuMode ?? .direct) == .direct else {

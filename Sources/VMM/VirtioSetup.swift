@@ -26,7 +26,7 @@ public final class VirtioDevices {
     guard !config.isEmpty else { return nil }
     guard let manager else {
       throw MachineError.invalidConfig(
-        "virtio devices (--disk, --console virtio, --rng) need the interpreter engine: only its platform has a PCI host so far"
+        "virtio devices (--disk, --console virtio, --rng) need the platform's PCI host, which this machine was built without"
       )
     }
     let v = VirtioDevices()

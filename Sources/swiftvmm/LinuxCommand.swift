@@ -74,10 +74,8 @@ struct LinuxCommand: ParsableCommand {
       to: &config, defaults: .init(memory: "512M", engine: .interpreter, cpuid: "kvm"),
       command: LinuxCommand.self)
     // Checked here, not in validate(): it is about Linux, not the configuration.
-    if config.engine == .kvm {
-      LinuxCommand.usageError(
-        "--engine kvm cannot boot Linux yet: the KVM machine has no interrupt controller or timer; use --engine interpreter"
-      )
+    if let why = KVMPlatformLimits.linuxRefusal(engine: config.engine) {
+      LinuxCommand.usageError(why)
     }
     if root && commands != nil {
       LinuxCommand.usageError("give --root or --run, not both: --root starts the image's systemd")

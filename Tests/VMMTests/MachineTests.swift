@@ -91,6 +91,15 @@ struct MachineScenarios {
     XCTAssertEqual(o, .debugExit(status: Int32((0xFF << 1) | 1)))
   }
 
+  /// PIT, UART and LAPIC-timer interrupts through the VMM's platform, taken with
+  /// STI; HLT (so a halted vCPU must be woken by the platform's timers).
+  func irqsGuestTakesTimerAndUARTInterrupts() throws {
+    let (o, out) = try boot(try GuestImages.bytes("irqs.elf"), name: "irqs.elf", timeout: 60)
+    XCTAssertEqual(o, .debugExit(status: 1), out)
+    XCTAssertTrue(out.contains("pit: 10 ticks\nuart: THRE interrupt\nlapic timer: 5 ticks\n"), out)
+    XCTAssertTrue(out.contains("PASS irqs"), out)
+  }
+
   func i8042ResetStopsCleanly() throws {
     // mov al, 0xfe ; out 0x64, al ; jmp $
     let (o, _) = try boot(FlatMultiboot.image(code: [0xB0, 0xFE, 0xE6, 0x64, 0xEB, 0xFE]))
@@ -116,6 +125,9 @@ final class KVMMachineTests: XCTestCase {
   }
   func testUnassignedPortsReadAllOnes() throws { try s.unassignedPortsReadAllOnes() }
   func testI8042ResetStopsCleanly() throws { try s.i8042ResetStopsCleanly() }
+  func testIRQsGuestTakesTimerAndUARTInterrupts() throws {
+    try s.irqsGuestTakesTimerAndUARTInterrupts()
+  }
 }
 
 final class InterpreterMachineTests: XCTestCase {
@@ -135,6 +147,9 @@ final class InterpreterMachineTests: XCTestCase {
   }
   func testUnassignedPortsReadAllOnes() throws { try s.unassignedPortsReadAllOnes() }
   func testI8042ResetStopsCleanly() throws { try s.i8042ResetStopsCleanly() }
+  func testIRQsGuestTakesTimerAndUARTInterrupts() throws {
+    try s.irqsGuestTakesTimerAndUARTInterrupts()
+  }
 }
 
 final class DeterministicMachineTests: XCTestCase {
@@ -157,6 +172,22 @@ final class DeterministicMachineTests: XCTestCase {
     XCTAssertEqual(a.0, .debugExit(status: 1))
     XCTAssertEqual(a.1, b.1)
     XCTAssertEqual(a.2, b.2, "instruction-count time: even the TSC figures repeat")
+  }
+
+  func testKVMEngineRefusesLinuxOnKVMPVM() throws {
+    let host = KVMHost.probe()
+    guard host.isUsable, host.kind == .pvm else {
+      throw XCTSkip("checks the KVM-PVM refusal; this host's KVM is \(host.kind.rawValue)")
+    }
+    // A bzImage header is enough: the refusal comes before the engine starts.
+    var kernel = [UInt8](repeating: 0, count: 0x1000)
+    kernel[0x1FE] = 0x55
+    kernel[0x1FF] = 0xAA
+    kernel.replaceSubrange(0x202..<0x206, with: Array("HdrS".utf8))
+    let c = MachineConfig(kernel: kernel, kernelName: "bzImage", engine: .kvm)
+    XCTAssertThrowsError(try Machine(config: c, console: ConsoleOutput(capturing: ()))) {
+      XCTAssertEqual("\($0)", KVMPlatformLimits.linuxOnPVM)
+    }
   }
 
   func testKVMEngineRefusesDeterministicMode() throws {

@@ -64,6 +64,11 @@ final class QEMUCrossCheckTests: XCTestCase {
     try check("exits.elf", firstLine: "pio:", engine: "kvm", cmdline: "count=200")
   }
   func testModesOnKVM() throws { try check("modes.elf", firstLine: "modes:", engine: "kvm") }
+  /// Timer and UART interrupts through the VMM's platform, injected with KVM_INTERRUPT.
+  func testIRQsOnKVM() throws { try check("irqs.elf", firstLine: "irqs:", engine: "kvm") }
+  func testIRQsOnInterpreter() throws {
+    try check("irqs.elf", firstLine: "irqs:", engine: "interpreter")
+  }
 
   func testHelloOnInterpreter() throws {
     try check("hello.elf", firstLine: "Hello from", engine: "interpreter")

@@ -50,6 +50,10 @@ enum {
   CKVM_CAP_SET_IDENTITY_MAP_ADDR = 37,
   CKVM_CAP_MAX_VCPUS = 66,
   CKVM_CAP_IMMEDIATE_EXIT = 136,
+  CKVM_CAP_USER_NMI = 22,
+  CKVM_CAP_SPLIT_IRQCHIP = 121,
+  CKVM_CAP_X86_USER_SPACE_MSR = 188,
+  CKVM_CAP_X86_MSR_FILTER = 189,
 };
 
 enum { CKVM_CPUID_FLAG_SIGNIFICANT_INDEX = 1 };
@@ -149,6 +153,10 @@ int ckvm_set_cpuid2(int vcpu_fd, const ckvm_cpuid_entry *entries, uint32_t count
 int ckvm_get_msrs(int vcpu_fd, const uint32_t *indices, uint64_t *values, uint32_t count);
 int ckvm_set_msrs(int vcpu_fd, const uint32_t *indices, const uint64_t *values, uint32_t count);
 int ckvm_run(int vcpu_fd);
+// Injects external interrupt `vector` (KVM_INTERRUPT; only without an in-kernel irqchip).
+int ckvm_interrupt(int vcpu_fd, uint32_t vector);
+// Injects an NMI (KVM_NMI).
+int ckvm_nmi(int vcpu_fd);
 
 // kvm_run page accessors.
 uint32_t ckvm_run_exit_reason(const void *run);
@@ -161,6 +169,14 @@ void ckvm_run_hypercall(const void *run, ckvm_hypercall_exit *out);
 void ckvm_run_set_hypercall_ret(void *run, uint64_t value);
 uint32_t ckvm_run_system_event_type(const void *run);
 uint64_t ckvm_run_hardware_exit_reason(const void *run);
+// Interrupt-window fields of kvm_run, for a VMM that injects interrupts itself.
+uint8_t ckvm_run_ready_for_interrupt_injection(const void *run);
+uint8_t ckvm_run_if_flag(const void *run);
+void ckvm_run_set_request_interrupt_window(void *run, uint8_t value);
+// CR8 as KVM reports it at an exit, and the value KVM loads at the next entry
+// (only honoured without an in-kernel LAPIC).
+uint64_t ckvm_run_cr8(const void *run);
+void ckvm_run_set_cr8(void *run, uint64_t value);
 // Atomic store; safe from any thread.
 void ckvm_run_set_immediate_exit(void *run, uint8_t value);
 
