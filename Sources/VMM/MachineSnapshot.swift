@@ -280,11 +280,23 @@ extension Machine {
     let parts = try snapshotParts()
     let mine = Set(parts.map(\.name))
     let saved = Set(meta.parts)
+    let savedOn = EngineKind(rawValue: meta.config.engine)
+    var fresh: [String] = []
     for (name, p) in parts {
       guard saved.contains(name) else {
+        // Saved on KVM, which has no emulated platform: those parts start at power-on.
+        if savedOn?.interpretsInstructions == false && config.engine.interpretsInstructions {
+          fresh.append(name)
+          continue
+        }
         throw SnapshotError.corrupt("snapshot has no state for \(name)")
       }
       try p.restoreState(try reader.bytes("part." + name))
+    }
+    if !fresh.isEmpty {
+      logger.warning(
+        "saved on \(meta.config.engine): \(fresh.joined(separator: ", ")) start in their power-on state"
+      )
     }
     let dropped = meta.parts.filter { !mine.contains($0) }
     if !dropped.isEmpty {

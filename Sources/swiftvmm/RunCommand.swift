@@ -24,6 +24,7 @@ struct Run: ParsableCommand {
   @OptionGroup var vm: VMOptions
   @OptionGroup(title: "Devices") var virtioOptions: VirtioOptions
   @OptionGroup(title: "Console") var consoleOptions: ConsoleOptions
+  @OptionGroup(title: "Snapshots") var snapshotOptions: SnapshotOptions
   @OptionGroup var logging: LoggingOptions
 
   func run() throws {
@@ -41,8 +42,10 @@ struct Run: ParsableCommand {
     }
     if let initrd { config.initrd = readInput(initrd, what: "initrd") }
     virtioOptions.apply(to: &config, command: Run.self)
+    snapshotOptions.check(config, command: Run.self)
     runInteractively(
-      config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate)
+      config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate,
+      snapshot: snapshotOptions)
   }
 
   private func readInput(_ path: String, what: String) -> [UInt8] {
@@ -59,7 +62,8 @@ struct Run: ParsableCommand {
 /// Builds the machine, attaches the host terminal, runs it and exits with its status.
 func runInteractively(
   _ config: MachineConfig, console options: ConsoleOptions, logger: Logger, stats: String?,
-  translate: UInt64? = nil
+  translate: UInt64? = nil, snapshot: SnapshotOptions? = nil, output: ConsoleOutput? = nil,
+  makeSession: (() throws -> VMSession)? = nil
 )
   -> Never
 {
@@ -69,11 +73,14 @@ func runInteractively(
   } catch {
     fail("\(error)", status: .usage)
   }
-  let console = ConsoleOutput(fd: 1)
+  let console = output ?? ConsoleOutput(fd: 1)
   let session: VMSession
   do {
-    session = try VMSession(
-      config: config, console: console, reboot: !options.noReboot, logger: logger)
+    session =
+      try makeSession?()
+      ?? VMSession(config: config, console: console, reboot: !options.noReboot, logger: logger)
+  } catch let e as SnapshotError {
+    fail("\(e)", status: .unusableInput)
   } catch let e as BootError {
     fail("\(config.kernelName): \(e)", status: .unusableInput)
   } catch {
@@ -86,6 +93,7 @@ func runInteractively(
     FileHandle.standardError.write(
       Data("swiftvmm: console on this terminal; \(k) x quits, \(k) h for help\n".utf8))
   }
+  session.machine.stopAtInstruction = snapshot?.snapshotAt
   session.setInputOpen(true)
   terminal.start(
     escape: escape,
@@ -94,6 +102,7 @@ func runInteractively(
       switch command {
       case .quit: session.requestStop(.userQuit)
       case .help: console.writeDirectly("\n" + escape.helpText() + "\n")
+      case .snapshot: snapshot?.saveWhileRunning(session.machine)
       }
     },
     onEnd: { session.setInputOpen(false) },
@@ -109,6 +118,7 @@ func runInteractively(
   if let m = outcome.message {
     FileHandle.standardError.write(Data("swiftvmm: \(m)\n".utf8))
   }
+  if case .instructionStop = outcome, let snapshot { snapshot.save(machine) }
   // A stats file that cannot be written makes the run fail (73), not pass silently.
   if let stats {
     OutputFile.write(

@@ -1,6 +1,7 @@
 import Devices
 import Engine
 import Foundation
+import KVM
 import TestSupport
 import XCTest
 
@@ -111,6 +112,86 @@ final class SnapshotTests: XCTestCase {
   func testSMPRoundTripIsIdentical() throws {
     try checkIdentity("smp.elf", cpus: 4, at: 3_000_000, from: .interpreter, to: .interpreter)
     try checkIdentity("smp.elf", cpus: 2, at: 1_234_567, from: .translator, to: .interpreter)
+  }
+
+  /// A CPUID policy both the interpreter and KVM provide, so a guest can move between them.
+  static func sharedPolicy() -> CPUIDPolicy {
+    CPUIDPolicy.default.masked(
+      to: EngineFeatures.implemented(by: .interpreter).intersection(
+        EngineFeatures.implemented(by: .kvm)))
+  }
+
+  static func requireKVM() throws {
+    let host = KVMHost.probe()
+    guard host.isUsable else {
+      throw XCTSkip("KVM snapshot tests need /dev/kvm: \(host.openError ?? "unusable")")
+    }
+  }
+
+  /// Interpreter → KVM: stopped at an exact instruction in software, finished in hardware
+  /// virtualization (KVM-PVM here), with the same result.
+  func testInterpreterToKVM() throws {
+    try Self.requireKVM()
+    let cmdline = "bench_loop.elf div=20000"
+    var c = try Self.config("bench_loop.elf", cmdline: cmdline, engine: .interpreter)
+    c.cpuid = Self.sharedPolicy()
+    let c1 = ConsoleOutput(capturing: ())
+    let whole = Self.run(try Machine(config: c, console: c1), c1)
+    XCTAssertTrue(c1.capturedText.contains("bench loop: result="), c1.capturedText)
+
+    let c2 = ConsoleOutput(capturing: ())
+    let m = try Machine(config: c, console: c2)
+    m.stopAtInstruction = whole.instructions / 2
+    XCTAssertEqual(m.run(), .instructionStop(whole.instructions / 2))
+    let path = dir.appendingPathComponent("to-kvm.snap").path
+    try m.saveSnapshot(to: path)
+    let c3 = ConsoleOutput(capturing: ())
+    let r = try Machine(restoring: path, engine: .kvm, timeout: 120, console: c3)
+    XCTAssertEqual(r.cpu.engineName, "kvm")
+    let start = Date()
+    let rest = Self.run(r, c3)
+    print("interpreter -> kvm: rest of the guest in \(Date().timeIntervalSince(start)) s on KVM")
+    XCTAssertEqual(rest.outcome, whole.outcome)
+    XCTAssertEqual(c2.capturedText + c3.capturedText, c1.capturedText)
+  }
+
+  /// KVM → interpreter: paused while running on KVM (no exact instruction there),
+  /// saved on the vCPU thread, finished by the interpreter with the same result.
+  func testKVMToInterpreter() throws {
+    try Self.requireKVM()
+    let cmdline = "bench_loop.elf div=20000"
+    var c = try Self.config("bench_loop.elf", cmdline: cmdline, engine: .kvm)
+    c.cpuid = Self.sharedPolicy()
+    let ci = try Self.config("bench_loop.elf", cmdline: cmdline, engine: .interpreter)
+    let c0 = ConsoleOutput(capturing: ())
+    let reference = Self.run(try Machine(config: ci, console: c0), c0)
+
+    let c1 = ConsoleOutput(capturing: ())
+    let m = try Machine(config: c, console: c1)
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var outcome: MachineOutcome?
+    Thread.detachNewThread {
+      outcome = m.run()
+      done.signal()
+    }
+    Thread.sleep(forTimeInterval: 0.5)
+    let path = dir.appendingPathComponent("from-kvm.snap").path
+    XCTAssertTrue(m.pause(), "KVM guest finished before the pause")
+    let rip = try m.onVCPUThread { try m.cpu.getState().general.rip }
+    try m.onVCPUThread { _ = try m.saveSnapshot(to: path) }
+    m.requestStop(.userQuit)
+    m.resume()
+    done.wait()
+    XCTAssertEqual(outcome, .userQuit)
+    XCTAssertEqual(c1.capturedText, "", "the guest prints only at its end")
+
+    let c2 = ConsoleOutput(capturing: ())
+    let r = try Machine(restoring: path, engine: .interpreter, timeout: 120, console: c2)
+    XCTAssertEqual(try r.cpu.getState().general.rip, rip)
+    let rest = Self.run(r, c2)
+    XCTAssertEqual(rest.outcome, reference.outcome)
+    XCTAssertEqual(c2.capturedText, c0.capturedText)
+    XCTAssertLessThan(rest.instructions, reference.instructions, "KVM had done part of the work")
   }
 
   func testInterpreterAndTranslatorHandOver() throws {
@@ -249,5 +330,39 @@ final class SnapshotFileTests: XCTestCase {
       i += 1
     }
     return nil
+  }
+}
+
+/// The command line: `run --snapshot-at`, then `restore`, in separate processes.
+final class SnapshotCLITests: XCTestCase {
+  func testRunSnapshotAtThenRestoreInANewProcess() throws {
+    guard FileManager.default.isExecutableFile(atPath: CLITests.binary) else {
+      throw XCTSkip("swiftvmm binary not built next to the test runner at \(CLITests.binary)")
+    }
+    let kernel = try GuestImages.path("syscall.elf")
+    let snap = FileManager.default.temporaryDirectory
+      .appendingPathComponent("cli-\(getpid()).snap").path
+    defer { try? FileManager.default.removeItem(atPath: snap) }
+    let base = ["run", "--kernel", kernel, "--deterministic", "--escape-key", "none"]
+    let whole = try GuestImages.run(CLITests.binary, base)
+    let first = try GuestImages.run(
+      CLITests.binary, base + ["--snapshot-at", "30000", "--snapshot-file", snap])
+    XCTAssertEqual(first.status, 6, first.output)
+    XCTAssertTrue(first.output.contains("stopped after 30000 instructions"), first.output)
+    XCTAssertTrue(first.output.contains("saved snapshot \(snap)"), first.output)
+    let rest = try GuestImages.run(CLITests.binary, ["restore", snap, "--escape-key", "none"])
+    XCTAssertEqual(rest.status, whole.status, rest.output)
+    func guestLines(_ s: String) -> [Substring] {
+      s.split(separator: "\n").filter { !$0.hasPrefix("swiftvmm:") && !$0.contains(" info ") }
+    }
+    XCTAssertEqual(guestLines(first.output) + guestLines(rest.output), guestLines(whole.output))
+    XCTAssertTrue(whole.output.contains("PASS syscall"), whole.output)
+
+    let usage = try GuestImages.run(
+      CLITests.binary, ["run", "--kernel", kernel, "--snapshot-at", "5"])
+    XCTAssertEqual(usage.status, 64, usage.output)
+    let missing = try GuestImages.run(CLITests.binary, ["restore", snap + ".missing"])
+    XCTAssertEqual(missing.status, 66, missing.output)
+    XCTAssertTrue(missing.output.contains("cannot open"), missing.output)
   }
 }
