@@ -24,13 +24,14 @@ final class SnapshotTests: XCTestCase {
   }
 
   static func config(
-    _ guest: String, cmdline: String = "", engine: EngineKind, cpus: Int = 1
+    _ guest: String, cmdline: String = "", engine: EngineKind, cpus: Int = 1, mmu: MMUMode? = nil
   ) throws -> MachineConfig {
     var c = MachineConfig(
       kernel: try GuestImages.bytes(guest), kernelName: guest, engine: engine)
     c.commandLine = cmdline
     c.memorySize = cpus > 1 ? 128 << 20 : 32 << 20
     c.cpus = cpus
+    c.mmuMode = mmu
     c.deterministic = engine != .kvm
     c.timeout = 120
     return c
@@ -51,13 +52,14 @@ final class SnapshotTests: XCTestCase {
   /// Runs `guest` uninterrupted, then again stopping at instruction `at`, saving,
   /// restoring on `to` and running to the end; the two must agree byte for byte.
   func checkIdentity(
-    _ guest: String, cmdline: String = "", cpus: Int = 1, at: UInt64, from: EngineKind,
-    to: EngineKind, file: StaticString = #filePath, line: UInt = #line
+    _ guest: String, cmdline: String = "", cpus: Int = 1, mmu: MMUMode? = nil, at: UInt64,
+    from: EngineKind, to: EngineKind, file: StaticString = #filePath, line: UInt = #line
   ) throws {
     let c1 = ConsoleOutput(capturing: ())
     let whole = Self.run(
       try Machine(
-        config: try Self.config(guest, cmdline: cmdline, engine: from, cpus: cpus), console: c1), c1
+        config: try Self.config(guest, cmdline: cmdline, engine: from, cpus: cpus, mmu: mmu),
+        console: c1), c1
     )
     guard whole.instructions > at else {
       return XCTFail(
@@ -66,7 +68,8 @@ final class SnapshotTests: XCTestCase {
 
     let c2 = ConsoleOutput(capturing: ())
     let m = try Machine(
-      config: try Self.config(guest, cmdline: cmdline, engine: from, cpus: cpus), console: c2)
+      config: try Self.config(guest, cmdline: cmdline, engine: from, cpus: cpus, mmu: mmu),
+      console: c2)
     m.stopAtInstruction = at
     let first = Self.run(m, c2)
     XCTAssertEqual(first.outcome, .instructionStop(at), file: file, line: line)
@@ -83,7 +86,9 @@ final class SnapshotTests: XCTestCase {
     XCTAssertEqual(
       String(decoding: first.output + rest.output, as: UTF8.self),
       String(decoding: whole.output, as: UTF8.self), file: file, line: line)
-    if to != .kvm && from != .kvm {
+    // Nested and shadow tables start empty after a restore; the interpreter counts an
+    // instruction an MMU event aborted and restarted, so only there the count may differ.
+    if to != .kvm && from != .kvm && (mmu == nil || mmu == .direct) {
       XCTAssertEqual(rest.instructions, whole.instructions, file: file, line: line)
     }
   }
@@ -225,6 +230,15 @@ final class SnapshotTests: XCTestCase {
     XCTAssertEqual(rest.outcome, whole.outcome)
     XCTAssertEqual(c2.capturedText + c3.capturedText, c1.capturedText)
     XCTAssertEqual(rest.instructions, whole.instructions)
+  }
+
+  /// Nested and shadow tables are rebuilt after a restore, not saved.
+  func testNestedAndShadowModesRebuildTheirTables() throws {
+    for mode in [MMUMode.nested, .shadow] {
+      try checkIdentity("paging.elf", mmu: mode, at: 25_000, from: .interpreter, to: .interpreter)
+      try checkIdentity(
+        "exceptions.elf", mmu: mode, at: 40_000, from: .interpreter, to: .translator)
+    }
   }
 
   func testInterpreterAndTranslatorHandOver() throws {
