@@ -121,7 +121,9 @@ final class LinuxSnapshotTests: XCTestCase {
       "not saved:\n\(t1.snapshot.suffix(2000))")
     in1.fileHandleForWriting.write(Data([0x01, UInt8(ascii: "x")]))
     p1.waitUntilExit()
-    let saveLine = t1.snapshot.split(separator: "\n").first { $0.contains("saved snapshot") } ?? ""
+    // Lines end in CR LF on the console ("\r\n" is one Character: split on newlines).
+    let saveLine =
+      t1.snapshot.components(separatedBy: .newlines).first { $0.contains("saved snapshot") } ?? ""
 
     let (p2, in2, t2) = try start(["restore", snap])
     defer { if p2.isRunning { p2.terminate() } }
@@ -134,7 +136,8 @@ final class LinuxSnapshotTests: XCTestCase {
     in2.fileHandleForWriting.write(Data("poweroff\n".utf8))
     p2.waitUntilExit()
     XCTAssertEqual(p2.terminationStatus, 0, t2.snapshot.suffix(2000).description)
-    let restoreLine = t2.snapshot.split(separator: "\n").first { $0.contains("restored ") } ?? ""
+    let restoreLine =
+      t2.snapshot.components(separatedBy: .newlines).first { $0.contains("restored /") } ?? ""
     print(
       "512 MiB Linux at its prompt: \(saveLine.trimmingCharacters(in: .whitespacesAndNewlines)); \(restoreLine.trimmingCharacters(in: .whitespacesAndNewlines))"
     )
