@@ -350,12 +350,17 @@ extension Machine {
         throw SnapshotError.corrupt("memory region layout differs from the machine's")
       }
     }
-    // Pages not in a run are zero; the loader may have written some of them.
+    // Pages not in a run are zero; the loader may have written some of them. Only
+    // those are cleared: writing the rest would back all of RAM with host memory.
     var next = [UInt64](repeating: 0, count: n)
+    let zeroPage = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+    defer { zeroPage.deallocate() }
+    memset(zeroPage, 0, 4096)
     func zero(region ri: Int, upTo end: UInt64) {
       let r = memory.regions[ri]
       while next[ri] < end {
-        memset(memory.pagePointer(r.start.rawValue + next[ri] * 4096)!, 0, 4096)
+        let p = memory.pagePointer(r.start.rawValue + next[ri] * 4096)!
+        if memcmp(p, zeroPage, 4096) != 0 { memset(p, 0, 4096) }
         next[ri] += 1
       }
     }
