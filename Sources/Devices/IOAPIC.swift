@@ -28,7 +28,8 @@ public final class IOAPIC: MMIODevice, InterruptLines {
   public internal(set) var redirection = [UInt64](repeating: 1 << 16, count: IOAPIC.pinCount)
   /// Asserted input lines.
   var lineLevels: UInt32 = 0
-  /// Edges that arrived while masked, delivered on unmask (as QEMU does).
+  /// Edges waiting for delivery. An edge on a masked pin is lost, as the
+  /// 82093AA manual says and QEMU does (kvm-unit-tests' ioapic test).
   var pendingEdges: UInt32 = 0
 
   private enum RTE {
@@ -64,7 +65,7 @@ public final class IOAPIC: MMIODevice, InterruptLines {
     let e = redirection[irq]
     if e & RTE.level != 0 {
       if high { service(irq) }
-    } else if high && !wasHigh {
+    } else if high && !wasHigh && e & RTE.masked == 0 {
       pendingEdges |= bit
       service(irq)
     }

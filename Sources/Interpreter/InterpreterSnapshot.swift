@@ -8,7 +8,7 @@ import X86
 extension InterpreterCPU {
   public func saveVCPU() throws -> VCPUSnapshot {
     // An exit handed out but not answered yet cannot be saved; an answered one can.
-    guard !pendingIn, !pendingMMIORead else {
+    guard !pendingIn, !pendingMMIORead, mmioCompleted.count <= 1 else {
       throw EngineError.failed("vCPU is waiting for an I/O answer; cannot save it")
     }
     var msrs: [UInt32: UInt64] = [:]
@@ -22,8 +22,8 @@ extension InterpreterCPU {
       instructionsRetired: instructions)
     if let v = ioValue {
       s.pendingRead = .init(mmio: false, key: UInt64(ioKey), value: v)
-    } else if let v = mmioValue {
-      s.pendingRead = .init(mmio: true, key: mmioKey, value: v)
+    } else if let m = mmioCompleted.first {
+      s.pendingRead = .init(mmio: true, key: m.address, value: m.value)
     }
     return s
   }
@@ -52,11 +52,11 @@ extension InterpreterCPU {
     nmiBlocked = s.nmiBlocked
     halted = s.halted
     ioValue = nil
-    mmioValue = nil
+    mmioCompleted.removeAll()
+    mmioReplayed = 0
     if let p = s.pendingRead {
       if p.mmio {
-        mmioKey = p.key
-        mmioValue = p.value
+        mmioCompleted = [(p.key, p.value)]
       } else {
         ioKey = UInt32(truncatingIfNeeded: p.key)
         ioValue = p.value

@@ -313,13 +313,17 @@ extension InterpreterCPU {
       let raw = try readSys(a, 8)
       var d = InterpreterCPU.parseDescriptor(raw, selector: sel)
       if longActive { d.base |= (try readSys(a &+ 8, 8) & 0xFFFF_FFFF) << 32 }
+      // In long mode a non-canonical base is refused (SDM LLDT/LTR, la57 test).
+      let canonical = !longActive || isCanonical(d.base)
       if op == 2 {
         if d.s || d.type != 2 { throw Fault.gp(err) }
         if !d.present { throw Fault.np(err) }
+        if !canonical { throw Fault.gp(err) }
         ldtr = d
       } else {
         if d.s || (d.type != 9 && d.type != 1) { throw Fault.gp(err) }
         if !d.present { throw Fault.np(err) }
+        if !canonical { throw Fault.gp(err) }
         try writeSys(a, 8, raw | (2 << 40))  // mark busy
         d.type |= 2
         tr = d

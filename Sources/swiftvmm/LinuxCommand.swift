@@ -146,6 +146,7 @@ struct LinuxCommand: ParsableCommand {
     snapshotOptions.check(config, command: LinuxCommand.self)
     runInteractively(
       config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate,
+      gdb: vm.gdbOptions.request(for: config, command: LinuxCommand.self),
       snapshot: snapshotOptions)
   }
 }

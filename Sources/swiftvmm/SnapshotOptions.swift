@@ -98,26 +98,26 @@ struct Restore: ParsableCommand {
       }
       kind = k
     }
-    let placeholder = MachineConfig(kernel: [], kernelName: file, engine: kind ?? .interpreter)
     let console = ConsoleOutput(fd: 1)
     let start = DispatchTime.now().uptimeNanoseconds
-    runInteractively(
-      placeholder, console: consoleOptions, logger: logger, stats: stats,
-      snapshot: snapshotOptions, output: console,
-      makeSession: { [file, maxInstructions, timeout, consoleOptions, snapshotOptions] in
-        let m = try Machine(
-          restoring: file, engine: kind, maxInstructions: maxInstructions, timeout: timeout,
-          console: console, logger: logger)
-        if snapshotOptions.snapshotAt != nil && !m.config.deterministic {
-          Restore.usageError("--snapshot-at needs a snapshot saved with --deterministic")
-        }
-        if snapshotOptions.snapshotAt != nil && snapshotOptions.snapshotFile == nil {
-          Restore.usageError("--snapshot-at needs --snapshot-file")
-        }
-        let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
-        note("restored \(file) in \(String(format: "%.1f", ms)) ms on \(m.cpu.engineName)")
-        return VMSession(
-          machine: m, console: console, reboot: !consoleOptions.noReboot, logger: logger)
-      })
+    let m: Machine
+    do {
+      m = try Machine(
+        restoring: file, engine: kind, maxInstructions: maxInstructions, timeout: timeout,
+        console: console, logger: logger)
+    } catch {
+      fail("\(error)", status: .unusableInput)
+    }
+    if snapshotOptions.snapshotAt != nil && !m.config.deterministic {
+      Restore.usageError("--snapshot-at needs a snapshot saved with --deterministic")
+    }
+    if snapshotOptions.snapshotAt != nil && snapshotOptions.snapshotFile == nil {
+      Restore.usageError("--snapshot-at needs --snapshot-file")
+    }
+    let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+    note("restored \(file) in \(String(format: "%.1f", ms)) ms on \(m.cpu.engineName)")
+    let session = VMSession(
+      machine: m, console: console, reboot: !consoleOptions.noReboot, logger: logger)
+    runSession(session, console: consoleOptions, stats: stats, snapshot: snapshotOptions)
   }
 }
