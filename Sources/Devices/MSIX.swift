@@ -46,10 +46,10 @@ public final class MSIXCapability {
   public let pbaOffset: UInt64
   /// Offset of the capability in config space.
   public let capabilityOffset: Int
-  public private(set) var entries: [Entry]
-  private var pending: [UInt64]
-  public private(set) var enabled = false
-  public private(set) var functionMasked = false
+  public internal(set) var entries: [Entry]
+  var pending: [UInt64]
+  public internal(set) var enabled = false
+  public internal(set) var functionMasked = false
   private weak var config: PCIConfigSpace?
   public weak var delivery: MSIDelivery?
 

@@ -7,20 +7,25 @@ import X86
 
 extension InterpreterCPU {
   public func saveVCPU() throws -> VCPUSnapshot {
-    // A value the VMM completed for a restarted IN or MMIO read lives only here:
-    // the run loop saves after `.interrupted`, at an instruction boundary.
-    guard ioValue == nil, mmioCompleted.isEmpty, !pendingIn, !pendingMMIORead else {
-      throw EngineError.failed("vCPU is in the middle of an I/O instruction; cannot save it")
+    // An exit handed out but not answered yet cannot be saved; an answered one can.
+    guard !pendingIn, !pendingMMIORead, mmioCompleted.count <= 1 else {
+      throw EngineError.failed("vCPU is waiting for an I/O answer; cannot save it")
     }
     var msrs: [UInt32: UInt64] = [:]
     for i in VCPUSnapshot.msrIndices {
       if let v = try? readMSR(i) { msrs[i] = v }
     }
-    return VCPUSnapshot(
+    var s = VCPUSnapshot(
       registers: try getState(), fxsave: fxImage(), xcr0: xcr0,
       debugRegisters: [dr[0], dr[1], dr[2], dr[3], dr[6], dr[7]], msrs: msrs,
       interruptShadow: interruptShadow, nmiBlocked: nmiBlocked, halted: halted,
       instructionsRetired: instructions)
+    if let v = ioValue {
+      s.pendingRead = .init(mmio: false, key: UInt64(ioKey), value: v)
+    } else if let m = mmioCompleted.first {
+      s.pendingRead = .init(mmio: true, key: m.address, value: m.value)
+    }
+    return s
   }
 
   public func restoreVCPU(_ s: VCPUSnapshot) throws {
@@ -46,5 +51,16 @@ extension InterpreterCPU {
     interruptShadow = s.interruptShadow
     nmiBlocked = s.nmiBlocked
     halted = s.halted
+    ioValue = nil
+    mmioCompleted.removeAll()
+    mmioReplayed = 0
+    if let p = s.pendingRead {
+      if p.mmio {
+        mmioCompleted = [(p.key, p.value)]
+      } else {
+        ioKey = UInt32(truncatingIfNeeded: p.key)
+        ioValue = p.value
+      }
+    }
   }
 }

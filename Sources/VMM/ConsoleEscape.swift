@@ -10,6 +10,8 @@ public struct ConsoleEscape: Sendable {
   public enum Command: Equatable, Sendable {
     case quit
     case help
+    /// Escape then `s`: save a snapshot (`--snapshot-file`).
+    case snapshot
   }
 
   /// The escape byte, or nil when the escape key is disabled.
@@ -36,6 +38,7 @@ public struct ConsoleEscape: Sendable {
         case key: out.append(key)
         case UInt8(ascii: "x"), UInt8(ascii: "X"): commands.append(.quit)
         case UInt8(ascii: "h"), UInt8(ascii: "H"), UInt8(ascii: "?"): commands.append(.help)
+        case UInt8(ascii: "s"), UInt8(ascii: "S"): commands.append(.snapshot)
         default: break
         }
         if commands.last == .quit { return (out, commands) }
@@ -87,6 +90,7 @@ public struct ConsoleEscape: Sendable {
     return """
       \(k) h        print this help
       \(k) x        quit the VM (the terminal is restored)
+      \(k) s        save a snapshot to --snapshot-file (the VM runs on)
       \(k) \(k)   send \(k) to the guest
       """
   }

@@ -43,6 +43,10 @@ struct SnapshotConfig: Codable {
   var nestedWalkCache: Bool
   var frameSeed: UInt64
   var deterministic: Bool
+  /// virtio-blk disks (path, read-only, serial) and virtio-rng. The disks' contents
+  /// are not in the snapshot: restore with the files as they were at the save.
+  var disks: [[String]]?
+  var entropy: Bool?
 }
 
 struct SnapshotMeta: Codable {
@@ -71,6 +75,7 @@ extension Machine {
     var objects = portBus.devices + mmioBus.devices
     if let platform { objects.append(platform) }
     objects.append(scheduler)
+    if let pci = devices?.pciHost { objects += pci.snapshotFunctions as [AnyObject] }
     var out: [(String, SnapshotPart)] = []
     var seen = Set<ObjectIdentifier>()
     var kinds: [String: Int] = [:]
@@ -98,7 +103,9 @@ extension Machine {
           ebx: $0.result.ebx, ecx: $0.result.ecx, edx: $0.result.edx)
       }, mmuMode: config.mmuMode?.name, shadowPageCap: config.shadowPageCap,
       nestedWalkCache: config.nestedWalkCache, frameSeed: config.frameSeed,
-      deterministic: config.deterministic)
+      deterministic: config.deterministic,
+      disks: config.virtio.disks.map { [$0.path, $0.readOnly ? "ro" : "rw", $0.id ?? ""] },
+      entropy: config.virtio.entropy)
   }
 
   /// Saves the whole machine to `path`: configuration, kernel, vCPU, every
@@ -107,8 +114,9 @@ extension Machine {
   @discardableResult
   public func saveSnapshot(to path: String) throws -> SnapshotSummary {
     let start = DispatchTime.now().uptimeNanoseconds
-    guard config.virtio.isEmpty else {
-      throw SnapshotError.unsupported("virtio devices do not save their state yet")
+    guard config.virtio.console == .uart, config.virtio.network == .none else {
+      throw SnapshotError.unsupported(
+        "virtio-console and virtio-net do not save their state yet (virtio-blk and -rng do)")
     }
     guard config.mmuMode != .paravirt else {
       throw SnapshotError.unsupported("the paravirtual MMU's pinned tables are not saved")
@@ -271,6 +279,12 @@ extension Machine {
     c.nestedWalkCache = s.nestedWalkCache && c.mmuMode == .nested
     c.frameSeed = s.frameSeed
     c.deterministic = s.deterministic && c.engine.interpretsInstructions
+    for d in s.disks ?? [] {
+      guard d.count == 3 else { throw SnapshotError.corrupt("disk entry \(d)") }
+      c.virtio.disks.append(
+        DiskSpec(path: d[0], readOnly: d[1] == "ro", id: d[2].isEmpty ? nil : d[2]))
+    }
+    c.virtio.entropy = s.entropy ?? false
     return c
   }
 
@@ -280,13 +294,29 @@ extension Machine {
     let parts = try snapshotParts()
     let mine = Set(parts.map(\.name))
     let saved = Set(meta.parts)
+    let savedOn = EngineKind(rawValue: meta.config.engine)
+    var fresh: [String] = []
     for (name, p) in parts {
       guard saved.contains(name) else {
+        // Saved on KVM, which has no emulated platform: those parts start at power-on.
+        if savedOn?.interpretsInstructions == false && config.engine.interpretsInstructions {
+          fresh.append(name)
+          continue
+        }
         throw SnapshotError.corrupt("snapshot has no state for \(name)")
       }
       try p.restoreState(try reader.bytes("part." + name))
     }
+    if !fresh.isEmpty {
+      logger.warning(
+        "saved on \(meta.config.engine): \(fresh.joined(separator: ", ")) start in their power-on state"
+      )
+    }
     let dropped = meta.parts.filter { !mine.contains($0) }
+    if !dropped.isEmpty && config.engine.interpretsInstructions {
+      throw SnapshotError.corrupt(
+        "the machine has no place for the state of \(dropped.joined(separator: ", "))")
+    }
     if !dropped.isEmpty {
       // KVM keeps its interrupt controllers and timers in the kernel: the emulated
       // platform's state has nowhere to go there.
@@ -320,12 +350,17 @@ extension Machine {
         throw SnapshotError.corrupt("memory region layout differs from the machine's")
       }
     }
-    // Pages not in a run are zero; the loader may have written some of them.
+    // Pages not in a run are zero; the loader may have written some of them. Only
+    // those are cleared: writing the rest would back all of RAM with host memory.
     var next = [UInt64](repeating: 0, count: n)
+    let zeroPage = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+    defer { zeroPage.deallocate() }
+    memset(zeroPage, 0, 4096)
     func zero(region ri: Int, upTo end: UInt64) {
       let r = memory.regions[ri]
       while next[ri] < end {
-        memset(memory.pagePointer(r.start.rawValue + next[ri] * 4096)!, 0, 4096)
+        let p = memory.pagePointer(r.start.rawValue + next[ri] * 4096)!
+        if memcmp(p, zeroPage, 4096) != 0 { memset(p, 0, 4096) }
         next[ri] += 1
       }
     }

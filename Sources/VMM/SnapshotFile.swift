@@ -216,7 +216,7 @@ final class SnapshotReader {
     let declared = u64(t)
     guard declared == UInt64(size) else {
       throw declared > UInt64(size)
-        ? SnapshotError.truncated("\(size) of \(declared) bytes")
+        ? SnapshotError.truncated("\(size) bytes, its end is missing")
         : SnapshotError.corrupt("file length \(size), trailer says \(declared)")
     }
     let stored = u32(size - 4)

@@ -33,6 +33,19 @@ public final class VMSession {
     current = try Machine(config: config, console: console, logger: logger)
   }
 
+  /// A session around a machine built elsewhere (a restored snapshot); a reboot
+  /// boots its configuration afresh.
+  public init(
+    machine: Machine, console: ConsoleOutput, reboot: Bool = true,
+    logger: Logger = Logger(label: "swiftvmm")
+  ) {
+    config = machine.config
+    self.console = console
+    self.reboot = reboot
+    self.logger = logger
+    current = machine
+  }
+
   /// The machine running now (or the last one, once `run` returned).
   public var machine: Machine {
     lock.lock()

@@ -20,6 +20,21 @@ public struct VCPUSnapshot: Equatable, Sendable, Codable {
   public var halted: Bool
   /// Instructions retired so far (interpreter engines; instruction-count time reads it).
   public var instructionsRetired: UInt64
+  /// A value the VMM supplied for an IN or MMIO read whose instruction has not
+  /// retired yet (the interpreter finishes it on its next run).
+  public var pendingRead: PendingRead?
+
+  public struct PendingRead: Equatable, Sendable, Codable {
+    public var mmio: Bool
+    /// Port | size << 16, or the MMIO address.
+    public var key: UInt64
+    public var value: UInt64
+    public init(mmio: Bool, key: UInt64, value: UInt64) {
+      self.mmio = mmio
+      self.key = key
+      self.value = value
+    }
+  }
 
   public init(
     registers: CPUState, fxsave: [UInt8], xcr0: UInt64 = 1, debugRegisters: [UInt64] = [],

@@ -39,6 +39,7 @@ struct LinuxCommand: ParsableCommand {
   var vm: VMOptions
   @OptionGroup(title: "Devices") var virtioOptions: VirtioOptions
   @OptionGroup(title: "Console") var consoleOptions: ConsoleOptions
+  @OptionGroup(title: "Snapshots") var snapshotOptions: SnapshotOptions
   @OptionGroup var logging: LoggingOptions
 
   static let interactiveInit = StandardInitramfs.initScript(
@@ -140,8 +141,10 @@ struct LinuxCommand: ParsableCommand {
     // device timeouts would fail units (udev's /dev/ttyS0, networkd) that are only slow.
     if root { cmdline += " systemd.default_timeout_start_sec=900" }
     config.commandLine = "\(cmdline) \(vm.cmdline ?? append ?? "")"
+    snapshotOptions.check(config, command: LinuxCommand.self)
     runInteractively(
       config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate,
-      gdb: vm.gdbOptions.request(for: config, command: LinuxCommand.self))
+      gdb: vm.gdbOptions.request(for: config, command: LinuxCommand.self),
+      snapshot: snapshotOptions)
   }
 }

@@ -38,6 +38,7 @@ struct Run: ParsableCommand {
   var qemuCompat = false
   @OptionGroup(title: "Devices") var virtioOptions: VirtioOptions
   @OptionGroup(title: "Console") var consoleOptions: ConsoleOptions
+  @OptionGroup(title: "Snapshots") var snapshotOptions: SnapshotOptions
   @OptionGroup var logging: LoggingOptions
 
   func run() throws {
@@ -75,9 +76,10 @@ struct Run: ParsableCommand {
     config.qemuCompat = qemuCompat
     virtioOptions.apply(to: &config, command: Run.self)
     if let apiSock { serveAPI(path: apiSock, spec: nil, config: config, logger: logger) }
+    snapshotOptions.check(config, command: Run.self)
     runInteractively(
       config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate,
-      gdb: vm.gdbOptions.request(for: config, command: Run.self))
+      gdb: vm.gdbOptions.request(for: config, command: Run.self), snapshot: snapshotOptions)
   }
 
   private func readInput(_ path: String, what: String) -> [UInt8] {
@@ -94,7 +96,7 @@ struct Run: ParsableCommand {
 /// Builds the machine, attaches the host terminal, runs it and exits with its status.
 func runInteractively(
   _ config: MachineConfig, console options: ConsoleOptions, logger: Logger, stats: String?,
-  translate: UInt64? = nil, gdb: GDBRequest? = nil
+  translate: UInt64? = nil, gdb: GDBRequest? = nil, snapshot: SnapshotOptions? = nil
 )
   -> Never
 {
@@ -104,7 +106,8 @@ func runInteractively(
   } catch {
     fail(error.description, status: .unusableInput)
   }
-  runSession(session, console: options, stats: stats, translate: translate, gdb: gdb)
+  runSession(
+    session, console: options, stats: stats, translate: translate, gdb: gdb, snapshot: snapshot)
 }
 
 /// Why a machine could not be built, as one line.
@@ -130,7 +133,7 @@ func makeSession(_ config: MachineConfig, console options: ConsoleOptions, logge
 /// `atEnd` runs just before the exit.
 func runSession(
   _ session: VMSession, console options: ConsoleOptions, stats: String?, translate: UInt64? = nil,
-  gdb: GDBRequest? = nil, atEnd: () -> Void = {}
+  gdb: GDBRequest? = nil, snapshot: SnapshotOptions? = nil, atEnd: () -> Void = {}
 ) -> Never {
   let escape: ConsoleEscape
   do {
@@ -146,6 +149,7 @@ func runSession(
       Data("swiftvmm: console on this terminal; \(k) x quits, \(k) h for help\n".utf8))
   }
   let gdbServer = startGDBServer(gdb, session: session)
+  session.machine.stopAtInstruction = snapshot?.snapshotAt
   session.setInputOpen(true)
   terminal.start(
     escape: escape,
@@ -154,6 +158,7 @@ func runSession(
       switch command {
       case .quit: session.requestStop(.userQuit)
       case .help: console.writeDirectly("\n" + escape.helpText() + "\n")
+      case .snapshot: snapshot?.saveWhileRunning(session.machine)
       }
     },
     onEnd: { session.setInputOpen(false) },
@@ -170,6 +175,7 @@ func runSession(
   if let m = outcome.message {
     FileHandle.standardError.write(Data("swiftvmm: \(m)\n".utf8))
   }
+  if case .instructionStop = outcome, let snapshot { snapshot.save(machine) }
   // A stats file that cannot be written makes the run fail (73), not pass silently.
   if let stats {
     OutputFile.write(

@@ -12,7 +12,7 @@ struct SwiftVMMCommand: ParsableCommand {
     version: SwiftVMMCommand.version,
     subcommands: [
       Run.self, MMUCompare.self, Info.self, CPUIDCommand.self, Guest.self, InitramfsCommand.self,
-      LinuxCommand.self, Bench.self,
+      LinuxCommand.self, Bench.self, Restore.self,
     ],
     defaultSubcommand: Run.self)
 

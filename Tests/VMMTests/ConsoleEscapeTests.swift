@@ -61,3 +61,13 @@ final class ConsoleEscapeTests: XCTestCase {
     XCTAssertEqual(ConsoleEscape.name(0x01), "Ctrl-A")
   }
 }
+
+final class ConsoleEscapeSnapshotTests: XCTestCase {
+  func testEscapeSAsksForASnapshotAndTypingGoesOn() {
+    var e = ConsoleEscape()
+    let r = e.process([0x61, 0x01, UInt8(ascii: "s"), 0x62])
+    XCTAssertEqual(r.forGuest, [0x61, 0x62])
+    XCTAssertEqual(r.commands, [.snapshot])
+    XCTAssertTrue(e.helpText().contains("snapshot"))
+  }
+}

@@ -74,16 +74,16 @@ public final class SplitVirtqueue {
   public var driverArea: UInt64 = 0
   public var deviceArea: UInt64 = 0
   public var msixVector: UInt16 = 0xFFFF
-  public private(set) var isReady = false
+  public internal(set) var isReady = false
   /// VIRTIO_F_RING_INDIRECT_DESC and VIRTIO_F_RING_EVENT_IDX as negotiated.
   public var indirectAllowed = false
   public var eventIndex = false
 
   private let memory: GuestMemory
-  private var lastAvail: UInt16 = 0
-  private var used: UInt16 = 0
+  var lastAvail: UInt16 = 0
+  var used: UInt16 = 0
   /// Used index at the last interrupt decision (EVENT_IDX's old index).
-  private var usedAtLastSignal: UInt16 = 0
+  var usedAtLastSignal: UInt16 = 0
 
   public init(maxSize: UInt16, memory: GuestMemory) {
     precondition(maxSize > 0 && maxSize & (maxSize - 1) == 0, "queue size is a power of two")

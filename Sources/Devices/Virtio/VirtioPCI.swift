@@ -52,18 +52,18 @@ public final class VirtioPCI: PCIConfigSpace, PCIDevice, VirtioTransport {
   public private(set) var msix: MSIXCapability!
   /// The INTx line the device manager routed pin INTA# to.
   public var intx: IRQLine?
-  public private(set) var queues: [SplitVirtqueue]
-  public private(set) var status: UInt8 = 0
-  public private(set) var driverFeatures: UInt64 = 0
-  public private(set) var isr: UInt8 = 0
-  private let memory: GuestMemory
+  public internal(set) var queues: [SplitVirtqueue]
+  public internal(set) var status: UInt8 = 0
+  public internal(set) var driverFeatures: UInt64 = 0
+  public internal(set) var isr: UInt8 = 0
+  let memory: GuestMemory
   private let logger: Logger
   private let name: String
   private var warned = Set<String>()
-  private var deviceFeatureSelect: UInt32 = 0
-  private var driverFeatureSelect: UInt32 = 0
-  private var queueSelect: UInt16 = 0
-  private var configVector = VirtioPCI.noVector
+  var deviceFeatureSelect: UInt32 = 0
+  var driverFeatureSelect: UInt32 = 0
+  var queueSelect: UInt16 = 0
+  var configVector = VirtioPCI.noVector
   private var pciConfigCap = 0
 
   public var offeredFeatures: UInt64 {
