@@ -17,6 +17,7 @@ declare -A EXPECT=(
     [hello]='^(multiboot: magic=0x2badb002 mem_upper=[0-9]+K cmdline=".*"|entry: long mode \(elf64\))$'
     [cpuid]='^cpuid: done$'
     [exits]='^exits: done$'
+    [gdbtarget]='^gdbtarget: total=35 counter=15$'
     [exceptions]='^PASS exceptions$'
     [idt_ist]='^PASS idt_ist$'
     [paging]='^PASS paging$'

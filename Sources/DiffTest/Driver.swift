@@ -108,6 +108,12 @@ public struct Report {
   public var nativeSeconds = 0.0
   public var interpreterSeconds = 0.0
   public var exceptions = 0
+  /// Translator runs: instructions retired in translated blocks; lockstep blocks run,
+  /// their differences and the first one described.
+  public var translatedInstructions: UInt64 = 0
+  public var lockstepBlocks: UInt64 = 0
+  public var lockstepMismatches: UInt64 = 0
+  public var firstLockstepReport: String?
 
   public var formsCovered: Int { perForm.values.filter { $0.cases > 0 }.count }
 }
@@ -125,6 +131,10 @@ public struct Config {
   /// Only run this one case index (reproduction).
   public var onlyCase: Int? = nil
   public var maxInstructions: UInt64 = 20_000
+  /// Run the cases through the translator engine (blocks translated on first execution)
+  /// instead of the interpreter; `lockstep` also checks every block against the interpreter.
+  public var translate = false
+  public var lockstep = false
   public init() {}
 }
 
@@ -140,7 +150,9 @@ public final class DiffRun {
     self.config = config
     let imageSeed = config.seed
     native = NativeRunner(imageSeed: imageSeed)
-    interp = try InterpreterRunner(imageSeed: imageSeed, maxInstructions: config.maxInstructions)
+    interp = try InterpreterRunner(
+      imageSeed: imageSeed, maxInstructions: config.maxInstructions, translate: config.translate,
+      lockstep: config.lockstep)
     enabled = table.select(config.formFilter)
   }
 
@@ -200,6 +212,10 @@ public final class DiffRun {
               details: details, regs: tc.regs, rflags: tc.rflags, patches: tc.patches))
         }
       }
+      report.translatedInstructions = interp.translatedInstructions
+      report.lockstepBlocks = interp.lockstepBlocks
+      report.lockstepMismatches = interp.lockstepMismatches
+      report.firstLockstepReport = interp.firstLockstepReport
       progress?(report)
     }
     report.elapsed = Date().timeIntervalSince(start)

@@ -93,7 +93,17 @@ public final class InterpreterRunner {
   let stack: UInt8Pointer
   let codeHost: UnsafeMutableRawPointer
   let maxInstructions: UInt64
+  /// Run through the translator engine (every block translated on its first execution),
+  /// and in lockstep with the interpreter too.
+  let translate: Bool
+  let lockstep: Bool
   var baseState = CPUState()
+  /// Totals over the cases run: instructions retired inside translated blocks, lockstep
+  /// blocks and differences, and the first difference described.
+  public private(set) var translatedInstructions: UInt64 = 0
+  public private(set) var lockstepBlocks: UInt64 = 0
+  public private(set) var lockstepMismatches: UInt64 = 0
+  public private(set) var firstLockstepReport: String?
 
   typealias UInt8Pointer = UnsafeMutablePointer<UInt8>
 
@@ -116,8 +126,13 @@ public final class InterpreterRunner {
   static let dataPhys: UInt64 = 0x20_0000
   static let stackPhys: UInt64 = 0x30_0000
 
-  public init(imageSeed: UInt64, maxInstructions: UInt64 = 20_000) throws {
+  public init(
+    imageSeed: UInt64, maxInstructions: UInt64 = 20_000, translate: Bool = false,
+    lockstep: Bool = false
+  ) throws {
     self.maxInstructions = maxInstructions
+    self.translate = translate
+    self.lockstep = lockstep
     memory = try GuestMemory(size: 16 << 20)
     pristine = .allocate(capacity: 1)
     nx_image_init(pristine, imageSeed)
@@ -237,6 +252,16 @@ public final class InterpreterRunner {
     opts.maxInstructions = maxInstructions
     opts.timeSource = .instructionCount
     let cpu = try InterpreterCPU(memory: memory, cpuid: .default, options: opts)
+    if translate { try cpu.enableTranslation(lockstep: lockstep) }
+    defer {
+      if translate {
+        let st = cpu.statistics()
+        translatedInstructions &+= st["translator.block_instructions"] ?? 0
+        lockstepBlocks &+= st["translator.lockstep_blocks"] ?? 0
+        lockstepMismatches &+= st["translator.lockstep_mismatches"] ?? 0
+        if firstLockstepReport == nil { firstLockstepReport = cpu.lockstepReport }
+      }
+    }
     var s = baseState
     var cc = c
     withUnsafePointer(to: &cc.in.gpr) {

@@ -224,6 +224,19 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   /// Events delivered (exceptions and interrupts); lets single-step see a delivery.
   var deliveries: UInt64 = 0
 
+  // MARK: Debug stops (InterpreterDebug.swift)
+  var debug = DebugSettings()
+  /// Breakpoints, watchpoints or single-step are set: instructions run one at a time.
+  var debugActive = false
+  /// `debug.singleStep`, as a plain flag for the run loop's per-batch check.
+  var debugStepping = false
+  /// Watchpoints are set: their pages stay out of the TLB, so accesses take the slow path.
+  var watchActive = false
+  /// The breakpoint just reported: the instruction there runs next time (like RFLAGS.RF).
+  var debugResumeRIP: UInt64?
+  /// Single-step: the instruction ran (its exit, if any, went to the VMM first).
+  var debugStepTaken = false
+
   // MARK: MMU
   var tlb: TLB
   /// Pre-decoded instructions (DecodeCache.swift).
@@ -454,6 +467,10 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
         kicked.store(false, ordering: .relaxed)
         return record(.interrupted)
       }
+      if debugStepping && !halted {
+        if let e = debugSingleStep() { return e }
+        continue
+      }
       if interruptShadow {
         interruptShadow = false
         single()
@@ -503,7 +520,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
       }
       if instructions >= pauseAt { return record(.interrupted) }
       let budget = min(4096, limit &- instructions, pauseAt &- instructions)
-      runBatch(budget)
+      if debugActive { runDebugBatch(budget) } else { runBatch(budget) }
       if stepOnNewTF {
         // A SYSRET that set TF ended the batch: its trap comes before the next instruction.
         stepOnNewTF = false
@@ -516,7 +533,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     }
   }
 
-  @inline(__always) private func single() {
+  @inline(__always) func single() {
     stop = false
     do {
       try step()
@@ -550,7 +567,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   }
 
   /// After a batch: an exit to return, or nil to continue.
-  private func finishBatch() -> VMExit? {
+  func finishBatch() -> VMExit? {
     stop = false
     if let e = pendingExit {
       pendingExit = nil
@@ -559,7 +576,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     return nil
   }
 
-  private func record(_ e: VMExit) -> VMExit {
+  func record(_ e: VMExit) -> VMExit {
     // MMU events are counted when dispatched.
     if pendingMMU == nil || e != Self.mmuEventMarker { stats.countExit(e) }
     return e
@@ -636,6 +653,7 @@ struct Counters {
     case .internalError: k = "exits.internal_error"
     case .instructionLimit: k = "exits.instruction_limit"
     case .interrupted: k = "host_kicks"  // the VMM's own kicks, not guest exits
+    case .debug: k = "exits.debug"
     }
     exits[k, default: 0] &+= 1
   }

@@ -254,6 +254,7 @@ extension InterpreterCPU {
       return v
     }
     let gpa = try translateAccess(lin, .read, user: user)
+    if watchActive { noteWatchedAccess(lin, size, write: false) }
     if let p = mmuHW.physHost {
       switch size {
       case 1: return UInt64(p.load(as: UInt8.self))
@@ -289,6 +290,7 @@ extension InterpreterCPU {
       return
     }
     let gpa = try translateAccess(lin, .write, user: user)
+    if watchActive { noteWatchedAccess(lin, size, write: true) }
     if let p = mmuHW.physHost {
       switch size {
       case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: v), as: UInt8.self)
@@ -320,6 +322,8 @@ extension InterpreterCPU {
       return t.gpa
     }
     mmuHW.physHost = host + Int(lin & 0xFFF)
+    // A watched page is never cached for data, so every access to it comes here.
+    if watchActive && kind != .fetch && isWatchedPage(page) { return t.gpa }
     let add = Int(bitPattern: host) &- Int(bitPattern: UInt(page))
     let key = page | (user ? 1 : 0)
     let slot = Int(truncatingIfNeeded: lin >> 12) & TLB.mask

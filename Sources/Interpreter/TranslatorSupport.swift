@@ -54,6 +54,8 @@ final class BlockTranslator {
   var blockInstructions: UInt64 = 0
   var translations: UInt64 = 0
   var retranslations: UInt64 = 0
+  /// Lockstep (TranslatorLockstep.swift): nil when off.
+  var lockstep: Lockstep?
 
   init() throws {
     code = try CodeMemory(capacity: BlockTranslator.codeBytes)
@@ -87,14 +89,17 @@ final class BlockTranslator {
       "translator.blocks_run": blocksRun, "translator.block_instructions": blockInstructions,
       "translator.translations": translations, "translator.retranslations": retranslations,
       "translator.code_flushes": code.resets, "translator.code_bytes": UInt64(code.used),
-    ]
+    ].merging(lockstep?.statistics ?? [:]) { a, _ in a }
   }
 }
 
 extension InterpreterCPU {
-  /// Turns on translation (`--engine translator`).
-  public func enableTranslation() throws {
-    translator = try BlockTranslator()
+  /// Turns on translation (`--engine translator`). `lockstep`: every block also runs in
+  /// the interpreter from the same state and the two results are compared (a test mode).
+  public func enableTranslation(lockstep: Bool = false) throws {
+    let t = try BlockTranslator()
+    if lockstep { t.lockstep = Lockstep() }
+    translator = t
   }
 
   /// Runs the translated block at RIP if there is one and it fits `budget`; returns the
@@ -118,7 +123,9 @@ extension InterpreterCPU {
     materialize()
     t.context[0] = rfl & RFLAGS.status | RFLAGS.fixed
     t.context[1] = budget &- ep.pointee.count
-    let next = fn(r, t.context)
+    let next =
+      t.lockstep == nil
+      ? fn(r, t.context) : runLockstep(t, fn, ep - t.entries, count: ep.pointee.count, budget)
     rfl = (rfl & ~RFLAGS.status) | (t.context[0] & RFLAGS.status)
     rip = next
     // A block never hands back more than it was given; the guard keeps a compiler bug from
@@ -160,6 +167,7 @@ extension InterpreterCPU {
       return
     }
     let bytes = compiler.compile(insns, rip: rip)
+    t.lockstep?.undefinedAt[ep - t.entries] = BlockCompiler.undefinedFlags(insns)
     var entry = t.code.install(bytes)
     if entry == nil {
       t.flush()
@@ -234,6 +242,15 @@ struct BlockCompiler {
     default: return false
     }
   }
+  /// Does the instruction access memory (through the inline TLB check, so it may leave
+  /// the block)?
+  static func accessesMemory(_ d: DecodedInsn) -> Bool {
+    switch d.kind {
+    case DC.pushR, DC.popR, DC.call, DC.ret: return true
+    case DC.lea, DC.nop, DC.jcc, DC.jmp, DC.aluAI, DC.movRI: return false
+    default: return !d.isReg
+    }
+  }
   static func writesAllFlags(_ d: DecodedInsn) -> Bool {
     switch d.kind {
     case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI, DC.test, DC.testI, DC.imul: return true
@@ -244,12 +261,17 @@ struct BlockCompiler {
   func compile(_ insns: [DecodedInsn], rip start: UInt64) -> [UInt8] {
     var e = X86Encoder()
     let ctx = Self.ctx
-    // Flags live before each instruction (the block's end counts as a use).
+    // Flags live before each instruction (the block's end counts as a use, and so does a
+    // memory access: its side exit hands the flags to the interpreter, where a fault
+    // pushes them). `liveAfterCheck`: live after instruction i's own TLB check.
     var liveBefore = [Bool](repeating: true, count: insns.count)
+    var liveAfterCheck = [Bool](repeating: true, count: insns.count)
     var live = true
     for i in insns.indices.reversed() {
       let d = insns[i]
       live = Self.readsFlags(d) || (!Self.writesAllFlags(d) && live)
+      liveAfterCheck[i] = live
+      live = live || Self.accessesMemory(d)
       liveBefore[i] = live
     }
     // Guest status flags into the host's EFLAGS.
@@ -340,7 +362,7 @@ struct BlockCompiler {
         e.alu(.cmp, .rcx, .rdx)
         e.jcc(.e, slow)
       }
-      if liveBefore[i] {
+      if liveAfterCheck[i] {
         e.alu(.add, .rax, imm: 0x7F, .b8)
         e.sahf()
       }

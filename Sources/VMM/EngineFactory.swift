@@ -57,7 +57,9 @@ enum EngineFactory {
       var cpus: [InterpreterCPU] = []
       for i in 0..<config.cpus {
         let cpu = try InterpreterCPU(memory: memory, cpuid: policy, options: options)
-        if config.engine == .translator { try cpu.enableTranslation() }
+        if config.engine == .translator {
+          try cpu.enableTranslation(lockstep: config.translatorLockstep)
+        }
         cpu.apicID = UInt8(i)
         cpu.yieldOnPause = config.cpus > 1
         cpu.interruptInput = platform?.interrupts[i]

@@ -17,6 +17,8 @@ public final class Machine {
   public let mmioBus: MMIOBus
   public let control = MachineControl()
   public let uart: UART16550
+  /// The i8042 and its keyboard (SendCtrlAltDel presses keys on it).
+  public let i8042: I8042Device
   /// The boot CPU (`cpus[0]`).
   public let cpu: VirtualCPU
   /// Every vCPU; index = APIC ID.
@@ -45,6 +47,8 @@ public final class Machine {
   public let hypercalls = HypercallTable()
   /// Pause and run-on-the-vCPU-thread requests (MachinePause.swift).
   let requests = VCPUThreadRequests()
+  /// Debug stops reported by the engine, for a debugger (MachineDebug.swift).
+  let debugStops = MachineDebugStops()
 
   // Requests from other threads (signals, console input, watchdog). The
   // flag lets the run loop skip the lock on every exit when nothing is pending.
@@ -100,6 +104,7 @@ public final class Machine {
     try portBus.register(
       DebugExitDevice(control: control), ports: layout.debugExitPorts, name: "isa-debug-exit")
     let kbc = I8042Device(control: control)
+    i8042 = kbc
     let kbcData = layout.i8042DataPort
     let kbcCommand = layout.i8042CommandPort
     try portBus.register(kbc, ports: kbcData...kbcData, name: "i8042 data")
@@ -168,6 +173,7 @@ public final class Machine {
     ) { [console] b in console.write(b) }
     platform?.addTimedDevice(uart)
     try portBus.register(uart, ports: layout.com1Ports, name: "uart0 (16550A)")
+    kbc.irq = IRQLine(Int(layout.i8042IRQ), lines: engine.interruptLines)
     if config.qemuCompat {
       try registerQEMUTestInterfaces(layout: layout, lines: engine.interruptLines)
     }
@@ -339,6 +345,9 @@ public final class Machine {
     case .interrupted:
       exits.interrupted += 1
       console.flush()
+    case .debug(let stop):
+      console.flush()
+      debugStopped(stop)
     }
     return nil
   }

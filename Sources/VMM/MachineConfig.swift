@@ -46,6 +46,8 @@ public struct MachineConfig {
   /// time advances with retired instructions, the RTC starts at a fixed date,
   /// and two runs execute the same instructions.
   public var deterministic = false
+  /// Translator only, for tests: run every block in the interpreter too and compare.
+  public var translatorLockstep = false
   /// QEMU's test-only interfaces (fw_cfg), which kvm-unit-tests reads.
   public var qemuCompat = false
   /// virtio-pci disks, console and entropy device (interpreter's PCI platform).

@@ -55,6 +55,9 @@ extension MachineConfig {
         "--deterministic needs a software engine (interpreter or translator): KVM's guest time follows the host"
       )
     }
+    guard !translatorLockstep || engine == .translator else {
+      throw refuse("--lockstep needs --engine translator")
+    }
     if engine == .kvm, let m = mmuMode, m != .nested {
       throw refuse(
         "--mmu \(m.name) needs the interpreter: with KVM the hardware does nested paging (EPT/NPT) and the VMM cannot \(m == .shadow ? "shadow" : m == .paravirt ? "offer PV page tables to" : "walk guest tables directly for") the guest; use --mmu nested or --engine interpreter"

@@ -6,7 +6,7 @@ import Foundation
 struct DiffTestCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "difftest",
-    abstract: "Differential test of the SwiftVMM interpreter against the host CPU.")
+    abstract: "Differential test of the SwiftVMM interpreter (or translator) against the host CPU.")
 
   @Option(help: "Number of cases to run.") var cases: Int = 100_000
   @Option(help: "Run seed (cases are reproducible from seed and index).") var seed: UInt64 = 1
@@ -18,12 +18,27 @@ struct DiffTestCommand: ParsableCommand {
   @ArgumentParser.Flag(help: "Print every form's counts and a disassembly of each shown mismatch.")
   var verbose = false
   @ArgumentParser.Flag(help: "List the forms and exit.") var listForms = false
+  @Option(
+    help: "Engine under test: interpreter or translator (blocks translated on first execution).")
+  var engine: String = "interpreter"
+  @ArgumentParser.Flag(
+    help: "With --engine translator: also run every block in the interpreter and compare.")
+  var lockstep = false
 
   func run() throws {
     var config = Config()
     config.cases = cases
     config.seed = seed
     config.onlyCase = onlyCase
+    switch engine {
+    case "interpreter": break
+    case "translator": config.translate = true
+    default: throw ValidationError("unknown engine '\(engine)'; choose interpreter or translator")
+    }
+    if lockstep && !config.translate {
+      throw ValidationError("--lockstep needs --engine translator")
+    }
+    config.lockstep = lockstep
     if let f = forms {
       let re = try Regex(f)
       config.formFilter = { name in (try? re.firstMatch(in: name)) != nil }
@@ -77,7 +92,17 @@ struct DiffTestCommand: ParsableCommand {
           "time %.1fs (%.0f cases/s; native %.1fs = %.0f cases/s, interpreter %.1fs)  seed %llu",
         report.elapsed, rate, report.nativeSeconds,
         Double(report.casesRun) / max(report.nativeSeconds, 1e-9), report.interpreterSeconds, seed))
-    if report.mismatchCount > 0 || !report.nativeProblems.isEmpty { throw ExitCode(1) }
+    if config.translate {
+      print(
+        "translator: \(report.translatedInstructions) instructions in translated blocks"
+          + (lockstep
+            ? "; lockstep: \(report.lockstepBlocks) blocks, \(report.lockstepMismatches) differences"
+            : ""))
+      if let r = report.firstLockstepReport { print(r) }
+    }
+    if report.mismatchCount > 0 || !report.nativeProblems.isEmpty || report.lockstepMismatches > 0 {
+      throw ExitCode(1)
+    }
   }
 }
 

@@ -24,6 +24,8 @@ struct VMOptions: ParsableArguments {
   var cpuid: String?
   @Flag(help: "Instruction-count time (interpreter): repeatable runs, RTC at a fixed date.")
   var deterministic = false
+  @Flag(help: .hidden)  // translator test mode: every block checked against the interpreter
+  var lockstep = false
   @Option(help: "Interpreter watchdog: stop after this many guest instructions.")
   var maxInstructions: UInt64?
   @Option(help: "Wall-clock watchdog in seconds.")
@@ -34,6 +36,7 @@ struct VMOptions: ParsableArguments {
   @Option(help: "Kernel command line.")
   var cmdline: String?
   @OptionGroup var mmuOptions: MMUOptions
+  @OptionGroup(title: "Debugging") var gdbOptions: GDBOptions
 
   /// What a subcommand assumes when the user does not say.
   struct Defaults {
@@ -66,6 +69,7 @@ struct VMOptions: ParsableArguments {
     config.maxInstructions = maxInstructions
     config.timeout = timeout
     config.deterministic = deterministic
+    config.translatorLockstep = lockstep
     if let cmdline { config.commandLine = cmdline }
     let translate: UInt64?
     do {

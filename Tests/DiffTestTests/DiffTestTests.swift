@@ -157,4 +157,32 @@ final class DiffTestTests: XCTestCase {
     XCTAssertEqual(
       report.mismatchCount, 0, "interpreter differs from the host CPU; see the cases printed above")
   }
+
+  /// The integer forms the translator compiles, run through the translator engine (blocks
+  /// translated on first execution) in lockstep with the interpreter: no difference from
+  /// the host CPU, none from the interpreter, and most instructions ran in translated code.
+  func testTranslatorSubsetHasNoMismatches() throws {
+    var config = Config()
+    config.cases = 3000
+    config.seed = 20_261_203
+    config.keep = 20
+    config.translate = true
+    config.lockstep = true
+    let re = try Regex(
+      "^(add|or|adc|sbb|and|sub|xor|cmp|test|mov|movzx|lea|inc|dec|imul|shl|shr|sar|sal|rol|ror|rcl|rcr|push|pop|call|ret|nop|j[a-z]+) [^,]*(,[^,]*)?$"
+    )
+    config.formFilter = { (try? re.wholeMatch(in: $0)) != nil }
+    let run = try DiffRun(config)
+    let report = try run.run()
+    print(
+      "difftest translator subset: forms \(report.formsCovered)/\(report.formsSelected), cases \(report.casesRun), mismatches \(report.mismatchCount), translated instructions \(report.translatedInstructions), lockstep blocks \(report.lockstepBlocks) differences \(report.lockstepMismatches)"
+    )
+    for m in report.mismatches { print(describe(m, disassembly: false)) }
+    XCTAssertEqual(report.nativeProblems, [])
+    XCTAssertGreaterThan(report.formsSelected, 200)
+    XCTAssertGreaterThan(report.translatedInstructions, UInt64(report.casesRun))
+    XCTAssertGreaterThan(report.lockstepBlocks, 1000)
+    XCTAssertEqual(report.mismatchCount, 0)
+    XCTAssertEqual(report.lockstepMismatches, 0, report.firstLockstepReport ?? "")
+  }
 }

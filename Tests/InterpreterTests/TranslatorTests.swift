@@ -201,4 +201,29 @@ final class TranslatorTests: XCTestCase {
       XCTAssertEqual(g.rip, UnitTests.codeBase + (limit % 2 == 0 ? 0 : 3), "limit \(limit)")
     }
   }
+
+  /// A side exit hands the interpreter exact flags even where the block itself no longer
+  /// needs them (a fault there would push them): ROR keeps PF/ZF/SF, and the XOR after it,
+  /// which misses the TLB, overwrites every flag, so its TLB check must still keep them.
+  func testFlagsAtASideExitAreExact() throws {
+    let code: [UInt8] = [
+      0x41, 0x88, 0x07,  // mov [r15], al (fills the TLB entries for the next block)
+      0x41, 0xC0, 0x0F, 0x03,  // ror byte [r15], 3
+      0x48, 0x83, 0x33, 0xFF,  // xor qword [rbx], -1 (a TLB miss: side exit)
+      0xF4,
+    ]
+    for flags in [UInt64(0), RFLAGS.status] {
+      let m = try machine64(code)
+      try m.cpu.enableTranslation(lockstep: true)
+      var s = try m.cpu.getState()
+      s.general.r15 = UnitTests.codeBase + 0x10000
+      s.general.rbx = UnitTests.codeBase + 0x20000
+      s.general.rflags = 2 | flags
+      try m.cpu.setState(s)
+      _ = try runToHalt(m)
+      let st = m.cpu.statistics()
+      XCTAssertGreaterThan(st["translator.lockstep_blocks"] ?? 0, 0)
+      XCTAssertNil(m.cpu.lockstepReport, "flags \(flags)")
+    }
+  }
 }
