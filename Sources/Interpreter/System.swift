@@ -295,7 +295,10 @@ extension InterpreterCPU {
   }
 
   func iret() throws(Fault) {
-    nmiBlocked = false  // even if the IRET then faults
+    // Even if the IRET then faults. A pending NMI is taken at the next
+    // instruction boundary, so end the batch (kvm-unit-tests' eventinj).
+    if nmiBlocked { stop = true }
+    nmiBlocked = false
     let size = opSize
     let sm = stackMask
     let sp = r[4] & sm

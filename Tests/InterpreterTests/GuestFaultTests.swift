@@ -78,10 +78,13 @@ extension UnitTests {
     nmi.pending = true
     func out(_ p: UInt16) -> VMExit { .portIO(PortIOAccess(port: p, size: 1, direction: .out)) }
     XCTAssertEqual(try m.cpu.run(), out(0x80))  // in the handler
-    nmi.pending = true  // a second NMI while the first is in service
-    XCTAssertEqual(try m.cpu.run(), out(0x81), "blocked until IRET")
     XCTAssertEqual(try regs(m).rbx, 1)
-    XCTAssertEqual(try m.cpu.run(), out(0x80), "delivered after IRET, IF still clear")
+    nmi.pending = true  // a second NMI while the first is in service: blocked until IRET
+    XCTAssertEqual(try m.cpu.run(), out(0x80), "delivered right after IRET, IF clear")
+    XCTAssertEqual(try regs(m).rbx, 2)
+    XCTAssertEqual(
+      try read64(m, try regs(m).rsp), UnitTests.codeBase, "before the next instruction")
+    XCTAssertEqual(try m.cpu.run(), out(0x81))
     XCTAssertEqual(try runToHalt(m).rbx, 2)
     XCTAssertEqual(nmi.taken, 2)
   }
