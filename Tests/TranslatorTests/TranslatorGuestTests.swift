@@ -4,7 +4,7 @@ import XCTest
 
 @testable import VMM
 
-/// Test guests (32-bit multiboot and 64-bit ELF) on the translator engine, in every
+/// Every test guest (32-bit multiboot and 64-bit ELF) on the translator engine, in every
 /// MMU mode, against the interpreter: the same outcome, the same serial output and, under
 /// `--deterministic`, the same instruction count at exit; in lockstep, no block differs
 /// from the interpreter.
@@ -29,12 +29,16 @@ final class TranslatorGuestTests: XCTestCase {
     return Run(outcome: o, output: console.capturedText, stats: m.statistics())
   }
 
-  /// The guests to run: a debug build cannot afford every guest in every mode on a shared
-  /// machine, so these cover 32- and 64-bit code, exceptions, paging and page-table writes.
-  static let guests = [
-    "hello64.elf", "exceptions.elf", "exceptions64.elf", "paging64.elf", "pt_selfwrite64.elf",
-    "syscall64.elf", "modes.elf",
-  ]
+  /// The guests to run: all in Guests/build but those that need what a plain boot lacks.
+  func guests() throws -> [String] {
+    _ = try GuestImages.path("hello.elf")  // builds the guests when missing
+    let names = try FileManager.default.contentsOfDirectory(atPath: GuestImages.buildDir.path)
+    // boot64 is a shim; pv_mmu needs paravirt mode (its own test); virtio needs PCI devices
+    // from a config; echo waits for input; smp needs more vCPUs; the benchmark guests are
+    // too long for a debug build (TranslatorEngineTests runs them).
+    let skip = ["boot64", "pv_mmu", "virtio", "echo", "smp", "bench_"]
+    return names.sorted().filter { n in n.hasSuffix(".elf") && !skip.contains { n.hasPrefix($0) } }
+  }
 
   func compare(_ guest: String, mode: MMUMode, lockstep: Bool) throws -> UInt64 {
     let t0 = Date()
@@ -66,7 +70,14 @@ final class TranslatorGuestTests: XCTestCase {
 
   func every(_ mode: MMUMode, lockstep: Bool) throws {
     var translated: UInt64 = 0
-    for g in Self.guests { translated += try compare(g, mode: mode, lockstep: lockstep) }
+    let names = try guests()
+    XCTAssertGreaterThan(names.count, 15, "\(names)")
+    for g in names {
+      // pt_torture in lockstep takes minutes in a debug build (lockstep copies every
+      // writable page per block); it ran clean in lockstep once and runs plain here.
+      let slow = g.hasPrefix("pt_torture")
+      translated += try compare(g, mode: mode, lockstep: lockstep && !slow)
+    }
     XCTAssertGreaterThan(translated, 10_000, "blocks must have run")
   }
 }
