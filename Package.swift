@@ -8,10 +8,15 @@ let package = Package(
   products: [
     .executable(name: "swiftvmm", targets: ["swiftvmm"]),
     .executable(name: "difftest", targets: ["difftest"]),
+    // SwiftVMM as a library: configure, start, console, pause, resume, stop, counters.
+    .library(name: "SwiftVMMKit", targets: ["SwiftVMMKit"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+    // `swift package generate-documentation --target SwiftVMMKit` (build-time plugin only).
+    .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
   ],
   targets: [
     .target(name: "X86", swiftSettings: [.swiftLanguageMode(.v5)]),
@@ -52,11 +57,29 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
+    // The Firecracker-compatible HTTP API on a Unix socket (SwiftNIO).
+    .target(
+      name: "APIServer",
+      dependencies: [
+        "VMM", .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .target(
+      name: "SwiftVMMKit",
+      dependencies: ["VMM", .product(name: "Logging", package: "swift-log")],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    // The library's example: boots the demo guest and prints what it says.
+    .executableTarget(
+      name: "example-boot", dependencies: ["SwiftVMMKit"], path: "Examples/BootDemo",
+      swiftSettings: [.swiftLanguageMode(.v5)]),
     .executableTarget(
       name: "swiftvmm",
       // Every module its sources import, no more.
       dependencies: [
-        "VMM", "Engine", "Boot", "Memory",
+        "VMM", "Engine", "Boot", "Memory", "APIServer", "SwiftVMMKit",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -100,6 +123,15 @@ let package = Package(
       name: "VMMTests",
       dependencies: [
         "VMM", "TestSupport", "Engine", "Interpreter", "KVM", "Memory", "Devices", "Boot", "X86",
+      ],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .testTarget(
+      name: "SwiftVMMKitTests", dependencies: ["SwiftVMMKit", "TestSupport"],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    .testTarget(
+      name: "APIServerTests",
+      dependencies: [
+        "APIServer", "VMM", "TestSupport", .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     // Debian boots: minutes each, release builds only (scripts/test runs them; --fast does not).

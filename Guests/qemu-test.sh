@@ -17,6 +17,7 @@ declare -A EXPECT=(
     [hello]='^(multiboot: magic=0x2badb002 mem_upper=[0-9]+K cmdline=".*"|entry: long mode \(elf64\))$'
     [cpuid]='^cpuid: done$'
     [exits]='^exits: done$'
+    [gdbtarget]='^gdbtarget: total=35 counter=15$'
     [exceptions]='^PASS exceptions$'
     [idt_ist]='^PASS idt_ist$'
     [paging]='^PASS paging$'
@@ -35,6 +36,7 @@ declare -A EXPECT=(
     # QEMU has no SwiftVMM PV MMU: the guest says so and exits with code 3 (status 7)
     [pv_mmu]='^pv_mmu: no SwiftVMM PV MMU \(hypervisor signature ".*"\)$'
     [virtio]='^PASS virtio$'
+    [smp]='^PASS smp$'
 )
 # guest -> RAM in MiB (default 256) and expected host exit status (default 1 = guest code 0)
 declare -A MEM=([tlb_thrash]=512)
@@ -78,6 +80,7 @@ for g in $(printf '%s\n' "${!EXPECT[@]}" | sort); do
     [[ $g == virtio ]] && extra=("${VIRTIO_ARGS[@]}")
     [[ -f "$B/$g.elf" ]] && run "$g.elf" "${EXPECT[$g]}" -kernel "$B/$g.elf" -append "$args" "${extra[@]}"
     [[ $g == bench_chase && -f "$B/$g.elf" ]] && run "$g.elf pages=4k" "${EXPECT[$g]}" -kernel "$B/$g.elf" -append "$args pages=4k"
+    [[ $g == smp && -f "$B/$g.elf" ]] && run "$g.elf -smp 4" "${EXPECT[$g]}" -kernel "$B/$g.elf" -smp 4
     [[ $g == tlb_thrash && -f "$B/$g.elf" ]] && run "$g.elf pages=2m" "${EXPECT[$g]}" -kernel "$B/$g.elf" -append "$args pages=2m"
     # pvmock=1: the same test kernel against its in-guest model of the hypercalls
     [[ $g == pv_mmu && -f "$B/$g.elf" ]] && RUN_STATUS=1 run "$g.elf pvmock=1" '^PASS pv_mmu$' -kernel "$B/$g.elf" -append "pvmock=1"

@@ -16,6 +16,11 @@ public enum BootLayout {
   public static let pageTablesEnd: UInt64 = 0xF000
   /// Everything below this is the loader's.
   public static let reservedEnd: UInt64 = 0x10000
+  /// A multiboot boot writes only the GDT and 0x6000-0x7FFF (info, memory
+  /// map, names, command line) and no page tables, so images may start here
+  /// (kvm-unit-tests' `realmode` loads at 0x8000, as QEMU allows). The initial
+  /// ESP may then point into the image: multiboot leaves ESP undefined.
+  public static let multibootReservedEnd: UInt64 = commandLine + UInt64(commandLineMax)
 
   /// GDT selectors written by `writeGDT`.
   public static let code64Selector: UInt16 = 0x08
@@ -39,15 +44,17 @@ public struct BootImage: Equatable {
 
 enum ImageLoading {
   /// Copies the PT_LOAD segments to their physical addresses and zeroes BSS.
-  static func loadSegments(_ elf: ELFImage, bytes: [UInt8], into memory: GuestMemory) throws
-    -> UInt64
-  {
+  static func loadSegments(
+    _ elf: ELFImage, bytes: [UInt8], into memory: GuestMemory,
+    reservedEnd: UInt64 = BootLayout.reservedEnd
+  ) throws -> UInt64 {
     var end: UInt64 = 0
     for (i, s) in elf.segments.enumerated() where s.memorySize > 0 {
       let start = s.physicalAddress
-      guard start >= BootLayout.reservedEnd else {
+      guard start >= reservedEnd else {
         throw BootError.doesNotFit(
-          "segment \(i) at 0x\(String(start, radix: 16)) overlaps the loader's area below 0x10000")
+          "segment \(i) at 0x\(String(start, radix: 16)) overlaps the loader's area below 0x\(String(reservedEnd, radix: 16))"
+        )
       }
       guard memory.isRAM(GuestPhysicalAddress(start), length: s.memorySize) else {
         throw BootError.doesNotFit(

@@ -84,7 +84,8 @@ public enum MultibootLoader {
         throw BootError.unsupported(
           "multiboot v1 needs an ELF32 image (or the a.out kludge); this is ELF64")
       }
-      end = try ImageLoading.loadSegments(elf, bytes: bytes, into: memory)
+      end = try ImageLoading.loadSegments(
+        elf, bytes: bytes, into: memory, reservedEnd: BootLayout.multibootReservedEnd)
       entry = elf.entry
     }
 
@@ -150,7 +151,7 @@ public enum MultibootLoader {
       throw BootError.truncated("multiboot a.out image")
     }
     let bssEnd = max(h.bssEndAddress, loadEnd)
-    guard UInt64(h.loadAddress) >= BootLayout.reservedEnd else {
+    guard UInt64(h.loadAddress) >= BootLayout.multibootReservedEnd else {
       throw BootError.doesNotFit(
         "image at 0x\(String(h.loadAddress, radix: 16)) overlaps the loader's area")
     }

@@ -23,6 +23,13 @@ public struct PlatformLayout: Equatable, Sendable {
   public static let pmBlockLength: UInt16 = 12
   public var sciIRQ: UInt8 = 9
   public var pciConfigPorts: ClosedRange<UInt16> = 0xCF8...0xCFF
+  /// QEMU's fw_cfg selector and data ports (registered with `--qemu-compat`).
+  public var fwCfgPorts: ClosedRange<UInt16> = 0x510...0x511
+  /// QEMU's pc-testdev (with `--qemu-compat`): scratch and flush ports, one
+  /// port per interrupt line, and a RAM-like MMIO window.
+  public var testDevPorts: ClosedRange<UInt16> = 0xE0...0xE7
+  public var testDevIRQPorts: ClosedRange<UInt16> = 0x2000...0x2017
+  public var testDevMemory: Range<UInt64> = 0xFF00_0000..<0xFF01_0000
 
   // MARK: Interrupt controllers
 

@@ -9,9 +9,9 @@ public final class ACPIPowerManagement: PortIODevice {
   private let control: MachineControl
   private let clock: GuestClock
   private let s5SleepType: UInt16
-  private var status: UInt16 = 0
-  private var enable: UInt16 = 0
-  private var pmControl: UInt16 = 1  // SCI_EN
+  var status: UInt16 = 0
+  var enable: UInt16 = 0
+  var pmControl: UInt16 = 1  // SCI_EN
 
   public init(control: MachineControl, clock: GuestClock, s5SleepType: UInt16) {
     self.control = control

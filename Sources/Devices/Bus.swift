@@ -61,6 +61,9 @@ public final class PortIOBus {
     for p in ports { owner[Int(p)] = UInt16(mappings.count) }
   }
 
+  /// Each registered device once, in registration order (snapshots collect their parts here).
+  public var devices: [AnyObject] { uniqueDevices(mappings.map(\.device)) }
+
   public func read(port: UInt16, size: Int) -> UInt32 {
     let i = Int(owner[Int(port)])
     guard i != 0 else {
@@ -113,6 +116,9 @@ public final class MMIOBus {
     mappings.removeAll { $0.device === device }
   }
 
+  /// Each registered device once, in registration order.
+  public var devices: [AnyObject] { uniqueDevices(mappings.map(\.device)) }
+
   /// The name of the device at `address`, if any.
   public func name(at address: UInt64) -> String? { find(address)?.name }
 
@@ -152,4 +158,9 @@ public final class MMIOBus {
         "unassigned MMIO address 0x\(String(address, radix: 16)) (\(what)); reads as all-ones")
     }
   }
+}
+
+private func uniqueDevices(_ all: [AnyObject]) -> [AnyObject] {
+  var seen = Set<ObjectIdentifier>()
+  return all.filter { seen.insert(ObjectIdentifier($0)).inserted }
 }

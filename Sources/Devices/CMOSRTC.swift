@@ -8,16 +8,16 @@
 /// `poll(now:)`, which the VMM calls at `nextDeadline`.
 public final class CMOSRTC: PortIODevice, TimedDevice {
   private let clock: GuestClock
-  private let irq: IRQLine?
-  private var cmos = [UInt8](repeating: 0, count: 128)
-  private var index = 0
+  let irq: IRQLine?
+  var cmos = [UInt8](repeating: 0, count: 128)
+  var index = 0
 
   /// The time of day is `baseSeconds` at guest time `baseNanoseconds`.
-  private var baseSeconds: Int64
-  private var baseNanoseconds: UInt64
+  var baseSeconds: Int64
+  var baseNanoseconds: UInt64
   /// Last whole second and periodic-tick index seen, for flag edges.
-  private var lastSecond: Int64
-  private var lastPeriodicIndex: UInt64 = 0
+  var lastSecond: Int64
+  var lastPeriodicIndex: UInt64 = 0
 
   static let divider = TickRate(hertz: 32768)
 

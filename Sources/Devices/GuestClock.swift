@@ -28,10 +28,17 @@ public protocol TimedDevice: AnyObject {
 /// CLOCK_MONOTONIC relative to the moment the clock was created.
 /// Read from the vCPU thread and the timer thread at once: the high-water mark is atomic.
 public final class HostMonotonicClock: GuestClock {
-  private let start: UInt64
+  private var start: UInt64
   private let last = Atomic<UInt64>(0)
 
   public init() { start = HostMonotonicClock.raw() }
+
+  /// Continues guest time from `ns` (a restored snapshot): the time the VM spent
+  /// saved on disk does not pass for the guest. Call before the vCPU runs.
+  public func resume(at ns: UInt64) {
+    start = HostMonotonicClock.raw() &- ns
+    last.store(ns, ordering: .relaxed)
+  }
 
   /// The absolute CLOCK_MONOTONIC time at which this clock reads `ns`: where
   /// the host event loop arms its timerfd for a guest deadline.
@@ -134,7 +141,7 @@ public final class GuestTSC {
   public let rate: TickRate
   private let clock: GuestClock
   /// Guest TSC minus ticks elapsed since guest time 0 (wrapping).
-  public private(set) var offset: UInt64 = 0
+  public internal(set) var offset: UInt64 = 0
 
   public init(clock: GuestClock, frequency: UInt64) {
     self.clock = clock

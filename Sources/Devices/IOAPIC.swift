@@ -13,23 +13,24 @@ public struct IOAPICMessage: Equatable, Sendable {
 ///
 /// Pins are driven through `setLevel(irq:high:)` with `high` meaning asserted
 /// (polarity bits are stored for the guest, as in QEMU). Unmasked entries
-/// send an `IOAPICMessage` to `sink`; `connect(to:)` wires a single local APIC.
+/// send an `IOAPICMessage` to `sink`; `connect(to:)` wires the local APICs.
 public final class IOAPIC: MMIODevice, InterruptLines {
   public static let defaultBase: UInt64 = 0xFEC0_0000
   public static let size: UInt64 = 0x1000
   public static let pinCount = 24
 
-  /// Where interrupt messages go (set by `connect(to:)` for one CPU).
+  /// Where interrupt messages go (set by `connect(to:)`).
   public var sink: ((IOAPICMessage) -> Void)?
 
-  private var select: UInt8 = 0
-  private var id: UInt32
+  var select: UInt8 = 0
+  var id: UInt32
   /// Redirection table; bit 12 (delivery status) and 14 (remote IRR) are ours.
-  public private(set) var redirection = [UInt64](repeating: 1 << 16, count: IOAPIC.pinCount)
+  public internal(set) var redirection = [UInt64](repeating: 1 << 16, count: IOAPIC.pinCount)
   /// Asserted input lines.
-  private var lineLevels: UInt32 = 0
-  /// Edges that arrived while masked, delivered on unmask (as QEMU does).
-  private var pendingEdges: UInt32 = 0
+  var lineLevels: UInt32 = 0
+  /// Edges waiting for delivery. An edge on a masked pin is lost, as the
+  /// 82093AA manual says and QEMU does (kvm-unit-tests' ioapic test).
+  var pendingEdges: UInt32 = 0
 
   private enum RTE {
     static let deliveryStatus: UInt64 = 1 << 12
@@ -46,11 +47,12 @@ public final class IOAPIC: MMIODevice, InterruptLines {
     try bus.register(self, base: base, size: IOAPIC.size, name: "IOAPIC")
   }
 
-  /// Delivers fixed and lowest-priority messages addressed to `lapic`, and
-  /// routes its level-triggered EOIs back here.
-  public func connect(to lapic: LocalAPIC) {
-    sink = { [weak lapic] m in lapic?.accept(m) }
-    lapic.onLevelTriggeredEOI = { [weak self] v in self?.endOfInterrupt(vector: v) }
+  /// Sends messages to the APICs on `bus`, and routes their level-triggered EOIs back here.
+  public func connect(to bus: APICBus) {
+    sink = { [weak bus] m in bus?.accept(m) }
+    for lapic in bus.apics {
+      lapic.onLevelTriggeredEOI = { [weak self] v in self?.endOfInterrupt(vector: v) }
+    }
   }
 
   // MARK: Inputs
@@ -63,7 +65,7 @@ public final class IOAPIC: MMIODevice, InterruptLines {
     let e = redirection[irq]
     if e & RTE.level != 0 {
       if high { service(irq) }
-    } else if high && !wasHigh {
+    } else if high && !wasHigh && e & RTE.masked == 0 {
       pendingEdges |= bit
       service(irq)
     }

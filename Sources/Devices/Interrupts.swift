@@ -8,7 +8,7 @@ public protocol InterruptLines: AnyObject {
 public final class IRQLine {
   public let number: Int
   private weak var lines: InterruptLines?
-  public private(set) var level = false
+  public internal(set) var level = false
 
   public init(_ number: Int, lines: InterruptLines?) {
     self.number = number

@@ -1,5 +1,3 @@
-import Logging
-
 /// 256 bits, one per interrupt vector (IRR, ISR, TMR).
 public struct VectorBitmap: Equatable, Sendable {
   var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
@@ -54,8 +52,7 @@ public struct VectorBitmap: Equatable, Sendable {
   }
 }
 
-/// An inter-processor interrupt the guest sent through the ICR, for the VMM
-/// (SMP start-up later: INIT, SIPI; fixed IPIs to other CPUs).
+/// An inter-processor interrupt the guest sent through the ICR; `APICBus` routes it.
 public struct InterprocessorInterrupt: Equatable, Sendable {
   public enum Shorthand: UInt8, Sendable {
     case none = 0, selfOnly, allIncludingSelf, allExcludingSelf
@@ -80,8 +77,6 @@ public struct InterprocessorInterrupt: Equatable, Sendable {
 public final class LocalAPIC: MMIODevice, TimedDevice {
   public static let defaultBase: UInt64 = 0xFEE0_0000
   public static let size: UInt64 = 0x1000
-  /// A guest that sends IPIs nobody collects cannot grow the queue without bound.
-  static let maxQueuedIPIs = 256
 
   private let clock: GuestClock
   public let tsc: GuestTSC
@@ -90,40 +85,38 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   /// Called on EOI of a level-triggered vector (TMR set): the IOAPIC clears remote IRR.
   public var onLevelTriggeredEOI: ((UInt8) -> Void)?
 
-  /// IPIs sent to other CPUs (or any INIT/SIPI), oldest first; see `takeIPIs()`.
-  public private(set) var sentIPIs: [InterprocessorInterrupt] = []
+  /// The wires to the other APICs (set by `APICBus.init`); an APIC on no bus
+  /// sends IPIs nowhere.
+  weak var bus: APICBus?
+  /// This APIC's index on `bus` (the vCPU index).
+  var busIndex = 0
   /// An NMI sent to this CPU, latched until the CPU takes it (NMIs do not queue).
-  public private(set) var nmiPending = false
-  /// IPIs this single-CPU platform cannot act on (other CPUs, INIT, SIPI, SMI).
-  public private(set) var unhandledIPIs: UInt64 = 0
-  /// Delivery modes already logged as unhandled (one bit per ICR mode).
-  private var loggedIPIModes: UInt8 = 0
-  private let logger = Logger(label: "swiftvmm.lapic")
+  public internal(set) var nmiPending = false
 
-  public private(set) var apicBase: UInt64
+  public internal(set) var apicBase: UInt64
 
-  private(set) var id: UInt32
-  private(set) var tpr: UInt32 = 0
-  private(set) var ldr: UInt32 = 0
-  private(set) var dfr: UInt32 = 0xFFFF_FFFF
-  private(set) var svr: UInt32 = 0xFF
-  public private(set) var irr = VectorBitmap()
-  public private(set) var isr = VectorBitmap()
-  public private(set) var tmr = VectorBitmap()
-  private var esr: UInt32 = 0
-  private var esrPending: UInt32 = 0
-  private var icrLow: UInt32 = 0
-  private var icrHigh: UInt32 = 0
+  var id: UInt32
+  var tpr: UInt32 = 0
+  var ldr: UInt32 = 0
+  var dfr: UInt32 = 0xFFFF_FFFF
+  var svr: UInt32 = 0xFF
+  public internal(set) var irr = VectorBitmap()
+  public internal(set) var isr = VectorBitmap()
+  public internal(set) var tmr = VectorBitmap()
+  var esr: UInt32 = 0
+  var esrPending: UInt32 = 0
+  var icrLow: UInt32 = 0
+  var icrHigh: UInt32 = 0
   /// Timer, thermal, performance, LINT0, LINT1, error.
-  private(set) var lvt: [UInt32] = [0x10000, 0x10000, 0x10000, 0x10000, 0x10000, 0x10000]
-  private var divideConfig: UInt32 = 0
-  private var initialCount: UInt32 = 0
+  var lvt: [UInt32] = [0x10000, 0x10000, 0x10000, 0x10000, 0x10000, 0x10000]
+  var divideConfig: UInt32 = 0
+  var initialCount: UInt32 = 0
   /// Guest ns at which the count timer (re)started, nil when stopped.
-  private var timerStart: UInt64?
+  var timerStart: UInt64?
   /// Armed TSC deadline (TSC ticks), 0 when disarmed.
-  private var tscDeadline: UInt64 = 0
+  var tscDeadline: UInt64 = 0
   /// Next ns at which the timer fires.
-  private var timerDeadline: UInt64?
+  var timerDeadline: UInt64?
 
   private enum LVT {
     static let timer = 0, thermal = 1, perf = 2, lint0 = 3, lint1 = 4, error = 5
@@ -175,7 +168,7 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   // MARK: Interrupt acceptance
 
   /// Processor priority: the higher class of TPR and the highest vector in service.
-  var ppr: UInt32 {
+  public var ppr: UInt32 {
     let isrv = UInt32(isr.highest ?? 0)
     return (tpr & 0xF0) >= (isrv & 0xF0) ? tpr & 0xFF : isrv & 0xF0
   }
@@ -357,41 +350,35 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
       levelTriggered: icrLow & (1 << 15) != 0,
       shorthand: InterprocessorInterrupt.Shorthand(rawValue: UInt8((icrLow >> 18) & 3)) ?? .none,
       destination: UInt8(truncatingIfNeeded: icrHigh >> 24))
-    let toSelf: Bool
-    switch ipi.shorthand {
-    case .selfOnly, .allIncludingSelf: toSelf = true
-    case .allExcludingSelf: toSelf = false
-    case .none: toSelf = matches(destination: ipi.destination, logical: ipi.logicalDestination)
-    }
-    if toSelf && (ipi.deliveryMode == 0 || ipi.deliveryMode == 1) {
-      if ipi.vector < 16 {
-        raiseError(1 << 5)  // send illegal vector
-      } else {
-        deliver(vector: ipi.vector, levelTriggered: false)
-      }
-    }
-    if toSelf && ipi.deliveryMode == 4 { nmiPending = true }
-    // Everything that may reach another CPU, and every INIT/SIPI/SMI, goes to the VMM.
-    let onlySelf =
-      ipi.shorthand == .selfOnly
-      || (ipi.shorthand == .none && toSelf && !ipi.logicalDestination && ipi.destination != 0xFF)
-    if !onlySelf || (ipi.deliveryMode >= 2 && ipi.deliveryMode != 4) {
-      if sentIPIs.count >= LocalAPIC.maxQueuedIPIs { sentIPIs.removeFirst() }
-      sentIPIs.append(ipi)
-      noteUnhandled(ipi)
-    }
+    bus?.send(ipi, from: busIndex)
   }
 
-  /// No VMM collects IPIs for other CPUs yet: count them and say so once per kind.
-  private func noteUnhandled(_ ipi: InterprocessorInterrupt) {
-    unhandledIPIs &+= 1
-    let bit: UInt8 = 1 << (ipi.deliveryMode & 7)
-    guard loggedIPIModes & bit == 0 else { return }
-    loggedIPIModes |= bit
-    let kinds = ["fixed", "lowest-priority", "SMI", "mode 3", "NMI", "INIT", "start-up", "mode 7"]
-    logger.warning(
-      "IPI (\(kinds[Int(ipi.deliveryMode & 7)]), vector 0x\(String(ipi.vector, radix: 16))) for another CPU or the firmware is not supported; further ones are counted only"
-    )
+  /// A fixed IPI with a vector below 16: the sender's ESR says so.
+  func noteSendIllegalVector() { raiseError(1 << 5) }
+
+  /// An NMI (IPI, IOAPIC or MSI) for this CPU.
+  func latchNMI() { nmiPending = true }
+
+  /// INIT: back to the power-up state, keeping the APIC ID and base (SDM 10.4.7.3).
+  func initReset() {
+    tpr = 0
+    ldr = 0
+    dfr = 0xFFFF_FFFF
+    svr = 0xFF
+    irr = VectorBitmap()
+    isr = VectorBitmap()
+    tmr = VectorBitmap()
+    esr = 0
+    esrPending = 0
+    icrLow = 0
+    icrHigh = 0
+    lvt = [UInt32](repeating: LVT.masked, count: 6)
+    divideConfig = 0
+    initialCount = 0
+    timerStart = nil
+    tscDeadline = 0
+    timerDeadline = nil
+    nmiPending = false
   }
 
   /// The CPU takes the latched NMI (vector 2).
@@ -401,12 +388,6 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   public var taskPriorityClass: UInt8 {
     get { UInt8(truncatingIfNeeded: tpr >> 4) }
     set { tpr = UInt32(newValue & 0xF) << 4 }
-  }
-
-  /// Removes and returns the IPIs sent so far.
-  public func takeIPIs() -> [InterprocessorInterrupt] {
-    defer { sentIPIs.removeAll() }
-    return sentIPIs
   }
 
   func readRegister(_ index: Int) -> UInt32 {

@@ -210,13 +210,3 @@ public final class MSIXCapability {
     (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) }
   }
 }
-
-extension LocalAPIC {
-  /// Accepts a fixed or lowest-priority message addressed to this APIC (from
-  /// the IOAPIC or an MSI); other delivery modes are not modelled.
-  public func accept(_ m: IOAPICMessage) {
-    guard m.deliveryMode <= 1, matches(destination: m.destination, logical: m.logicalDestination)
-    else { return }
-    deliver(vector: m.vector, levelTriggered: m.levelTriggered)
-  }
-}

@@ -43,9 +43,9 @@ public struct PCIBARMapping: Equatable, Sendable {
 /// unregistered and the new one registered. A BAR the guest places over
 /// another device's range stays unmapped (logged once) rather than shadowing it.
 public final class PCIHost: PortIODevice {
-  private var address: UInt32 = 0
+  var address: UInt32 = 0
   /// Functions by (device << 3 | function) on bus 0.
-  private var functions: [Int: PCIFunction] = [:]
+  var functions: [Int: PCIFunction] = [:]
   private let mmioBus: MMIOBus?
   private let logger: Logger
   /// BAR windows registered on the MMIO bus, per function key.
@@ -109,7 +109,7 @@ public final class PCIHost: PortIODevice {
   }
 
   /// Brings the MMIO bus in line with what function `key` decodes.
-  private func remap(_ key: Int) {
+  func remap(_ key: Int) {
     guard let mmioBus, let f = functions[key] else { return }
     let wanted = f.decodedBARs
     let current = windows[key] ?? []

@@ -1,6 +1,6 @@
 /// One Intel 8259A programmable interrupt controller (8086 mode).
 /// `PIC8259Pair` wires two of them as on a PC; this type holds one chip's state.
-public struct PIC8259Chip {
+public struct PIC8259Chip: Codable, Equatable {
   public private(set) var irr: UInt8 = 0
   public private(set) var isr: UInt8 = 0
   public private(set) var imr: UInt8 = 0
@@ -175,8 +175,8 @@ public struct PIC8259Chip {
 /// Devices drive ISA IRQs 0-15 through `setLevel(irq:high:)` (it is an
 /// `InterruptLines`); the CPU side asks `hasPendingInterrupt` and `acknowledge()`.
 public final class PIC8259Pair: PortIODevice, InterruptLines {
-  public private(set) var master = PIC8259Chip(isMaster: true)
-  public private(set) var slave = PIC8259Chip(isMaster: false)
+  public internal(set) var master = PIC8259Chip(isMaster: true)
+  public internal(set) var slave = PIC8259Chip(isMaster: false)
 
   public init() {}
 

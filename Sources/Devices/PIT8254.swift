@@ -11,11 +11,11 @@ public final class PIT8254: PortIODevice, TimedDevice {
 
   private let clock: GuestClock
   private let irq0: IRQLine?
-  private(set) var channels = [PITChannel](repeating: PITChannel(), count: 3)
+  var channels = [PITChannel](repeating: PITChannel(), count: 3)
   /// Port 0x61 bits 1-3 (speaker data, parity/channel-check enables): stored only.
-  private var port61Bits: UInt8 = 0
+  var port61Bits: UInt8 = 0
   /// Absolute tick of channel 0's next output rising edge.
-  private var nextIRQTick: UInt64?
+  var nextIRQTick: UInt64?
 
   public init(clock: GuestClock, irq0: IRQLine?) {
     self.clock = clock
@@ -107,7 +107,7 @@ public final class PIT8254: PortIODevice, TimedDevice {
 }
 
 /// One 8254 counter.
-struct PITChannel {
+struct PITChannel: Codable, Equatable {
   var mode: UInt8 = 0
   /// Read/write access: 1 LSB only, 2 MSB only, 3 LSB then MSB.
   var access: UInt8 = 3

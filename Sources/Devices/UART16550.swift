@@ -5,31 +5,39 @@ public final class UART16550: PortIODevice {
   public static let fifoSize = 16
 
   private let output: (UInt8) -> Void
-  private let irq: IRQLine?
+  let irq: IRQLine?
 
   // Registers.
-  private var ier: UInt8 = 0
-  private var lcr: UInt8 = 0x03
-  private var mcr: UInt8 = 0
-  private var scr: UInt8 = 0
-  private var dll: UInt8 = 0x0C  // 9600 baud
-  private var dlm: UInt8 = 0
-  private var fifoEnabled = false
-  private var triggerLevel = 1
-  private var overrun = false
-  private var msrDeltas: UInt8 = 0
+  var ier: UInt8 = 0
+  var lcr: UInt8 = 0x03
+  var mcr: UInt8 = 0
+  var scr: UInt8 = 0
+  var dll: UInt8 = 0x0C  // 9600 baud
+  var dlm: UInt8 = 0
+  var fifoEnabled = false
+  var triggerLevel = 1
+  var overrun = false
+  var msrDeltas: UInt8 = 0
   /// THR-empty interrupt is pending until IIR reports it or THR is written.
-  private var thrEmptyPending = false
+  var thrEmptyPending = false
+  /// With a clock, a transmitted byte empties THR `transmitNanoseconds` later
+  /// (guest time), as a real UART's shift register does: a driver that writes a
+  /// burst and then masks THRE (Linux's 8250 when its buffer runs dry) then takes
+  /// no second, spurious THRE interrupt for it. Without a clock, THR empties at once.
+  private let clock: GuestClock?
+  var transmitDoneAt: UInt64?
+  public static let transmitNanoseconds: UInt64 = 10_000
 
-  private var rxFIFO: [UInt8] = []
+  var rxFIFO: [UInt8] = []
   /// Bytes from the host not yet in the FIFO: flow control instead of overruns.
-  private var hostBacklog: [UInt8] = []
-  private var backlogHead = 0
+  var hostBacklog: [UInt8] = []
+  var backlogHead = 0
   /// Bytes the guest transmitted to the host (for `--stats` and `bench io`).
-  public private(set) var bytesTransmitted: UInt64 = 0
+  public internal(set) var bytesTransmitted: UInt64 = 0
 
-  public init(irq: IRQLine? = nil, output: @escaping (UInt8) -> Void) {
+  public init(irq: IRQLine? = nil, clock: GuestClock? = nil, output: @escaping (UInt8) -> Void) {
     self.irq = irq
+    self.clock = clock
     self.output = output
   }
 
@@ -184,8 +192,12 @@ public final class UART16550: PortIODevice {
         bytesTransmitted &+= 1
         output(v)
       }
-      // The byte leaves at once, so THR is empty again.
-      thrEmptyPending = true
+      if let clock, !loopback {
+        thrEmptyPending = false  // writing THR clears the THRE interrupt
+        transmitDoneAt = clock.nanoseconds &+ UART16550.transmitNanoseconds
+      } else {
+        thrEmptyPending = true  // the byte leaves at once, so THR is empty again
+      }
     case 1:
       if dlab {
         dlm = v
@@ -219,5 +231,16 @@ public final class UART16550: PortIODevice {
     case 7: scr = v
     default: break
     }
+  }
+}
+
+extension UART16550: TimedDevice {
+  public var nextDeadline: UInt64? { transmitDoneAt }
+
+  public func poll(now: UInt64) {
+    guard let t = transmitDoneAt, t <= now else { return }
+    transmitDoneAt = nil
+    thrEmptyPending = true
+    updateInterrupt()
   }
 }

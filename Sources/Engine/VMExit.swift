@@ -22,6 +22,8 @@ public enum VMExit: Equatable, Sendable {
   case instructionLimit(UInt64)
   /// Another thread called `kick()` (console input, signal, timer).
   case interrupted
+  /// A stop requested through `VirtualCPU.setDebugSettings` (breakpoint, step, watchpoint).
+  case debug(DebugStop)
 }
 
 public struct PortIOAccess: Equatable, Sendable {

@@ -12,6 +12,11 @@ public protocol VirtualCPU: AnyObject {
   func getState() throws -> CPUState
   func setState(_ state: CPUState) throws
 
+  /// Every register the engine has, for a snapshot (X86/VCPUSnapshot.swift); called
+  /// between exits. `restoreVCPU` accepts a snapshot from any engine.
+  func saveVCPU() throws -> VCPUSnapshot
+  func restoreVCPU(_ snapshot: VCPUSnapshot) throws
+
   /// Runs guest code until the next exit.
   func run() throws -> VMExit
 
@@ -38,10 +43,24 @@ public protocol VirtualCPU: AnyObject {
   /// The software-MMU interface, for engines that virtualize memory in software
   /// (nil: the engine pages in hardware). The VMM asks this, never the engine's type.
   var softwareMMU: SoftwareMMUHardware? { get }
+
+  /// Whether `setDebugSettings` works on this engine.
+  var supportsDebugStops: Bool { get }
+  /// Replaces the debug stops (DebugStops.swift); `run()` then returns `.debug` at them.
+  func setDebugSettings(_ settings: DebugSettings) throws
+  /// The x87/SSE state as an FXSAVE image, for a debugger (nil: not available).
+  var debugFXImage: [UInt8]? { get }
 }
 
 extension VirtualCPU {
   public var softwareMMU: SoftwareMMUHardware? { nil }
+  public var supportsDebugStops: Bool { false }
+  public var debugFXImage: [UInt8]? { nil }
+  public func setDebugSettings(_ settings: DebugSettings) throws {
+    guard settings.isEmpty else {
+      throw EngineError.unsupported("the \(engineName) engine has no debug stops")
+    }
+  }
 }
 
 /// One exception a vCPU took: for the register dump when a VM stops badly.

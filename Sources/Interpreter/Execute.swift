@@ -493,7 +493,11 @@ extension InterpreterCPU {
         let a = getReg(8, opSize)
         setReg(8, opSize, getReg(0, opSize))
         setReg(0, opSize, a)
-      }  // else NOP / PAUSE
+      } else if rep == 0xF3 && yieldOnPause {
+        // PAUSE in a spin loop: give the turn to another vCPU (pause-loop exiting).
+        stats.pauseYields &+= 1
+        exit(.interrupted)
+      }  // else NOP
     case 0x91...0x97:
       let i = Int(b & 7) | (Int(rex & 1) << 3)
       let a = getReg(i, opSize)

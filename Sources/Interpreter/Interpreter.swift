@@ -66,6 +66,11 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   /// The VMM's platform: shared TSC and platform MSRs (APIC base, TSC deadline,
   /// kvm-clock). nil: the CPU keeps them itself.
   public var platform: PlatformHooks?
+  /// Initial APIC ID, which CPUID reports (leaf 1 EBX[31:24], leaf 0xB EDX).
+  public var apicID: UInt8 = 0
+  /// PAUSE returns `.interrupted` after it retires, so a spinning vCPU hands its
+  /// turn to the others (SMP on one thread: the lock holder may be waiting).
+  public var yieldOnPause = false
 
   let memory: GuestMemory
   let cpuid: CPUIDPolicy
@@ -178,6 +183,12 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   /// The VMM's MMU (weak: the VMM's MMU holds this CPU).
   public weak var mmuHooks: SoftwareMMUHooks?
   var interruptShadow = false
+  /// SYSCALL/SYSRET just ran: single-step follows the TF they leave, not the
+  /// TF they started with (SDM; Linux's "SYSRET with TF traps in user mode").
+  var stepOnNewTF = false
+  /// A single-stepped instruction ended in a port-I/O or MMIO exit: its #DB
+  /// is due once it has completed, when the VMM resumes the CPU.
+  var stepTrapOnResume = false
   /// Bit s: accesses through segment s need no limit/type check (SegmentChecks.swift).
   var segReadFlat = 0x3F
   var segWriteFlat = 0x3F
@@ -192,8 +203,16 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   var ioValue: UInt64?
   /// Port | size << 16 of the IN that `ioValue` completes.
   var ioKey: UInt32 = 0
-  var mmioValue: UInt64?
+  /// MMIO reads the VMM completed for the instruction being restarted, in
+  /// the order it makes them (`repe cmps` with both operands in MMIO makes
+  /// two): each restart replays them, then exits for the next one.
+  var mmioCompleted: [(address: UInt64, value: UInt64)] = []
+  /// How many of `mmioCompleted` this execution of the instruction has used.
+  var mmioReplayed = 0
+  /// Guest-physical address of the MMIO read awaiting `completeIO`.
   var mmioKey: UInt64 = 0
+  /// An instruction making more MMIO reads than this starts over (bounds memory).
+  static let mmioReadsPerInstruction = 16
   /// Exit budget.
   var instructions: UInt64 = 0
   var limit: UInt64 = .max
@@ -204,6 +223,19 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   var deliveringDepth = 0
   /// Events delivered (exceptions and interrupts); lets single-step see a delivery.
   var deliveries: UInt64 = 0
+
+  // MARK: Debug stops (InterpreterDebug.swift)
+  var debug = DebugSettings()
+  /// Breakpoints, watchpoints or single-step are set: instructions run one at a time.
+  var debugActive = false
+  /// `debug.singleStep`, as a plain flag for the run loop's per-batch check.
+  var debugStepping = false
+  /// Watchpoints are set: their pages stay out of the TLB, so accesses take the slow path.
+  var watchActive = false
+  /// The breakpoint just reported: the instruction there runs next time (like RFLAGS.RF).
+  var debugResumeRIP: UInt64?
+  /// Single-step: the instruction ran (its exit, if any, went to the VMM first).
+  var debugStepTaken = false
 
   // MARK: MMU
   var tlb: TLB
@@ -268,6 +300,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     // AMD always has its four legacy counters; Intel reports its count in leaf 0xA.
     let amd = cpuid.lookup(leaf: 0, subleaf: 0).ebx == 0x6874_7541  // "Auth"
     performanceCounters = amd ? 4 : (cpuid.lookup(leaf: 0xA, subleaf: 0).eax >> 8) & 0xFF
+    hasAMDLegacyCounters = amd
     updateMode()
   }
 
@@ -302,6 +335,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   let hasSpecCtrl: Bool
   let hasPredCmd: Bool
   let performanceCounters: UInt32
+  /// PERF_CTL0-3 / PERF_CTR0-3 at MSRs 0xC0010000-7: programmable, never counting.
+  let hasAMDLegacyCounters: Bool
 
   // MARK: VirtualCPU
 
@@ -334,6 +369,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   }
 
   public func setState(_ state: CPUState) throws {
+    stepTrapOnResume = false
+    mmioCompleted.removeAll()
     for i in 0..<16 { r[i] = state.general[i] }
     rip = state.general.rip
     flags = state.general.rflags
@@ -368,7 +405,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     if pendingIn {
       ioValue = value; pendingIn = false
     } else if pendingMMIORead {
-      mmioValue = value
+      if mmioCompleted.count >= Self.mmioReadsPerInstruction { mmioCompleted.removeAll() }
+      mmioCompleted.append((mmioKey, value))
       pendingMMIORead = false
     }
   }
@@ -408,8 +446,19 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
       return record(.instructionLimit(instructions))
     }
     // A restarted IN/MMIO read must complete before anything else happens.
-    if ioValue != nil || mmioValue != nil {
+    if ioValue != nil || !mmioCompleted.isEmpty {
+      let before = deliveries
+      mmioReplayed = 0
       single()
+      // Done with them unless it exits for one more read.
+      if !pendingMMIORead { mmioCompleted.removeAll(keepingCapacity: true) }
+      if deliveries != before { stepTrapOnResume = false }
+      if let e = finishBatch() { return e }
+    }
+    if stepTrapOnResume {
+      stepTrapOnResume = false
+      dr[6] |= 0x4000  // BS
+      raise(1, 0, false)
       if let e = finishBatch() { return e }
     }
     if mmuHW.eventPending, let e = deliverMMUEvents() { return record(e) }
@@ -417,6 +466,10 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
       if kicked.load(ordering: .relaxed) {
         kicked.store(false, ordering: .relaxed)
         return record(.interrupted)
+      }
+      if debugStepping && !halted {
+        if let e = debugSingleStep() { return e }
+        continue
       }
       if interruptShadow {
         interruptShadow = false
@@ -427,10 +480,18 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
       if rfl & RFLAGS.tf != 0 && !halted {
         // Single-step: one instruction, then a #DB trap (unless it delivered an event).
         let before = deliveries
+        stepOnNewTF = false
         single()
-        if pendingExit == nil && deliveries == before {
-          dr[6] |= 0x4000  // BS
-          raise(1, 0, false)
+        let trap = !stepOnNewTF || rfl & RFLAGS.tf != 0
+        stepOnNewTF = false
+        if trap && deliveries == before {
+          switch pendingExit {
+          case nil:
+            dr[6] |= 0x4000  // BS
+            raise(1, 0, false)
+          case .portIO, .mmio: stepTrapOnResume = true
+          default: break
+          }
         }
         if let e = finishBatch() { return e }
         continue
@@ -459,12 +520,20 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
       }
       if instructions >= pauseAt { return record(.interrupted) }
       let budget = min(4096, limit &- instructions, pauseAt &- instructions)
-      runBatch(budget)
+      if debugActive { runDebugBatch(budget) } else { runBatch(budget) }
+      if stepOnNewTF {
+        // A SYSRET that set TF ended the batch: its trap comes before the next instruction.
+        stepOnNewTF = false
+        if rfl & RFLAGS.tf != 0 && pendingExit == nil {
+          dr[6] |= 0x4000  // BS
+          raise(1, 0, false)
+        }
+      }
       if let e = finishBatch() { return e }
     }
   }
 
-  @inline(__always) private func single() {
+  @inline(__always) func single() {
     stop = false
     do {
       try step()
@@ -498,7 +567,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   }
 
   /// After a batch: an exit to return, or nil to continue.
-  private func finishBatch() -> VMExit? {
+  func finishBatch() -> VMExit? {
     stop = false
     if let e = pendingExit {
       pendingExit = nil
@@ -507,7 +576,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     return nil
   }
 
-  private func record(_ e: VMExit) -> VMExit {
+  func record(_ e: VMExit) -> VMExit {
     // MMU events are counted when dispatched.
     if pendingMMU == nil || e != Self.mmuEventMarker { stats.countExit(e) }
     return e
@@ -527,7 +596,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     // The faulting instruction is abandoned: a value the VMM completed for it must not
     // be handed to whatever IN or MMIO read runs next (the handler's, for one).
     ioValue = nil
-    mmioValue = nil
+    mmioCompleted.removeAll(keepingCapacity: true)
     raise(f.vector, f.code, f.hasCode, external: false)
   }
 
@@ -570,6 +639,7 @@ struct Counters {
   var pageFaults: UInt64 = 0
   var cr3Loads: UInt64 = 0
   var invlpg: UInt64 = 0
+  var pauseYields: UInt64 = 0
   var exits = [String: UInt64]()
 
   mutating func countExit(_ e: VMExit) {
@@ -583,6 +653,7 @@ struct Counters {
     case .internalError: k = "exits.internal_error"
     case .instructionLimit: k = "exits.instruction_limit"
     case .interrupted: k = "host_kicks"  // the VMM's own kicks, not guest exits
+    case .debug: k = "exits.debug"
     }
     exits[k, default: 0] &+= 1
   }
@@ -597,6 +668,7 @@ struct Counters {
       "decode.cache_misses": decodeMisses, "decode.uncached": decodeUncached,
       "exceptions": exceptions, "interrupts.external": externalInterrupts,
       "exceptions.page_faults": pageFaults, "mmu.cr3_loads": cr3Loads, "mmu.invlpg": invlpg,
+      "pause_yields": pauseYields,
     ]
     var total: UInt64 = 0
     for (k, v) in exits {

@@ -254,6 +254,7 @@ extension InterpreterCPU {
       return v
     }
     let gpa = try translateAccess(lin, .read, user: user)
+    if watchActive { noteWatchedAccess(lin, size, write: false) }
     if let p = mmuHW.physHost {
       switch size {
       case 1: return UInt64(p.load(as: UInt8.self))
@@ -263,9 +264,13 @@ extension InterpreterCPU {
       }
     }
     // MMIO read: restart the instruction once the VMM supplies the value.
-    if let v = mmioValue, mmioKey == gpa {
-      mmioValue = nil
-      return v & sizeMask(size)
+    if mmioReplayed < mmioCompleted.count {
+      let done = mmioCompleted[mmioReplayed]
+      if done.address == gpa {
+        mmioReplayed += 1
+        return done.value & sizeMask(size)
+      }
+      mmioCompleted.removeSubrange(mmioReplayed...)  // not the same reads: start over from here
     }
     mmioKey = gpa
     pendingMMIORead = true
@@ -285,6 +290,7 @@ extension InterpreterCPU {
       return
     }
     let gpa = try translateAccess(lin, .write, user: user)
+    if watchActive { noteWatchedAccess(lin, size, write: true) }
     if let p = mmuHW.physHost {
       switch size {
       case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: v), as: UInt8.self)
@@ -316,6 +322,8 @@ extension InterpreterCPU {
       return t.gpa
     }
     mmuHW.physHost = host + Int(lin & 0xFFF)
+    // A watched page is never cached for data, so every access to it comes here.
+    if watchActive && kind != .fetch && isWatchedPage(page) { return t.gpa }
     let add = Int(bitPattern: host) &- Int(bitPattern: UInt(page))
     let key = page | (user ? 1 : 0)
     let slot = Int(truncatingIfNeeded: lin >> 12) & TLB.mask

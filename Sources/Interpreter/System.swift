@@ -284,8 +284,11 @@ extension InterpreterCPU {
       if d.unusable || d.selector & 0xFFFC == 0 { continue }
       let conformingCode = d.type & 0xC == 0xC
       if (!d.s || !conformingCode) && Int(d.dpl) < cpl {
+        // Only the selector and the descriptor's validity go, as on hardware
+        // and QEMU: a 64-bit FS/GS base (from WRMSR or SWAPGS) stays in use.
         seg[s] = InterpreterCPU.nullSegment(0)
-        segBase[s] = 0
+        seg[s].base = d.base
+        if !(mode64 && (s == FS || s == GS)) { segBase[s] = 0 }
       }
     }
     refreshSegmentChecks()
@@ -687,17 +690,24 @@ extension InterpreterCPU {
     // AMD SYSCFG: no TOM2, MTRR fixed-range DRAM bits clear (Linux reads it with the MTRRs).
     case 0xC001_0010: return 0
     case MSR.kvmWallClockNew, MSR.kvmSystemTimeNew: return kvmMSRs[idx] ?? 0
+    case InterpreterCPU.amdCounterMSRs where hasAMDLegacyCounters: return kvmMSRs[idx] ?? 0
     default: throw Fault.gp(0)
     }
   }
 
+  /// AMD's legacy event selects (0-3) and counters (4-7), which every AMD CPU has.
+  static let amdCounterMSRs: ClosedRange<UInt32> = 0xC001_0000...0xC001_0007
+
   /// RDPMC: #GP(0) outside CPL 0 without CR4.PCE, and for a counter this CPU lacks.
-  /// No counter counts here: an existing one reads 0.
+  /// No counter counts here: an existing one reads what was last written to it (0 on Intel).
   func rdpmc() throws(Fault) {
     if protectedMode && cpl != 0 && cr4 & CR4.pce == 0 { throw Fault.gp(0) }
-    if UInt32(truncatingIfNeeded: r[1]) >= performanceCounters { throw Fault.gp(0) }
-    r[0] = 0
-    r[2] = 0
+    let i = UInt32(truncatingIfNeeded: r[1])
+    if i >= performanceCounters { throw Fault.gp(0) }
+    let v =
+      hasAMDLegacyCounters ? kvmMSRs[InterpreterCPU.amdCounterMSRs.lowerBound + 4 + i] ?? 0 : 0
+    r[0] = v & 0xFFFF_FFFF
+    r[2] = v >> 32
   }
 
   func writeMSR(_ idx: UInt32, _ v: UInt64) throws(Fault) {
@@ -754,6 +764,9 @@ extension InterpreterCPU {
     case MSR.predCmd where hasPredCmd && v & ~1 == 0: break
     case MSR.featureControl, MSR.tscAdjust, MSR.biosSignID: kvmMSRs[idx] = v
     case MSR.kvmWallClockNew, MSR.kvmSystemTimeNew: kvmMSRs[idx] = v
+    // Counters are 48 bits wide; nothing counts, so they hold what was written.
+    case InterpreterCPU.amdCounterMSRs where hasAMDLegacyCounters:
+      kvmMSRs[idx] = idx >= InterpreterCPU.amdCounterMSRs.lowerBound + 4 ? v & 0xFFFF_FFFF_FFFF : v
     default: throw Fault.gp(0)
     }
   }
@@ -799,6 +812,13 @@ extension InterpreterCPU {
       updateMode()
       rip = star & 0xFFFF_FFFF
     }
+    endFastSystemCall()
+  }
+
+  /// Single-step after SYSCALL/SYSRET follows the TF they leave (see `stepOnNewTF`).
+  private func endFastSystemCall() {
+    stepOnNewTF = true
+    if rfl & RFLAGS.tf != 0 { stop = true }
   }
 
   func sysret() throws(Fault) {
@@ -824,6 +844,7 @@ extension InterpreterCPU {
       updateMode()
       rip = r[1] & 0xFFFF_FFFF
     }
+    endFastSystemCall()
   }
 
   func sysenter() throws(Fault) {

@@ -240,8 +240,11 @@ extension InterpreterCPU {
   func cpuidQuery(_ leaf: UInt32, _ sub: UInt32) -> CPUIDResult {
     var res = cpuid.lookup(leaf: leaf, subleaf: sub)
     if leaf == 1 {
-      // OSXSAVE mirrors CR4; APIC ID 0.
+      // OSXSAVE mirrors CR4; EBX[31:24] is this CPU's initial APIC ID.
       if cr4 & CR4.osxsave != 0 { res.ecx |= 1 << 27 } else { res.ecx &= ~(1 << 27) }
+      res.ebx = res.ebx & 0x00FF_FFFF | UInt32(apicID) << 24
+    } else if leaf == 0xB {
+      res.edx = UInt32(apicID)  // x2APIC ID, on every subleaf
     }
     return res
   }
@@ -310,13 +313,17 @@ extension InterpreterCPU {
       let raw = try readSys(a, 8)
       var d = InterpreterCPU.parseDescriptor(raw, selector: sel)
       if longActive { d.base |= (try readSys(a &+ 8, 8) & 0xFFFF_FFFF) << 32 }
+      // In long mode a non-canonical base is refused (SDM LLDT/LTR, la57 test).
+      let canonical = !longActive || isCanonical(d.base)
       if op == 2 {
         if d.s || d.type != 2 { throw Fault.gp(err) }
         if !d.present { throw Fault.np(err) }
+        if !canonical { throw Fault.gp(err) }
         ldtr = d
       } else {
         if d.s || (d.type != 9 && d.type != 1) { throw Fault.gp(err) }
         if !d.present { throw Fault.np(err) }
+        if !canonical { throw Fault.gp(err) }
         try writeSys(a, 8, raw | (2 << 40))  // mark busy
         d.type |= 2
         tr = d

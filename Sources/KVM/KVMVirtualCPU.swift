@@ -47,14 +47,14 @@ public final class KVMVirtualCPU: VirtualCPU {
   let runSize: Int
 
   /// The KVM_EXIT_IO being handed out element by element.
-  private var io = ckvm_io_exit()
+  var io = ckvm_io_exit()
   /// Element of `io` returned last, and the next one to return.
   private var ioElement: UInt32 = 0
-  private var ioNext: UInt32 = 0
+  var ioNext: UInt32 = 0
 
-  private enum Pending { case none, portIn, mmioRead, hypercall }
+  enum Pending { case none, portIn, mmioRead, hypercall }
   /// What `completeIO` / `setHypercallResult` answer.
-  private var pending = Pending.none
+  var pending = Pending.none
 
   private var counters = Counters()
 

@@ -8,11 +8,24 @@
 public final class ConsoleOutput {
   private var buffer: [UInt8] = []
   private let fd: Int32?
+  /// Where flushed output goes instead of a descriptor (a library user's callback).
+  private let handler: (([UInt8]) -> Void)?
   public private(set) var captured: [UInt8] = []
 
-  public init(fd: Int32 = 1) { self.fd = fd }
+  public init(fd: Int32 = 1) {
+    self.fd = fd
+    handler = nil
+  }
   /// Keeps everything in `captured` instead of writing it anywhere.
-  public init(capturing: ()) { self.fd = nil }
+  public init(capturing: ()) {
+    self.fd = nil
+    handler = nil
+  }
+  /// Hands each flushed run of bytes to `handler`, on the vCPU thread; nothing is kept.
+  public init(handler: @escaping ([UInt8]) -> Void) {
+    self.fd = -1  // buffered like a descriptor, but flushed to the handler
+    self.handler = handler
+  }
 
   public var capturedText: String { String(decoding: captured, as: UTF8.self) }
 
@@ -39,7 +52,7 @@ public final class ConsoleOutput {
   /// Text from the VMM itself (the escape key's help), written at once from
   /// any thread; the guest's buffered bytes are not touched.
   public func writeDirectly(_ text: String) {
-    guard let fd else {
+    guard let fd, handler == nil else {
       return
     }
     var bytes = Array(text.utf8)
@@ -48,6 +61,11 @@ public final class ConsoleOutput {
 
   public func flush() {
     guard let fd, !buffer.isEmpty else { return }
+    if let handler {
+      handler(buffer)
+      buffer.removeAll(keepingCapacity: true)
+      return
+    }
     var done = 0
     buffer.withUnsafeBytes { raw in
       while done < raw.count {

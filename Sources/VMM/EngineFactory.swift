@@ -4,16 +4,21 @@ import Interpreter
 import KVM
 import Memory
 
-/// An engine's vCPU plus how devices reach its interrupt controller.
+/// An engine's vCPUs plus how devices reach its interrupt controller.
 struct EngineInstance {
-  var cpu: VirtualCPU
+  /// Index = vCPU index = APIC ID; the first is the boot CPU.
+  var cpus: [VirtualCPU]
+  var cpu: VirtualCPU { cpus[0] }
   var interruptLines: InterruptLines?
   /// True when an interrupt raised by a device can wake a halted vCPU.
   var interruptsCanWake: Bool
   /// Keeps engine-wide objects (the KVM VM) alive as long as the machine.
   var owner: AnyObject?
-  /// Sets the retired-instruction count at which `run()` returns (instruction-count time).
-  var pauseAt: ((UInt64) -> Void)?
+  /// Per vCPU (software engines): sets the retired-instruction count at which
+  /// `run()` returns (scheduler quantum, instruction-count time).
+  var pauseAt: [(UInt64) -> Void] = []
+  /// Per vCPU (software engines): instructions retired so far.
+  var retired: [() -> UInt64] = []
 }
 
 /// Device interrupt lines into a KVM VM (KVM_IRQ_LINE).
@@ -42,27 +47,33 @@ enum EngineFactory {
       // and without it HLT reaches the VMM, which can then tell a hung guest.
       let vm = try KVMVirtualMachine(memory: memory, irqChip: false)
       let cpu = try vm.createVCPU(id: 0, cpuid: cpuid)
-      return EngineInstance(cpu: cpu, interruptLines: nil, interruptsCanWake: false, owner: vm)
+      return EngineInstance(cpus: [cpu], interruptLines: nil, interruptsCanWake: false, owner: vm)
     case .interpreter, .translator:
       var options = InterpreterOptions()
       options.maxInstructions = config.maxInstructions
       options.mmuMode = config.mmuMode ?? .direct
       var policy = cpuid
       if options.mmuMode == .paravirt { PVMMU.offer(in: &policy) }
-      let cpu = try InterpreterCPU(memory: memory, cpuid: policy, options: options)
-      if config.engine == .translator {
-        try cpu.enableTranslation(lockstep: config.translatorLockstep)
+      var cpus: [InterpreterCPU] = []
+      for i in 0..<config.cpus {
+        let cpu = try InterpreterCPU(memory: memory, cpuid: policy, options: options)
+        if config.engine == .translator {
+          try cpu.enableTranslation(lockstep: config.translatorLockstep)
+        }
+        cpu.apicID = UInt8(i)
+        cpu.yieldOnPause = config.cpus > 1
+        cpu.interruptInput = platform?.interrupts[i]
+        cpu.platform = platform?.hooks(forCPU: i)
+        cpus.append(cpu)
       }
-      cpu.interruptInput = platform?.interrupts
-      cpu.platform = platform
-      var pauseAt: ((UInt64) -> Void)?
+      let retired: [() -> UInt64] = cpus.map { cpu in { [unowned cpu] in cpu.instructionsRetired } }
       if let clock = platform?.clock as? InstructionClock {
-        clock.instructions = { [unowned cpu] in cpu.instructionsRetired }
-        pauseAt = { [unowned cpu] in cpu.pauseAt = $0 }
+        // One thread runs the vCPUs in turn: guest time is everything retired.
+        clock.instructions = { retired.reduce(0) { $0 &+ $1() } }
       }
       return EngineInstance(
-        cpu: cpu, interruptLines: platform?.irqs, interruptsCanWake: platform != nil, owner: nil,
-        pauseAt: pauseAt)
+        cpus: cpus, interruptLines: platform?.irqs, interruptsCanWake: platform != nil, owner: nil,
+        pauseAt: cpus.map { cpu in { [unowned cpu] in cpu.pauseAt = $0 } }, retired: retired)
     }
   }
 }

@@ -10,7 +10,7 @@ final class InstructionClock: GuestClock {
 
   /// The vCPU's retired-instruction counter; set once the engine exists.
   var instructions: () -> UInt64 = { 0 }
-  private var skipped: UInt64 = 0
+  var skipped: UInt64 = 0
 
   var nanoseconds: UInt64 {
     instructions() &* InstructionClock.nanosecondsPerInstruction &+ skipped
@@ -22,14 +22,11 @@ final class InstructionClock: GuestClock {
     if ns > now { skipped &+= ns - now }
   }
 
-  /// The retired-instruction count at which guest time reaches `ns`.
-  func instructionCount(at ns: UInt64) -> UInt64 {
+  /// How many more instructions (on any vCPU) until guest time reaches `ns`.
+  func instructionsUntil(_ ns: UInt64) -> UInt64 {
     let now = nanoseconds
-    let current = instructions()
-    guard ns > now else { return current }
-    let delta =
-      (ns - now + InstructionClock.nanosecondsPerInstruction - 1)
+    guard ns > now else { return 0 }
+    return (ns - now + InstructionClock.nanosecondsPerInstruction - 1)
       / InstructionClock.nanosecondsPerInstruction
-    return current &+ delta
   }
 }

@@ -15,8 +15,8 @@ final class KVMClock {
   /// Host wall-clock time at guest time 0, for MSR_KVM_WALL_CLOCK_NEW.
   private let bootWallNanoseconds: UInt64
 
-  private(set) var systemTimeMSR: UInt64 = 0
-  private var version: UInt32 = 0
+  var systemTimeMSR: UInt64 = 0
+  var version: UInt32 = 0
 
   static let tscStableBit: UInt8 = 1 << 0
 

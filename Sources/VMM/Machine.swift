@@ -7,9 +7,9 @@ import Memory
 import Synchronization
 import X86
 
-/// One virtual machine: guest RAM, buses, devices and a vCPU, assembled from
-/// a `MachineConfig`. `run()` is the VMM's run loop: it runs the vCPU, hands
-/// each exit to a bus, and feeds the device's answer back.
+/// One virtual machine: guest RAM, buses, devices and its vCPUs, assembled from
+/// a `MachineConfig`. `run()` is the VMM's run loop: it runs the vCPUs in turn
+/// (`VCPUScheduler`), hands each exit to a bus, and feeds the device's answer back.
 public final class Machine {
   public let config: MachineConfig
   public let memory: GuestMemory
@@ -17,7 +17,13 @@ public final class Machine {
   public let mmioBus: MMIOBus
   public let control = MachineControl()
   public let uart: UART16550
+  /// The i8042 and its keyboard (SendCtrlAltDel presses keys on it).
+  public let i8042: I8042Device
+  /// The boot CPU (`cpus[0]`).
   public let cpu: VirtualCPU
+  /// Every vCPU; index = APIC ID.
+  public let cpus: [VirtualCPU]
+  let scheduler: VCPUScheduler
   public let boot: BootImage
   private let engine: EngineInstance
   /// The PC platform devices, for engines without an in-kernel platform.
@@ -30,7 +36,7 @@ public final class Machine {
   /// virtio-pci devices from `config.virtio` (see VirtioSetup.swift).
   public let virtio: VirtioDevices?
   private let console: ConsoleOutput
-  private let logger: Logger
+  let logger: Logger
   /// Host I/O: the deadline timer now, disk and network back-ends later.
   public let hostLoop: HostEventLoop
   /// A halted vCPU sleeps on this until an interrupt source or the host needs it.
@@ -39,6 +45,10 @@ public final class Machine {
   public let mmu: MMUVirtualization?
   /// Every hypercall goes through here (the PV MMU registers its numbers).
   public let hypercalls = HypercallTable()
+  /// Pause and run-on-the-vCPU-thread requests (MachinePause.swift).
+  let requests = VCPUThreadRequests()
+  /// Debug stops reported by the engine, for a debugger (MachineDebug.swift).
+  let debugStops = MachineDebugStops()
 
   // Requests from other threads (signals, console input, watchdog). The
   // flag lets the run loop skip the lock on every exit when nothing is pending.
@@ -70,6 +80,9 @@ public final class Machine {
   }
   private var exits = ExitCounters()
   public private(set) var wallSeconds: Double = 0
+  /// With instruction-count time: `run()` stops exactly after this many retired
+  /// instructions (`--snapshot-at`), between exits, so the machine can be saved.
+  public var stopAtInstruction: UInt64?
 
   public init(
     config: MachineConfig, console: ConsoleOutput, logger: Logger = Logger(label: "swiftvmm")
@@ -91,6 +104,7 @@ public final class Machine {
     try portBus.register(
       DebugExitDevice(control: control), ports: layout.debugExitPorts, name: "isa-debug-exit")
     let kbc = I8042Device(control: control)
+    i8042 = kbc
     let kbcData = layout.i8042DataPort
     let kbcCommand = layout.i8042CommandPort
     try portBus.register(kbc, ports: kbcData...kbcData, name: "i8042 data")
@@ -141,6 +155,8 @@ public final class Machine {
       output: { [console] bytes in for b in bytes { console.write(b) } }, logger: logger)
     engine = try EngineFactory.make(config: config, memory: memory, platform: platform)
     cpu = engine.cpu
+    cpus = engine.cpus
+    scheduler = VCPUScheduler(engine: engine, platform: platform, logger: logger)
     if let hw = cpu.softwareMMU {
       let has1G = hw.cpuidLeaf(0x8000_0001).edx & (1 << 26) != 0
       let m = try MMUVirtualization(
@@ -152,10 +168,15 @@ public final class Machine {
       mmu = nil
     }
 
-    uart = UART16550(irq: IRQLine(Int(layout.com1IRQ), lines: engine.interruptLines)) {
-      [console] b in console.write(b)
-    }
+    uart = UART16550(
+      irq: IRQLine(Int(layout.com1IRQ), lines: engine.interruptLines), clock: platform?.clock
+    ) { [console] b in console.write(b) }
+    platform?.addTimedDevice(uart)
     try portBus.register(uart, ports: layout.com1Ports, name: "uart0 (16550A)")
+    kbc.irq = IRQLine(Int(layout.i8042IRQ), lines: engine.interruptLines)
+    if config.qemuCompat {
+      try registerQEMUTestInterfaces(layout: layout, lines: engine.interruptLines)
+    }
     try cpu.setState(boot.initialState)
     // Frames from the network back-end's thread wake the vCPU like console input.
     virtio?.networkBackend?.onReceive = { [weak self] in self?.noteHostWork() }
@@ -172,8 +193,9 @@ public final class Machine {
     if hostStop == nil { hostStop = outcome }
     lock.broadcast()
     lock.unlock()
+    requests.wakeParked()
     hostAttention.store(true, ordering: .releasing)
-    cpu.kick()
+    kickCPUs()
     doorbell.ring()
   }
 
@@ -195,16 +217,20 @@ public final class Machine {
       pendingInput += rest.prefix(n)
       rest = rest.dropFirst(n)
       hostAttention.store(true, ordering: .releasing)
-      cpu.kick()
+      kickCPUs()
       doorbell.ring()
     }
     return rest
   }
 
-  /// A back-end has frames for the guest: the run loop takes them at its next check.
-  private func noteHostWork() {
+  /// Thread-safe: whichever vCPU is running returns to the run loop soon.
+  private func kickCPUs() { for c in cpus { c.kick() } }
+
+  /// Another thread has work for the run loop (frames from a back-end, a pause or a
+  /// request): it takes it at its next check.
+  func noteHostWork() {
     hostAttention.store(true, ordering: .releasing)
-    cpu.kick()
+    kickCPUs()
     doorbell.ring()
   }
 
@@ -215,7 +241,7 @@ public final class Machine {
     inputOpen = open
     lock.unlock()
     hostAttention.store(true, ordering: .releasing)
-    cpu.kick()
+    kickCPUs()
     doorbell.ring()
   }
 
@@ -223,6 +249,7 @@ public final class Machine {
 
   public func run() -> MachineOutcome {
     let start = DispatchTime.now().uptimeNanoseconds
+    requests.started()
     defer {
       console.flush()
       wallSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -230,6 +257,7 @@ public final class Machine {
       finished = true
       lock.broadcast()
       lock.unlock()
+      requests.finished()
     }
     if let t = config.timeout {
       DispatchQueue.global().asyncAfter(deadline: .now() + t) { [weak self] in
@@ -240,8 +268,8 @@ public final class Machine {
     // Instruction-count time: the vCPU pauses at the deadline's instruction count instead.
     if let platform, let clock = platform.clock as? HostMonotonicClock {
       let loop = hostLoop
-      let cpu = self.cpu
-      loop.setTimerHandler { cpu.kick() }
+      let cpus = self.cpus
+      loop.setTimerHandler { for c in cpus { c.kick() } }
       platform.onDeadlineChange = { d in
         loop.armTimer(
           atMonotonicNanoseconds: d == .max ? 0 : clock.monotonicNanoseconds(atGuest: d))
@@ -258,22 +286,31 @@ public final class Machine {
     while true {
       if let o = takeHostEvents() { return o }
       if inputStalled && consoleRoom > 0 { moveInputToConsole() }
-      if let pace = engine.pauseAt, let clock = platform?.clock as? InstructionClock {
-        pace(platform?.earliestDeadline.map { clock.instructionCount(at: $0) } ?? .max)
+      guard let i = scheduler.next() else {
+        // Every vCPU is halted (or waiting for a start-up IPI).
+        if let o = haltOutcome() { return o }
+        continue
       }
+      scheduler.pace(
+        clock: platform?.clock as? InstructionClock, deadline: platform?.earliestDeadline,
+        stopAt: stopAtInstruction)
       let exit: VMExit
       do {
-        exit = try cpu.run()
+        exit = try cpus[i].run()
       } catch {
         return .guestFailure("\(error)")
       }
-      if let o = handle(exit) { return o }
+      if let o = handle(exit, cpu: cpus[i]) { return o }
       if let r = control.stopRequest { return outcome(for: r) }
       platform?.poll()
+      if let n = stopAtInstruction, instructionsRetired >= n {
+        scheduler.resumeQuantum = true
+        return .instructionStop(n)
+      }
     }
   }
 
-  private func handle(_ exit: VMExit) -> MachineOutcome? {
+  private func handle(_ exit: VMExit, cpu: VirtualCPU) -> MachineOutcome? {
     switch exit {
     case .portIO(let a):
       exits.io += 1
@@ -292,7 +329,8 @@ public final class Machine {
     case .halt:
       exits.halt += 1
       console.flush()
-      return haltOutcome()
+      let flags = (try? cpu.getState().general.rflags) ?? 0
+      scheduler.halted(interruptsEnabled: flags & RFLAGS.if != 0)
     case .shutdown(let reason):
       exits.shutdown += 1
       return .guestFailure(reason)
@@ -307,15 +345,20 @@ public final class Machine {
     case .interrupted:
       exits.interrupted += 1
       console.flush()
+    case .debug(let stop):
+      console.flush()
+      debugStopped(stop)
     }
     return nil
   }
 
-  /// A halted vCPU with nothing that can wake it is a hung guest: say so.
+  /// Halted vCPUs with nothing that can wake them are a hung guest: say so.
   private func haltOutcome() -> MachineOutcome? {
-    let flags = (try? cpu.getState().general.rflags) ?? 0
-    if flags & RFLAGS.if == 0 {
-      return .guestFailure("vCPU halted with interrupts disabled; it can never resume")
+    if scheduler.allHaltedWithInterruptsDisabled {
+      return .guestFailure(
+        cpus.count == 1
+          ? "vCPU halted with interrupts disabled; it can never resume"
+          : "every vCPU halted with interrupts disabled; none can resume")
     }
     guard let platform, engine.interruptsCanWake else {
       return .guestFailure(
@@ -329,7 +372,7 @@ public final class Machine {
   private func waitForInterrupt(_ platform: PCPlatform) -> MachineOutcome? {
     while true {
       platform.poll()
-      if platform.interrupts.hasPendingInterrupt { return nil }
+      if scheduler.anyWakeable { return nil }
       lock.lock()
       let stop = hostStop
       let hasInput = !pendingInput.isEmpty && consoleRoom > 0
@@ -340,7 +383,7 @@ public final class Machine {
         // Deliver it and let the UART (or virtio) decide whether that raises an interrupt.
         moveInputToConsole()
         _ = takeHostEvents()
-        if platform.interrupts.hasPendingInterrupt { return nil }
+        if scheduler.anyWakeable { return nil }
         continue
       }
       guard let deadline = platform.earliestDeadline else {
@@ -370,6 +413,17 @@ public final class Machine {
     let stop = hostStop
     lock.unlock()
     if let stop { return stop }
+    if requests.hasWork {
+      requests.serve(stopRequested: { [self] in
+        lock.lock()
+        defer { lock.unlock() }
+        return hostStop != nil
+      })
+      lock.lock()
+      let stop = hostStop
+      lock.unlock()
+      if let stop { return stop }
+    }
     moveInputToConsole()
     virtio?.deliverNetworkFrames()
     return nil
@@ -404,7 +458,7 @@ public final class Machine {
 
   /// Engine counters plus the VMM's own exit counts, for `--stats`.
   public func statistics() -> [String: UInt64] {
-    var s = cpu.statistics()
+    var s = scheduler.statistics()
     s["vmm.exits.io"] = exits.io
     s["vmm.exits.mmio"] = exits.mmio
     s["vmm.exits.halt"] = exits.halt

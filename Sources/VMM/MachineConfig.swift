@@ -48,6 +48,8 @@ public struct MachineConfig {
   public var deterministic = false
   /// Translator only, for tests: run every block in the interpreter too and compare.
   public var translatorLockstep = false
+  /// QEMU's test-only interfaces (fw_cfg), which kvm-unit-tests reads.
+  public var qemuCompat = false
   /// virtio-pci disks, console and entropy device (interpreter's PCI platform).
   public var virtio = VirtioConfig()
   /// The RTC's and kvm-clock's wall-clock date at boot in deterministic mode.

@@ -2,8 +2,8 @@
 /// memory is allocated. Every subcommand and `Machine.init` go through it, so
 /// a value the user typed can neither trap the host nor be silently ignored.
 extension MachineConfig {
-  /// Most vCPUs the platform builds so far.
-  public static let maxCPUs = 1
+  /// Most vCPUs the platform builds (the software engines; KVM takes one so far).
+  public static let maxCPUs = 8
   /// Longest wall-clock watchdog: a year (DispatchTime arithmetic must not overflow).
   public static let maxTimeoutSeconds: Double = 365 * 86_400
   /// Largest instruction watchdog (far beyond any run; keeps counter arithmetic in range).
@@ -17,9 +17,19 @@ extension MachineConfig {
     func refuse(_ s: String) -> MachineError { .invalidConfig(s) }
     guard cpus >= 1 else { throw refuse("--cpus \(cpus): must be at least 1") }
     guard cpus <= MachineConfig.maxCPUs else {
-      throw refuse(
-        "--cpus \(cpus): only \(MachineConfig.maxCPUs) vCPU is supported so far (SMP comes with the Linux platform work)"
-      )
+      throw refuse("--cpus \(cpus): at most \(MachineConfig.maxCPUs) vCPUs are supported")
+    }
+    if cpus > 1 {
+      guard engine.interpretsInstructions else {
+        throw refuse(
+          "--cpus \(cpus): the KVM engine runs one vCPU so far (it has no interrupt controller for IPIs); use --engine interpreter"
+        )
+      }
+      guard (mmuMode ?? .direct) == .direct else {
+        throw refuse(
+          "--cpus \(cpus) with --mmu \((mmuMode ?? .direct).name): the nested, shadow and paravirtual MMUs keep one vCPU's state; SMP runs with --mmu direct"
+        )
+      }
     }
     if let t = timeout {
       guard t.isFinite, t > 0 else {

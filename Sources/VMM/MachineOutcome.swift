@@ -4,7 +4,8 @@
 /// quitting from the console (escape key, then x); odd values come from the
 /// guest's isa-debug-exit ((v << 1) | 1); 2 the guest failed (triple fault,
 /// halted forever, engine error); 4 a watchdog fired; 128+N stopped by signal
-/// N (129 SIGHUP, 130 SIGINT, 131 SIGQUIT, 143 SIGTERM), as a shell reports it.
+/// N (129 SIGHUP, 130 SIGINT, 131 SIGQUIT, 143 SIGTERM), as a shell reports it;
+/// 6 stopped at `--snapshot-at` (the snapshot was saved).
 public enum MachineOutcome: Equatable, CustomStringConvertible {
   case debugExit(status: Int32)
   case reset
@@ -15,6 +16,8 @@ public enum MachineOutcome: Equatable, CustomStringConvertible {
   case signal(Int32)
   /// The user quit from the console's escape key.
   case userQuit
+  /// `Machine.stopAtInstruction` was reached (`--snapshot-at`): the caller saves the machine.
+  case instructionStop(UInt64)
 
   public var exitStatus: Int32 {
     switch self {
@@ -23,6 +26,7 @@ public enum MachineOutcome: Equatable, CustomStringConvertible {
     case .guestFailure: return 2
     case .watchdog: return 4
     case .signal(let n): return 128 + (n & 0x7F)
+    case .instructionStop: return 6
     }
   }
 
@@ -35,6 +39,7 @@ public enum MachineOutcome: Equatable, CustomStringConvertible {
     case .watchdog(let s): return "watchdog: \(s)"
     case .signal(let n): return "stopped by \(MachineOutcome.signalName(n))"
     case .userQuit: return "quit from the console"
+    case .instructionStop(let n): return "stopped after \(n) instructions (--snapshot-at)"
     }
   }
 

@@ -21,6 +21,19 @@ public enum NetworkSpec: Equatable, Sendable {
   /// The guest's MAC address: QEMU's default OUI range, so guests treat it as ordinary.
   public static let defaultMAC: [UInt8] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]
 
+  /// `52:54:00:12:34:56`; nil unless six hex pairs. Multicast addresses are refused.
+  public static func parseMAC(_ s: String) -> [UInt8]? {
+    let p = s.split(separator: ":", omittingEmptySubsequences: false)
+    guard p.count == 6 else { return nil }
+    let bytes = p.compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }
+    guard bytes.count == 6, bytes[0] & 1 == 0 else { return nil }
+    return bytes
+  }
+
+  public static func formatMAC(_ m: [UInt8]) -> String {
+    m.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
+  }
+
   public static func parse(_ spec: String) throws(ParseError) -> NetworkSpec {
     func fail(_ why: String) -> ParseError { ParseError(description: "--net \(spec): \(why)") }
     let parts = spec.split(separator: ",", omittingEmptySubsequences: false).map(String.init)

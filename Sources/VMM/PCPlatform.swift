@@ -8,22 +8,27 @@ import X86
 extension PlatformInterrupts: InterruptInput {}
 
 /// The PC platform the interpreter engine runs against: 8259 PIC pair,
-/// 8254 PIT, CMOS RTC, local APIC and IOAPIC on the buses, one guest clock
-/// and TSC they all share, and kvm-clock. It answers the interpreter's
-/// interrupt and platform-MSR questions, so the engine never sees a device.
-final class PCPlatform: PlatformHooks {
+/// 8254 PIT, CMOS RTC, one local APIC per vCPU on an `APICBus`, the IOAPIC,
+/// one guest clock and TSC they all share, and kvm-clock. It answers the
+/// interpreter's interrupt and platform-MSR questions (`hooks(forCPU:)`), so
+/// the engine never sees a device.
+final class PCPlatform {
   let clock: GuestClock
   let tsc: GuestTSC
   let pic = PIC8259Pair()
   let ioapic = IOAPIC()
-  let lapic: LocalAPIC
+  /// One per vCPU, index = vCPU index = APIC ID.
+  let lapics: [LocalAPIC]
+  let apicBus: APICBus
   let pit: PIT8254
   let rtc: CMOSRTC
   /// ISA IRQs to both the PIC and the IOAPIC; what devices raise.
   let irqs: ISAInterruptRouter
-  let interrupts: PlatformInterrupts
-  let kvmClock: KVMClock
-  private let timed: [TimedDevice]
+  /// What each vCPU asks at instruction boundaries (the PIC reaches CPU 0 only).
+  let interrupts: [PlatformInterrupts]
+  /// kvm-clock areas are per vCPU (each writes its own MSR).
+  let kvmClocks: [KVMClock]
+  private var timed: [TimedDevice]
 
   /// Earliest device deadline (guest ns), UInt64.max for none.
   private(set) var nextDeadline = UInt64.max
@@ -40,7 +45,11 @@ final class PCPlatform: PlatformHooks {
   ) throws {
     self.clock = clock
     tsc = GuestTSC(clock: clock, frequency: PCPlatform.tscFrequency)
-    lapic = LocalAPIC(clock: clock, tsc: tsc)
+    let tsc = self.tsc
+    lapics = (0..<cpuCount).map {
+      LocalAPIC(clock: clock, tsc: tsc, id: UInt8($0), isBSP: $0 == 0)
+    }
+    apicBus = APICBus(apics: lapics)
     irqs = ISAInterruptRouter(pic: pic, ioapic: ioapic)
     pit = PIT8254(clock: clock, irq0: IRQLine(0, lines: irqs))
     let below4G = memory.regions.filter { $0.start.rawValue < 1 << 32 }.reduce(0) { $0 + $1.size }
@@ -48,19 +57,27 @@ final class PCPlatform: PlatformHooks {
       clock: clock, irq: IRQLine(Int(layout.rtcIRQ), lines: irqs), startTime: wallClockAtBoot,
       memoryBelow4G: below4G,
       memoryAbove4G: memory.ramSize - below4G, cpuCount: cpuCount)
-    interrupts = PlatformInterrupts(lapic: lapic, pic: pic)
-    ioapic.connect(to: lapic)
+    let pic = self.pic
+    interrupts = lapics.map { PlatformInterrupts(lapic: $0, pic: pic) }
+    ioapic.connect(to: apicBus)
     try pic.register(on: portBus)
     try pit.register(on: portBus)
     try rtc.register(on: portBus, ports: layout.rtcPorts)
     try ioapic.register(on: mmioBus, base: layout.ioapicBase)
-    try lapic.register(on: mmioBus)
-    timed = [pit, rtc, lapic]
+    try apicBus.register(on: mmioBus)
+    timed = [pit, rtc] + lapics
     let wallNs = UInt64(max(0, wallClockAtBoot)) &* 1_000_000_000
-    let tsc = self.tsc
-    kvmClock = KVMClock(
-      memory: memory, tscFrequency: PCPlatform.tscFrequency, bootWallNanoseconds: wallNs,
-      readTSC: { tsc.read() }, nanosecondsAtTSC: { tsc.nanoseconds(atTSC: $0) })
+    kvmClocks = (0..<cpuCount).map { _ in
+      KVMClock(
+        memory: memory, tscFrequency: PCPlatform.tscFrequency, bootWallNanoseconds: wallNs,
+        readTSC: { tsc.read() }, nanosecondsAtTSC: { tsc.nanoseconds(atTSC: $0) })
+    }
+    updateDeadline()
+  }
+
+  /// Adds a device outside the platform (the UART) to the deadlines polled.
+  func addTimedDevice(_ d: TimedDevice) {
+    timed.append(d)
     updateDeadline()
   }
 
@@ -73,7 +90,7 @@ final class PCPlatform: PlatformHooks {
     updateDeadline()
   }
 
-  private func updateDeadline() {
+  func updateDeadline() {
     var earliest = UInt64.max
     for d in timed { if let t = d.nextDeadline { earliest = min(earliest, t) } }
     guard earliest != nextDeadline else { return }
@@ -86,13 +103,33 @@ final class PCPlatform: PlatformHooks {
     nextDeadline == .max ? nil : nextDeadline
   }
 
-  // MARK: PlatformHooks
+  /// The platform as vCPU `index` sees it: its own APIC and kvm-clock area.
+  func hooks(forCPU index: Int) -> PlatformHooks { VCPUPlatformHooks(platform: self, cpu: index) }
 
-  func readTSC() -> UInt64 { tsc.read() }
+  /// A vCPU's interrupt input, wake-up check included.
+  func hasWakeEvent(cpu index: Int) -> Bool {
+    interrupts[index].hasPendingInterrupt || interrupts[index].hasPendingNMI
+  }
+}
+
+/// PlatformHooks for one vCPU: RDTSC and the shared devices go to the platform,
+/// the APIC MSRs, TPR and kvm-clock MSR to this vCPU's own.
+private final class VCPUPlatformHooks: PlatformHooks {
+  unowned let platform: PCPlatform
+  let lapic: LocalAPIC
+  let kvmClock: KVMClock
+
+  init(platform: PCPlatform, cpu: Int) {
+    self.platform = platform
+    lapic = platform.lapics[cpu]
+    kvmClock = platform.kvmClocks[cpu]
+  }
+
+  func readTSC() -> UInt64 { platform.tsc.read() }
 
   func writeTSC(_ value: UInt64) {
-    tsc.write(value)
-    kvmClock.publish()
+    platform.tsc.write(value)
+    for c in platform.kvmClocks { c.publish() }
   }
 
   func readMSR(_ index: UInt32) -> UInt64? {
@@ -115,7 +152,7 @@ final class PCPlatform: PlatformHooks {
       lapic.writeAPICBase(value)
     case MSR.tscDeadline:
       lapic.writeTSCDeadline(value)
-      updateDeadline()
+      platform.updateDeadline()
     case MSR.kvmSystemTimeNew:
       return kvmClock.writeSystemTime(value)
     case MSR.kvmWallClockNew:
@@ -128,9 +165,9 @@ final class PCPlatform: PlatformHooks {
 }
 
 extension PCPlatform: MSIDelivery {
-  /// MSI-X messages from PCI devices go straight to the local APIC.
+  /// MSI-X messages from PCI devices go to the local APICs they address.
   func deliver(address: UInt64, data: UInt32) {
     guard let m = IOAPICMessage(msiAddress: address, data: data) else { return }
-    lapic.accept(m)
+    apicBus.accept(m)
   }
 }

@@ -44,6 +44,8 @@ public struct VirtioConfig: Equatable, Sendable {
   public var entropy = false
   /// `--net`: a virtio-net device and its host back-end, or none.
   public var network: NetworkSpec = .none
+  /// The virtio-net device's MAC address.
+  public var mac: [UInt8] = NetworkSpec.defaultMAC
 
   /// Serial numbers longer than this are cut by virtio-blk's GET_ID.
   public static let maxIDLength = 20
@@ -81,27 +83,42 @@ public struct VirtioConfig: Equatable, Sendable {
     guard let path = parts.first, !path.isEmpty else {
       throw .malformed("--disk '\(spec)': expected PATH[,readonly][,id=NAME]")
     }
-    var d = DiskSpec(path: path)
+    var readOnly = false
+    var id: String?
     for p in parts.dropFirst() {
       if p == "readonly" || p == "ro" {
-        d.readOnly = true
+        readOnly = true
       } else if p.hasPrefix("id=") {
-        let id = String(p.dropFirst(3))
-        guard !id.isEmpty, id.utf8.count <= maxIDLength,
-          id.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value < 0x7F })
-        else {
-          throw .malformed(
-            "--disk '\(spec)': id must be 1-\(maxIDLength) printable ASCII characters without spaces"
-          )
-        }
-        d.id = id
+        id = String(p.dropFirst(3))
       } else {
         throw .malformed("--disk '\(spec)': unknown option '\(p)' (known: readonly, id=NAME)")
+      }
+    }
+    do {
+      return try DiskSpec.validated(path: path, readOnly: readOnly, id: id)
+    } catch .malformed(let why) {
+      throw .malformed("--disk '\(spec)': \(why)")
+    }
+  }
+}
+
+extension DiskSpec {
+  /// A disk whose serial fits virtio-blk's GET_ID and whose path names a file:
+  /// the one check for `--disk` and the config file's and API's drives.
+  public static func validated(path: String, readOnly: Bool, id: String?) throws(VirtioConfigError)
+    -> DiskSpec
+  {
+    let max = VirtioConfig.maxIDLength
+    if let id {
+      guard !id.isEmpty, id.utf8.count <= max,
+        id.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value < 0x7F })
+      else {
+        throw .malformed("id must be 1-\(max) printable ASCII characters without spaces")
       }
     }
     var st = stat()
     guard stat(path, &st) == 0 else { throw .missing(path) }
     if st.st_mode & S_IFMT == S_IFDIR { throw .directory(path) }
-    return d
+    return DiskSpec(path: path, readOnly: readOnly, id: id)
   }
 }

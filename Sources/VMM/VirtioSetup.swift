@@ -54,7 +54,7 @@ public final class VirtioDevices {
       v.networkBackend = try TapNetworkBackend(name: name)
     }
     if let backend = v.networkBackend {
-      let n = VirtioNet(mac: NetworkSpec.defaultMAC) { [weak backend] in backend?.send($0) }
+      let n = VirtioNet(mac: config.mac) { [weak backend] in backend?.send($0) }
       try v.plug(n, name: "virtio-net", memory: memory, manager: manager, logger: logger)
       v.network = n
     }

@@ -1,7 +1,7 @@
 /// Architectural register state shared by every engine and by the boot loaders.
 
 /// General-purpose registers, RIP and RFLAGS.
-public struct GeneralRegisters: Equatable, Sendable {
+public struct GeneralRegisters: Equatable, Sendable, Codable {
   public var rax: UInt64 = 0
   public var rbx: UInt64 = 0
   public var rcx: UInt64 = 0
@@ -71,7 +71,7 @@ public struct GeneralRegisters: Equatable, Sendable {
 
 /// A segment register with its hidden descriptor cache, in the unpacked form
 /// both KVM (`struct kvm_segment`) and the interpreter use.
-public struct SegmentRegister: Equatable, Sendable {
+public struct SegmentRegister: Equatable, Sendable, Codable {
   public var selector: UInt16 = 0
   public var base: UInt64 = 0
   /// Byte-granular limit (already expanded when G=1).
@@ -145,7 +145,7 @@ public struct SegmentRegister: Equatable, Sendable {
 }
 
 /// GDTR / IDTR.
-public struct DescriptorTableRegister: Equatable, Sendable {
+public struct DescriptorTableRegister: Equatable, Sendable, Codable {
   public var base: UInt64 = 0
   public var limit: UInt16 = 0xFFFF
   public init() {}
@@ -156,7 +156,7 @@ public struct DescriptorTableRegister: Equatable, Sendable {
 }
 
 /// Segment, control and descriptor-table registers plus EFER and APIC base.
-public struct SpecialRegisters: Equatable, Sendable {
+public struct SpecialRegisters: Equatable, Sendable, Codable {
   public var cs = SegmentRegister.realMode(selector: 0, code: true)
   public var ds = SegmentRegister.realMode(selector: 0)
   public var es = SegmentRegister.realMode(selector: 0)
@@ -181,7 +181,7 @@ public struct SpecialRegisters: Equatable, Sendable {
 }
 
 /// Everything a boot loader hands to an engine to start the first vCPU.
-public struct CPUState: Equatable, Sendable {
+public struct CPUState: Equatable, Sendable, Codable {
   public var general = GeneralRegisters()
   public var special = SpecialRegisters()
   public init() {}

@@ -21,7 +21,8 @@ struct BenchIO: ParsableCommand {
       /proc) and, for SwiftVMM, the --stats counters at each marker. Figures are medians. \
       The 4 KiB random reads run one busybox dd per read; an equal loop of dd count=0 is timed \
       too and subtracted, so the figure is the reads, not the process start-ups. \
-      ICMP does not pass user-mode networking, so there is no ping row.
+      The TAP rows (root only) boot each VMM once more on a TAP device the bench creates \
+      (192.168.213.1/24 on the host) and removes.
       """)
 
   @Option(help: "Guest cache directory (default: $SWIFTVMM_CACHE or ~/.cache/swiftvmm/linux).")
@@ -32,14 +33,14 @@ struct BenchIO: ParsableCommand {
   var sizeMiB: Int = 64
   @Option(name: .customLong("console-kib"), help: "KiB written to each console.")
   var consoleKiB: Int = 64
-  @Option(name: .customLong("net-mib"), help: "MiB sent each way over --net user.")
+  @Option(name: .customLong("net-mib"), help: "MiB sent each way over each network.")
   var netMiB: Int = 8
   @Option(help: "4 KiB random reads for the IOPS row.")
   var reads: Int = 200
   @Option(help: "Boots of each VMM; the median of each figure is printed.")
   var repeats: Int = 1
-  @Option(help: "Comma-separated groups: console, blk, net.")
-  var only: String = "console,blk,net"
+  @Option(help: "Comma-separated groups: console, blk, net (user-mode), tap (root only).")
+  var only: String = "console,blk,net,tap"
   @Option(help: "Comma-separated VMMs to run: swiftvmm, qemu.")
   var vmms: String = "swiftvmm,qemu"
   @Option(help: "Write the figures as JSON to this file.")
@@ -57,8 +58,8 @@ struct BenchIO: ParsableCommand {
     }
     var groups = Set<String>()
     for g in only.split(separator: ",").map(String.init) {
-      guard ["console", "blk", "net"].contains(g) else {
-        BenchIO.usageError("--only: unknown group '\(g)' (console, blk, net)")
+      guard ["console", "blk", "net", "tap"].contains(g) else {
+        BenchIO.usageError("--only: unknown group '\(g)' (console, blk, net, tap)")
       }
       groups.insert(g)
     }
@@ -73,16 +74,33 @@ struct BenchIO: ParsableCommand {
         "the Debian guest is not in \(dir); run `swiftvmm guest fetch-linux`",
         status: .unusableInput)
     }
+    // TAP needs its own boot (one NIC per VM) and a device only root can create.
+    var tap: BenchTap?
+    if groups.contains("tap") {
+      let (t, why) = BenchTap.create()
+      if let why { print("no TAP rows: \(why)") }
+      tap = t
+      groups.remove("tap")
+    }
+    defer { tap?.remove() }
     let plan = BenchIOPlan(
       groups: groups, sizeMiB: sizeMiB, consoleKiB: consoleKiB, netMiB: netMiB, reads: reads)
+    var tapPlan = BenchIOPlan(
+      groups: ["tap"], sizeMiB: sizeMiB, consoleKiB: consoleKiB, netMiB: netMiB, reads: reads)
+    tapPlan.tapName = tap?.name
+    let plans = (groups.isEmpty ? [] : [plan]) + (tap == nil ? [] : [tapPlan])
+    guard !plans.isEmpty else { BenchIO.usageError("--only: nothing left to measure") }
     let work = NSTemporaryDirectory() + "swiftvmm-benchio-\(getpid())"
     try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: work) }
-    let initrd = try StandardInitramfs.build(
-      guest: guest, initScript: StandardInitramfs.initScript(commands: plan.guestScript),
-      gzip: false)
-    let initrdPath = work + "/initrd.cpio"
-    try Data(initrd).write(to: URL(fileURLWithPath: initrdPath))
+    var initrds: [[UInt8]] = []
+    for (i, p) in plans.enumerated() {
+      initrds.append(
+        try StandardInitramfs.build(
+          guest: guest, initScript: StandardInitramfs.initScript(commands: p.guestScript),
+          gzip: false))
+      try Data(initrds[i]).write(to: URL(fileURLWithPath: work + "/initrd\(i).cpio"))
+    }
     guard let kernel = FileManager.default.contents(atPath: guest.bzImage) else {
       fail("cannot read \(guest.bzImage)", status: .unusableInput)
     }
@@ -101,23 +119,37 @@ struct BenchIO: ParsableCommand {
       print("QEMU: qemu-system-x86_64 not installed; SwiftVMM's column only.")
     }
     for r in 0..<repeats {
-      if chosen.contains("swiftvmm") {
-        print("run \(r + 1)/\(repeats): SwiftVMM interpreter ...")
-        ours.append(
-          try runSwiftVMM(
-            plan: plan, kernel: [UInt8](kernel), name: guest.bzImage, initrd: initrd, disk: disk))
-      }
-      if let qemu {
-        print("run \(r + 1)/\(repeats): QEMU TCG ...")
-        if let q = try runQEMU(
-          qemu, plan: plan, kernel: guest.bzImage, initrd: initrdPath, disk: disk)
-        {
-          theirs.append(q)
+      // One entry per repeat and VMM: the phases of all its boots.
+      var mine: [String: BenchIOPhase] = [:]
+      var qemus: [String: BenchIOPhase]? = qemu == nil ? nil : [:]
+      for (i, p) in plans.enumerated() {
+        let what = p.tapName == nil ? "" : " on TAP"
+        if chosen.contains("swiftvmm") {
+          print("run \(r + 1)/\(repeats): SwiftVMM interpreter\(what) ...")
+          mine.merge(
+            try runSwiftVMM(
+              plan: p, kernel: [UInt8](kernel), name: guest.bzImage, initrd: initrds[i],
+              disk: disk)
+          ) { a, _ in a }
+        }
+        if let qemu {
+          print("run \(r + 1)/\(repeats): QEMU TCG\(what) ...")
+          if let q = try runQEMU(
+            qemu, plan: p, kernel: guest.bzImage, initrd: work + "/initrd\(i).cpio", disk: disk)
+          {
+            qemus?.merge(q) { a, _ in a }
+          } else {
+            qemus = nil
+          }
         }
       }
+      if chosen.contains("swiftvmm") { ours.append(mine) }
+      if let qemus { theirs.append(qemus) }
     }
     let host = plan.usesDisk ? hostDisk(work: work) : [:]
-    let report = BenchIOReport(plan: plan, ours: ours, qemu: theirs, host: host)
+    var shown = plan
+    if tap != nil { shown.groups.insert("tap") }
+    let report = BenchIOReport(plan: shown, ours: ours, qemu: theirs, host: host)
     print(report.table)
     if let json {
       let data = try JSONSerialization.data(
@@ -141,7 +173,9 @@ struct BenchIO: ParsableCommand {
     var v = VirtioConfig()
     if plan.groups.contains("console") { v.console = .virtio }
     if plan.usesDisk { v.disks = [DiskSpec(path: disk)] }
-    if let source {
+    if let tap = plan.tapName {
+      v.network = try NetworkSpec.parse("tap=\(tap)")
+    } else if let source {
       v.network = try NetworkSpec.parse(
         "user,hostfwd=tcp:127.0.0.1:\(source.port)-:\(BenchIOPlan.guestPort)")
     }
@@ -156,7 +190,7 @@ struct BenchIO: ParsableCommand {
       let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
       recorder.mark(
         mark, wall: wall, cpu: BenchMeasure.processCPUSeconds() - cpu0, counters: m.statistics())
-      if mark.begin && mark.phase == "netrx" { source?.start() }
+      if mark.kind == .begin && BenchIOPlan.receivePhases.contains(mark.phase) { source?.start() }
     }
     let outcome = m.run()
     console.lineObserver = nil
@@ -193,7 +227,12 @@ struct BenchIO: ParsableCommand {
     if plan.usesDisk {
       args += ["-drive", "file=\(disk),format=raw,if=virtio,cache=writeback"]
     }
-    if let source {
+    if let tap = plan.tapName {
+      args += [
+        "-netdev", "tap,id=n0,ifname=\(tap),script=no,downscript=no", "-device",
+        "virtio-net-pci,netdev=n0",
+      ]
+    } else if let source {
       args += [
         "-nic",
         "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:\(source.port)-:\(BenchIOPlan.guestPort)",
@@ -228,7 +267,9 @@ struct BenchIO: ParsableCommand {
         if let mark = BenchIOMarker(Substring(decoding: pending, as: UTF8.self)) {
           let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
           recorder.mark(mark, wall: wall, cpu: BenchIO.cpuSeconds(of: pid) ?? 0, counters: [:])
-          if mark.begin && mark.phase == "netrx" { source?.start() }
+          if mark.kind == .begin && BenchIOPlan.receivePhases.contains(mark.phase) {
+            source?.start()
+          }
         }
         tail += pending + [0x0A]
         if tail.count > 4096 { tail.removeFirst(tail.count - 4096) }
@@ -291,16 +332,27 @@ struct BenchIOPlan {
   var consoleKiB: Int
   var netMiB: Int
   var reads: Int
+  /// The TAP device of the "tap" group's boot.
+  var tapName: String?
 
   static let guestPort = 5001
+  /// Phases in which the host sends to the guest (its source starts at their marker).
+  static let receivePhases: Set<String> = ["netrx", "taprx"]
   static let doneMarker = "BENCHIO done"
 
   var usesDisk: Bool { groups.contains("blk") }
 
-  /// The host ends of the network rows (nil without `net`); one pair per boot.
+  /// The host ends of the network rows (nil without `net` or `tap`); one pair per boot.
   func hostEnds() throws -> (HostSink?, HostSource?) {
+    let bytes = netMiB << 20
+    if groups.contains("tap") {
+      guard let sink = HostSink(expecting: bytes, host: BenchTap.hostAddress) else {
+        throw BenchError.cannotStart("a TCP socket on \(BenchTap.hostAddress) for the TAP rows")
+      }
+      return (sink, HostSource(bytes: bytes, host: BenchTap.guestAddress, port: Self.guestPort))
+    }
     guard groups.contains("net") else { return (nil, nil) }
-    guard let sink = HostSink(expecting: netMiB << 20), let source = HostSource(bytes: netMiB << 20)
+    guard let sink = HostSink(expecting: bytes), let source = HostSource(bytes: bytes)
     else { throw BenchError.cannotStart("a loopback TCP socket for the network rows") }
     return (sink, source)
   }
@@ -339,18 +391,23 @@ struct BenchIOPlan {
 
         """
     }
-    if groups.contains("net") {
-      // 10.0.2.15/24 behind the slirp gateway 10.0.2.2, as DHCP would give it.
+    // user: 10.0.2.15/24 behind the slirp gateway 10.0.2.2, as DHCP would give it.
+    for (group, prefix, me, host) in [
+      ("net", "net", "10.0.2.15", "10.0.2.2"),
+      ("tap", "tap", BenchTap.guestAddress, BenchTap.hostAddress),
+    ] where groups.contains(group) {
       s += """
-        ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0; ip route add default via 10.0.2.2
-        mark begin nettx
-        dd if=/dev/zero bs=65536 count=\(netMiB * 16) 2>/dev/null | nc 10.0.2.2 $(sed -n 's/.*benchio.sink=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
-        mark end nettx
+        ip link set eth0 up; ip addr add \(me)/24 dev eth0; ip route add default via \(host)
+        ping -c 1 -W 5 \(host) >/dev/null 2>&1
+        ping -c 20 -q \(host) | sed -n 's|.*= [0-9.]*/\\([0-9.]*\\)/.*|BENCHIO value \(prefix)ping \\1|p'
+        mark begin \(prefix)tx
+        dd if=/dev/zero bs=65536 count=\(netMiB * 16) 2>/dev/null | nc \(host) $(sed -n 's/.*benchio.sink=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
+        mark end \(prefix)tx
         nc -l -p \(BenchIOPlan.guestPort) > /dev/null &
         sleep 1
-        mark begin netrx
+        mark begin \(prefix)rx
         wait
-        mark end netrx
+        mark end \(prefix)rx
 
         """
     }
@@ -359,16 +416,27 @@ struct BenchIOPlan {
   }
 }
 
-/// `BENCHIO begin PHASE` / `BENCHIO end PHASE`, anywhere in a line.
+/// `BENCHIO begin PHASE` / `BENCHIO end PHASE` / `BENCHIO value NAME NUMBER` (a figure the
+/// guest measured itself, such as a ping round trip), anywhere in a line.
 struct BenchIOMarker {
-  var begin: Bool
+  enum Kind: Equatable {
+    case begin, end
+    case value(Double)
+  }
+  var kind: Kind
   var phase: String
   init?(_ line: Substring) {
     guard let r = line.range(of: "BENCHIO ") else { return nil }
     // The tty ends lines with CR LF.
     let f = line[r.upperBound...].split(whereSeparator: { $0 == " " || $0 == "\r" })
-    guard f.count == 2, f[0] == "begin" || f[0] == "end" else { return nil }
-    begin = f[0] == "begin"
+    switch (f.first, f.count) {
+    case ("begin", 2): kind = .begin
+    case ("end", 2): kind = .end
+    case ("value", 3):
+      guard let v = Double(f[2]), v.isFinite else { return nil }
+      kind = .value(v)
+    default: return nil
+    }
     phase = String(f[1])
   }
 }
@@ -378,6 +446,8 @@ struct BenchIOPhase {
   var wall: Double
   var cpu: Double
   var counters: [String: UInt64]
+  /// A `BENCHIO value` figure (ping: milliseconds).
+  var value: Double? = nil
 }
 
 /// Collects phases from marker lines; begin and end must pair.
@@ -386,12 +456,16 @@ final class BenchIORecorder {
   private(set) var phases: [String: BenchIOPhase] = [:]
 
   func mark(_ m: BenchIOMarker, wall: Double, cpu: Double, counters: [String: UInt64]) {
-    if m.begin {
+    switch m.kind {
+    case .begin:
       open[m.phase] = (wall, cpu, counters)
-    } else if let (w, c, k) = open.removeValue(forKey: m.phase) {
+    case .end:
+      guard let (w, c, k) = open.removeValue(forKey: m.phase) else { return }
       var d: [String: UInt64] = [:]
       for (name, v) in counters { d[name] = v &- (k[name] ?? 0) }
       phases[m.phase] = BenchIOPhase(wall: wall - w, cpu: cpu - c, counters: d)
+    case .value(let v):
+      phases[m.phase] = BenchIOPhase(wall: 0, cpu: 0, counters: [:], value: v)
     }
   }
 
@@ -399,13 +473,14 @@ final class BenchIORecorder {
   /// transfer would be wrong, so the row says so instead.
   func check(sink: HostSink?, source: HostSource?, plan: BenchIOPlan, vmm: String) {
     let want = plan.netMiB << 20
+    let prefix = plan.groups.contains("tap") ? "tap" : "net"
     if let sink, sink.received < want {
-      print("\(vmm): guest->host received \(sink.received) of \(want) bytes; no nettx figure")
-      phases["nettx"] = nil
+      print("\(vmm): guest->host received \(sink.received) of \(want) bytes; no \(prefix)tx figure")
+      phases[prefix + "tx"] = nil
     }
     if let source, source.sent < want {
-      print("\(vmm): host->guest sent \(source.sent) of \(want) bytes; no netrx figure")
-      phases["netrx"] = nil
+      print("\(vmm): host->guest sent \(source.sent) of \(want) bytes; no \(prefix)rx figure")
+      phases[prefix + "rx"] = nil
     }
   }
 }
@@ -470,10 +545,12 @@ struct BenchIOReport {
       r.append(("virtio-blk 4 KiB random read IOPS", iops(ours), iops(qemu), nil))
       both("  (\(plan.reads) dd processes, s)", "iopsbase") { $0.wall }
     }
-    if plan.groups.contains("net") {
+    for (group, prefix, label) in [("net", "net", "net user"), ("tap", "tap", "net TAP")]
+    where plan.groups.contains(group) {
       let mib = Double(plan.netMiB)
-      both("net user: TCP guest->host MiB/s", "nettx") { $0.wall > 0 ? mib / $0.wall : nil }
-      both("net user: TCP host->guest MiB/s", "netrx") { $0.wall > 0 ? mib / $0.wall : nil }
+      both("\(label): ping RTT ms", prefix + "ping") { $0.value }
+      both("\(label): TCP guest->host MiB/s", prefix + "tx") { $0.wall > 0 ? mib / $0.wall : nil }
+      both("\(label): TCP host->guest MiB/s", prefix + "rx") { $0.wall > 0 ? mib / $0.wall : nil }
     }
     return r
   }
@@ -493,7 +570,7 @@ struct BenchIOReport {
     }
     s +=
       "(medians of \(ours.count) SwiftVMM and \(qemu.count) QEMU boots; SwiftVMM: interpreter engine;"
-    s += " exits are all exits in the phase; no ping row: ICMP does not pass user-mode networking)"
+    s += " exits are all exits in the phase; ping: busybox ping's average of 20)"
     return s
   }
 

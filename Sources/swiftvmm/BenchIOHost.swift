@@ -6,13 +6,18 @@ import Foundation
 
 /// Loopback TCP helpers for `bench io`'s network rows.
 enum BenchSocket {
-  /// A TCP socket bound to 127.0.0.1:`port` (0: any free port), listening when asked.
-  static func bound(port: Int = 0, listen doListen: Bool) -> (fd: Int32, port: Int)? {
+  /// A TCP socket bound to `host`:`port` (0: any free port), listening when asked.
+  static func bound(host: String = "127.0.0.1", port: Int = 0, listen doListen: Bool) -> (
+    fd: Int32, port: Int
+  )? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return nil }
     var one: Int32 = 1
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-    var a = address(port: port)
+    guard var a = address(host: host, port: port) else {
+      close(fd)
+      return nil
+    }
     let ok = withUnsafePointer(to: &a) {
       $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
         bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
@@ -30,16 +35,16 @@ enum BenchSocket {
     return (fd, Int(UInt16(bigEndian: got.sin_port)))
   }
 
-  static func address(port: Int) -> sockaddr_in {
+  static func address(host: String, port: Int) -> sockaddr_in? {
     var a = sockaddr_in()
     a.sin_family = sa_family_t(AF_INET)
     a.sin_port = UInt16(port).bigEndian
-    a.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+    guard inet_pton(AF_INET, host, &a.sin_addr) == 1 else { return nil }
     return a
   }
 }
 
-/// Guest -> host: accepts one connection on 127.0.0.1 and counts bytes until EOF or
+/// Guest -> host: accepts one connection on `host` and counts bytes until EOF or
 /// the expected amount, then closes, which ends the guest's `nc`.
 final class HostSink {
   let port: Int
@@ -49,8 +54,8 @@ final class HostSink {
   private var connection: Int32 = -1
   var received: Int { lock.withLock { count } }
 
-  init?(expecting bytes: Int) {
-    guard let (fd, port) = BenchSocket.bound(listen: true) else { return nil }
+  init?(expecting bytes: Int, host: String = "127.0.0.1") {
+    guard let (fd, port) = BenchSocket.bound(host: host, listen: true) else { return nil }
     self.fd = fd
     self.port = port
     Thread.detachNewThread { [self] in
@@ -77,9 +82,11 @@ final class HostSink {
   deinit { close(fd) }
 }
 
-/// Host -> guest: once started, connects to the forwarded port and sends zeros, then closes.
+/// Host -> guest: once started, connects to `host`:`port` (a forwarded loopback port,
+/// or the guest itself over TAP) and sends zeros, then closes.
 final class HostSource {
   let port: Int
+  private let host: String
   private let bytes: Int
   private let lock = NSLock()
   private var count = 0
@@ -91,6 +98,14 @@ final class HostSource {
   init?(bytes: Int) {
     guard let (fd, port) = BenchSocket.bound(listen: false) else { return nil }
     close(fd)
+    self.host = "127.0.0.1"
+    self.port = port
+    self.bytes = bytes
+  }
+
+  /// Sends straight to a listener at `host`:`port` (the guest over TAP).
+  init(bytes: Int, host: String, port: Int) {
+    self.host = host
     self.port = port
     self.bytes = bytes
   }
@@ -108,7 +123,10 @@ final class HostSource {
       for _ in 0..<50 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return }
-        var a = BenchSocket.address(port: port)
+        guard var a = BenchSocket.address(host: host, port: port) else {
+          close(fd)
+          return
+        }
         let ok = withUnsafePointer(to: &a) {
           $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
             connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
@@ -137,4 +155,44 @@ final class HostSource {
   func finish() {
     if lock.withLock({ started }) { done.wait() }
   }
+}
+
+/// A TAP device on the host for the TAP rows: created with iproute2 (root only), the
+/// host side at `hostAddress`, removed again by `remove()`.
+final class BenchTap {
+  static let hostAddress = "192.168.213.1"
+  static let guestAddress = "192.168.213.2"
+  let name: String
+  private let ip: String
+
+  /// Nil with the reason when this host cannot have one.
+  static func create() -> (BenchTap?, String?) {
+    guard geteuid() == 0 else { return (nil, "TAP rows need root") }
+    guard FileManager.default.fileExists(atPath: "/dev/net/tun") else {
+      return (nil, "no /dev/net/tun on this host")
+    }
+    guard
+      let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].first(where: {
+        FileManager.default.isExecutableFile(atPath: $0)
+      })
+    else { return (nil, "the ip command (iproute2) is missing") }
+    let tap = BenchTap(name: "svbench\(getpid() % 100_000)", ip: ip)
+    for step in [
+      ["tuntap", "add", "dev", tap.name, "mode", "tap"],
+      ["addr", "add", "\(hostAddress)/24", "dev", tap.name], ["link", "set", tap.name, "up"],
+    ] {
+      guard (try? BenchMeasure.runChild(ip, step, okStatus: 0))?.ok == true else {
+        tap.remove()
+        return (nil, "`ip \(step.joined(separator: " "))` failed")
+      }
+    }
+    return (tap, nil)
+  }
+
+  private init(name: String, ip: String) {
+    self.name = name
+    self.ip = ip
+  }
+
+  func remove() { _ = try? BenchMeasure.runChild(ip, ["link", "del", name], okStatus: 0) }
 }

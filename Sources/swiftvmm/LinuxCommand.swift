@@ -143,6 +143,7 @@ struct LinuxCommand: ParsableCommand {
     if root { cmdline += " systemd.default_timeout_start_sec=900" }
     config.commandLine = "\(cmdline) \(vm.cmdline ?? append ?? "")"
     runInteractively(
-      config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate)
+      config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate,
+      gdb: vm.gdbOptions.request(for: config, command: LinuxCommand.self))
   }
 }

@@ -87,6 +87,9 @@ struct MMUCompare: ParsableCommand {
     if vm.mmuOptions.mmu != nil { u("mmu-compare runs every mode: use --modes, not --mmu") }
     if vm.stats != nil { u("mmu-compare writes its statistics with --json, not --stats") }
     if vm.mmuOptions.translate != nil { u("--translate is for `swiftvmm run`") }
+    if vm.gdbOptions.gdb != nil || vm.gdbOptions.gdbWait {
+      u("--gdb is for `swiftvmm run` and `linux`")
+    }
     if vm.engine != nil && vm.engine != "interpreter" {
       u("mmu-compare compares the interpreter's MMU modes: --engine must be interpreter")
     }

@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import Logging
 import Memory
+import SwiftVMMKit
 import VMM
 
 struct Run: ParsableCommand {
@@ -21,13 +22,39 @@ struct Run: ParsableCommand {
   var kernel: String?
   @Option(help: "Initial ramdisk (Linux initrd, or a multiboot module).")
   var initrd: String?
+  @Option(
+    help: "A Firecracker-style JSON config file describing the machine (README, Config file).")
+  var config: String?
+  @Option(
+    help: ArgumentHelp(
+      "Serve the Firecracker-compatible API on this Unix socket (README, API socket).",
+      valueName: "path"))
+  var apiSock: String?
   @OptionGroup var vm: VMOptions
+  @Flag(
+    help:
+      "QEMU's test interfaces that kvm-unit-tests reads (fw_cfg at ports 0x510-0x511). Off by default: they are QEMU devices, not a PC's."
+  )
+  var qemuCompat = false
   @OptionGroup(title: "Devices") var virtioOptions: VirtioOptions
   @OptionGroup(title: "Console") var consoleOptions: ConsoleOptions
   @OptionGroup var logging: LoggingOptions
 
   func run() throws {
     let logger = try logging.bootstrap()
+    if let config {
+      if let stats = vm.stats { OutputFile.checkWritable(stats, what: "--stats") }
+      let (spec, machine) = configFromFile(config)
+      if let apiSock { serveAPI(path: apiSock, spec: spec, config: machine, logger: logger) }
+      runInteractively(machine, console: consoleOptions, logger: logger, stats: vm.stats)
+    }
+    if let apiSock, kernel == nil {
+      if let flag = machineFlagsGiven.first {
+        Run.usageError("\(flag) needs --kernel or --config; over --api-sock, PUT the configuration")
+      }
+      if let stats = vm.stats { OutputFile.checkWritable(stats, what: "--stats") }
+      serveAPI(path: apiSock, spec: nil, config: nil, logger: logger)
+    }
     var config = MachineConfig(kernel: [], kernelName: EmbeddedGuest.name, engine: .interpreter)
     let translate = vm.apply(to: &config, defaults: .init(), command: Run.self)
     if let path = kernel {
@@ -40,9 +67,12 @@ struct Run: ParsableCommand {
       config.kernel = [UInt8](bytes)
     }
     if let initrd { config.initrd = readInput(initrd, what: "initrd") }
+    config.qemuCompat = qemuCompat
     virtioOptions.apply(to: &config, command: Run.self)
+    if let apiSock { serveAPI(path: apiSock, spec: nil, config: config, logger: logger) }
     runInteractively(
-      config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate)
+      config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate,
+      gdb: vm.gdbOptions.request(for: config, command: Run.self))
   }
 
   private func readInput(_ path: String, what: String) -> [UInt8] {
@@ -59,10 +89,44 @@ struct Run: ParsableCommand {
 /// Builds the machine, attaches the host terminal, runs it and exits with its status.
 func runInteractively(
   _ config: MachineConfig, console options: ConsoleOptions, logger: Logger, stats: String?,
-  translate: UInt64? = nil
+  translate: UInt64? = nil, gdb: GDBRequest? = nil
 )
   -> Never
 {
+  let session: VMSession
+  do {
+    session = try makeSession(config, console: options, logger: logger)
+  } catch {
+    fail(error.description, status: .unusableInput)
+  }
+  runSession(session, console: options, stats: stats, translate: translate, gdb: gdb)
+}
+
+/// Why a machine could not be built, as one line.
+struct SessionError: Error, CustomStringConvertible {
+  var description: String
+}
+
+/// Builds the machine (kernel loaded, devices attached) without running it.
+func makeSession(_ config: MachineConfig, console options: ConsoleOptions, logger: Logger)
+  throws(SessionError) -> VMSession
+{
+  do {
+    return try VMSession(
+      config: config, console: ConsoleOutput(fd: 1), reboot: !options.noReboot, logger: logger)
+  } catch let e as BootError {
+    throw SessionError(description: "\(config.kernelName): \(e)")
+  } catch {
+    throw SessionError(description: "\(error)")
+  }
+}
+
+/// Attaches the host terminal, runs the session and exits with its status;
+/// `atEnd` runs just before the exit.
+func runSession(
+  _ session: VMSession, console options: ConsoleOptions, stats: String?, translate: UInt64? = nil,
+  gdb: GDBRequest? = nil, atEnd: () -> Void = {}
+) -> Never {
   let escape: ConsoleEscape
   do {
     escape = try options.escape()
@@ -70,22 +134,13 @@ func runInteractively(
     fail("\(error)", status: .usage)
   }
   let console = ConsoleOutput(fd: 1)
-  let session: VMSession
-  do {
-    session = try VMSession(
-      config: config, console: console, reboot: !options.noReboot, logger: logger)
-  } catch let e as BootError {
-    fail("\(config.kernelName): \(e)", status: .unusableInput)
-  } catch {
-    fail("\(error)", status: .unusableInput)
-  }
-
   let terminal = HostTerminal()
   if terminal.isTerminal, let key = escape.key {
     let k = ConsoleEscape.name(key)
     FileHandle.standardError.write(
       Data("swiftvmm: console on this terminal; \(k) x quits, \(k) h for help\n".utf8))
   }
+  let gdbServer = startGDBServer(gdb, session: session)
   session.setInputOpen(true)
   terminal.start(
     escape: escape,
@@ -99,6 +154,7 @@ func runInteractively(
     onEnd: { session.setInputOpen(false) },
     onSignal: { session.requestStop(.signal($0)) })
   let outcome = session.run()
+  gdbServer?.machineEnded(outcome)
   let machine = session.machine
   terminal.restore()
   if outcome.printsRegisters, let dump = machine.registerDump() {
@@ -114,5 +170,6 @@ func runInteractively(
     OutputFile.write(
       StatsReport(machine: machine, outcome: outcome).json(), to: stats, what: "--stats")
   }
+  atEnd()
   Foundation.exit(outcome.exitStatus)
 }

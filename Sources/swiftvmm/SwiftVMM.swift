@@ -16,7 +16,7 @@ struct SwiftVMMCommand: ParsableCommand {
     ],
     defaultSubcommand: Run.self)
 
-  static let version = "swiftvmm 0.1.0"
+  static let version = Machine.softwareVersion
 
   /// A first word that is not an option must name a subcommand: `swiftvmm rn`
   /// is a typo for `run`, not an unexpected argument to the default `run`.
@@ -53,11 +53,9 @@ struct LoggingOptions: ParsableArguments {
     guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
       throw ValidationError("unknown log level '\(logLevel)'")
     }
-    LoggingSystem.bootstrap { label in
-      var h = StreamLogHandler.standardError(label: label)
-      h.logLevel = level
-      return h
-    }
+    // Through LogSink, so the API's PUT /logger can move the log and change its level.
+    LogSink.shared.level = level
+    LoggingSystem.bootstrap { LogSink.shared.handler(label: $0) }
     var l = Logger(label: "swiftvmm")
     l.logLevel = level
     return l

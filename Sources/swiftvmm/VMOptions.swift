@@ -36,6 +36,7 @@ struct VMOptions: ParsableArguments {
   @Option(help: "Kernel command line.")
   var cmdline: String?
   @OptionGroup var mmuOptions: MMUOptions
+  @OptionGroup(title: "Debugging") var gdbOptions: GDBOptions
 
   /// What a subcommand assumes when the user does not say.
   struct Defaults {

@@ -124,6 +124,26 @@ final class LoaderTests: XCTestCase {
     }
   }
 
+  func testMultibootMayLoadAboveItsOwnStructures() throws {
+    // kvm-unit-tests' realmode.flat loads at 0x8000, just past the command line.
+    var elf = try GuestImages.bytes("hello.elf")
+    let first = patchFirstLoadSegmentAddress32(&elf, to: 0x8000)
+    let mem = try GuestMemory(size: 16 << 20)
+    _ = try KernelLoader.load(elf, commandLine: "hello.elf", into: mem)
+    XCTAssertEqual(
+      try mem.readBytes(GuestPhysicalAddress(0x8000), count: 16), Array(elf[first..<(first + 16)]))
+    // Lower, it would overlap the command line, and ELF64 images still need 0x10000 (page tables).
+    _ = patchFirstLoadSegmentAddress32(&elf, to: 0x7000)
+    XCTAssertThrowsError(try KernelLoader.load(elf, commandLine: "", into: mem)) {
+      guard case .doesNotFit = $0 as? BootError else { return XCTFail("\($0)") }
+    }
+    var elf64 = try GuestImages.bytes("hello64.elf")
+    patchFirstLoadSegmentAddress(&elf64, to: 0x8000)
+    XCTAssertThrowsError(try KernelLoader.load(elf64, commandLine: "", into: mem)) {
+      guard case .doesNotFit = $0 as? BootError else { return XCTFail("\($0)") }
+    }
+  }
+
   func testOverlongCommandLineIsRejected() throws {
     let mem = try GuestMemory(size: 16 << 20)
     let long = String(repeating: "x", count: 5000)
@@ -145,6 +165,25 @@ final class LoaderTests: XCTestCase {
       }
       _ = try? KernelLoader.load(b, commandLine: "", into: mem)
     }
+  }
+
+  /// ELF32 form of `patchFirstLoadSegmentAddress`; returns the segment's file offset.
+  private func patchFirstLoadSegmentAddress32(_ b: inout [UInt8], to addr: UInt32) -> Int {
+    let r = ByteReader(b)
+    let phoff = Int(try! r.u32(28))
+    let phentsize = Int(try! r.u16(42))
+    for i in 0..<Int(try! r.u16(44)) {
+      let o = phoff + i * phentsize
+      if (try! r.u32(o)) == 1, (try! r.u32(o + 20)) > 0 {
+        for k in 0..<4 {
+          b[o + 8 + k] = UInt8(truncatingIfNeeded: addr >> (8 * UInt32(k)))
+          b[o + 12 + k] = UInt8(truncatingIfNeeded: addr >> (8 * UInt32(k)))
+        }
+        return Int(try! r.u32(o + 4))
+      }
+    }
+    XCTFail("no PT_LOAD segment")
+    return 0
   }
 
   private func patchFirstLoadSegmentAddress(_ b: inout [UInt8], to addr: UInt64) {

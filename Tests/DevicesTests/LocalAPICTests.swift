@@ -5,12 +5,17 @@ import XCTest
 final class LocalAPICTests: XCTestCase {
   let clock = ManualClock()
   lazy var apic = LocalAPIC(clock: clock, tscFrequency: 2_000_000_000)
+  /// The wires an IPI leaves on (this APIC alone).
+  lazy var apicBus = APICBus(apics: [apic])
 
   func r(_ off: UInt64) -> UInt32 {
     UInt32(truncatingIfNeeded: apic.mmioRead(offset: off, size: 4))
   }
   func w(_ off: UInt64, _ v: UInt32) { apic.mmioWrite(offset: off, size: 4, value: UInt64(v)) }
-  func enable() { w(0xF0, 0x1FF) }
+  func enable() {
+    _ = apicBus
+    w(0xF0, 0x1FF)
+  }
 
   func testResetStateLikeQEMU() throws {
     XCTAssertEqual(r(0x30), 0x0005_0014)
@@ -197,28 +202,27 @@ final class LocalAPICTests: XCTestCase {
     XCTAssertFalse(apic.isGloballyEnabled)
   }
 
-  func testICRSelfIPIAndQueuedStartup() {
+  func testICRSelfIPIAndStartupToTheVMM() {
     enable()
+    var signals: [(Int, StartupSignal)] = []
+    apicBus.onStartup = { signals.append(($0, $1)) }
     w(0x310, 0)
     w(0x300, 0x4_4055)  // self shorthand, fixed, vector 0x55
     XCTAssertEqual(apic.acknowledge(), 0x55)
-    XCTAssertTrue(apic.takeIPIs().isEmpty)
-    w(0x310, 0x0100_0000)
-    w(0x300, 0xC500)  // INIT, level assert, to APIC 1
+    w(0x310, 0)
+    w(0x300, 0xC500)  // INIT, level assert, to APIC 0
+    w(0x300, 0x8500)  // INIT level de-assert: no effect
     w(0x300, 0x0698)  // SIPI vector 0x98
-    let ipis = apic.takeIPIs()
-    XCTAssertEqual(ipis.map(\.deliveryMode), [5, 6])
-    XCTAssertEqual(ipis.map(\.destination), [1, 1])
-    XCTAssertEqual(ipis.last?.vector, 0x98)
-    XCTAssertTrue(apic.takeIPIs().isEmpty)
+    XCTAssertEqual(signals.map(\.0), [0, 0])
+    XCTAssertEqual(signals.map(\.1), [.initialize, .startup(vector: 0x98)])
     XCTAssertEqual(r(0x300) & (1 << 12), 0, "delivery status idle")
+    XCTAssertEqual(r(0xF0), 0xFF, "INIT reset the APIC: software-disabled again")
   }
 
   func testFixedIPIBroadcastIncludingSelf() {
     enable()
     w(0x300, 0x8_0066)
     XCTAssertEqual(apic.acknowledge(), 0x66)
-    XCTAssertEqual(apic.takeIPIs().first?.shorthand, .allIncludingSelf)
   }
 
   func testESRLatchesIllegalVector() {
@@ -267,8 +271,7 @@ final class LocalAPICTests: XCTestCase {
 }
 
 extension LocalAPICTests {
-  /// A self-NMI is latched for the CPU (not queued for a VMM that never collects it);
-  /// IPIs for other CPUs are counted.
+  /// A self-NMI is latched for the CPU; IPIs nothing can act on are counted.
   func testSelfNMILatchedAndOtherIPIsCounted() {
     enable()
     w(0x300, 0x4_0400)  // self shorthand, NMI
@@ -276,13 +279,13 @@ extension LocalAPICTests {
     w(0x300, 0x4_0400)
     apic.acknowledgeNMI()
     XCTAssertFalse(apic.nmiPending, "NMIs do not queue")
-    XCTAssertTrue(apic.takeIPIs().isEmpty)
-    XCTAssertEqual(apic.unhandledIPIs, 0)
+    XCTAssertEqual(apicBus.unhandledIPIs, 0)
     w(0x310, 0x0100_0000)
-    w(0x300, 0x0400)  // NMI to APIC 1: not this CPU
+    w(0x300, 0x0400)  // NMI to APIC 1: no such CPU
     XCTAssertFalse(apic.nmiPending)
-    w(0x300, 0xC500)  // INIT to APIC 1
-    XCTAssertEqual(apic.unhandledIPIs, 2)
+    w(0x300, 0xC500)  // INIT with no VMM to act on it
+    w(0x300, 0x0200)  // SMI
+    XCTAssertEqual(apicBus.unhandledIPIs, 2)
   }
 }
 

@@ -240,14 +240,15 @@ final class MSIXTests: XCTestCase {
     lapic.mmioWrite(offset: 0xF0, size: 4, value: 0x1FF)
     let m = IOAPICMessage(msiAddress: 0xFEE0_0000, data: 0x45)
     XCTAssertNotNil(m)
-    lapic.accept(m!)
+    let bus = APICBus(apics: [lapic])
+    bus.accept(m!)
     XCTAssertTrue(lapic.hasPendingInterrupt)
     XCTAssertEqual(lapic.acknowledge(), 0x45)
     XCTAssertNil(IOAPICMessage(msiAddress: 0x1000, data: 0x45))
     // A message for another APIC ID is not taken.
     let other = LocalAPIC(clock: clock, tscFrequency: 1_000_000_000)
     other.mmioWrite(offset: 0xF0, size: 4, value: 0x1FF)
-    other.accept(IOAPICMessage(msiAddress: 0xFEE0_3000, data: 0x46)!)
+    APICBus(apics: [other]).accept(IOAPICMessage(msiAddress: 0xFEE0_3000, data: 0x46)!)
     XCTAssertFalse(other.hasPendingInterrupt)
   }
 }

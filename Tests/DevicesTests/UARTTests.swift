@@ -125,3 +125,45 @@ extension UARTTests {
     XCTAssertEqual(uart.hostRoom, UART16550.hostBacklogLimit)
   }
 }
+
+/// With a clock, THR empties a transmit time after the write, so a driver that
+/// writes a burst and then masks THRE takes no second interrupt for it.
+final class UARTTransmitTimeTests: XCTestCase {
+  let lines = LineRecorder()
+  let clock = ManualClock()
+  lazy var uart = UART16550(irq: IRQLine(4, lines: lines), clock: clock) { _ in }
+  func reg(_ o: UInt16) -> UInt8 { UInt8(uart.ioRead(offset: o, size: 1)) }
+  func set(_ o: UInt16, _ v: UInt8) { uart.ioWrite(offset: o, size: 1, value: UInt32(v)) }
+  var line: Bool { lines.levels[4] ?? false }
+
+  func testTHREInterruptComesAfterTheTransmitTime() {
+    set(4, 0x08)  // OUT2
+    set(1, 0x02)  // IER.THRI: THR is empty, so THRE is pending at once
+    XCTAssertTrue(line)
+    XCTAssertEqual(reg(2) & 0x0F, 0x02)
+    XCTAssertFalse(line, "reading IIR acknowledges THRE")
+    set(0, 0x41)
+    set(0, 0x42)
+    XCTAssertFalse(line, "THRE before the bytes left")
+    XCTAssertEqual(reg(5) & 0x20, 0x20, "the FIFO still takes bytes")
+    XCTAssertEqual(uart.nextDeadline, UART16550.transmitNanoseconds)
+    clock.advance(by: UART16550.transmitNanoseconds)
+    uart.poll(now: clock.nanoseconds)
+    XCTAssertTrue(line)
+    XCTAssertNil(uart.nextDeadline)
+  }
+
+  func testMaskingTHREBeforeTheBytesLeaveRaisesNothing() {
+    set(4, 0x08)
+    set(1, 0x02)
+    _ = reg(2)
+    set(0, 0x41)
+    set(1, 0x00)  // the driver's buffer ran dry: it masks THRE
+    clock.advance(by: UART16550.transmitNanoseconds)
+    uart.poll(now: clock.nanoseconds)
+    XCTAssertFalse(line)
+    XCTAssertEqual(reg(2) & 0x0F, 0x01, "nothing pending while masked")
+    set(1, 0x02)
+    XCTAssertTrue(line, "unmasking with THR empty raises THRE")
+  }
+}

@@ -160,3 +160,159 @@ extension UnitTests {
     XCTAssertEqual(p.tprClass, 2)
   }
 }
+
+extension UnitTests {
+  /// Ring-3 descriptors (0x23 data, 0x2B 64-bit code) and user-accessible pages
+  /// for the first 2 MiB, added to `machine64`'s machine.
+  func addUserMode(_ m: TestMachine) throws {
+    try m.memory.write(GuestPhysicalAddress(0x60000 + 4 * 8), value: UInt64(0x00CF_F200_0000_FFFF))
+    try m.memory.write(GuestPhysicalAddress(0x60000 + 5 * 8), value: UInt64(0x00AF_FA00_0000_FFFF))
+    try m.memory.write(GuestPhysicalAddress(0x70000), value: UInt64(0x71000 | 7))
+    try m.memory.write(GuestPhysicalAddress(0x71000), value: UInt64(0x72000 | 7))
+    try setPDE(m, 0, 0x87)
+    var s = try m.cpu.getState()
+    s.special.gdt.limit = 6 * 8 - 1
+    try m.cpu.setState(s)
+  }
+
+  /// IRET to ring 3 nulls a DPL-0 GS selector but keeps its 64-bit base, as
+  /// hardware and QEMU do (kvm-unit-tests' emulator and debug tests).
+  func testIRETToRing3KeepsGSBase() throws {
+    let m = try machine64(
+      [
+        0xB9, 0x01, 0x01, 0x00, 0xC0,  // mov ecx,IA32_GS_BASE
+        0xB8, 0x00, 0x50, 0x34, 0x12,  // mov eax,0x12345000
+        0x31, 0xD2, 0x0F, 0x30,  // xor edx,edx ; wrmsr
+        0x6A, 0x23, 0x68, 0x00, 0x80, 0x00, 0x00,  // push ss ; push rsp
+        0x68, 0x02, 0x30, 0x00, 0x00, 0x6A, 0x2B,  // push rflags (IOPL 3) ; push cs
+        0x68, 0x23, 0x00, 0x01, 0x00, 0x48, 0xCF,  // push 0x10023 ; iretq
+        0xE6, 0x80,  // 0x10023, ring 3: out 0x80,al
+      ])
+    try addUserMode(m)
+    XCTAssertEqual(
+      try m.cpu.run(), .portIO(PortIOAccess(port: 0x80, size: 1, direction: .out)))
+    let s = try m.cpu.getState().special
+    XCTAssertEqual(s.cs.selector, 0x2B)
+    XCTAssertEqual(s.gs.selector, 0, "the DPL-0 selector is nulled")
+    XCTAssertEqual(s.gs.base, 0x1234_5000, "the base stays")
+  }
+}
+
+extension UnitTests {
+  /// SYSCALL with TF set and masked by FMASK takes no single-step trap in
+  /// ring 0 (kvm-unit-tests' syscall test).
+  func testSyscallWithMaskedTFTakesNoSingleStep() throws {
+    var code: [UInt8] = [
+      0xB9, 0x82, 0x00, 0x00, 0xC0, 0xB8, 0x40, 0x00, 0x01, 0x00,  // LSTAR = 0x10040
+      0x31, 0xD2, 0x0F, 0x30,  // xor edx,edx ; wrmsr
+      0xB9, 0x84, 0x00, 0x00, 0xC0, 0xB8, 0x00, 0x01, 0x00, 0x00, 0x0F, 0x30,  // FMASK = TF
+      0x9C, 0x48, 0x81, 0x0C, 0x24, 0x00, 0x01, 0x00, 0x00, 0x9D,  // pushfq ; or TF ; popfq
+      0x0F, 0x05,  // syscall
+    ]
+    code += [UInt8](repeating: 0x90, count: 0x40 - code.count)
+    code += [0xB8, 0x55, 0x00, 0x00, 0x00, 0xF4]  // 0x10040: mov eax,0x55 ; hlt
+    let g = try runToHalt(try machine64(code))
+    XCTAssertEqual(g.rax, 0x55, "no #DB (vector 1) after SYSCALL")
+  }
+
+  /// SYSRET that sets TF traps before the first user instruction, as on hardware.
+  func testSysretSettingTFTrapsBeforeTheNextInstruction() throws {
+    var code: [UInt8] = [
+      0xB9, 0x81, 0x00, 0x00, 0xC0, 0x31, 0xC0,  // mov ecx,STAR ; xor eax,eax
+      0xBA, 0x08, 0x00, 0x18, 0x00, 0x0F, 0x30,  // STAR: kernel CS 0x08, user base 0x18
+      0x41, 0xBB, 0x02, 0x31, 0x00, 0x00,  // mov r11d,0x3102 (TF, IOPL 3)
+      0xB9, 0x30, 0x00, 0x01, 0x00, 0x48, 0x0F, 0x07,  // mov ecx,0x10030 ; sysretq
+    ]
+    code += [UInt8](repeating: 0x90, count: 0x30 - code.count)
+    code += [0xE6, 0x80]  // 0x10030, ring 3: out 0x80,al
+    let m = try machine64(code)
+    try addUserMode(m)
+    // A TSS whose RSP0 takes the #DB from ring 3.
+    try m.memory.write(GuestPhysicalAddress(0x61004), value: UInt64(0x90000))
+    var s = try m.cpu.getState()
+    s.special.tr = SegmentRegister(selector: 0x30, base: 0x61000, limit: 0x67, type: 0xB, s: false)
+    try m.cpu.setState(s)
+    let g = try runToHalt(m)
+    XCTAssertEqual(g.rax, 1, "#DB")
+    XCTAssertEqual(try read64(m, g.rsp), 0x10030, "before the user instruction")
+    XCTAssertEqual(try read64(m, g.rsp + 8), 0x2B)
+  }
+}
+
+extension UnitTests {
+  /// An AMD CPU has PERF_CTL0-3/PERF_CTR0-3 at 0xC0010000-7 (kvm-unit-tests'
+  /// library clears them at start-up); RDPMC reads the same 48-bit counters.
+  func testAMDLegacyCounterMSRs() throws {
+    try XCTSkipIf(
+      CPUIDPolicy.default.lookup(leaf: 0, subleaf: 0).ebx != 0x6874_7541,
+      "the default policy is not AuthenticAMD")
+    let m = try machine64([
+      0xB9, 0x00, 0x00, 0x01, 0xC0, 0x31, 0xC0, 0x31, 0xD2, 0x0F, 0x30,  // PERF_CTL0 = 0
+      0xB9, 0x05, 0x00, 0x01, 0xC0, 0xB8, 0x34, 0x12, 0x00, 0x00,  // PERF_CTR1 =
+      0xBA, 0x77, 0x00, 0x01, 0x00, 0x0F, 0x30,  //   0x1_0077_0000_1234 (48 bits kept)
+      0xB9, 0x01, 0x00, 0x00, 0x00, 0x0F, 0x33, 0xF4,  // mov ecx,1 ; rdpmc ; hlt
+    ])
+    let g = try runToHalt(m)
+    XCTAssertEqual(g.rax, 0x1234)
+    XCTAssertEqual(g.rdx, 0x77)
+  }
+}
+
+extension UnitTests {
+  /// Single-stepping an instruction that exits for port I/O traps once it has
+  /// completed, before the next instruction (kvm-unit-tests' debug test).
+  func testSingleStepTrapsAfterPortIOExit() throws {
+    for (io, completes) in [([UInt8](arrayLiteral: 0xE6, 0x80), false), ([0xE4, 0x80], true)] {
+      // pushfq ; or qword [rsp],TF ; popfq ; OUT/IN at 0x1000A ; mov eax,0x55 ; hlt
+      let code: [UInt8] =
+        [0x9C, 0x48, 0x81, 0x0C, 0x24, 0x00, 0x01, 0x00, 0x00, 0x9D] + io
+        + [0xB8, 0x55, 0x00, 0x00, 0x00, 0xF4]
+      let m = try machine64(code)
+      guard case .portIO = try m.cpu.run() else { return XCTFail("no port exit") }
+      if completes { m.cpu.completeIO(value: 0x12) }
+      let g = try runToHalt(m)
+      XCTAssertEqual(g.rax, 1, "#DB")
+      XCTAssertEqual(try read64(m, g.rsp), 0x1000C, "trap right after the I/O instruction")
+    }
+  }
+}
+
+extension UnitTests {
+  /// LTR and LLDT #GP(selector) on a system descriptor whose 64-bit base is not canonical.
+  func testLTRAndLLDTRefuseNonCanonicalBase() throws {
+    for (type, op) in [(UInt64(9), UInt8(0xD8)), (2, 0xD0)] {  // ltr ax / lldt ax
+      let m = try machine64([0x66, 0xB8, 0x20, 0x00, 0x0F, 0x00, op, 0xF4])  // mov ax,0x20
+      try m.memory.write(GuestPhysicalAddress(0x60020), value: 0x0000_8000_0000_0067 | type << 40)
+      try m.memory.write(GuestPhysicalAddress(0x60028), value: UInt64(0xAAAA_AAAA))
+      var s = try m.cpu.getState()
+      s.special.gdt.limit = 6 * 8 - 1
+      try m.cpu.setState(s)
+      let g = try runToHalt(m)
+      XCTAssertEqual(g.rax, 13, "#GP")
+      XCTAssertEqual(try read64(m, g.rsp), 0x20, "error code: the selector")
+    }
+  }
+}
+
+extension UnitTests {
+  /// CMPS with both operands in MMIO needs two completed reads: the restart
+  /// replays the first and exits for the second, then completes (emulator test).
+  func testTwoMMIOReadsInOneInstructionComplete() throws {
+    func read(_ a: UInt64) -> VMExit {
+      .mmio(MMIOAccess(address: GuestPhysicalAddress(a), size: 1, isWrite: false))
+    }
+    for (second, equal) in [(UInt64(0x42), UInt64(1)), (0x43, 0)] {
+      // mov esi,0xD0000000 ; mov edi,0xD0001000 ; cmpsb ; sete al ; hlt
+      let m = try machine64([
+        0xBE, 0, 0, 0, 0xD0, 0xBF, 0, 0x10, 0, 0xD0, 0xA6, 0x0F, 0x94, 0xC0, 0xF4,
+      ])
+      XCTAssertEqual(try m.cpu.run(), read(0xD000_0000))
+      m.cpu.completeIO(value: 0x42)
+      XCTAssertEqual(try m.cpu.run(), read(0xD000_1000))
+      m.cpu.completeIO(value: second)
+      let g = try runToHalt(m)
+      XCTAssertEqual(g.rax & 0xFF, equal)
+      XCTAssertEqual(g.rsi, 0xD000_0001)
+    }
+  }
+}

@@ -30,7 +30,7 @@ final class HostileGuestTests: XCTestCase {
       case .watchdog: key = "watchdog"
       case .debugExit: key = "debug exit"
       case .reset, .powerOff: key = "reset/poweroff"
-      case .signal, .userQuit: key = "stopped by the host"
+      case .signal, .userQuit, .instructionStop: key = "stopped by the host"
       }
       outcomes[key, default: 0] += 1
       if case .watchdog(let why) = o {

@@ -29,7 +29,15 @@ final class MachineConfigValidationTests: XCTestCase {
   func testNumericBounds() {
     refused(config { $0.cpus = 0 }, "--cpus 0")
     refused(config { $0.cpus = -3 }, "--cpus -3")
-    refused(config { $0.cpus = 1 << 40 }, "only 1 vCPU")
+    refused(config { $0.cpus = 1 << 40 }, "at most 8 vCPUs")
+    refused(config { $0.cpus = 9 }, "at most 8 vCPUs")
+    XCTAssertNoThrow(try config { $0.cpus = 8 }.validate(hostMemory: host))
+    refused(config(.kvm) { $0.cpus = 2 }, "KVM engine runs one vCPU")
+    refused(
+      config {
+        $0.cpus = 2
+        $0.mmuMode = .shadow
+      }, "SMP runs with --mmu direct")
     for t in [0, -1, .infinity, .nan, 1e300] as [Double] {
       refused(config { $0.timeout = t }, "--timeout")
     }

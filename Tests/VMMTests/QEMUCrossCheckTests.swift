@@ -11,13 +11,13 @@ final class QEMUCrossCheckTests: XCTestCase {
 
   /// The guest's own output under QEMU. SeaBIOS prints to the same serial port
   /// first, so this keeps what follows the guest's first line.
-  static func qemuOutput(_ kernel: String, firstLine: String, cmdline: String) throws -> (
-    Int32, String
-  ) {
+  static func qemuOutput(
+    _ kernel: String, firstLine: String, cmdline: String, cpus: Int = 1
+  ) throws -> (Int32, String) {
     guard let qemu = GuestImages.qemu else {
       throw XCTSkip("qemu-system-x86_64 is not installed (.ci/run installs it)")
     }
-    let key = kernel + "|" + cmdline
+    let key = kernel + "|" + cmdline + "|\(cpus)"
     lock.lock()
     defer { lock.unlock() }
     if let c = qemuCache[key] { return c }
@@ -26,6 +26,7 @@ final class QEMUCrossCheckTests: XCTestCase {
       "-kernel", kernel, "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
     ]
     if !cmdline.isEmpty { args += ["-append", cmdline] }
+    if cpus > 1 { args += ["-smp", "\(cpus)"] }
     let r = try GuestImages.run(qemu, args, timeout: 60)
     var out = ""
     if let range = r.output.range(of: firstLine) { out = String(r.output[range.lowerBound...]) }

@@ -1,0 +1,50 @@
+import Engine
+import X86
+
+// The interpreter's side of a snapshot: its whole register file as an
+// engine-neutral `VCPUSnapshot`. Decoded instructions, translated blocks and the
+// soft TLB are caches: they are dropped, not saved, and rebuild as the guest runs.
+
+extension InterpreterCPU {
+  public func saveVCPU() throws -> VCPUSnapshot {
+    // A value the VMM completed for a restarted IN or MMIO read lives only here:
+    // the run loop saves after `.interrupted`, at an instruction boundary.
+    guard ioValue == nil, mmioCompleted.isEmpty, !pendingIn, !pendingMMIORead else {
+      throw EngineError.failed("vCPU is in the middle of an I/O instruction; cannot save it")
+    }
+    var msrs: [UInt32: UInt64] = [:]
+    for i in VCPUSnapshot.msrIndices {
+      if let v = try? readMSR(i) { msrs[i] = v }
+    }
+    return VCPUSnapshot(
+      registers: try getState(), fxsave: fxImage(), xcr0: xcr0,
+      debugRegisters: [dr[0], dr[1], dr[2], dr[3], dr[6], dr[7]], msrs: msrs,
+      interruptShadow: interruptShadow, nmiBlocked: nmiBlocked, halted: halted,
+      instructionsRetired: instructions)
+  }
+
+  public func restoreVCPU(_ s: VCPUSnapshot) throws {
+    guard s.fxsave.count == 512, s.debugRegisters.count == 6 else {
+      throw EngineError.failed("vCPU snapshot has a malformed FPU image or debug registers")
+    }
+    try setState(s.registers)
+    // First: with no platform, the TSC MSR below is relative to this count.
+    instructions = s.instructionsRetired
+    setFXImage(s.fxsave)
+    xcr0 = s.xcr0 | 1
+    for (k, i) in [0, 1, 2, 3, 6, 7].enumerated() { dr[i] = s.debugRegisters[k] }
+    // The platform's MSRs (TSC, deadline, kvm-clock) come back with its own state;
+    // the rest go into this CPU's storage as WRMSR would put them.
+    let owner = platform
+    platform = nil
+    defer { platform = owner }
+    for i in VCPUSnapshot.msrIndices {
+      guard let v = s.msrs[i] else { continue }
+      if owner != nil && VCPUSnapshot.platformMSRs.contains(i) { continue }
+      try? writeMSR(i, v)
+    }
+    interruptShadow = s.interruptShadow
+    nmiBlocked = s.nmiBlocked
+    halted = s.halted
+  }
+}

@@ -1,0 +1,228 @@
+import Foundation
+import Logging
+import VMM
+
+/// An x86-64 virtual machine a Swift program configures, starts, talks to
+/// through its console, pauses, resumes and stops.
+///
+/// ```swift
+/// let vm = try VirtualMachine(.init(), console: { bytes in
+///   FileHandle.standardOutput.write(Data(bytes))
+/// })
+/// let outcome = vm.run()
+/// ```
+///
+/// Console output arrives on the vCPU thread in runs of bytes (flushed at each
+/// newline). Every other method may be called from any thread.
+public final class VirtualMachine: @unchecked Sendable {
+  /// Which CPU engine runs the guest.
+  public enum Engine: String, Sendable, CaseIterable {
+    /// KVM where `/dev/kvm` offers hardware virtualization, else the interpreter.
+    case automatic
+    case kvm
+    case interpreter
+    /// The interpreter with hot blocks compiled to host code.
+    case translator
+  }
+
+  /// What to boot and on what machine.
+  public struct Configuration: Sendable {
+    /// A Linux bzImage/PVH vmlinux, multiboot or ELF64 kernel; nil boots the
+    /// embedded demo guest, which prints a greeting and exits.
+    public var kernelPath: String?
+    public var initrdPath: String?
+    public var commandLine = ""
+    public var memoryMiB = 256
+    public var cpus = 1
+    public var engine: Engine = .automatic
+    /// Raw disk images, attached as virtio-blk disks vda, vdb, ... in order.
+    public var disks: [Disk] = []
+    /// Instruction-count time (software engines): runs repeat exactly.
+    public var deterministic = false
+    /// Stop after this many seconds of wall-clock time.
+    public var timeout: Double?
+    /// Stop after this many guest instructions (software engines).
+    public var maxInstructions: UInt64?
+    /// Reboot when the guest resets (otherwise a reset ends the run).
+    public var rebootOnReset = true
+
+    /// The VM description in Firecracker's shape, for a config file; nil
+    /// unless made by ``init(configFile:)``.
+    var spec: VMSpec?
+
+    public init(kernelPath: String? = nil) { self.kernelPath = kernelPath }
+
+    /// Reads a Firecracker-style JSON config file (`swiftvmm run --config`'s format).
+    public init(configFile path: String) throws(VirtualMachineError) {
+      guard let data = FileManager.default.contents(atPath: path) else {
+        throw VirtualMachineError("\(path): cannot be read")
+      }
+      do {
+        spec = try VMSpec.parse(configFile: [UInt8](data))
+      } catch {
+        throw VirtualMachineError("\(path): \(error)")
+      }
+    }
+  }
+
+  public struct Disk: Sendable {
+    public var path: String
+    public var readOnly: Bool
+    /// The serial number the guest reads (1-20 printable ASCII characters).
+    public var id: String?
+    public init(path: String, readOnly: Bool = false, id: String? = nil) {
+      self.path = path
+      self.readOnly = readOnly
+      self.id = id
+    }
+  }
+
+  /// How a run ended.
+  public struct Outcome: Sendable, CustomStringConvertible {
+    /// The process exit status `swiftvmm run` would use (README's table).
+    public var exitStatus: Int32
+    /// One line for a person, or nil for an ordinary end.
+    public var message: String?
+    public var description: String { message ?? "exit status \(exitStatus)" }
+  }
+
+  private let session: VMSession
+  private let lock = NSLock()
+  private var thread: Thread?
+  private var outcome: Outcome?
+  private var stopRequested = false
+  private let done = DispatchSemaphore(value: 0)
+
+  /// Builds the machine: loads the kernel, attaches the devices. Nothing runs yet.
+  /// The VMM's own log goes through swift-log at `logLevel` (warnings by default).
+  public init(
+    _ configuration: Configuration, logLevel: Logger.Level = .warning,
+    console: @escaping @Sendable ([UInt8]) -> Void = { _ in }
+  ) throws(VirtualMachineError) {
+    let config = try VirtualMachine.machineConfig(configuration)
+    var logger = Logger(label: "swiftvmm")
+    logger.logLevel = logLevel
+    do {
+      session = try VMSession(
+        config: config, console: ConsoleOutput(handler: console),
+        reboot: configuration.rebootOnReset, logger: logger)
+    } catch {
+      throw VirtualMachineError("\(config.kernelName): \(error)")
+    }
+    // Input is open until `closeConsoleInput()`, so a guest waiting for it is not hung.
+    session.setInputOpen(true)
+  }
+
+  /// Maps the public configuration onto the VMM's one definition (VMSpec, then
+  /// MachineConfig.validate()): the same checks and messages as the command line.
+  static func machineConfig(_ c: Configuration) throws(VirtualMachineError) -> MachineConfig {
+    guard let demo = Data(base64Encoded: EmbeddedGuest.base64) else {
+      throw VirtualMachineError("the embedded demo guest is corrupt")
+    }
+    do {
+      if let spec = c.spec { return try spec.machineConfig() }
+      var spec = VMSpec()
+      spec.bootSource = .init(
+        kernelImagePath: c.kernelPath ?? EmbeddedGuest.name, bootArgs: c.commandLine,
+        initrdPath: c.initrdPath)
+      spec.machine.vcpuCount = c.cpus
+      spec.machine.memSizeMiB = c.memoryMiB
+      for (i, d) in c.disks.enumerated() {
+        try spec.put(
+          drive: .init(
+            driveID: d.id ?? "disk\(i)", pathOnHost: d.path, isRootDevice: false,
+            isReadOnly: d.readOnly), path: "disks[\(i)]")
+      }
+      spec.swiftvmm.engine = EngineKind(rawValue: c.engine.rawValue)  // nil for automatic
+      spec.swiftvmm.deterministic = c.deterministic
+      spec.swiftvmm.timeout = c.timeout
+      spec.swiftvmm.maxInstructions = c.maxInstructions
+      if c.kernelPath != nil { return try spec.machineConfig() }
+      return try spec.machineConfig(kernel: [UInt8](demo), kernelName: EmbeddedGuest.name)
+    } catch {
+      throw VirtualMachineError("\(error)")
+    }
+  }
+
+  // MARK: Running
+
+  /// Starts the guest on its own thread and returns at once.
+  public func start() {
+    lock.lock()
+    defer { lock.unlock() }
+    guard thread == nil else { return }
+    let t = Thread { [self] in
+      let o = session.run()
+      lock.lock()
+      outcome = Outcome(
+        exitStatus: o.exitStatus,
+        message: stopRequested && o == .userQuit ? "stopped by the program" : o.message)
+      lock.unlock()
+      done.signal()
+    }
+    t.name = "swiftvmm-vcpu"
+    t.stackSize = 16 << 20
+    thread = t
+    t.start()
+  }
+
+  /// Waits until the guest ends (it powers off, exits, fails, or ``stop()`` is called).
+  public func wait() -> Outcome {
+    done.wait()
+    done.signal()  // later waiters return at once
+    lock.lock()
+    defer { lock.unlock() }
+    return outcome!
+  }
+
+  /// Starts the guest and waits for it to end.
+  public func run() -> Outcome {
+    start()
+    return wait()
+  }
+
+  /// Ends the run; ``wait()`` then returns an outcome with exit status 0.
+  public func stop() {
+    lock.lock()
+    stopRequested = true
+    lock.unlock()
+    session.requestStop(.userQuit)
+    resume()  // a paused vCPU must run to see the stop
+  }
+
+  // MARK: Console
+
+  /// Types `bytes` into the guest's console. Blocks while the guest is not
+  /// reading and its input queue is full; returns when every byte is queued or the VM ended.
+  public func writeConsole(_ bytes: [UInt8]) { session.feedInput(bytes) }
+
+  public func writeConsole(_ text: String) { writeConsole(Array(text.utf8)) }
+
+  /// No more input will come: a guest that then waits only for input has ended.
+  public func closeConsoleInput() { session.setInputOpen(false) }
+
+  // MARK: Pause and resume
+
+  /// Parks the vCPU at its next exit. Returns false if the guest is not running.
+  @discardableResult
+  public func pause() -> Bool { session.machine.pause() }
+
+  public func resume() { session.machine.resume() }
+
+  public var isPaused: Bool { session.machine.isPaused }
+
+  // MARK: Counters
+
+  /// Engine and VMM counters (docs/STATS.md names: `instructions`, `vmm.exits.io`, ...),
+  /// read between exits so they are consistent.
+  public var counters: [String: UInt64] {
+    let m = session.machine
+    return (try? m.onVCPUThread { m.statistics() }) ?? [:]
+  }
+}
+
+/// Why a machine could not be configured or built: one line naming the field or file.
+public struct VirtualMachineError: Error, CustomStringConvertible, Sendable {
+  public var description: String
+  init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import SwiftVMMKit
+import TestSupport
+import XCTest
+
+/// The library's public API, used the way a Swift program embeds SwiftVMM.
+final class VirtualMachineTests: XCTestCase {
+  final class Console: @unchecked Sendable {
+    private let lock = NSLock()
+    private var bytes: [UInt8] = []
+    func append(_ b: [UInt8]) {
+      lock.lock()
+      bytes += b
+      lock.unlock()
+    }
+    var text: String {
+      lock.lock()
+      defer { lock.unlock() }
+      return String(decoding: bytes, as: UTF8.self)
+    }
+    func wait(for s: String, timeout: Double = 60) -> Bool {
+      let end = Date() + timeout
+      while Date() < end {
+        if text.contains(s) { return true }
+        usleep(10_000)
+      }
+      return false
+    }
+  }
+
+  func echo(_ console: Console, engine: VirtualMachine.Engine = .interpreter) throws
+    -> VirtualMachine
+  {
+    var c = VirtualMachine.Configuration(kernelPath: try GuestImages.path("echo.elf"))
+    c.memoryMiB = 32
+    c.engine = engine
+    c.timeout = 120
+    return try VirtualMachine(c) { console.append($0) }
+  }
+
+  func testDemoGuestGreets() throws {
+    let console = Console()
+    let vm = try VirtualMachine(.init()) { console.append($0) }
+    let outcome = vm.run()
+    XCTAssertEqual(outcome.exitStatus, 1, console.text)
+    XCTAssertTrue(console.text.hasPrefix("Hello from SwiftVMM guest!\n"), console.text)
+    XCTAssertGreaterThan(vm.counters["vmm.exits.io"] ?? 0, 0)
+  }
+
+  func testConsolePauseResume() throws {
+    let console = Console()
+    let vm = try echo(console)
+    vm.start()
+    XCTAssertTrue(console.wait(for: "echo ready"), console.text)
+    vm.writeConsole("abc!")
+    XCTAssertTrue(console.wait(for: "count=3 "), console.text)
+
+    XCTAssertTrue(vm.pause())
+    XCTAssertTrue(vm.isPaused)
+    let before = vm.counters["instructions"]
+    XCTAssertNotNil(before)
+    usleep(100_000)
+    XCTAssertEqual(vm.counters["instructions"], before, "a paused guest retires nothing")
+    vm.resume()
+    usleep(100_000)
+    XCTAssertGreaterThan(vm.counters["instructions"] ?? 0, before ?? .max)
+
+    vm.writeConsole("~")
+    XCTAssertEqual(vm.wait().exitStatus, 1, console.text)
+  }
+
+  func testStopEndsARunningGuest() throws {
+    let console = Console()
+    let vm = try echo(console)
+    vm.start()
+    XCTAssertTrue(console.wait(for: "echo ready"), console.text)
+    vm.pause()
+    vm.stop()  // also from a pause
+    let o = vm.wait()
+    XCTAssertEqual(o.exitStatus, 0)
+    XCTAssertEqual(o.message, "stopped by the program")
+  }
+
+  func testConfigurationErrorsNameTheField() throws {
+    var c = VirtualMachine.Configuration()
+    c.memoryMiB = 1
+    XCTAssertThrowsError(try VirtualMachine(c)) {
+      XCTAssertTrue("\($0)".hasPrefix("machine-config.mem_size_mib: "), "\($0)")
+    }
+    c = .init(kernelPath: "/nonexistent/vmlinuz")
+    XCTAssertThrowsError(try VirtualMachine(c)) {
+      XCTAssertEqual(
+        "\($0)", "boot-source.kernel_image_path: '/nonexistent/vmlinuz' does not exist")
+    }
+    let file = NSTemporaryDirectory() + "swiftvmm-kit-\(UUID().uuidString).json"
+    try Data(#"{"machine-config": {"vcpu_count": 1, "mem_size_mib": 32, "smt": "no"}}"#.utf8)
+      .write(to: URL(fileURLWithPath: file))
+    defer { try? FileManager.default.removeItem(atPath: file) }
+    XCTAssertThrowsError(try VirtualMachine.Configuration(configFile: file)) {
+      XCTAssertEqual("\($0)", "\(file): machine-config.smt: expected true or false, found a string")
+    }
+  }
+
+  func testConfigFileBoots() throws {
+    let file = NSTemporaryDirectory() + "swiftvmm-kit-\(UUID().uuidString).json"
+    try Data(
+      #"""
+      {"boot-source": {"kernel_image_path": "\#(try GuestImages.path("hello64.elf"))"},
+       "machine-config": {"vcpu_count": 1, "mem_size_mib": 32},
+       "swiftvmm": {"engine": "translator", "timeout": 60}}
+      """#.utf8
+    ).write(to: URL(fileURLWithPath: file))
+    defer { try? FileManager.default.removeItem(atPath: file) }
+    let console = Console()
+    let vm = try VirtualMachine(try .init(configFile: file)) { console.append($0) }
+    XCTAssertEqual(vm.run().exitStatus, 1, console.text)
+    XCTAssertTrue(console.text.contains("Hello from SwiftVMM guest!"), console.text)
+  }
+
+  /// The package's example program, as CI runs it.
+  func testExampleProgramRuns() throws {
+    let exe = URL(fileURLWithPath: GuestImages.swiftvmmBinary).deletingLastPathComponent()
+      .appendingPathComponent("example-boot").path
+    guard FileManager.default.isExecutableFile(atPath: exe) else {
+      throw XCTSkip("example-boot not built next to the test runner at \(exe)")
+    }
+    let r = try GuestImages.run(exe, ["--engine", "interpreter"], timeout: 120)
+    XCTAssertEqual(r.status, 0, r.output)
+    XCTAssertTrue(r.output.hasPrefix("Hello from SwiftVMM guest!\n"), r.output)
+    XCTAssertTrue(r.output.contains("guest ended: exit status 1"), r.output)
+  }
+}
