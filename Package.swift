@@ -102,7 +102,7 @@ let package = Package(
     .target(
       name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
-      name: "TranslatorTests", dependencies: ["Translator"],
+      name: "TranslatorTests", dependencies: ["Translator", "VMM", "TestSupport"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .testTarget(
       name: "MemoryTests", dependencies: ["Memory", "X86"],
