@@ -44,6 +44,9 @@ public enum BzImageLoader {
     public var payloadLength: UInt32
     public var prefAddress: UInt64
     public var initSize: UInt32
+    /// Size of the protected-mode kernel by syssize (16-byte units): may end up to 15
+    /// bytes past the file, which the loader zeroes.
+    public var syssizeBytes: Int = 0
     /// File offset where the setup header ends (0x202 + the jump byte at 0x201).
     public var headerEnd: Int
     /// File offset of the protected-mode kernel: (setup_sects + 1) * 512.
@@ -112,7 +115,7 @@ public enum BzImageLoader {
     }
     var sects = Int(try r.u8(Offset.setupSects))
     if sects == 0 { sects = 4 }
-    let h = SetupHeader(
+    var h = SetupHeader(
       setupSects: sects, version: version, loadflags: try r.u8(Offset.loadflags),
       xloadflags: try r.u16(Offset.xloadflags), kernelAlignment: try r.u32(Offset.kernelAlignment),
       relocatable: try r.u8(Offset.relocatableKernel) != 0,
@@ -131,12 +134,15 @@ public enum BzImageLoader {
       throw BootError.truncated(
         "setup code claims \(h.setupSects) sectors but the file has \(bytes.count) bytes")
     }
-    // syssize (protected-mode code in 16-byte units) catches a file cut short.
+    // syssize counts 16-byte paragraphs, rounded up (memtest86+ ends 8 bytes into its
+    // last one, and QEMU and GRUB load it): a file short of a whole paragraph is cut short.
     let syssize = Int(try r.u32(Offset.syssize))
-    guard syssize <= (bytes.count - h.kernelOffset) / 16 else {
+    let kernelBytes = bytes.count - h.kernelOffset
+    guard syssize <= (kernelBytes + 15) / 16 else {
       throw BootError.truncated(
-        "kernel is \(bytes.count - h.kernelOffset) bytes but syssize says \(syssize * 16)")
+        "kernel is \(kernelBytes) bytes but syssize says \(syssize * 16)")
     }
+    h.syssizeBytes = syssize * 16
     guard h.kernelAlignment != 0, h.kernelAlignment & (h.kernelAlignment - 1) == 0 else {
       throw BootError.malformed(
         "kernel_alignment 0x\(String(h.kernelAlignment, radix: 16)) is not a power of two")
@@ -208,6 +214,13 @@ public enum BzImageLoader {
       )
     }
     try kernel.withUnsafeBytes { try memory.write(GuestPhysicalAddress(load), from: $0) }
+    // What syssize claims beyond the file reads as zeros, as bootloaders leave it.
+    let zeroEnd = min(h.syssizeBytes, Int(h.initSize))
+    if zeroEnd > kernel.count {
+      try memory.write(
+        GuestPhysicalAddress(load + UInt64(kernel.count)),
+        bytes: [UInt8](repeating: 0, count: zeroEnd - kernel.count))
+    }
 
     var placement: InitrdPlacement?
     if let initrd {

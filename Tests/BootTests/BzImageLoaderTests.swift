@@ -82,6 +82,26 @@ final class BzImageLoaderTests: XCTestCase {
     }
   }
 
+  /// memtest86+ as Debian ships it: syssize rounds its last paragraph up, 8 bytes past
+  /// the file. QEMU and GRUB load it; so do we, with the missing bytes zero.
+  func testAcceptsSyssizeRoundedUpPastTheFileAndZeroesTheRest() throws {
+    var img = makeBzImage(kernelSize: 0x1000)
+    img.removeLast(8)
+    XCTAssertEqual(try BzImageLoader.parseHeader(img).syssizeBytes, 0x1000)
+    let mem = try GuestMemory(size: 64 << 20)
+    try mem.write(
+      GuestPhysicalAddress(0x100_0000), bytes: [UInt8](repeating: 0xEE, count: 0x2000))
+    _ = try BzImageLoader.load(img, commandLine: "", into: mem)
+    let loaded = try mem.readBytes(GuestPhysicalAddress(0x100_0000), count: 0x1000)
+    XCTAssertEqual(Array(loaded.prefix(0xFF8)), Array(img[1024...]))
+    XCTAssertEqual(Array(loaded.suffix(8)), [UInt8](repeating: 0, count: 8))
+    // A whole paragraph missing is a file cut short.
+    img.removeLast(8)
+    XCTAssertThrowsError(try BzImageLoader.parseHeader(img)) { e in
+      guard case BootError.truncated = e else { return XCTFail("\(e)") }
+    }
+  }
+
   func testRefusesCommandLineLongerThanCmdlineSize() throws {
     let mem = try GuestMemory(size: 64 << 20)
     let img = makeBzImage(cmdlineSize: 16)
