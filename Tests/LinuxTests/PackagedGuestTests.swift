@@ -39,5 +39,9 @@ final class PackagedGuestTests: XCTestCase {
     XCTAssertEqual(o, .userQuit, "memtest86+ did not start test #0; output:\n\(out.suffix(3000))")
     XCTAssertTrue(out.contains("Memtest86+ v6"), out.suffix(3000).description)
     XCTAssertTrue(out.contains(firstTest))
+    // Cache sizes come from the CPUID policy's cache leaves (QEMU TCG shows them too).
+    XCTAssertTrue(out.contains("L1 Cache:   32KB"), "memtest86+ found no L1 cache descriptor")
+    XCTAssertTrue(out.contains("L2 Cache:    1MB"), "memtest86+ found no L2 cache descriptor")
+    XCTAssertTrue(out.contains("L3 Cache:   16MB"), "memtest86+ found no L3 cache descriptor")
   }
 }
