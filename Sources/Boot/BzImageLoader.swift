@@ -357,6 +357,7 @@ extension LinuxBoot {
     let chosen = proto ?? (isBz ? .bzImage : .pvh)
     let tables = try ACPITables.install(acpi, into: memory)
     try SMBIOSTables.install(into: memory)
+    try BIOSDataArea.install(into: memory)
     switch chosen {
     case .bzImage:
       guard isBz else {

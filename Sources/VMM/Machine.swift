@@ -101,6 +101,9 @@ public final class Machine {
     // Load before creating the engine, so bad images are reported the same on every engine.
     let isLinux = LinuxBoot.isLinuxKernel(config.kernel)
     if isLinux {
+      guard config.modules.isEmpty else {
+        throw BootError.unsupported("--module is for multiboot kernels; Linux takes one --initrd")
+      }
       boot = try LinuxBoot.load(
         config.kernel, commandLine: config.commandLine, initrd: config.initrd, acpi: acpi,
         protocol: config.linuxProtocol, into: memory
@@ -108,6 +111,7 @@ public final class Machine {
     } else {
       var modules: [MultibootLoader.Module] = []
       if let initrd = config.initrd { modules.append(.init(bytes: initrd, name: "initrd")) }
+      modules += config.modules
       boot = try KernelLoader.load(
         config.kernel, commandLine: "\(config.kernelName) \(config.commandLine)",
         modules: modules, into: memory)

@@ -21,6 +21,13 @@ struct Run: ParsableCommand {
   var kernel: String?
   @Option(help: "Initial ramdisk (Linux initrd, or a multiboot module).")
   var initrd: String?
+  @Option(
+    name: .customLong("module"),
+    help: ArgumentHelp(
+      "A multiboot module and its command line: 'FILE [ARGS]'. Repeatable, in order.",
+      discussion:
+        "The module's string is the whole value, as with QEMU's -initrd \"FILE ARGS,FILE2\"."))
+  var modules: [String] = []
   @OptionGroup var vm: VMOptions
   @OptionGroup(title: "Devices") var virtioOptions: VirtioOptions
   @OptionGroup(title: "Console") var consoleOptions: ConsoleOptions
@@ -40,6 +47,10 @@ struct Run: ParsableCommand {
       config.kernel = [UInt8](bytes)
     }
     if let initrd { config.initrd = readInput(initrd, what: "initrd") }
+    for m in modules {
+      let file = String(m.split(separator: " ", maxSplits: 1).first ?? "")
+      config.modules.append(.init(bytes: readInput(file, what: "module"), name: m))
+    }
     virtioOptions.apply(to: &config, command: Run.self)
     runInteractively(
       config, console: consoleOptions, logger: logger, stats: vm.stats, translate: translate)
