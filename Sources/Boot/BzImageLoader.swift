@@ -26,9 +26,15 @@ public struct InitrdPlacement: Equatable {
 /// The x86 Linux boot protocol (Documentation/arch/x86/boot.rst), entered
 /// through the 64-bit entry point as Firecracker and cloud-hypervisor do: the
 /// VMM skips the real-mode setup code, writes boot_params itself and starts
-/// the protected-mode kernel at load address + 0x200 in long mode.
+/// the protected-mode kernel at load address + 0x200 in long mode. A kernel
+/// without the 64-bit entry (protocol before 2.12, or XLF_KERNEL_64 clear) is
+/// started through the 32-bit entry at code32_start instead; one that needs its
+/// real-mode setup code (before 2.02, or a zImage) needs a BIOS, which we lack.
 public enum BzImageLoader {
-  static let minimumProtocol: UInt16 = 0x020C  // 2.12: xloadflags, 64-bit entry
+  /// 2.02: cmd_line_ptr, so the protected-mode kernel can be entered without setup code.
+  static let minimumProtocol: UInt16 = 0x0202
+  /// 2.12: xloadflags and the 64-bit entry.
+  static let entry64Protocol: UInt16 = 0x020C
 
   /// The fields of the setup header we use, by their boot.rst names.
   public struct SetupHeader: Equatable {
@@ -44,11 +50,18 @@ public enum BzImageLoader {
     public var payloadLength: UInt32
     public var prefAddress: UInt64
     public var initSize: UInt32
+    /// Size of the protected-mode kernel by syssize (16-byte units): may end up to 15
+    /// bytes past the file, which the loader zeroes.
+    public var syssizeBytes: Int = 0
     /// File offset where the setup header ends (0x202 + the jump byte at 0x201).
     public var headerEnd: Int
     /// File offset of the protected-mode kernel: (setup_sects + 1) * 512.
     public var kernelOffset: Int { (setupSects + 1) * 512 }
     public var versionString: String { "\(version >> 8).\(version & 0xFF)" }
+    /// The 64-bit entry at load address + 0x200; otherwise the 32-bit one at the load address.
+    public var has64BitEntry: Bool {
+      version >= BzImageLoader.entry64Protocol && xloadflags & SetupHeader.xlfKernel64 != 0
+    }
 
     public static let loadedHigh: UInt8 = 0x01
     public static let xlfKernel64: UInt16 = 0x01
@@ -105,38 +118,52 @@ public enum BzImageLoader {
     }
     let version = try r.u16(Offset.version)
     let versionString = "\(version >> 8).\(version & 0xFF)"
+    let noFirmware =
+      "needs its real-mode setup code and BIOS services, and SwiftVMM runs no firmware yet"
     guard version >= minimumProtocol else {
       throw BootError.unsupported(
-        "Linux boot protocol \(versionString) is too old; SwiftVMM needs 2.12 or later (the 64-bit entry)"
+        "Linux boot protocol \(versionString) \(noFirmware) (protocol 2.02 or later with a bzImage is entered directly)"
       )
     }
+    // Fields newer than the kernel's protocol are not there (the bytes are code): their
+    // documented defaults instead.
+    func since<T: FixedWidthInteger>(_ v: UInt16, _ read: @autoclosure () throws -> T, else d: T)
+      rethrows -> T
+    { version >= v ? try read() : d }
     var sects = Int(try r.u8(Offset.setupSects))
     if sects == 0 { sects = 4 }
-    let h = SetupHeader(
+    var h = SetupHeader(
       setupSects: sects, version: version, loadflags: try r.u8(Offset.loadflags),
-      xloadflags: try r.u16(Offset.xloadflags), kernelAlignment: try r.u32(Offset.kernelAlignment),
-      relocatable: try r.u8(Offset.relocatableKernel) != 0,
-      initrdAddrMax: try r.u32(Offset.initrdAddrMax), cmdlineSize: try r.u32(Offset.cmdlineSize),
-      payloadOffset: try r.u32(Offset.payloadOffset),
-      payloadLength: try r.u32(Offset.payloadLength),
-      prefAddress: try r.u64(Offset.prefAddress), initSize: try r.u32(Offset.initSize),
+      xloadflags: try since(0x020C, r.u16(Offset.xloadflags), else: 0),
+      kernelAlignment: try since(0x0205, r.u32(Offset.kernelAlignment), else: 0x10_0000),
+      relocatable: try since(0x0205, r.u8(Offset.relocatableKernel), else: 0) != 0,
+      initrdAddrMax: try since(0x0203, r.u32(Offset.initrdAddrMax), else: 0x37FF_FFFF),
+      cmdlineSize: try since(0x0206, r.u32(Offset.cmdlineSize), else: 255),
+      payloadOffset: try since(0x0208, r.u32(Offset.payloadOffset), else: 0),
+      payloadLength: try since(0x0208, r.u32(Offset.payloadLength), else: 0),
+      prefAddress: try since(0x020A, r.u64(Offset.prefAddress), else: 0),
+      initSize: try since(0x020A, r.u32(Offset.initSize), else: 0),
       headerEnd: min(0x202 + Int(try r.u8(0x201)), 0x290, bytes.count))
     guard h.loadflags & SetupHeader.loadedHigh != 0 else {
-      throw BootError.unsupported("a zImage (LOADED_HIGH clear) cannot be booted; use a bzImage")
-    }
-    guard h.xloadflags & SetupHeader.xlfKernel64 != 0 else {
-      throw BootError.unsupported("kernel has no 64-bit entry point (XLF_KERNEL_64 clear)")
+      throw BootError.unsupported(
+        "a zImage (LOADED_HIGH clear) loads below 1 MiB and \(noFirmware); use a bzImage")
     }
     guard h.kernelOffset < bytes.count else {
       throw BootError.truncated(
         "setup code claims \(h.setupSects) sectors but the file has \(bytes.count) bytes")
     }
-    // syssize (protected-mode code in 16-byte units) catches a file cut short.
+    // syssize counts 16-byte paragraphs, rounded up (memtest86+ ends 8 bytes into its
+    // last one, and QEMU and GRUB load it): a file short of a whole paragraph is cut short.
     let syssize = Int(try r.u32(Offset.syssize))
-    guard syssize <= (bytes.count - h.kernelOffset) / 16 else {
+    let kernelBytes = bytes.count - h.kernelOffset
+    guard syssize <= (kernelBytes + 15) / 16 else {
       throw BootError.truncated(
-        "kernel is \(bytes.count - h.kernelOffset) bytes but syssize says \(syssize * 16)")
+        "kernel is \(kernelBytes) bytes but syssize says \(syssize * 16)")
     }
+    h.syssizeBytes = syssize * 16
+    // Before 2.10 the kernel does not say how much memory it unpacks into; the file's
+    // size is the least it needs (the initrd goes as high as it can anyway).
+    if version < 0x020A { h.initSize = UInt32(clamping: kernelBytes) }
     guard h.kernelAlignment != 0, h.kernelAlignment & (h.kernelAlignment - 1) == 0 else {
       throw BootError.malformed(
         "kernel_alignment 0x\(String(h.kernelAlignment, radix: 16)) is not a power of two")
@@ -208,6 +235,13 @@ public enum BzImageLoader {
       )
     }
     try kernel.withUnsafeBytes { try memory.write(GuestPhysicalAddress(load), from: $0) }
+    // What syssize claims beyond the file reads as zeros, as bootloaders leave it.
+    let zeroEnd = min(h.syssizeBytes, Int(h.initSize))
+    if zeroEnd > kernel.count {
+      try memory.write(
+        GuestPhysicalAddress(load + UInt64(kernel.count)),
+        bytes: [UInt8](repeating: 0, count: zeroEnd - kernel.count))
+    }
 
     var placement: InitrdPlacement?
     if let initrd {
@@ -248,18 +282,28 @@ public enum BzImageLoader {
     try memory.write(GuestPhysicalAddress(zp), bytes: bp)
     try memory.write(GuestPhysicalAddress(LinuxBootLayout.commandLine), bytes: cmd + [0])
 
-    // 64-bit entry (boot.rst "64-bit Boot Protocol"): long mode, identity-mapped,
-    // CS = __BOOT_CS, DS/ES/SS = __BOOT_DS, interrupts off, RSI = boot_params.
-    let gdt = try LinuxBoot.writeGDT(memory)
-    let cr3 = try ImageLoading.writeIdentityPageTables(memory)
     var state = CPUState()
-    state.general.rip = load + 0x200
     state.general.rsi = zp
     state.general.rsp = BootLayout.stackTop
     state.general.rflags = RFLAGS.fixed
-    state.special = ImageLoading.longModeEntry(
-      codeSelector: LinuxBootLayout.bootCS, dataSelector: LinuxBootLayout.bootDS, gdt: gdt, cr3: cr3
-    )
+    if h.has64BitEntry {
+      // 64-bit entry (boot.rst "64-bit Boot Protocol"): long mode, identity-mapped,
+      // CS = __BOOT_CS, DS/ES/SS = __BOOT_DS, interrupts off, RSI = boot_params.
+      let gdt = try LinuxBoot.writeGDT(memory)
+      let cr3 = try ImageLoading.writeIdentityPageTables(memory)
+      state.general.rip = load + 0x200
+      state.special = ImageLoading.longModeEntry(
+        codeSelector: LinuxBootLayout.bootCS, dataSelector: LinuxBootLayout.bootDS, gdt: gdt,
+        cr3: cr3)
+    } else {
+      // 32-bit entry (boot.rst "32-bit Boot Protocol"): protected mode, paging off, flat
+      // __BOOT_CS (32-bit) and __BOOT_DS, at code32_start; ESI = boot_params, EBX/EBP/EDI 0.
+      let gdt = try LinuxBoot.writeGDT(memory, bootCSIs32Bit: true)
+      state.general.rip = load
+      state.special = ImageLoading.flatEntry(
+        code: .flatCode32(selector: LinuxBootLayout.bootCS), dataSelector: LinuxBootLayout.bootDS,
+        gdt: gdt)
+    }
     let end = max(kernelEnd, placement.map { $0.address + $0.size } ?? 0)
     return BootImage(format: .linuxBzImage, initialState: state, imageEnd: end)
   }
@@ -303,13 +347,15 @@ public enum LinuxBoot {
     return InitrdPlacement(address: address, size: size)
   }
 
-  /// GDT for boot.rst: __BOOT_CS (0x10) a 64-bit code segment, __BOOT_DS (0x18) flat data;
-  /// 0x08 is a flat 32-bit code segment for the PVH entry.
-  static func writeGDT(_ memory: GuestMemory) throws -> DescriptorTableRegister {
+  /// GDT for boot.rst: __BOOT_CS (0x10) a 64-bit code segment (32-bit for the 32-bit
+  /// entry), __BOOT_DS (0x18) flat data; 0x08 is a flat 32-bit code segment for PVH.
+  static func writeGDT(_ memory: GuestMemory, bootCSIs32Bit: Bool = false)
+    throws -> DescriptorTableRegister
+  {
     let entries: [UInt64] = [
       0,
       0x00CF_9A00_0000_FFFF,  // 0x08: code, D=1, 4 GiB
-      0x00AF_9A00_0000_FFFF,  // 0x10: code, L=1
+      bootCSIs32Bit ? 0x00CF_9A00_0000_FFFF : 0x00AF_9A00_0000_FFFF,  // 0x10: code, D=1 or L=1
       0x00CF_9200_0000_FFFF,  // 0x18: data, 4 GiB
     ]
     for (i, e) in entries.enumerated() {
@@ -344,6 +390,7 @@ extension LinuxBoot {
     let chosen = proto ?? (isBz ? .bzImage : .pvh)
     let tables = try ACPITables.install(acpi, into: memory)
     try SMBIOSTables.install(into: memory)
+    try BIOSDataArea.install(into: memory)
     switch chosen {
     case .bzImage:
       guard isBz else {

@@ -44,6 +44,7 @@ public enum KernelLoader {
     into memory: GuestMemory
   ) throws -> BootImage {
     guard bytes.count >= 16 else { throw BootError.truncated("only \(bytes.count) bytes") }
+    try BIOSDataArea.install(into: memory)
     if MultibootLoader.findHeader(bytes) != nil {
       return try MultibootLoader.load(
         bytes, commandLine: commandLine, modules: modules, into: memory)

@@ -98,6 +98,8 @@ public struct CPUIDPolicy: Equatable, Sendable {
       CPUIDEntry(function: 0x8000_0008, result: CPUIDResult(eax: 0x3028)),
     ]
     e += brandLeaves("SwiftVMM Virtual CPU")
-    return CPUIDPolicy(entries: e)
+    var p = CPUIDPolicy(entries: e)
+    p.setCacheLeaves()
+    return p
   }
 }

@@ -324,6 +324,8 @@ extension CPUIDPolicySpec {
       guard let f = CPUFeature.named(n) else { throw CPUIDPolicyError.unknownFeature(n) }
       p.set(f, false)
     }
+    // The vendor decides the cache leaves' format.
+    p.setCacheLeaves()
     return p
   }
 }

@@ -34,9 +34,23 @@ public final class ConsoleOutput {
   public var lineObserver: ((Substring) -> Void)?
   private var lineStart = 0
 
+  private var watched: (marker: [UInt8], action: () -> Void)?
+
+  /// In capture mode, calls `action` (on the vCPU thread) once the output ends with
+  /// `text`: tests stop a guest that never exits, such as memtest86+, at a marker.
+  public func whenCaptured(_ text: String, _ action: @escaping () -> Void) {
+    watched = (Array(text.utf8), action)
+  }
+
   public func write(_ byte: UInt8) {
     guard fd != nil else {
       captured.append(byte)
+      if let w = watched, byte == w.marker.last, captured.count >= w.marker.count,
+        captured.suffix(w.marker.count).elementsEqual(w.marker)
+      {
+        watched = nil
+        w.action()
+      }
       if byte == 0x0A, let lineObserver {
         lineObserver(Substring(decoding: captured[lineStart..<(captured.count - 1)], as: UTF8.self))
         lineStart = captured.count

@@ -117,6 +117,9 @@ public final class Machine {
       throw MachineError.invalidConfig(why)
     }
     if isLinux {
+      guard config.modules.isEmpty else {
+        throw BootError.unsupported("--module is for multiboot kernels; Linux takes one --initrd")
+      }
       boot = try LinuxBoot.load(
         config.kernel, commandLine: config.commandLine, initrd: config.initrd, acpi: acpi,
         protocol: config.linuxProtocol, into: memory
@@ -124,6 +127,7 @@ public final class Machine {
     } else {
       var modules: [MultibootLoader.Module] = []
       if let initrd = config.initrd { modules.append(.init(bytes: initrd, name: "initrd")) }
+      modules += config.modules
       boot = try KernelLoader.load(
         config.kernel, commandLine: "\(config.kernelName) \(config.commandLine)",
         modules: modules, into: memory)

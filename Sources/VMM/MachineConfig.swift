@@ -15,6 +15,8 @@ public struct MachineConfig {
   public var kernel: [UInt8]
   public var kernelName: String
   public var initrd: [UInt8]?
+  /// Multiboot modules after the initrd, each with its own string (`--module 'FILE ARGS'`).
+  public var modules: [MultibootLoader.Module] = []
   /// The kernel command line as the user gave it. Multiboot kernels see it
   /// after their own name, as QEMU and GRUB pass it.
   public var commandLine: String = ""

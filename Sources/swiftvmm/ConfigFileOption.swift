@@ -10,6 +10,7 @@ extension Run {
     func note(_ set: Bool, _ flag: String) { if set { given.append(flag) } }
     note(kernel != nil, "--kernel")
     note(initrd != nil, "--initrd")
+    note(!modules.isEmpty, "--module")
     note(vm.memory != nil, "--memory")
     note(vm.cpus != 1, "--cpus")
     note(vm.engine != nil, "--engine")

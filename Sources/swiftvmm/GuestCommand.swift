@@ -4,7 +4,8 @@ import Foundation
 
 struct Guest: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Fetch and prepare guest images.", subcommands: [FetchLinux.self, FetchRootfs.self])
+    abstract: "Fetch and prepare guest images.",
+    subcommands: [FetchLinux.self, FetchRootfs.self, FetchPackage.self])
 }
 
 /// Downloads the Debian reference guest with apt-get and unpacks it with dpkg.
@@ -37,6 +38,42 @@ struct FetchLinux: ParsableCommand {
       print("busybox:        \(g.busybox)")
     } catch {
       fail("guest fetch-linux: \(error)", status: .fetchFailed)
+    }
+  }
+}
+
+/// Downloads a non-Linux guest Debian packages (memtest86+, Xen) into the cache.
+struct FetchPackage: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "fetch-package",
+    abstract: "Download a packaged guest (memtest, xen) with apt-get and unpack it into the cache.",
+    discussion: """
+      memtest: memtest86+ (boot/memtest86+x64.bin, a bzImage); xen: xen-hypervisor-4.17-amd64 \
+      (boot/xen-4.17-amd64, decompressed from its .gz). They go to <cache>/packaged; the cache \
+      is --cache, else $SWIFTVMM_CACHE, else ~/.cache/swiftvmm/linux. Does nothing when the \
+      image is already there.
+      """)
+
+  @Argument(
+    help: "What to fetch: \(PackagedGuest.allCases.map(\.rawValue).joined(separator: ", ")).")
+  var name: String
+  @Option(help: "Cache directory.")
+  var cache: String?
+  @Flag(help: "Download and unpack again even if the image is there.")
+  var force = false
+
+  func run() throws {
+    guard let guest = PackagedGuest(rawValue: name) else {
+      fail(
+        "guest fetch-package: unknown guest '\(name)'; choose one of \(PackagedGuest.allCases.map(\.rawValue).joined(separator: ", "))",
+        status: .usage)
+    }
+    let dir = cache ?? LinuxGuestImages.defaultCacheDirectory
+    do {
+      let path = try LinuxGuestFetcher(cache: dir, log: { print($0) }).fetch(guest, force: force)
+      print("\(guest.rawValue): \(path)")
+    } catch {
+      fail("guest fetch-package: \(error)", status: .fetchFailed)
     }
   }
 }
@@ -105,6 +142,63 @@ struct LinuxGuestFetcher {
       try fm.moveItem(atPath: g.vmlinux + ".tmp", toPath: g.vmlinux)
     }
     return g
+  }
+
+  /// Downloads and unpacks a packaged guest; returns its image's path.
+  func fetch(_ guest: PackagedGuest, force: Bool = false) throws -> String {
+    if !force, let p = guest.locate(in: cache) {
+      log("\(p) is there; nothing to do")
+      return p
+    }
+    let fm = FileManager.default
+    let debs = cache + "/debs"
+    let root = PackagedGuest.root(in: cache)
+    try fm.createDirectory(atPath: debs, withIntermediateDirectories: true)
+    try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+    func deb() -> String? {
+      (try? fm.contentsOfDirectory(atPath: debs))?.filter {
+        $0.hasPrefix(guest.package + "_") && $0.hasSuffix(".deb")
+      }.sorted().last
+    }
+    if force || deb() == nil {
+      log("downloading \(guest.package) into \(debs)")
+      var r = try run(["apt-get", "download", guest.package], in: debs)
+      if r.status != 0 {
+        log("apt-get download \(guest.package) failed; running apt-get update and retrying")
+        let u = try run(["apt-get", "update"], in: nil)
+        guard u.status == 0 else {
+          throw FetchError(
+            description: "apt-get update failed (status \(u.status)): \(u.errorTail)")
+        }
+        r = try run(["apt-get", "download", guest.package], in: debs)
+      }
+      guard r.status == 0 else {
+        throw FetchError(
+          description:
+            "apt-get download \(guest.package) failed (status \(r.status)): \(r.errorTail)")
+      }
+    }
+    guard let file = deb() else {
+      throw FetchError(description: "apt-get left no \(guest.package)_*.deb in \(debs)")
+    }
+    log("unpacking \(file)")
+    let x = try run(["dpkg", "-x", debs + "/" + file, root], in: cache)
+    guard x.status == 0 else {
+      throw FetchError(description: "dpkg -x \(file) failed (status \(x.status)): \(x.errorTail)")
+    }
+    let image = root + "/" + guest.imagePath
+    if let gz = guest.compressedPath {
+      log("decompressing \(gz)")
+      let z = try run(["gzip", "-dkf", root + "/" + gz], in: root)
+      guard z.status == 0 else {
+        throw FetchError(description: "gzip -d \(gz) failed (status \(z.status)): \(z.errorTail)")
+      }
+    }
+    guard fm.fileExists(atPath: image) else {
+      throw FetchError(
+        description: "\(file) has no \(guest.imagePath); has the package changed its layout?")
+    }
+    return image
   }
 
   /// The real kernel package the metapackage depends on, running `apt-get update` once if needed.

@@ -30,6 +30,13 @@ struct Run: ParsableCommand {
       "Serve the Firecracker-compatible API on this Unix socket (README, API socket).",
       valueName: "path"))
   var apiSock: String?
+  @Option(
+    name: .customLong("module"),
+    help: ArgumentHelp(
+      "A multiboot module and its command line: 'FILE [ARGS]'. Repeatable, in order.",
+      discussion:
+        "The module's string is the whole value, as with QEMU's -initrd \"FILE ARGS,FILE2\"."))
+  var modules: [String] = []
   @OptionGroup var vm: VMOptions
   @Flag(
     help:
@@ -74,6 +81,10 @@ struct Run: ParsableCommand {
     }
     if let initrd { config.initrd = readInput(initrd, what: "initrd") }
     config.qemuCompat = qemuCompat
+    for m in modules {
+      let file = String(m.split(separator: " ", maxSplits: 1).first ?? "")
+      config.modules.append(.init(bytes: readInput(file, what: "module"), name: m))
+    }
     virtioOptions.apply(to: &config, command: Run.self)
     if let apiSock { serveAPI(path: apiSock, spec: nil, config: config, logger: logger) }
     snapshotOptions.check(config, command: Run.self)

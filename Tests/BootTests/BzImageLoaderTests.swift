@@ -56,19 +56,74 @@ final class BzImageLoaderTests: XCTestCase {
     XCTAssertFalse(BzImageLoader.isBzImage([UInt8](repeating: 0, count: 4096)))
   }
 
-  func testRefusesOldProtocolNamingTheVersion() {
-    XCTAssertThrowsError(try BzImageLoader.parseHeader(makeBzImage(version: 0x020A))) { e in
-      XCTAssertTrue("\(e)".contains("2.10"), "\(e)")
-      XCTAssertTrue("\(e)".contains("2.12"), "\(e)")
+  /// Before 2.02 (and for a zImage) the kernel needs its real-mode setup code and the
+  /// BIOS: refused, saying so.
+  func testRefusesKernelsThatNeedTheRealModeSetupCode() {
+    XCTAssertThrowsError(try BzImageLoader.parseHeader(makeBzImage(version: 0x0201))) { e in
+      XCTAssertTrue("\(e)".contains("2.1"), "\(e)")
+      XCTAssertTrue("\(e)".contains("real-mode setup code"), "\(e)")
+      XCTAssertTrue("\(e)".contains("BIOS"), "\(e)")
     }
+    XCTAssertThrowsError(try BzImageLoader.parseHeader(makeBzImage(loadflags: 0))) { e in
+      XCTAssertTrue("\(e)".contains("LOADED_HIGH"), "\(e)")
+      XCTAssertTrue("\(e)".contains("real-mode setup code"), "\(e)")
+    }
+  }
+
+  /// Protocols 2.02-2.11, and kernels without XLF_KERNEL_64, enter through the 32-bit
+  /// entry: protected mode, paging off, flat __BOOT_CS/__BOOT_DS, ESI = boot_params.
+  func testOldProtocolsEnterThroughThe32BitEntry() throws {
+    for (version, xlf) in [(UInt16(0x0202), UInt16(0)), (0x0209, 0), (0x020B, 1), (0x020F, 0)] {
+      let img = makeBzImage(version: version, xloadflags: xlf)
+      let h = try BzImageLoader.parseHeader(img)
+      XCTAssertFalse(h.has64BitEntry, "protocol \(h.versionString)")
+      let mem = try GuestMemory(size: 64 << 20)
+      let b = try BzImageLoader.load(img, commandLine: "console=ttyS0", into: mem)
+      let s = b.initialState
+      // Before 2.10 there is no pref_address: the protected-mode kernel goes to 1 MiB.
+      let load: UInt64 = version < 0x020A ? 0x10_0000 : 0x100_0000
+      XCTAssertEqual(s.general.rip, load, "code32_start")
+      XCTAssertEqual(
+        try mem.read(GuestPhysicalAddress(0x1000 + 0x214), as: UInt32.self), UInt32(load))
+      XCTAssertEqual(
+        try mem.readBytes(GuestPhysicalAddress(load), count: 16), Array(img[1024..<1040]))
+      XCTAssertEqual(s.general.rsi, LinuxBootLayout.zeroPage)
+      XCTAssertEqual(s.general.rbx | s.general.rbp | s.general.rdi, 0)
+      XCTAssertEqual(s.special.cr0 & CR0.pe, CR0.pe)
+      XCTAssertEqual(s.special.cr0 & CR0.pg, 0)
+      XCTAssertEqual(s.special.efer & EFER.lme, 0)
+      XCTAssertEqual(s.special.cs.selector, LinuxBootLayout.bootCS)
+      XCTAssertTrue(s.special.cs.db)
+      XCTAssertFalse(s.special.cs.l)
+      XCTAssertEqual(s.special.ds.selector, LinuxBootLayout.bootDS)
+      XCTAssertEqual(s.general.rflags & RFLAGS.if, 0)
+      // The GDT's __BOOT_CS is a 32-bit code segment (D=1, L=0).
+      let cs = try mem.read(GuestPhysicalAddress(s.special.gdt.base + 0x10), as: UInt64.self)
+      XCTAssertEqual(cs, 0x00CF_9A00_0000_FFFF)
+      let cmd = try mem.read(GuestPhysicalAddress(0x1000 + 0x228), as: UInt32.self)
+      XCTAssertEqual(
+        try mem.readBytes(GuestPhysicalAddress(UInt64(cmd)), count: 14),
+        Array("console=ttyS0".utf8) + [0])
+    }
+    // 2.12+ with XLF_KERNEL_64 keeps the 64-bit entry.
+    XCTAssertTrue(try BzImageLoader.parseHeader(makeBzImage(version: 0x020C)).has64BitEntry)
+  }
+
+  /// Fields newer than the protocol are code, not header: their defaults are used.
+  func testOldProtocolsIgnoreFieldsTheyDoNotHave() throws {
+    var img = makeBzImage(version: 0x0204, cmdlineSize: 16)
+    img[0x230] = 3  // kernel_alignment (2.05+): garbage here
+    let h = try BzImageLoader.parseHeader(img)
+    XCTAssertEqual(h.cmdlineSize, 255, "cmdline_size arrived in 2.06")
+    XCTAssertEqual(h.prefAddress, 0)
+    XCTAssertEqual(h.initrdAddrMax, 0x7FFF_FFFF, "initrd_addr_max is there from 2.03")
+    XCTAssertEqual(
+      try BzImageLoader.parseHeader(makeBzImage(version: 0x0202)).initrdAddrMax, 0x37FF_FFFF)
   }
 
   func testRefusesMissingFlagsAndTruncation() {
     XCTAssertThrowsError(try BzImageLoader.parseHeader(makeBzImage(loadflags: 0))) { e in
       XCTAssertTrue("\(e)".contains("LOADED_HIGH"), "\(e)")
-    }
-    XCTAssertThrowsError(try BzImageLoader.parseHeader(makeBzImage(xloadflags: 0))) { e in
-      XCTAssertTrue("\(e)".contains("XLF_KERNEL_64"), "\(e)")
     }
     XCTAssertThrowsError(try BzImageLoader.parseHeader(Array(makeBzImage().prefix(0x240))))
     XCTAssertThrowsError(try BzImageLoader.parseHeader(makeBzImage(initSize: 0x10)))
@@ -79,6 +134,26 @@ final class BzImageLoaderTests: XCTestCase {
     let good = makeBzImage()
     for n in stride(from: 0, to: 1100, by: 37) {
       XCTAssertThrowsError(try BzImageLoader.parseHeader(Array(good.prefix(n))))
+    }
+  }
+
+  /// memtest86+ as Debian ships it: syssize rounds its last paragraph up, 8 bytes past
+  /// the file. QEMU and GRUB load it; so do we, with the missing bytes zero.
+  func testAcceptsSyssizeRoundedUpPastTheFileAndZeroesTheRest() throws {
+    var img = makeBzImage(kernelSize: 0x1000)
+    img.removeLast(8)
+    XCTAssertEqual(try BzImageLoader.parseHeader(img).syssizeBytes, 0x1000)
+    let mem = try GuestMemory(size: 64 << 20)
+    try mem.write(
+      GuestPhysicalAddress(0x100_0000), bytes: [UInt8](repeating: 0xEE, count: 0x2000))
+    _ = try BzImageLoader.load(img, commandLine: "", into: mem)
+    let loaded = try mem.readBytes(GuestPhysicalAddress(0x100_0000), count: 0x1000)
+    XCTAssertEqual(Array(loaded.prefix(0xFF8)), Array(img[1024...]))
+    XCTAssertEqual(Array(loaded.suffix(8)), [UInt8](repeating: 0, count: 8))
+    // A whole paragraph missing is a file cut short.
+    img.removeLast(8)
+    XCTAssertThrowsError(try BzImageLoader.parseHeader(img)) { e in
+      guard case BootError.truncated = e else { return XCTFail("\(e)") }
     }
   }
 

@@ -31,12 +31,13 @@ final class LinuxBootTests: XCTestCase {
   func boot(
     _ g: LinuxGuestImages, commands: String, cpuid: CPUIDPolicy,
     proto: LinuxBootProtocol = .bzImage,
-    deterministic: Bool = false, cpus: Int = 1
+    deterministic: Bool = false, cpus: Int = 1, kernel: [UInt8]? = nil
   ) throws -> (MachineOutcome, String, Machine) {
     let initrd = try StandardInitramfs.build(
       guest: g, initScript: StandardInitramfs.initScript(commands: commands), gzip: false)
     var c = MachineConfig(
-      kernel: [UInt8](try Data(contentsOf: URL(fileURLWithPath: g.bzImage))), kernelName: "vmlinuz",
+      kernel: try kernel ?? [UInt8](Data(contentsOf: URL(fileURLWithPath: g.bzImage))),
+      kernelName: "vmlinuz",
       engine: .interpreter)
     c.initrd = initrd
     c.commandLine = "console=ttyS0 panic=-1"
@@ -60,6 +61,7 @@ final class LinuxBootTests: XCTestCase {
       echo clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)
       grep -m1 'model name' /proc/cpuinfo
       grep -m1 '^flags' /proc/cpuinfo
+      grep -m1 'cache size' /proc/cpuinfo
       echo sum=$(echo $((6 * 7)))
       ls / | wc -l
       """
@@ -70,6 +72,8 @@ final class LinuxBootTests: XCTestCase {
     XCTAssertTrue(
       out.contains("model name\t: \(policy.brand)"), "model name differs from the policy")
     XCTAssertTrue(out.contains("sum=42"))
+    // The policy's cache leaves (AMD: the L2 of 0x80000006).
+    XCTAssertTrue(out.contains("cache size\t: 1024 KB"), "no cache size in /proc/cpuinfo")
     // Flags the policy sets are present, flags it leaves out are absent.
     let flagsLine = out.split(whereSeparator: \.isNewline).first { $0.hasPrefix("flags") } ?? ""
     let flags = Set(
@@ -90,6 +94,19 @@ final class LinuxBootTests: XCTestCase {
     let g = try guest()
     let (o, out, _) = try boot(
       g, commands: "echo \(Self.marker)", cpuid: try CPUIDPolicy.named("kvm"), proto: .pvh)
+    XCTAssertEqual(o, .powerOff, "last lines:\n\(out.suffix(3000))")
+    XCTAssertTrue(out.contains(Self.marker))
+  }
+
+  /// The 32-bit entry that kernels older than protocol 2.12 get: Debian's kernel with
+  /// XLF_KERNEL_64 cleared starts at startup_32 in protected mode, paging off.
+  func testThirtyTwoBitEntryBoots() throws {
+    let g = try guest()
+    var k = [UInt8](try Data(contentsOf: URL(fileURLWithPath: g.bzImage)))
+    k[BzImageLoader.Offset.xloadflags] &= ~UInt8(BzImageLoader.SetupHeader.xlfKernel64)
+    XCTAssertFalse(try BzImageLoader.parseHeader(k).has64BitEntry)
+    let (o, out, _) = try boot(
+      g, commands: "echo \(Self.marker)", cpuid: try CPUIDPolicy.named("kvm"), kernel: k)
     XCTAssertEqual(o, .powerOff, "last lines:\n\(out.suffix(3000))")
     XCTAssertTrue(out.contains(Self.marker))
   }
