@@ -88,8 +88,9 @@ final class AllGuestsTests: XCTestCase {
     XCTAssertGreaterThan(names.count, 10, "Guests/build holds too few guests: \(names)")
     // boot64 is a shim; pv_mmu needs the VMM's hypercalls; virtio needs the VMM's PCI
     // devices (VirtioGuestTests runs it through a Machine); echo waits for typed input
-    // (TerminalConsoleTests drive it); smp needs the VMM's local APICs (SMPGuestTests).
-    let skip: Set<String> = ["boot64", "pv_mmu", "virtio", "echo", "smp"]
+    // (TerminalConsoleTests drive it); smp and irqs need the VMM's PIC, PIT and local
+    // APICs (SMPGuestTests, MachineTests).
+    let skip: Set<String> = ["boot64", "pv_mmu", "virtio", "echo", "smp", "irqs"]
     for f in names.sorted() where f.hasSuffix(".elf") && !f.hasSuffix("64.elf") {
       let name = String(f.dropLast(4))
       if skip.contains(name) || name.hasPrefix("bench_") { continue }
