@@ -298,7 +298,8 @@ extension Machine {
     var fresh: [String] = []
     for (name, p) in parts {
       guard saved.contains(name) else {
-        // Saved on KVM, which has no emulated platform: those parts start at power-on.
+        // Saved by a machine whose KVM engine had no emulated platform (before the PC
+        // platform came to KVM): those parts start at power-on.
         if savedOn?.interpretsInstructions == false && config.engine.interpretsInstructions {
           fresh.append(name)
           continue
@@ -318,8 +319,7 @@ extension Machine {
         "the machine has no place for the state of \(dropped.joined(separator: ", "))")
     }
     if !dropped.isEmpty {
-      // KVM keeps its interrupt controllers and timers in the kernel: the emulated
-      // platform's state has nowhere to go there.
+      // Tolerated only on KVM, for the same reason: a part the machine does not have.
       logger.warning(
         "restoring on \(cpu.engineName): no place for the state of \(dropped.joined(separator: ", "))"
       )
