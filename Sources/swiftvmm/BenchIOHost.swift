@@ -176,7 +176,10 @@ final class BenchTap {
         FileManager.default.isExecutableFile(atPath: $0)
       })
     else { return (nil, "the ip command (iproute2) is missing") }
-    let tap = BenchTap(name: "svbench\(getpid() % 100_000)", ip: ip)
+    // One fixed name: a run killed before its clean-up leaves the device behind, and
+    // the next run removes it first instead of adding a second one on the same subnet.
+    let tap = BenchTap(name: "svbench0", ip: ip)
+    tap.remove()
     for step in [
       ["tuntap", "add", "dev", tap.name, "mode", "tap"],
       ["addr", "add", "\(hostAddress)/24", "dev", tap.name], ["link", "set", tap.name, "up"],
