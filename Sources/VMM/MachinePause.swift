@@ -50,7 +50,9 @@ final class VCPUThreadRequests {
     for r in rest { r() }
   }
 
-  /// Any thread: asks the vCPU to park. Returns false if the loop is not running.
+  /// Any thread: asks the vCPU to park and waits until it has (on the vCPU thread
+  /// itself it cannot wait: the loop parks at its next check). Returns false if the
+  /// loop is not running.
   /// `wake` kicks a running vCPU and rings a halted one's doorbell.
   func pause(wake: () -> Void) -> Bool {
     condition.lock()
@@ -59,6 +61,11 @@ final class VCPUThreadRequests {
       return false
     }
     pauseRequested = true
+    if let t = vcpuThread, pthread_equal(t, pthread_self()) != 0 {
+      // Asked from the loop itself (a request, a debug stop): it parks at its next check.
+      condition.unlock()
+      return true
+    }
     condition.unlock()
     wake()
     condition.lock()

@@ -73,6 +73,21 @@ final class MachinePauseTests: XCTestCase {
     XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
   }
 
+  /// A pause asked on the vCPU thread itself (from a request) does not deadlock:
+  /// the loop parks right after the request.
+  func testPauseFromTheVCPUThreadParksAfterTheRequest() throws {
+    let m = try machine([0x40, 0xEB, 0xFD])
+    let done = startRunning(m)
+    Thread.sleep(forTimeInterval: 0.1)
+    XCTAssertTrue(try m.onVCPUThread { m.pause() })
+    let a = try eax(m)
+    Thread.sleep(forTimeInterval: 0.1)
+    XCTAssertEqual(try eax(m), a, "the guest ran after a pause from the vCPU thread")
+    XCTAssertTrue(m.isPaused)
+    m.requestStop(.userQuit)
+    XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
+  }
+
   /// Requests from several threads all run, one at a time, on the vCPU thread.
   func testRequestsFromManyThreadsAllRun() throws {
     let m = try machine([0x40, 0xEB, 0xFD])
