@@ -9,7 +9,7 @@ import VMM
 extension Run {
   func serveAPI(path: String, spec: VMSpec?, config: MachineConfig?, logger: Logger) -> Never {
     let handoff = SessionHandoff()
-    let console = consoleOptions
+    let console = consoleOptions.endingOnReset
     let controller = VMController(spec: spec ?? VMSpec()) { config in
       let s = try makeSession(config, console: console, logger: logger)
       handoff.put(s)
