@@ -70,7 +70,9 @@ let package = Package(
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
       name: "SwiftVMMKit",
-      dependencies: ["VMM", "APIServer", "Boot", .product(name: "Logging", package: "swift-log")],
+      dependencies: [
+        "VMM", "APIServer", "Boot", "Engine", .product(name: "Logging", package: "swift-log"),
+      ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     // The library's example: boots the demo guest and prints what it says.
     .executableTarget(

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import Logging
 import VMM
@@ -45,6 +46,17 @@ public final class VirtualMachine: @unchecked Sendable {
     public var maxInstructions: UInt64?
     /// Reboot when the guest resets (otherwise a reset ends the run).
     public var rebootOnReset = true
+    /// How the software engines virtualize the MMU; nil: ``MMU/direct``.
+    public var mmu: MMU?
+    /// The CPUID the guest sees: a policy name (`default`, `kvm`, `minimal`) or a JSON
+    /// policy file (docs/CPUID.md); nil: the default policy less what the engine lacks.
+    public var cpuidPolicy: String?
+    /// The guest's console: the UART (ttyS0) or virtio-console (hvc0).
+    public var consoleDevice: ConsoleDevice = .uart
+    /// A virtio-rng device fed by the host's `getrandom`.
+    public var entropy = false
+    /// The guest's network card (virtio-net), and what is behind it.
+    public var network: Network = .none
 
     /// The VM description in Firecracker's shape, for a config file; nil
     /// unless made by ``init(configFile:)``.
@@ -149,6 +161,17 @@ public final class VirtualMachine: @unchecked Sendable {
       spec.swiftvmm.deterministic = c.deterministic
       spec.swiftvmm.timeout = c.timeout
       spec.swiftvmm.maxInstructions = c.maxInstructions
+      spec.swiftvmm.mmu = c.mmu.flatMap { MMUMode(name: $0.rawValue) }
+      spec.swiftvmm.cpuid = c.cpuidPolicy
+      spec.swiftvmm.console = ConsoleKind(rawValue: c.consoleDevice.rawValue)
+      spec.swiftvmm.rng = c.entropy
+      switch c.network {
+      case .none: break
+      case .user(let forwards):
+        spec.swiftvmm.net = (["user"] + forwards.map { "hostfwd=\($0)" }).joined(separator: ",")
+      case .tap(let name):
+        try spec.put(interface: .init(ifaceID: "net0", hostDevName: name), path: "network")
+      }
       if c.kernelPath != nil { return try spec.machineConfig() }
       return try spec.machineConfig(kernel: [UInt8](demo), kernelName: EmbeddedGuest.name)
     } catch {

@@ -7,6 +7,37 @@ import VMM
 /// lifecycle: a console on a file descriptor, restoring snapshots, exact stops,
 /// a debugger, and the counters as a report.
 extension VirtualMachine {
+  /// How the interpreter and translator virtualize the MMU (docs/ARCHITECTURE.md).
+  public enum MMU: String, Sendable, CaseIterable {
+    /// The walker reads guest page tables at guest-physical addresses (a plain emulator).
+    case direct
+    /// A two-dimensional walk through the VMM's nested table.
+    case nested
+    /// The VMM's shadow table (guest-virtual to host-physical), built on misses.
+    case shadow
+    /// Page-table updates by hypercall (SwiftVMM's own paravirtual test kernel).
+    case paravirt
+  }
+
+  /// The device the guest's console is on.
+  public enum ConsoleDevice: String, Sendable, CaseIterable {
+    /// A 16550A UART at 0x3F8 (Linux's ttyS0).
+    case uart
+    /// virtio-console (Linux's hvc0).
+    case virtio
+  }
+
+  /// A virtio-net card and its host side.
+  public enum Network: Equatable, Sendable {
+    /// No network card.
+    case none
+    /// User-mode networking (libslirp): the guest gets 10.0.2.15 by DHCP and reaches the
+    /// host as 10.0.2.2; each forward is `tcp:HOSTADDR:HOSTPORT-:GUESTPORT`.
+    case user(hostForwards: [String] = [])
+    /// An existing TAP device on the host.
+    case tap(String)
+  }
+
   /// Where the guest's console output goes.
   public enum Console {
     /// Runs of bytes on the vCPU thread (flushed at each newline).

@@ -194,6 +194,36 @@ final class VirtualMachineTests: XCTestCase {
     XCTAssertEqual(vm.wait().exitStatus, 0)
   }
 
+  /// The MMU mode, CPUID policy and devices reach the machine, checked as the command
+  /// line's are (errors name the field).
+  func testMachineOptions() throws {
+    var c = VirtualMachine.Configuration()
+    c.memoryMiB = 32
+    c.engine = .interpreter
+    c.mmu = .shadow
+    c.cpuidPolicy = "minimal"
+    c.entropy = true
+    c.network = .user(hostForwards: [])
+    let console = Console()
+    let vm = try VirtualMachine(c) { console.append($0) }
+    XCTAssertEqual(vm.run().exitStatus, 1, console.text)
+    XCTAssertTrue(console.text.hasPrefix("Hello from SwiftVMM guest!"), console.text)
+    XCTAssertTrue(vm.counters.keys.contains { $0.hasPrefix("mmu.shadow.") }, "\(vm.counters)")
+
+    c.cpuidPolicy = "/nonexistent/policy.json"
+    XCTAssertThrowsError(try VirtualMachine(c)) {
+      XCTAssertTrue("\($0)".hasPrefix("swiftvmm.cpuid: "), "\($0)")
+    }
+    c.cpuidPolicy = nil
+    c.network = .user(hostForwards: ["tcp:127.0.0.1:notaport-:22"])
+    XCTAssertThrowsError(try VirtualMachine(c)) {
+      XCTAssertTrue("\($0)".hasPrefix("swiftvmm.net: "), "\($0)")
+    }
+    c.network = .none
+    c.engine = .kvm
+    XCTAssertThrowsError(try VirtualMachine(c), "an MMU mode needs a software engine")
+  }
+
   /// The package's example program, as CI runs it.
   func testExampleProgramRuns() throws {
     let exe = URL(fileURLWithPath: GuestImages.swiftvmmBinary).deletingLastPathComponent()
