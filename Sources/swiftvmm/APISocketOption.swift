@@ -18,16 +18,25 @@ extension Run {
         fail(error.description, status: .unusableInput)
       }
     }
-    let socket: APISocket
-    do {
-      socket = try APISocket(
-        path: path, spec: spec ?? VMSpec(), running: running, console: .fileDescriptor(1),
-        rebootOnReset: !console.noReboot, logger: logger)
-    } catch {
-      fail(error.description, status: .cannotCreateOutput)
-    }
+    let socket = openSocket(
+      path: path, spec: spec ?? VMSpec(), running: running, rebootOnReset: !console.noReboot,
+      logger: logger)
     runVM(
       socket.waitForMachine(), console: console, stats: vm.stats,
       atEnd: { socket.close() })
+  }
+
+  // Its own function: the same do/catch inline in serveAPI crashes the Swift 6.3 optimizer
+  // ("Found outside of lifetime use") in release builds.
+  private func openSocket(
+    path: String, spec: VMSpec, running: VirtualMachine?, rebootOnReset: Bool, logger: Logger
+  ) -> APISocket {
+    do {
+      return try APISocket(
+        path: path, spec: spec, running: running, console: .fileDescriptor(1),
+        rebootOnReset: rebootOnReset, logger: logger)
+    } catch {
+      fail(error.description, status: .cannotCreateOutput)
+    }
   }
 }
