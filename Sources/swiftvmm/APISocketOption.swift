@@ -18,16 +18,24 @@ extension Run {
         fail(error.description, status: .unusableInput)
       }
     }
-    let socket: APISocket
-    do {
-      socket = try APISocket(
-        path: path, spec: spec ?? VMSpec(), running: running, console: .fileDescriptor(1),
-        rebootOnReset: !console.noReboot, logger: logger)
-    } catch {
-      fail(error.description, status: .cannotCreateOutput)
-    }
+    // Opened in a helper: the do/catch-initialised `let` here crashed the release
+    // compiler (Swift 6.3.1, CopyPropagation, with -enable-testing).
+    let socket = openAPISocket(
+      path: path, spec: spec, running: running, rebootOnReset: !console.noReboot, logger: logger)
     runVM(
       socket.waitForMachine(), console: console, stats: vm.stats,
       atEnd: { socket.close() })
+  }
+
+  private func openAPISocket(
+    path: String, spec: VMSpec?, running: VirtualMachine?, rebootOnReset: Bool, logger: Logger
+  ) -> APISocket {
+    do {
+      return try APISocket(
+        path: path, spec: spec ?? VMSpec(), running: running, console: .fileDescriptor(1),
+        rebootOnReset: rebootOnReset, logger: logger)
+    } catch {
+      fail(error.description, status: .cannotCreateOutput)
+    }
   }
 }
