@@ -388,24 +388,24 @@ extension LinuxBoot {
   ) throws -> (image: BootImage, acpi: ACPITables.Layout) {
     let isBz = BzImageLoader.isBzImage(kernel)
     let chosen = proto ?? (isBz ? .bzImage : .pvh)
-    let tables = try ACPITables.install(acpi, into: memory)
-    try SMBIOSTables.install(into: memory)
-    try BIOSDataArea.install(into: memory)
+    let tables = try PCFirmwareTables.install(acpi, into: memory)
     switch chosen {
     case .bzImage:
       guard isBz else {
         throw BootError.unsupported(
           "the bzImage protocol needs a bzImage; this is an ELF vmlinux (use PVH)")
       }
-      let img = try BzImageLoader.load(
+      var img = try BzImageLoader.load(
         kernel, commandLine: commandLine, initrd: initrd, rsdp: tables.rsdp, into: memory)
+      img.firmwareTables = tables
       return (img, tables)
     case .pvh:
       let elf = isBz ? try BzImageLoader.extractVmlinux(kernel) : kernel
       let limit = isBz ? Int(try BzImageLoader.parseHeader(kernel).cmdlineSize) : 2047
-      let img = try PVHLoader.load(
+      var img = try PVHLoader.load(
         elf, commandLine: commandLine, initrd: initrd, rsdp: tables.rsdp, commandLineLimit: limit,
         into: memory)
+      img.firmwareTables = tables
       return (img, tables)
     }
   }

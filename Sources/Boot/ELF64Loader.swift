@@ -39,16 +39,27 @@ public enum ELF64Loader {
 
 /// Picks the loader for an image by its content.
 public enum KernelLoader {
+  /// With `acpi`, a multiboot kernel finds the ACPI tables, SMBIOS and the BIOS data
+  /// area as PC firmware leaves them (as under QEMU, whose SeaBIOS runs first) when
+  /// guest RAM has room for them; other images get the BIOS data area only.
   public static func load(
     _ bytes: [UInt8], commandLine: String, modules: [MultibootLoader.Module] = [],
-    into memory: GuestMemory
+    acpi: ACPIConfig? = nil, into memory: GuestMemory
   ) throws -> BootImage {
     guard bytes.count >= 16 else { throw BootError.truncated("only \(bytes.count) bytes") }
-    try BIOSDataArea.install(into: memory)
     if MultibootLoader.findHeader(bytes) != nil {
-      return try MultibootLoader.load(
+      var tables: ACPITables.Layout? = nil
+      if let acpi, PCFirmwareTables.fits(in: memory) {
+        tables = try PCFirmwareTables.install(acpi, into: memory)
+      } else {
+        try BIOSDataArea.install(into: memory)
+      }
+      var image = try MultibootLoader.load(
         bytes, commandLine: commandLine, modules: modules, into: memory)
+      image.firmwareTables = tables
+      return image
     }
+    try BIOSDataArea.install(into: memory)
     if ELFImage.isELF(bytes) {
       let elf = try ELFImage(bytes)
       if elf.elfClass == .elf64 {

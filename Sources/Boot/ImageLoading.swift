@@ -40,6 +40,9 @@ public struct BootImage: Equatable {
   public var initialState: CPUState
   /// Highest guest-physical address used by the image (exclusive).
   public var imageEnd: UInt64
+  /// The ACPI tables firmware left for the guest (`PCFirmwareTables`), if any: the VMM
+  /// then provides the PM registers their FADT describes.
+  public var firmwareTables: ACPITables.Layout? = nil
 }
 
 enum ImageLoading {

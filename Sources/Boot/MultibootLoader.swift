@@ -93,9 +93,12 @@ public enum MultibootLoader {
     var moduleEntries: [(UInt32, UInt32, UInt32)] = []
     var next = (end + 0xFFF) & ~0xFFF
     var stringAt = BootLayout.commandLine + UInt64(commandLine.utf8.count) + 1
+    // Modules go in usable RAM only: not over the firmware tables reserved at the top.
+    let usable = MemoryMap.pc(for: memory).filter { $0.kind == .usable }
     for m in modules {
       let size = UInt64(m.bytes.count)
-      guard memory.isRAM(GuestPhysicalAddress(next), length: max(size, 1)),
+      guard
+        usable.contains(where: { $0.base <= next && next + max(size, 1) <= $0.base + $0.length }),
         next + size <= 0xFFFF_FFFF
       else {
         throw BootError.doesNotFit(

@@ -316,6 +316,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     let amd = cpuid.lookup(leaf: 0, subleaf: 0).ebx == 0x6874_7541  // "Auth"
     performanceCounters = amd ? 4 : (cpuid.lookup(leaf: 0xA, subleaf: 0).eax >> 8) & 0xFF
     hasAMDLegacyCounters = amd
+    isAMD = amd
     updateMode()
   }
 
@@ -352,6 +353,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   let performanceCounters: UInt32
   /// PERF_CTL0-3 / PERF_CTR0-3 at MSRs 0xC0010000-7: programmable, never counting.
   let hasAMDLegacyCounters: Bool
+  /// AMD's model-specific registers (HWCR) exist.
+  let isAMD: Bool
 
   // MARK: VirtualCPU
 

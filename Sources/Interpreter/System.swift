@@ -696,9 +696,17 @@ extension InterpreterCPU {
     case 0xC001_0010: return 0
     case MSR.kvmWallClockNew, MSR.kvmSystemTimeNew: return kvmMSRs[idx] ?? 0
     case InterpreterCPU.amdCounterMSRs where hasAMDLegacyCounters: return kvmMSRs[idx] ?? 0
+    case MSR.hwcr where isAMD: return kvmMSRs[idx] ?? 0
     default: throw Fault.gp(0)
     }
   }
+
+  /// HWCR bits that change nothing an emulator models, so they are kept as written
+  /// (AMD BKDG for family 0Fh, APM vol. 2): SMMLOCK (0, no SMM here), SLOWFENCE (1),
+  /// TLBCACHEDIS (3), INVD_WBINVD (4), FFDIS (6, no TLB flush filter), MCi_STATUS_WREN
+  /// (18, no MCA banks). Bits with visible effects we do not implement (SSEDIS, DISLOCK,
+  /// IGNNE_EM, WRAP32DIS, CpuidUserDis...) #GP, as KVM refuses them, rather than lie.
+  static let hwcrKeptBits: UInt64 = 1 << 0 | 1 << 1 | 1 << 3 | 1 << 4 | 1 << 6 | 1 << 18
 
   /// AMD's legacy event selects (0-3) and counters (4-7), which every AMD CPU has.
   static let amdCounterMSRs: ClosedRange<UInt32> = 0xC001_0000...0xC001_0007
@@ -772,6 +780,9 @@ extension InterpreterCPU {
     // Counters are 48 bits wide; nothing counts, so they hold what was written.
     case InterpreterCPU.amdCounterMSRs where hasAMDLegacyCounters:
       kvmMSRs[idx] = idx >= InterpreterCPU.amdCounterMSRs.lowerBound + 4 ? v & 0xFFFF_FFFF_FFFF : v
+    case MSR.hwcr where isAMD && v & ~InterpreterCPU.hwcrKeptBits == 0:
+      // SMMLOCK, once set, stays set until reset.
+      kvmMSRs[idx] = v | (kvmMSRs[idx] ?? 0) & 1
     default: throw Fault.gp(0)
     }
   }

@@ -130,7 +130,7 @@ public final class Machine {
       modules += config.modules
       boot = try KernelLoader.load(
         config.kernel, commandLine: "\(config.kernelName) \(config.commandLine)",
-        modules: modules, into: memory)
+        modules: modules, acpi: acpi, into: memory)
     }
     // Every engine sees this platform (KVM injects its interrupts with KVM_INTERRUPT).
     do {
@@ -142,7 +142,7 @@ public final class Machine {
           ? MachineConfig.deterministicEpoch : hostWallClockSeconds())
       let pci = PCIHost(mmioBus: mmioBus, logger: logger)
       try pci.register(on: portBus, ports: layout.pciConfigPorts)
-      if isLinux {
+      if boot.firmwareTables != nil {
         try ACPIPowerManagement(control: control, clock: p.clock, s5SleepType: acpi.s5SleepType)
           .register(on: portBus, base: acpi.pmBase)
       }

@@ -96,6 +96,8 @@ public enum MSR {
   public static let gsBase: UInt32 = 0xC000_0101
   public static let kernelGSBase: UInt32 = 0xC000_0102
   public static let tscAux: UInt32 = 0xC000_0103
+  /// AMD hardware configuration (HWCR), on every AMD CPU since the K7.
+  public static let hwcr: UInt32 = 0xC001_0015
   /// kvm-clock (KVM paravirtual MSRs, "new" range).
   public static let kvmWallClockNew: UInt32 = 0x4B56_4D00
   public static let kvmSystemTimeNew: UInt32 = 0x4B56_4D01

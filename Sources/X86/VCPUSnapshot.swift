@@ -59,7 +59,7 @@ public struct VCPUSnapshot: Equatable, Sendable, Codable {
       MSR.star, MSR.lstar, MSR.cstar, MSR.fmask, MSR.kernelGSBase, MSR.tscAux, MSR.pat,
       MSR.sysenterCS, MSR.sysenterESP, MSR.sysenterEIP, MSR.miscEnable, MSR.mtrrDefType,
       MSR.mcgStatus, MSR.specCtrl, MSR.featureControl, MSR.tscAdjust, MSR.biosSignID,
-      MSR.tsc, MSR.tscDeadline, MSR.kvmSystemTimeNew, MSR.kvmWallClockNew,
+      MSR.tsc, MSR.tscDeadline, MSR.kvmSystemTimeNew, MSR.kvmWallClockNew, MSR.hwcr,
     ] + Array(0x200...0x20F) + [0x250, 0x258, 0x259] + Array(0x268...0x26F)
 
   /// MSRs an emulated platform (the interpreter's PC) owns: restored with its device state.

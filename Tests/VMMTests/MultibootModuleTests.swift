@@ -28,6 +28,17 @@ final class MultibootModuleTests: XCTestCase {
     XCTAssertEqual(names, ["initrd", "dom0 console=hvc0", "rd"])
   }
 
+  /// A multiboot guest finds the ACPI tables (as under SeaBIOS), so the PM registers
+  /// their FADT describes answer: PM1a_CNT reads SCI_EN, not an unclaimed port's 0xFFFF.
+  func testMultibootGuestGetsTheACPIPMRegisters() throws {
+    var c = MachineConfig(
+      kernel: try GuestImages.bytes("hello.elf"), kernelName: "hello.elf", engine: .interpreter)
+    c.memorySize = 64 << 20
+    let m = try Machine(config: c, console: ConsoleOutput(capturing: ()))
+    let pm = PlatformLayout().pmBase
+    XCTAssertEqual(m.portBus.read(port: pm + 4, size: 2), 1)
+  }
+
   func testLinuxKernelRefusesModules() throws {
     var c = MachineConfig(kernel: makeLinuxLikeImage(), kernelName: "bz", engine: .interpreter)
     c.memorySize = 64 << 20
