@@ -8,10 +8,12 @@ import VMM
 /// waits for the configuration and `InstanceStart` (or `PUT /snapshot/load`).
 extension Run {
   func serveAPI(path: String, spec: VMSpec?, config: MachineConfig?, logger: Logger) -> Never {
+    // A guest reset ends the VM under the API (APIResetPolicy.swift).
+    let console = consoleOptions.endingOnReset
     var running: VirtualMachine?
     if let config {
       do {
-        running = try makeVM(config, console: consoleOptions, logger: logger)
+        running = try makeVM(config, console: console, logger: logger)
       } catch {
         fail(error.description, status: .unusableInput)
       }
@@ -20,12 +22,12 @@ extension Run {
     do {
       socket = try APISocket(
         path: path, spec: spec ?? VMSpec(), running: running, console: .fileDescriptor(1),
-        rebootOnReset: !consoleOptions.noReboot, logger: logger)
+        rebootOnReset: !console.noReboot, logger: logger)
     } catch {
       fail(error.description, status: .cannotCreateOutput)
     }
     runVM(
-      socket.waitForMachine(), console: consoleOptions, stats: vm.stats,
+      socket.waitForMachine(), console: console, stats: vm.stats,
       atEnd: { socket.close() })
   }
 }
