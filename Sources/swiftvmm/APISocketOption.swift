@@ -26,8 +26,7 @@ extension Run {
     } catch {
       fail(error.description, status: .cannotCreateOutput)
     }
-    runVM(
-      socket.waitForMachine(), console: console, stats: vm.stats,
-      atEnd: { socket.close() })
+    let machine = socket.waitForMachine()
+    runVM(machine, console: console, stats: vm.stats, atEnd: { socket.close() })
   }
 }

@@ -130,10 +130,11 @@ func makeVM(_ config: MachineConfig, console options: ConsoleOptions, logger: Lo
 }
 
 /// Attaches the host terminal, runs the VM and exits with its status;
-/// `atEnd` runs just before the exit.
+/// `atEnd` runs just before the exit. (Escaping: a non-escaping closure here crashed
+/// the release compiler's ownership verifier in `serveAPI`, Swift 6.)
 func runVM(
   _ vm: VirtualMachine, console options: ConsoleOptions, stats: String?, translate: UInt64? = nil,
-  gdb: GDBRequest? = nil, snapshot: SnapshotOptions? = nil, atEnd: () -> Void = {}
+  gdb: GDBRequest? = nil, snapshot: SnapshotOptions? = nil, atEnd: @escaping () -> Void = {}
 ) -> Never {
   let escape: ConsoleEscape
   do {
