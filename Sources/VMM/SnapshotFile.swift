@@ -157,7 +157,8 @@ final class SnapshotReader {
 
   init(path: String) throws {
     self.path = path
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    // O_NONBLOCK: a FIFO must not block the caller (the API's queue) until a writer comes.
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
     guard fd >= 0 else { throw SnapshotError.io("cannot open \(path): \(errnoText())") }
     defer { close(fd) }
     var st = stat()

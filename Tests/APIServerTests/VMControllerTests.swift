@@ -226,6 +226,12 @@ final class VMControllerTests: XCTestCase {
     XCTAssertTrue(
       fault(#"{"snapshot_path": "\#(junk)", "mem_file_path": "\#(junk)"}"#).hasPrefix(
         "Cannot load the snapshot: "))
+    // A FIFO nobody writes to is refused at once: the API's one queue never blocks on it.
+    let fifo = dir + "/fifo.snap"
+    XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+    XCTAssertTrue(
+      fault(#"{"snapshot_path": "\#(fifo)", "mem_file_path": "\#(fifo)"}"#).hasSuffix(
+        "is not a regular file"))
     XCTAssertEqual(c.state, .notStarted)
 
     // A real snapshot (hello.elf before its first instruction) loads, paused.
