@@ -600,7 +600,7 @@ extension InterpreterCPU {
     }
   }
 
-  @inline(__always) func mulFlags(_ lo: UInt64, _ s: Int, _ overflow: Bool) {
+  @_transparent func mulFlags(_ lo: UInt64, _ s: Int, _ overflow: Bool) {
     var f = parityFlag(lo)
     if lo & signBit(s) != 0 { f |= RFLAGS.sf }
     if lo == 0 { f |= RFLAGS.zf }
@@ -609,7 +609,7 @@ extension InterpreterCPU {
   }
 
   /// Two/three-operand IMUL (truncated result).
-  @inline(__always) func imul2(_ a: UInt64, _ b: UInt64, _ s: Int) -> UInt64 {
+  @_transparent func imul2(_ a: UInt64, _ b: UInt64, _ s: Int) -> UInt64 {
     let x = Int64(bitPattern: sext(a, s))
     let y = Int64(bitPattern: sext(b, s))
     let lo: UInt64

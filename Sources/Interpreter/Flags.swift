@@ -182,42 +182,45 @@ extension InterpreterCPU {
   // MARK: ALU
 
   /// The eight classic ALU ops (ADD OR ADC SBB AND SUB XOR CMP); returns the masked result.
-  @inline(__always) func alu(_ op: Int, _ a: UInt64, _ b: UInt64, _ size: Int) -> UInt64 {
+  /// Transparent (always inlined, also into the decoded-form handlers), with the rarer
+  /// ADC/SBB out of line to keep the hot loop small.
+  @_transparent func alu(_ op: Int, _ a: UInt64, _ b: UInt64, _ size: Int) -> UInt64 {
     let m = sizeMask(size)
+    let r: UInt64
     switch op {
     case 0:
-      let r = (a &+ b) & m
+      r = (a &+ b) & m
       setFlags(.add, size, r, a, b)
-      return r
+    case 5, 7:
+      r = (a &- b) & m
+      setFlags(.sub, size, r, a, b)
     case 1:
-      let r = (a | b) & m
+      r = (a | b) & m
       setLogicFlags(size, r)
-      return r
-    case 2:
-      let c: UInt64 = cf ? 1 : 0
-      let r = (a &+ b &+ c) & m
-      fCin = c
+    case 4:
+      r = a & b & m
+      setLogicFlags(size, r)
+    case 6:
+      r = (a ^ b) & m
+      setLogicFlags(size, r)
+    default:
+      return aluCarry(op, a, b, size)
+    }
+    return r
+  }
+
+  /// ADC (op 2) and SBB (op 3).
+  @inline(never) func aluCarry(_ op: Int, _ a: UInt64, _ b: UInt64, _ size: Int) -> UInt64 {
+    let c: UInt64 = cf ? 1 : 0
+    fCin = c
+    if op == 2 {
+      let r = (a &+ b &+ c) & sizeMask(size)
       setFlags(.adc, size, r, a, b)
       return r
-    case 3:
-      let c: UInt64 = cf ? 1 : 0
-      let r = (a &- b &- c) & m
-      fCin = c
-      setFlags(.sbb, size, r, a, b)
-      return r
-    case 4:
-      let r = a & b & m
-      setLogicFlags(size, r)
-      return r
-    case 5, 7:
-      let r = (a &- b) & m
-      setFlags(.sub, size, r, a, b)
-      return r
-    default:
-      let r = (a ^ b) & m
-      setLogicFlags(size, r)
-      return r
     }
+    let r = (a &- b &- c) & sizeMask(size)
+    setFlags(.sbb, size, r, a, b)
+    return r
   }
 
   @inline(__always) func incdec(_ a: UInt64, _ size: Int, dec: Bool) -> UInt64 {
@@ -228,7 +231,7 @@ extension InterpreterCPU {
   }
 
   /// Group-2 shifts and rotates (ROL ROR RCL RCR SHL SHR SAL SAR) with exact flags.
-  @inline(__always) func shift(_ op: Int, _ a: UInt64, _ rawCount: UInt64, _ size: Int) -> UInt64 {
+  @_transparent func shift(_ op: Int, _ a: UInt64, _ rawCount: UInt64, _ size: Int) -> UInt64 {
     let count = rawCount & (size == 8 ? 0x3F : 0x1F)
     if count == 0 { return a }
     if op < 4 { return rotate(op, a, count, size) }
