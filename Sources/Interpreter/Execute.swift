@@ -31,91 +31,26 @@ extension InterpreterCPU {
 
   // MARK: ModRM
 
+  /// The ModRM operand of an instruction that is not a decoded form, through the one
+  /// operand decoder (`decodeOperand`); the address is computed now, RIP-relative at use.
   @inline(__always) func decodeModRM() throws(Fault) {
-    let m = Int(try fetch8())
-    modReg = ((m >> 3) & 7) | (Int(rex & 4) << 1)
-    if m >= 0xC0 {
+    let e = dcache.scratch
+    try decodeOperand(e)
+    modReg = Int(e.pointee.reg)
+    if e.pointee.isReg {
       modIsReg = true
-      modRM = (m & 7) | (Int(rex & 1) << 3)
+      modRM = Int(e.pointee.rm)
       return
     }
     modIsReg = false
-    try decodeMem(m)
-  }
-
-  func decodeMem(_ m: Int) throws(Fault) {
-    eaRipRel = false
-    let mod = m >> 6
-    let rm = m & 7
-    var s = DS
-    var a: UInt64 = 0
-    if adSize == 2 {
-      switch rm {
-      case 0: a = r[3] &+ r[6]
-      case 1: a = r[3] &+ r[7]
-      case 2:
-        a = r[5] &+ r[6]
-        s = SS
-      case 3:
-        a = r[5] &+ r[7]
-        s = SS
-      case 4: a = r[6]
-      case 5: a = r[7]
-      case 6:
-        if mod == 0 {
-          a = try fetch16()
-        } else {
-          a = r[5]
-          s = SS
-        }
-      default: a = r[3]
-      }
-      if mod == 1 { a &+= sext(UInt64(try fetch8()), 1) } else if mod == 2 { a &+= try fetch16() }
-      eaOff = a & 0xFFFF
-      eaSeg = segOvr >= 0 ? segOvr : s
-      return
-    }
-    if rm == 4 {
-      let sib = Int(try fetch8())
-      let idx = ((sib >> 3) & 7) | (Int(rex & 2) << 2)
-      let bse = sib & 7
-      if idx != 4 { a = r[idx] &<< UInt64(sib >> 6) }
-      if bse == 5 && mod == 0 {
-        a &+= sext(try fetch32(), 4)
-      } else {
-        let bi = bse | (Int(rex & 1) << 3)
-        a &+= r[bi]
-        if bi == 4 || bi == 5 { s = SS }  // RSP/RBP, not R12/R13
-      }
-    } else if rm == 5 && mod == 0 {
-      let d = sext(try fetch32(), 4)
-      if mode64 {
-        eaRipRel = true
-        eaOff = d
-        eaSeg = segOvr >= 0 ? segOvr : DS
-        return
-      }
-      a = d
-    } else {
-      let bi = rm | (Int(rex & 1) << 3)
-      a = r[bi]
-      if bi == 5 { s = SS }
-    }
-    if mod == 1 {
-      a &+= sext(UInt64(try fetch8()), 1)
-    } else if mod == 2 {
-      a &+= sext(try fetch32(), 4)
-    }
-    eaOff = adSize == 4 ? a & 0xFFFF_FFFF : a
-    eaSeg = segOvr >= 0 ? segOvr : s
+    eaSeg = Int(e.pointee.seg)
+    eaRipRel = e.pointee.ripRel
+    if !eaRipRel { eaOff = effectiveAddress(e, 0) }
   }
 
   /// Effective offset of the memory operand (RIP-relative resolved against the instruction end).
   @inline(__always) func addr() -> UInt64 {
-    if eaRipRel {
-      let a = eaOff &+ startRIP &+ UInt64(ipos)
-      return adSize == 4 ? a & 0xFFFF_FFFF : a
-    }
+    if eaRipRel { return effectiveAddress(dcache.scratch, startRIP &+ UInt64(ipos)) }
     return eaOff
   }
 
@@ -173,10 +108,15 @@ extension InterpreterCPU {
 
   @inline(__always) var nextRIP: UInt64 { (startRIP &+ UInt64(ipos)) & codeMask }
 
-  @inline(__always) func branchTarget(_ disp: UInt64) -> UInt64 {
-    let t = startRIP &+ UInt64(ipos) &+ disp
+  /// A relative branch's target: `end` is the instruction's end, `size` its operand size.
+  @inline(__always) func branchTarget(_ end: UInt64, _ disp: UInt64, _ size: Int) -> UInt64 {
+    let t = end &+ disp
     if mode64 { return t }
-    return opSize == 2 ? t & 0xFFFF : t & 0xFFFF_FFFF
+    return size == 2 ? t & 0xFFFF : t & 0xFFFF_FFFF
+  }
+
+  @inline(__always) func branchTarget(_ disp: UInt64) -> UInt64 {
+    branchTarget(startRIP &+ UInt64(ipos), disp, opSize)
   }
 
   // MARK: Step
@@ -185,26 +125,16 @@ extension InterpreterCPU {
   @inline(__always) func step() throws(Fault) {
     startRIP = rip
     try beginFetch()
-    var b = try fetch8()
-    opSize = defOpSize
-    adSize = codeSize
-    segOvr = -1
-    rex = 0
-    rep = 0
-    lockPrefix = false
-    has66 = false
-    if b & 0xF0 == 0x40 && mode64 {
-      // REX alone is the common 64-bit case: no trip through the prefix loop.
-      rex = b
-      b = try fetch8()
-      if isPrefix(b) {
-        b = try decodePrefixes(b)
-      } else if rex & 8 != 0 {
-        opSize = 8
-      }
-    } else if isPrefix(b) {
-      b = try decodePrefixes(b)
+    let b = try decodeStart()
+    if lockPrefix { try checkLock(b) }
+    let opcodeEnd = ipos
+    let e = dcache.scratch
+    if try decodeForm(b, e) {
+      e.pointee.len = UInt8(ipos)
+      try runDecoded(UnsafePointer(e))
+      return
     }
+    ipos = opcodeEnd
     try execute(b)
   }
 
@@ -247,40 +177,10 @@ extension InterpreterCPU {
     return b
   }
 
-  /// Executes the instruction whose (first) opcode byte is `b`; prefixes are decoded.
+  /// Executes the instruction whose (first) opcode byte is `b` (prefixes are decoded)
+  /// when it is not one of the decoded forms (`decodeForm`).
   @inline(__always) func execute(_ b: UInt8) throws(Fault) {
-    if lockPrefix { try checkLock(b) }
-
     switch b {
-    // ALU ops 00-3F (forms 0-5).
-    case 0x00, 0x08, 0x10, 0x18, 0x20, 0x28, 0x30, 0x38:
-      try decodeModRM()
-      let res = alu(Int(b >> 3), try readE(1), getReg(modReg, 1), 1)
-      if b != 0x38 { try writeE(1, res) }
-    case 0x01, 0x09, 0x11, 0x19, 0x21, 0x29, 0x31, 0x39:
-      try decodeModRM()
-      let s = opSize
-      let res = alu(Int(b >> 3), try readE(s), getReg(modReg, s), s)
-      if b != 0x39 { try writeE(s, res) }
-    case 0x02, 0x0A, 0x12, 0x1A, 0x22, 0x2A, 0x32, 0x3A:
-      try decodeModRM()
-      let res = alu(Int(b >> 3), getReg(modReg, 1), try readE(1), 1)
-      if b != 0x3A { setReg(modReg, 1, res) }
-    case 0x03, 0x0B, 0x13, 0x1B, 0x23, 0x2B, 0x33, 0x3B:
-      try decodeModRM()
-      let s = opSize
-      let res = alu(Int(b >> 3), getReg(modReg, s), try readE(s), s)
-      if b != 0x3B { setReg(modReg, s, res) }
-    case 0x04, 0x0C, 0x14, 0x1C, 0x24, 0x2C, 0x34, 0x3C:
-      let i = UInt64(try fetch8())
-      let res = alu(Int(b >> 3), r[0] & 0xFF, i, 1)
-      if b != 0x3C { setReg(0, 1, res) }
-    case 0x05, 0x0D, 0x15, 0x1D, 0x25, 0x2D, 0x35, 0x3D:
-      let s = opSize
-      let i = try imm(s) & sizeMask(s)
-      let res = alu(Int(b >> 3), getReg(0, s), i, s)
-      if b != 0x3D { setReg(0, s, res) }
-
     case 0x06, 0x0E, 0x16, 0x1E:
       if mode64 { throw Fault.ud() }
       try push(UInt64(seg[Int(b >> 3)].selector), opSize)
@@ -296,31 +196,9 @@ extension InterpreterCPU {
       }
       if b == 0x17 { interruptShadow = true; movSSBlocking = true; stop = true }
     case 0x0F:
-      // The hottest two-byte opcodes stay inline; the rest go through exec0F.
-      let b2 = try fetch8()
-      switch b2 {
-      case 0x80...0x8F:
-        let d = mode64 || opSize == 4 ? sext(try fetch32(), 4) : try fetch16()
-        if cond(Int(b2 & 0xF)) {
-          rip = branchTarget(d)
-          return
-        }
-      case 0xB6, 0xB7:
-        try decodeModRM()
-        setReg(modReg, opSize, try readE(b2 == 0xB6 ? 1 : 2))
-      case 0x90...0x9F:
-        try decodeModRM()
-        try writeE(1, cond(Int(b2 & 0xF)) ? 1 : 0)
-      case 0x40...0x4F:
-        try decodeModRM()
-        let s = opSize
-        let v = try readE(s)
-        if cond(Int(b2 & 0xF)) { setReg(modReg, s, v) } else if s == 4 { r[modReg] &= 0xFFFF_FFFF }
-      default:
-        ipos &-= 1
-        try exec0F()
-        return  // exec0F sets rip itself
-      }
+      // Jcc, SETcc, CMOVcc, IMUL, MOVZX/MOVSX are decoded forms; exec0F has the rest.
+      try exec0F()
+      return  // exec0F sets rip itself
     case 0x27, 0x2F, 0x37, 0x3F:
       if mode64 { throw Fault.ud() }
       bcdAdjust(b)
@@ -330,15 +208,6 @@ extension InterpreterCPU {
     case 0x48...0x4F:
       let i = Int(b & 7)
       setReg(i, opSize, incdec(getReg(i, opSize), opSize, dec: true))
-    case 0x50...0x57:
-      let i = Int(b & 7) | (Int(rex & 1) << 3)
-      let s = stackOpSize
-      try push(getReg(i, s), s)
-    case 0x58...0x5F:
-      let i = Int(b & 7) | (Int(rex & 1) << 3)
-      let s = stackOpSize
-      let v = try pop(s)
-      setReg(i, s, v)
     case 0x60:
       if mode64 { throw Fault.ud() }
       let s = opSize
@@ -377,23 +246,16 @@ extension InterpreterCPU {
       setReg(2, s, vals.2)
       setReg(1, s, vals.1)
       setReg(0, s, vals.0)
-    case 0x63:
+    case 0x63:  // ARPL (64-bit mode: MOVSXD, a decoded form)
       try decodeModRM()
-      if mode64 {
-        // MOVSXD (without REX.W: a plain 32-bit move).
-        let v = try readE(4)
-        setReg(modReg, opSize, opSize == 8 ? sext(v, 4) : v)
+      if !protectedMode { throw Fault.ud() }
+      let d = try readE(2)
+      let s = getReg(modReg, 2)
+      if d & 3 < s & 3 {
+        try writeE(2, (d & ~3) | (s & 3))
+        setStatus(RFLAGS.zf, mask: RFLAGS.zf)
       } else {
-        // ARPL
-        if !protectedMode { throw Fault.ud() }
-        let d = try readE(2)
-        let s = getReg(modReg, 2)
-        if d & 3 < s & 3 {
-          try writeE(2, (d & ~3) | (s & 3))
-          setStatus(RFLAGS.zf, mask: RFLAGS.zf)
-        } else {
-          setStatus(0, mask: RFLAGS.zf)
-        }
+        setStatus(0, mask: RFLAGS.zf)
       }
     case 0x68:
       let s = stackOpSize
@@ -412,57 +274,19 @@ extension InterpreterCPU {
     case 0x6C, 0x6D, 0x6E, 0x6F:
       try stringIO(b)
       return
-    case 0x70...0x7F:
-      let d = sext(UInt64(try fetch8()), 1)
-      if cond(Int(b & 0xF)) {
-        rip = branchTarget(d)
-        return
-      }
-    case 0x80, 0x81, 0x82, 0x83:
-      if b == 0x82 && mode64 { throw Fault.ud() }
-      try decodeModRM()
-      let s = b & 1 == 0 ? 1 : opSize
-      let i: UInt64
-      if b == 0x81 {
-        i = sext(try imm(s), s == 8 ? 4 : s)
-      } else {
-        i = sext(UInt64(try fetch8()), 1)
-      }
-      let op = modReg & 7
-      let res = alu(op, try readE(s), i & sizeMask(s), s)
-      if op != 7 { try writeE(s, res) }
-    case 0x84, 0x85:
-      try decodeModRM()
-      let s = b == 0x84 ? 1 : opSize
-      setLogicFlags(s, try readE(s) & getReg(modReg, s))
+    // 0x80, 0x81, 0x83 (and 0x82 outside 64-bit mode) are decoded forms.
     case 0x86, 0x87:
       try decodeModRM()
       let s = b == 0x86 ? 1 : opSize
       let a = try readE(s)
       try writeE(s, getReg(modReg, s))
       setReg(modReg, s, a)
-    case 0x88:
-      try decodeModRM()
-      try writeE(1, getReg(modReg, 1))
-    case 0x89:
-      try decodeModRM()
-      try writeE(opSize, getReg(modReg, opSize))
-    case 0x8A:
-      try decodeModRM()
-      setReg(modReg, 1, try readE(1))
-    case 0x8B:
-      try decodeModRM()
-      setReg(modReg, opSize, try readE(opSize))
     case 0x8C:
       try decodeModRM()
       let sr = modReg & 7
       if sr > 5 { throw Fault.ud() }
       let v = UInt64(seg[sr].selector)
       if modIsReg { setReg(modRM, opSize, v) } else { try writeE(2, v) }
-    case 0x8D:
-      try decodeModRM()
-      if modIsReg { throw Fault.ud() }
-      setReg(modReg, opSize, addr())
     case 0x8E:
       try decodeModRM()
       let sr = modReg & 7
@@ -551,26 +375,6 @@ extension InterpreterCPU {
       let s = opSize
       let i = try imm(s)
       setLogicFlags(s, getReg(0, s) & i & sizeMask(s))
-    case 0xB0...0xB7:
-      setReg(Int(b & 7) | (Int(rex & 1) << 3), 1, UInt64(try fetch8()))
-    case 0xB8...0xBF:
-      let i = Int(b & 7) | (Int(rex & 1) << 3)
-      if opSize == 8 { r[i] = try fetch64() } else { setReg(i, opSize, try imm(opSize)) }
-    case 0xC0, 0xC1, 0xD0, 0xD1, 0xD2, 0xD3:
-      try decodeModRM()
-      let s = b & 1 == 0 ? 1 : opSize
-      let c: UInt64
-      if b <= 0xC1 { c = UInt64(try fetch8()) } else if b <= 0xD1 { c = 1 } else { c = r[1] & 0xFF }
-      let v = try readE(s)
-      let res = shift(modReg & 7, v, c, s)
-      try writeE(s, res)
-    case 0xC2, 0xC3:
-      let n = b == 0xC2 ? try fetch16() : 0
-      let s = stackOpSize
-      let t = try pop(s)
-      setSP((r[4] &+ n) & stackMask)
-      rip = s == 2 ? t & 0xFFFF : t
-      return
     case 0xC4, 0xC5:
       if try isVEX() {
         try execVEX(b)  // VEX.swift
@@ -581,20 +385,8 @@ extension InterpreterCPU {
       try decodeModRM()
       if modIsReg { throw Fault.ud() }
       try loadFarPointer(b == 0xC4 ? ES : DS)
-    case 0xC6, 0xC7:
-      try decodeModRM()
-      if modReg & 7 != 0 { throw Fault.ud() }
-      let s = b == 0xC6 ? 1 : opSize
-      let v = try imm(s)
-      try writeE(s, v)
     case 0xC8:
       try enter()
-    case 0xC9:
-      let s = stackOpSize
-      let sp = r[5] & stackMask
-      let v = try readMem(SS, sp, s)
-      setSP(sp &+ UInt64(s))
-      setReg(5, s, v)
     case 0xCA, 0xCB:
       let n = b == 0xCA ? try fetch16() : 0
       try farReturn(opSize, pop: n)
@@ -671,25 +463,11 @@ extension InterpreterCPU {
         .portIO(
           PortIOAccess(
             port: port, size: s, direction: .out, value: UInt32(truncatingIfNeeded: getReg(0, s)))))
-    case 0xE8:
-      let d = mode64 || opSize == 4 ? sext(try fetch32(), 4) : try fetch16()
-      let t = branchTarget(d)
-      try push(nextRIP, stackOpSize)
-      rip = t
-      return
-    case 0xE9:
-      let d = mode64 || opSize == 4 ? sext(try fetch32(), 4) : try fetch16()
-      rip = branchTarget(d)
-      return
     case 0xEA:
       if mode64 { throw Fault.ud() }
       let off = try imm(opSize)
       let sel = UInt16(truncatingIfNeeded: try fetch16())
       try farJump(sel, off, opSize)
-      return
-    case 0xEB:
-      let d = sext(UInt64(try fetch8()), 1)
-      rip = branchTarget(d)
       return
     case 0xF1:
       rip = nextRIP
@@ -721,11 +499,6 @@ extension InterpreterCPU {
       }
     case 0xFC: rfl &= ~RFLAGS.df
     case 0xFD: rfl |= RFLAGS.df
-    case 0xFE:
-      try decodeModRM()
-      let op = modReg & 7
-      if op > 1 { throw Fault.ud() }
-      try writeE(1, incdec(try readE(1), 1, dec: op == 1))
     case 0xFF:
       try decodeModRM()
       try group5()
@@ -771,11 +544,9 @@ extension InterpreterCPU {
 
   // MARK: Groups
 
+  /// F6/F7 /2-/7 (/0 and /1, TEST, are decoded forms).
   func group3(_ s: Int) throws(Fault) {
     switch modReg & 7 {
-    case 0, 1:
-      let i = try imm(s)
-      setLogicFlags(s, try readE(s) & i & sizeMask(s))
     case 2:
       try writeE(s, ~(try readE(s)) & sizeMask(s))
     case 3:
@@ -823,12 +594,14 @@ extension InterpreterCPU {
         setReg(2, s, hi)
       }
       mulFlags(lo, s, overflow)
-    default:
+    case 6, 7:
       try divide(try readE(s), s, signed: modReg & 7 == 7)
+    default:
+      break  // TEST: decodeForm takes every F6/F7 /0 and /1
     }
   }
 
-  func mulFlags(_ lo: UInt64, _ s: Int, _ overflow: Bool) {
+  @_transparent func mulFlags(_ lo: UInt64, _ s: Int, _ overflow: Bool) {
     var f = parityFlag(lo)
     if lo & signBit(s) != 0 { f |= RFLAGS.sf }
     if lo == 0 { f |= RFLAGS.zf }
@@ -837,7 +610,7 @@ extension InterpreterCPU {
   }
 
   /// Two/three-operand IMUL (truncated result).
-  func imul2(_ a: UInt64, _ b: UInt64, _ s: Int) -> UInt64 {
+  @_transparent func imul2(_ a: UInt64, _ b: UInt64, _ s: Int) -> UInt64 {
     let x = Int64(bitPattern: sext(a, s))
     let y = Int64(bitPattern: sext(b, s))
     let lo: UInt64
@@ -920,40 +693,16 @@ extension InterpreterCPU {
     }
   }
 
+  /// FF /3 and /5: far CALL/JMP through memory (/0 /1 /2 /4 /6 are decoded forms).
   func group5() throws(Fault) {
     let op = modReg & 7
-    switch op {
-    case 0, 1:
-      let s = opSize
-      try writeE(s, incdec(try readE(s), s, dec: op == 1))
-    case 2:
-      let s = mode64 ? 8 : opSize
-      let t = try readE(s)
-      let ret = nextRIP
-      try push(ret, s)
-      rip = s == 2 ? t & 0xFFFF : t
-      return
-    case 3, 5:
-      if modIsReg { throw Fault.ud() }
-      let a = addr()
-      let s = opSize
-      let off = try readMem(eaSeg, a, s)
-      let sel = UInt16(
-        truncatingIfNeeded: try readMem(eaSeg, (a &+ UInt64(s)) & sizeMask(adSize), 2))
-      if op == 3 { try farCall(sel, off, s) } else { try farJump(sel, off, s) }
-      return
-    case 4:
-      let s = mode64 ? 8 : opSize
-      let t = try readE(s)
-      rip = s == 2 ? t & 0xFFFF : t
-      return
-    case 6:
-      let s = stackOpSize
-      try push(try readE(s), s)
-    default:
-      throw Fault.ud()
-    }
-    rip = (startRIP &+ UInt64(ipos)) & codeMask
+    if (op != 3 && op != 5) || modIsReg { throw Fault.ud() }
+    let a = addr()
+    let s = opSize
+    let off = try readMem(eaSeg, a, s)
+    let sel = UInt16(
+      truncatingIfNeeded: try readMem(eaSeg, (a &+ UInt64(s)) & sizeMask(adSize), 2))
+    if op == 3 { try farCall(sel, off, s) } else { try farJump(sel, off, s) }
   }
 
   func enter() throws(Fault) {

@@ -182,42 +182,45 @@ extension InterpreterCPU {
   // MARK: ALU
 
   /// The eight classic ALU ops (ADD OR ADC SBB AND SUB XOR CMP); returns the masked result.
-  @inline(__always) func alu(_ op: Int, _ a: UInt64, _ b: UInt64, _ size: Int) -> UInt64 {
+  /// Transparent (always inlined, also into the decoded-form handlers), with the rarer
+  /// ADC/SBB out of line to keep the hot loop small.
+  @_transparent func alu(_ op: Int, _ a: UInt64, _ b: UInt64, _ size: Int) -> UInt64 {
     let m = sizeMask(size)
+    let r: UInt64
     switch op {
     case 0:
-      let r = (a &+ b) & m
+      r = (a &+ b) & m
       setFlags(.add, size, r, a, b)
-      return r
+    case 5, 7:
+      r = (a &- b) & m
+      setFlags(.sub, size, r, a, b)
     case 1:
-      let r = (a | b) & m
+      r = (a | b) & m
       setLogicFlags(size, r)
-      return r
-    case 2:
-      let c: UInt64 = cf ? 1 : 0
-      let r = (a &+ b &+ c) & m
-      fCin = c
+    case 4:
+      r = a & b & m
+      setLogicFlags(size, r)
+    case 6:
+      r = (a ^ b) & m
+      setLogicFlags(size, r)
+    default:
+      return aluCarry(op, a, b, size)
+    }
+    return r
+  }
+
+  /// ADC (op 2) and SBB (op 3).
+  @inline(never) func aluCarry(_ op: Int, _ a: UInt64, _ b: UInt64, _ size: Int) -> UInt64 {
+    let c: UInt64 = cf ? 1 : 0
+    fCin = c
+    if op == 2 {
+      let r = (a &+ b &+ c) & sizeMask(size)
       setFlags(.adc, size, r, a, b)
       return r
-    case 3:
-      let c: UInt64 = cf ? 1 : 0
-      let r = (a &- b &- c) & m
-      fCin = c
-      setFlags(.sbb, size, r, a, b)
-      return r
-    case 4:
-      let r = a & b & m
-      setLogicFlags(size, r)
-      return r
-    case 5, 7:
-      let r = (a &- b) & m
-      setFlags(.sub, size, r, a, b)
-      return r
-    default:
-      let r = (a ^ b) & m
-      setLogicFlags(size, r)
-      return r
     }
+    let r = (a &- b &- c) & sizeMask(size)
+    setFlags(.sbb, size, r, a, b)
+    return r
   }
 
   @inline(__always) func incdec(_ a: UInt64, _ size: Int, dec: Bool) -> UInt64 {
@@ -228,14 +231,41 @@ extension InterpreterCPU {
   }
 
   /// Group-2 shifts and rotates (ROL ROR RCL RCR SHL SHR SAL SAR) with exact flags.
-  func shift(_ op: Int, _ a: UInt64, _ rawCount: UInt64, _ size: Int) -> UInt64 {
-    let bits = UInt64(size * 8)
+  @_transparent func shift(_ op: Int, _ a: UInt64, _ rawCount: UInt64, _ size: Int) -> UInt64 {
     let count = rawCount & (size == 8 ? 0x3F : 0x1F)
     if count == 0 { return a }
+    if op < 4 { return rotate(op, a, count, size) }
+    let bits = UInt64(size &* 8)
     let m = sizeMask(size)
     let sb = signBit(size)
-    // Only rotates keep SF/ZF/AF/PF; shifts define every status flag themselves.
-    var f = op < 4 ? statusFlags() : 0
+    let r: UInt64
+    var f: UInt64  // CF, then the other status flags
+    switch op {
+    case 4, 6:  // SHL/SAL
+      r = count >= bits ? 0 : (a &<< count) & m
+      f = count > bits ? 0 : (a &>> (bits &- count)) & 1
+      if ((r & sb != 0) ? 1 : 0) ^ f != 0 { f |= RFLAGS.of }
+    case 5:  // SHR
+      r = count >= bits ? 0 : a &>> count
+      f = count > bits ? 0 : (a &>> (count &- 1)) & 1
+      if a & sb != 0 { f |= RFLAGS.of }
+    default:  // SAR
+      let sa = Int64(bitPattern: sext(a, size))
+      r = UInt64(bitPattern: sa &>> Int64(count >= bits ? bits &- 1 : count)) & m
+      f = UInt64(bitPattern: sa &>> Int64(min(count &- 1, 63))) & 1
+    }
+    // Shifts define every status flag themselves (AF: 0).
+    f |= parityFlag(r) | (r == 0 ? RFLAGS.zf : 0) | (r & sb != 0 ? RFLAGS.sf : 0)
+    setStatus(f)
+    return r
+  }
+
+  /// ROL ROR RCL RCR by a masked, non-zero count; SF/ZF/AF/PF are kept.
+  func rotate(_ op: Int, _ a: UInt64, _ count: UInt64, _ size: Int) -> UInt64 {
+    let bits = UInt64(size * 8)
+    let m = sizeMask(size)
+    let sb = signBit(size)
+    var f = statusFlags()
     var r: UInt64
     switch op {
     case 0:  // ROL
@@ -269,7 +299,7 @@ extension InterpreterCPU {
       if ((r & sb != 0) ? 1 : 0) ^ carry != 0 { f |= RFLAGS.of }
       setStatus(f)
       return r
-    case 3:  // RCR
+    default:  // RCR
       let c = size == 1 ? count % 9 : size == 2 ? count % 17 : count
       if c == 0 { return a }
       var v = a
@@ -283,28 +313,6 @@ extension InterpreterCPU {
       }
       r = v
       f |= carry
-      setStatus(f)
-      return r
-    case 4, 6:  // SHL/SAL
-      r = count >= bits ? 0 : (a << count) & m
-      let cfv: UInt64 = count > bits ? 0 : (a >> (bits - count)) & 1
-      f = cfv | parityFlag(r) | (r == 0 ? RFLAGS.zf : 0) | (r & sb != 0 ? RFLAGS.sf : 0)
-      if ((r & sb != 0) ? 1 : 0) ^ cfv != 0 { f |= RFLAGS.of }
-      setStatus(f)
-      return r
-    case 5:  // SHR
-      r = count >= bits ? 0 : a >> count
-      let cfv: UInt64 = count > bits ? 0 : (a >> (count - 1)) & 1
-      f = cfv | parityFlag(r) | (r == 0 ? RFLAGS.zf : 0) | (r & sb != 0 ? RFLAGS.sf : 0)
-      if a & sb != 0 { f |= RFLAGS.of }
-      setStatus(f)
-      return r
-    default:  // SAR
-      let s = Int64(bitPattern: sext(a, size))
-      let c = count >= bits ? bits - 1 : count
-      r = UInt64(bitPattern: s >> Int64(c)) & m
-      let cfv = UInt64(bitPattern: s >> Int64(min(count - 1, 63))) & 1
-      f = cfv | parityFlag(r) | (r == 0 ? RFLAGS.zf : 0) | (r & sb != 0 ? RFLAGS.sf : 0)
       setStatus(f)
       return r
     }

@@ -99,20 +99,6 @@ extension InterpreterCPU {
     case 0x35:
       try sysexit()
       return
-    case 0x40...0x4F:
-      try decodeModRM()
-      let s = opSize
-      let v = try readE(s)
-      if cond(Int(b & 0xF)) { setReg(modReg, s, v) } else if s == 4 { r[modReg] &= 0xFFFF_FFFF }
-    case 0x80...0x8F:
-      let d = mode64 || opSize == 4 ? sext(try fetch32(), 4) : try fetch16()
-      if cond(Int(b & 0xF)) {
-        rip = branchTarget(d)
-        return
-      }
-    case 0x90...0x9F:
-      try decodeModRM()
-      try writeE(1, cond(Int(b & 0xF)) ? 1 : 0)
     case 0xA0, 0xA8:
       let s = stackOpSize
       try push(UInt64(seg[b == 0xA0 ? FS : GS].selector), s)
@@ -147,10 +133,6 @@ extension InterpreterCPU {
     case 0xAE:
       try decodeModRM()
       try group15()
-    case 0xAF:
-      try decodeModRM()
-      let s = opSize
-      setReg(modReg, s, imul2(getReg(modReg, s), try readE(s), s))
     case 0xB0, 0xB1:
       try decodeModRM()
       let s = b == 0xB0 ? 1 : opSize
@@ -167,13 +149,6 @@ extension InterpreterCPU {
       try decodeModRM()
       if modIsReg { throw Fault.ud() }
       try loadFarPointer(b == 0xB2 ? SS : (b == 0xB4 ? FS : GS))
-    case 0xB6, 0xB7:
-      try decodeModRM()
-      setReg(modReg, opSize, try readE(b == 0xB6 ? 1 : 2))
-    case 0xBE, 0xBF:
-      try decodeModRM()
-      let ss = b == 0xBE ? 1 : 2
-      setReg(modReg, opSize, sext(try readE(ss), ss) & sizeMask(opSize))
     case 0xB8:
       if rep != 0xF3 || !hasPOPCNT { throw Fault.ud() }
       try decodeModRM()
