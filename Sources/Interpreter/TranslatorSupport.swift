@@ -55,6 +55,7 @@ final class BlockTranslator {
   static let defaultCapacity = 1 << 17
   static let codeBytes = 64 << 20
   static let maxInstructions = 64
+  static let jumpCacheBits = 12
 
   /// The entry pool: `used` entries in use, allocated in order and freed only by a flush.
   let entries: UnsafeMutablePointer<BlockEntry>
@@ -64,6 +65,9 @@ final class BlockTranslator {
   let heads: UnsafeMutablePointer<Int32>
   let code: CodeMemory
   let context: UnsafeMutablePointer<UInt64>
+  /// The jump cache generated code consults at a RET: per hash of the key, four words
+  /// (key, RIP, chain entry, unused); key 0 is empty.
+  let jumpCache: UnsafeMutablePointer<UInt>
 
   var blocksRun: UInt64 = 0
   var blockInstructions: UInt64 = 0
@@ -89,6 +93,8 @@ final class BlockTranslator {
     heads.initialize(repeating: -1, count: BlockTranslator.buckets)
     context = .allocate(capacity: 3)
     context.initialize(repeating: 0, count: 3)
+    jumpCache = .allocate(capacity: 4 << BlockTranslator.jumpCacheBits)
+    jumpCache.initialize(repeating: 0, count: 4 << BlockTranslator.jumpCacheBits)
   }
 
   deinit {
@@ -97,10 +103,11 @@ final class BlockTranslator {
     entries.deallocate()
     heads.deallocate()
     context.deallocate()
+    jumpCache.deallocate()
   }
 
   @inline(__always) static func bucket(_ key: UInt) -> Int {
-    Int(truncatingIfNeeded: (UInt64(key) &* 0x9E37_79B9_7F4A_7C15) >> UInt64(64 - bucketBits))
+    Int(truncatingIfNeeded: (UInt64(key) &* golden) >> UInt64(64 - bucketBits))
   }
 
   /// The block for (`key`, `rip`), or nil.
@@ -113,6 +120,13 @@ final class BlockTranslator {
     }
     return nil
   }
+
+  /// The jump cache slot (its first word) for `key`; generated code hashes the same way.
+  @inline(__always) func jumpSlot(_ key: UInt) -> UnsafeMutablePointer<UInt> {
+    jumpCache + 4
+      * Int(truncatingIfNeeded: (UInt64(key) &* Self.golden) >> UInt64(64 - Self.jumpCacheBits))
+  }
+  static let golden: UInt64 = 0x9E37_79B9_7F4A_7C15
 
   /// A new empty entry for (`key`, `rip`), flushing everything first if the pool is full.
   func insert(_ key: UInt, _ rip: UInt64) -> UnsafeMutablePointer<BlockEntry> {
@@ -133,6 +147,7 @@ final class BlockTranslator {
     heads.update(repeating: -1, count: Self.buckets)
     lockstep?.undefinedAt.removeAll()
     chainSite = 0
+    jumpCache.update(repeating: 0, count: 4 << Self.jumpCacheBits)
     code.reset()
     flushes &+= 1
   }
@@ -192,6 +207,12 @@ extension InterpreterCPU {
       t.code.patch(at: at, (0..<4).map { UInt8(truncatingIfNeeded: rel >> (8 * UInt32($0))) })
       t.chains &+= 1
     }
+    if let target = ep.pointee.chainEntry {
+      let j = t.jumpSlot(key)
+      j[0] = key
+      j[1] = UInt(rip)
+      j[2] = UInt(bitPattern: target)
+    }
     guard ep.pointee.count <= budget else { return 0 }
     materialize()
     t.context[0] = rfl & RFLAGS.status | RFLAGS.fixed
@@ -229,7 +250,8 @@ extension InterpreterCPU {
     var compiler = BlockCompiler(
       mode64: mode64, codeMask: codeMask, user: cpl == 3, tlb: tlb, segBase: segBase,
       hostPage: UInt(bitPattern: p) >> 12, guest: p, chain: t.lockstep == nil,
-      codeAt: UInt(bitPattern: t.code.nextAddress))
+      codeAt: UInt(bitPattern: t.code.nextAddress), keyMode: (key >> 56) << 56,
+      jumpCache: t.jumpCache)
     while insns.count < BlockTranslator.maxInstructions
       && Int(lin & 0xFFF) + offset <= 4096 - 16
     {
@@ -291,6 +313,9 @@ struct BlockCompiler {
   let chain: Bool
   /// Where the code will execute (chain exits hand back the address of their jump).
   var codeAt: UInt
+  /// The block key's mode bits (top byte) and the jump cache, for RET's inline lookup.
+  let keyMode: UInt
+  let jumpCache: UnsafeMutablePointer<UInt>
 
   static let g = HostReg.rdi  // guest GPRs
   static let ctx = HostReg.rsi  // context words
@@ -481,6 +506,46 @@ struct BlockCompiler {
       }
     }
     func hostMem() -> HostMem { HostMem(.r9, 0, index: .r8) }
+    /// RET (64-bit mode, CS base 0; target RIP in R10): if the target page is in the fetch
+    /// TLB and the jump cache holds the block at that host address and RIP in this mode,
+    /// jump to its chain entry (which takes the budget and checks its bytes); else fall
+    /// through to the exit, flags intact.
+    func jumpCacheLookup() {
+      let miss = e.newLabel()
+      e.lahf()
+      e.setcc(.o, .rax)
+      e.mov(.rdx, .r10)
+      e.shift(.shr, .rdx, imm: 12)
+      e.alu(.and, .rdx, imm: Int32(TLB.mask), .b32)
+      e.mov(.rcx, .r10)
+      e.alu(.and, .rcx, imm: -4096)
+      if user { e.alu(.or, .rcx, imm: 1) }
+      e.movImm(.r9, UInt64(UInt(bitPattern: tlb.xtag)))
+      e.alu(.cmp, .rcx, HostMem(.r9, 0, index: .rdx, scale: 8))
+      e.jcc(.ne, miss)
+      e.movImm(.r9, UInt64(UInt(bitPattern: tlb.xadd)))
+      e.load(.r9, HostMem(.r9, 0, index: .rdx, scale: 8))
+      e.alu(.add, .r9, .r10)  // the target's host address
+      e.movImm(.rcx, UInt64(keyMode))
+      e.alu(.or, .rcx, .r9)  // its key
+      e.movImm(.rdx, BlockTranslator.golden)
+      e.imul(.rdx, .rcx)
+      e.shift(.shr, .rdx, imm: UInt8(64 - BlockTranslator.jumpCacheBits))
+      e.shift(.shl, .rdx, imm: 5)
+      e.movImm(.r9, UInt64(UInt(bitPattern: jumpCache)))
+      e.alu(.add, .r9, .rdx)
+      e.alu(.cmp, .rcx, HostMem(.r9, 0))
+      e.jcc(.ne, miss)
+      e.alu(.cmp, .r10, HostMem(.r9, 8))
+      e.jcc(.ne, miss)
+      e.load(.rcx, HostMem(.r9, 16))
+      e.alu(.add, .rax, imm: 0x7F, .b8)
+      e.sahf()
+      e.jmp(.rcx)
+      e.bind(miss)
+      e.alu(.add, .rax, imm: 0x7F, .b8)
+      e.sahf()
+    }
 
     var pc = start
     for (i, d) in insns.enumerated() {
@@ -635,6 +700,7 @@ struct BlockCompiler {
         e.lea(.r8, HostMem(.r8, 8))
         e.store(reg(4), .r8)
         if d.kind == DC.ret {
+          if chain { jumpCacheLookup() }
           exit(nil)
           return finish(&e, sideExits, count, top: top, rip: start, length: length)
         }

@@ -299,4 +299,26 @@ final class TranslatorTests: XCTestCase {
     XCTAssertGreaterThan(st["translator.chains"] ?? 0, 0)
     XCTAssertGreaterThan(st["translator.retranslations"] ?? 0, 0)
   }
+
+  /// RET finds its return block through the jump cache in host code: a call/return loop
+  /// stays out of Swift, with the interpreter's results and instruction count.
+  func testReturnsUseTheJumpCache() throws {
+    let code: [UInt8] = [
+      0xB9, 0x10, 0x27, 0, 0,  // mov ecx,10000
+      0xE8, 0x06, 0, 0, 0,  // L: call f
+      0xFF, 0xC9,  // dec ecx
+      0x75, 0xF7,  // jnz L
+      0xF4, 0x90,  // hlt; nop
+      0x48, 0x83, 0xC0, 0x01,  // f: add rax,1
+      0xC3,  // ret
+    ]
+    let m = try machine64(code)
+    try m.cpu.enableTranslation()
+    XCTAssertEqual(try runToHalt(m).rax, 10000)
+    let st = m.cpu.statistics()
+    XCTAssertLessThan(st["translator.blocks_run"] ?? .max, 1000)
+    let i = try machine64(code)
+    XCTAssertEqual(try runToHalt(i).rax, 10000)
+    XCTAssertEqual(st["instructions"], i.cpu.statistics()["instructions"])
+  }
 }
