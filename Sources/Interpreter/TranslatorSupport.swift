@@ -82,7 +82,11 @@ final class BlockTranslator {
   var chainPage: UInt64 = 0
   var chainMode: UInt = 0
   /// Lockstep (TranslatorLockstep.swift): nil when off.
-  var lockstep: Lockstep?
+  var lockstep: Lockstep? {
+    didSet { lockstepOn = lockstep != nil }
+  }
+  /// `lockstep != nil`, read on every block entry without retaining the object.
+  private(set) var lockstepOn = false
 
   /// `capacity`: blocks held before a flush (smaller in tests).
   init(capacity: Int = defaultCapacity) throws {
@@ -219,7 +223,7 @@ extension InterpreterCPU {
     t.context[1] = budget &- ep.pointee.count
     t.context[2] = 0
     let next =
-      t.lockstep == nil
+      !t.lockstepOn
       ? fn(r, t.context) : runLockstep(t, fn, ep - t.entries, count: ep.pointee.count, budget)
     rfl = (rfl & ~RFLAGS.status) | (t.context[0] & RFLAGS.status)
     rip = next
