@@ -75,6 +75,13 @@ final class BlockTranslator {
   var retranslations: UInt64 = 0
   var flushes: UInt64 = 0
   var chains: UInt64 = 0
+  /// Why the interpreter ran an instruction instead (where the time goes): no fetch-TLB
+  /// entry or too near the page end, an untranslatable instruction, too little budget
+  /// left, or a side exit before the block's first instruction.
+  var missNoTLB: UInt64 = 0
+  var missUntranslatable: UInt64 = 0
+  var missBudget: UInt64 = 0
+  var missFirstExit: UInt64 = 0
   /// The exit the last block left through, if it can be chained: the address of its jump's
   /// rel32, the RIP it left for, and the linear page and mode it ran in (0: none).
   var chainSite: UInt = 0
@@ -162,6 +169,10 @@ final class BlockTranslator {
       "translator.translations": translations, "translator.retranslations": retranslations,
       "translator.code_flushes": flushes, "translator.code_bytes": UInt64(code.used),
       "translator.blocks": UInt64(used), "translator.chains": chains,
+      "translator.interpreted_no_tlb": missNoTLB,
+      "translator.interpreted_untranslatable": missUntranslatable,
+      "translator.interpreted_budget": missBudget,
+      "translator.interpreted_side_exit": missFirstExit,
     ].merging(lockstep?.statistics ?? [:]) { a, _ in a }
   }
 }
@@ -180,7 +191,10 @@ extension InterpreterCPU {
   @inline(never) func runBlock(_ t: BlockTranslator, _ budget: UInt64) -> UInt64 {
     let lin = linear(CS, rip)
     let tslot = Int(truncatingIfNeeded: lin >> 12) & TLB.mask
-    guard tlb.xtag[tslot] == (lin & ~0xFFF) | userKey, lin & 0xFFF <= 4096 - 16 else { return 0 }
+    guard tlb.xtag[tslot] == (lin & ~0xFFF) | userKey, lin & 0xFFF <= 4096 - 16 else {
+      t.missNoTLB &+= 1
+      return 0
+    }
     let host = UInt(bitPattern: tlb.xadd[tslot] &+ Int(bitPattern: UInt(lin)))
     let p = UnsafeRawPointer(bitPattern: host).unsafelyUnwrapped
     // CPL is in the key: generated code compares TLB tags with the privilege built in.
@@ -198,7 +212,10 @@ extension InterpreterCPU {
     } else {
       ep = translateBlock(t, nil, p, key, lin)
     }
-    guard let fn = ep.pointee.fn else { return 0 }
+    guard let fn = ep.pointee.fn else {
+      t.missUntranslatable &+= 1
+      return 0
+    }
     // The block the last one left for: patch that exit to jump here directly from now on.
     // Only within one linear page (the entry of the first block checked its translation)
     // and one mode; the chain entry re-checks the budget and this block's guest bytes.
@@ -217,7 +234,10 @@ extension InterpreterCPU {
       j[1] = UInt(rip)
       j[2] = UInt(bitPattern: target)
     }
-    guard ep.pointee.count <= budget else { return 0 }
+    guard ep.pointee.count <= budget else {
+      t.missBudget &+= 1
+      return 0
+    }
     materialize()
     t.context[0] = rfl & RFLAGS.status | RFLAGS.fixed
     t.context[1] = budget &- ep.pointee.count
@@ -238,6 +258,7 @@ extension InterpreterCPU {
     let n = t.context[1] <= budget ? budget &- t.context[1] : budget
     t.blocksRun &+= 1
     t.blockInstructions &+= n
+    if n == 0 { t.missFirstExit &+= 1 }
     return n
   }
 
