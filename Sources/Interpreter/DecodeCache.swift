@@ -450,6 +450,10 @@ extension InterpreterCPU {
         e.op = b2 & 0xF
         size = 1
         kind = DC.setcc
+      case 0x1F:
+        modrm()
+        if e.reg & 7 != 0 { return }
+        kind = DC.nop  // 0F 1F /0: the multi-byte NOP compilers pad loop heads with
       case 0xAF:
         modrm()
         kind = DC.imul

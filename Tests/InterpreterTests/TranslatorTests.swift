@@ -321,4 +321,25 @@ final class TranslatorTests: XCTestCase {
     XCTAssertEqual(try runToHalt(i).rax, 10000)
     XCTAssertEqual(st["instructions"], i.cpu.statistics()["instructions"])
   }
+
+  /// Multi-byte NOPs (0F 1F /0, with 66 and segment prefixes) are translated: a loop
+  /// padded with them stays in host code.
+  func testMultiByteNopsAreTranslated() throws {
+    let code: [UInt8] = [
+      0xB9, 0x10, 0x27, 0, 0,  // mov ecx,10000
+      0x66, 0x2E, 0x0F, 0x1F, 0x84, 0, 0, 0, 0, 0,  // L: nopw %cs:0(%rax,%rax,1)
+      0x0F, 0x1F, 0x40, 0x00,  // nopl 0(%rax)
+      0x48, 0x83, 0xC0, 0x01,  // add rax,1
+      0xFF, 0xC9,  // dec ecx
+      0x75, 0xEA,  // jnz L
+      0xF4,
+    ]
+    let m = try machine64(code)
+    try m.cpu.enableTranslation()
+    XCTAssertEqual(try runToHalt(m).rax, 10000)
+    let st = m.cpu.statistics()
+    XCTAssertEqual(st["translator.interpreted_untranslatable"], 1)  // the HLT
+    XCTAssertLessThan(st["translator.blocks_run"] ?? .max, 100)
+    XCTAssertEqual(st["instructions"], 2 + 5 * 10000)
+  }
 }
