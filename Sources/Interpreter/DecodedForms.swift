@@ -357,6 +357,10 @@ extension InterpreterCPU {
         e.pointee.op = b2 & 0xF
         size = 1
         kind = DC.setcc
+      case 0x1F:
+        try decodeOperand(e)
+        if e.pointee.reg & 7 != 0 { return false }
+        kind = DC.nop  // 0F 1F /0: the multi-byte NOP compilers pad loop heads with
       case 0xAF:
         try decodeOperand(e)
         kind = DC.imul

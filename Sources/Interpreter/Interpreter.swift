@@ -569,6 +569,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   private func runBatch(_ budget: UInt64) {
     var n = budget
     stop = false
+    let translator = self.translator  // once per batch, not a retain per instruction
     while n != 0 {
       if let t = translator {
         let k = runBlock(t, n)

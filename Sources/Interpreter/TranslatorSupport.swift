@@ -37,58 +37,142 @@ struct BlockEntry {
   var length: Int = 0
   /// Copy of the guest bytes the block was made from (malloc'd; nil when empty).
   var bytes: UnsafeMutableRawPointer?
+  /// Where a chained predecessor jumps in (see `BlockCompiler.chainEntry`).
+  var chainEntry: UnsafeRawPointer?
+  /// The next entry in the same hash bucket (an index into the pool), or -1.
+  var next: Int32 = -1
 }
 
 /// Translated blocks and their code memory, owned by one InterpreterCPU.
+///
+/// The block map is a chained hash table over a fixed pool of entries, sized for a
+/// kernel's working set (a Linux boot touches some 60 k blocks), so blocks are not evicted
+/// by collisions and translated again. Memory is bounded: when the pool or the code
+/// memory is full, every block is dropped at once (a flush, counted).
 final class BlockTranslator {
-  static let bits = 12
-  static let slots = 1 << bits
-  static let codeBytes = 8 << 20
+  static let bucketBits = 16
+  static let buckets = 1 << bucketBits
+  static let defaultCapacity = 1 << 17
+  static let codeBytes = 64 << 20
   static let maxInstructions = 64
+  static let jumpCacheBits = 12
 
+  /// The entry pool: `used` entries in use, allocated in order and freed only by a flush.
   let entries: UnsafeMutablePointer<BlockEntry>
+  let capacity: Int
+  private(set) var used = 0
+  /// Bucket heads (pool indices, -1 empty).
+  let heads: UnsafeMutablePointer<Int32>
   let code: CodeMemory
   let context: UnsafeMutablePointer<UInt64>
+  /// The jump cache generated code consults at a RET: per hash of the key, four words
+  /// (key, RIP, chain entry, unused); key 0 is empty.
+  let jumpCache: UnsafeMutablePointer<UInt>
 
   var blocksRun: UInt64 = 0
   var blockInstructions: UInt64 = 0
   var translations: UInt64 = 0
   var retranslations: UInt64 = 0
+  var flushes: UInt64 = 0
+  var chains: UInt64 = 0
+  /// Why the interpreter ran an instruction instead (where the time goes): no fetch-TLB
+  /// entry or too near the page end, an untranslatable instruction, too little budget
+  /// left, or a side exit before the block's first instruction.
+  var missNoTLB: UInt64 = 0
+  var missUntranslatable: UInt64 = 0
+  var missBudget: UInt64 = 0
+  var missFirstExit: UInt64 = 0
+  /// The exit the last block left through, if it can be chained: the address of its jump's
+  /// rel32, the RIP it left for, and the linear page and mode it ran in (0: none).
+  var chainSite: UInt = 0
+  var chainRip: UInt64 = 0
+  var chainPage: UInt64 = 0
+  var chainMode: UInt = 0
   /// Lockstep (TranslatorLockstep.swift): nil when off.
-  var lockstep: Lockstep?
+  var lockstep: Lockstep? {
+    didSet { lockstepOn = lockstep != nil }
+  }
+  /// `lockstep != nil`, read on every block entry without retaining the object.
+  private(set) var lockstepOn = false
 
-  init() throws {
+  /// `capacity`: blocks held before a flush (smaller in tests).
+  init(capacity: Int = defaultCapacity) throws {
+    self.capacity = capacity
     code = try CodeMemory(capacity: BlockTranslator.codeBytes)
-    entries = .allocate(capacity: BlockTranslator.slots)
-    entries.initialize(repeating: BlockEntry(), count: BlockTranslator.slots)
-    context = .allocate(capacity: 2)
-    context.initialize(repeating: 0, count: 2)
+    entries = .allocate(capacity: capacity)
+    heads = .allocate(capacity: BlockTranslator.buckets)
+    heads.initialize(repeating: -1, count: BlockTranslator.buckets)
+    context = .allocate(capacity: 3)
+    context.initialize(repeating: 0, count: 3)
+    jumpCache = .allocate(capacity: 4 << BlockTranslator.jumpCacheBits)
+    jumpCache.initialize(repeating: 0, count: 4 << BlockTranslator.jumpCacheBits)
   }
 
   deinit {
-    for i in 0..<BlockTranslator.slots { free(entries[i].bytes) }
+    for i in 0..<used { free(entries[i].bytes) }
+    entries.deinitialize(count: used)
     entries.deallocate()
+    heads.deallocate()
     context.deallocate()
+    jumpCache.deallocate()
   }
 
-  @inline(__always) static func slot(_ host: UInt) -> Int {
-    Int(truncatingIfNeeded: (host ^ (host >> 12)) & UInt(slots - 1))
+  @inline(__always) static func bucket(_ key: UInt) -> Int {
+    Int(truncatingIfNeeded: (UInt64(key) &* golden) >> UInt64(64 - bucketBits))
   }
 
-  /// Drops every block (the code memory is full).
-  func flush() {
-    for i in 0..<BlockTranslator.slots {
-      free(entries[i].bytes)
-      entries[i] = BlockEntry()
+  /// The block for (`key`, `rip`), or nil.
+  @inline(__always) func find(_ key: UInt, _ rip: UInt64) -> UnsafeMutablePointer<BlockEntry>? {
+    var i = heads[Self.bucket(key)]
+    while i >= 0 {
+      let ep = entries + Int(i)
+      if ep.pointee.key == key && ep.pointee.rip == rip { return ep }
+      i = ep.pointee.next
     }
+    return nil
+  }
+
+  /// The jump cache slot (its first word) for `key`; generated code hashes the same way.
+  @inline(__always) func jumpSlot(_ key: UInt) -> UnsafeMutablePointer<UInt> {
+    jumpCache + 4
+      * Int(truncatingIfNeeded: (UInt64(key) &* Self.golden) >> UInt64(64 - Self.jumpCacheBits))
+  }
+  static let golden: UInt64 = 0x9E37_79B9_7F4A_7C15
+
+  /// A new empty entry for (`key`, `rip`), flushing everything first if the pool is full.
+  func insert(_ key: UInt, _ rip: UInt64) -> UnsafeMutablePointer<BlockEntry> {
+    if used == capacity { flush() }
+    let b = Self.bucket(key)
+    let ep = entries + used
+    ep.initialize(to: BlockEntry(key: key, rip: rip, next: heads[b]))
+    heads[b] = Int32(used)
+    used += 1
+    return ep
+  }
+
+  /// Drops every block (the pool or the code memory is full).
+  func flush() {
+    for i in 0..<used { free(entries[i].bytes) }
+    entries.deinitialize(count: used)
+    used = 0
+    heads.update(repeating: -1, count: Self.buckets)
+    lockstep?.undefinedAt.removeAll()
+    chainSite = 0
+    jumpCache.update(repeating: 0, count: 4 << Self.jumpCacheBits)
     code.reset()
+    flushes &+= 1
   }
 
   var statistics: [String: UInt64] {
     [
       "translator.blocks_run": blocksRun, "translator.block_instructions": blockInstructions,
       "translator.translations": translations, "translator.retranslations": retranslations,
-      "translator.code_flushes": code.resets, "translator.code_bytes": UInt64(code.used),
+      "translator.code_flushes": flushes, "translator.code_bytes": UInt64(code.used),
+      "translator.blocks": UInt64(used), "translator.chains": chains,
+      "translator.interpreted_no_tlb": missNoTLB,
+      "translator.interpreted_untranslatable": missUntranslatable,
+      "translator.interpreted_budget": missBudget,
+      "translator.interpreted_side_exit": missFirstExit,
     ].merging(lockstep?.statistics ?? [:]) { a, _ in a }
   }
 }
@@ -107,49 +191,92 @@ extension InterpreterCPU {
   @inline(never) func runBlock(_ t: BlockTranslator, _ budget: UInt64) -> UInt64 {
     let lin = linear(CS, rip)
     let tslot = Int(truncatingIfNeeded: lin >> 12) & TLB.mask
-    guard tlb.xtag[tslot] == (lin & ~0xFFF) | userKey, lin & 0xFFF <= 4096 - 16 else { return 0 }
+    guard tlb.xtag[tslot] == (lin & ~0xFFF) | userKey, lin & 0xFFF <= 4096 - 16 else {
+      t.missNoTLB &+= 1
+      return 0
+    }
     let host = UInt(bitPattern: tlb.xadd[tslot] &+ Int(bitPattern: UInt(lin)))
     let p = UnsafeRawPointer(bitPattern: host).unsafelyUnwrapped
     // CPL is in the key: generated code compares TLB tags with the privilege built in.
     let key = host | UInt(codeSize | (mode64 ? 0x10 : 0) | (cpl == 3 ? 0x20 : 0)) &<< 56
-    let ep = t.entries + BlockTranslator.slot(host)
-    if ep.pointee.key != key || ep.pointee.rip != rip
-      || (ep.pointee.length != 0 && memcmp(p, ep.pointee.bytes!, ep.pointee.length) != 0)
-    {
-      if ep.pointee.key == key && ep.pointee.rip == rip { t.retranslations &+= 1 }
-      translateBlock(t, ep, p, key, lin)
+    let site = t.chainSite
+    let flushes = t.flushes  // a flush while translating drops the code `site` is in
+    t.chainSite = 0
+    var ep: UnsafeMutablePointer<BlockEntry>
+    if let found = t.find(key, rip) {
+      ep = found
+      if ep.pointee.length != 0 && memcmp(p, ep.pointee.bytes!, ep.pointee.length) != 0 {
+        t.retranslations &+= 1
+        ep = translateBlock(t, ep, p, key, lin)
+      }
+    } else {
+      ep = translateBlock(t, nil, p, key, lin)
     }
-    guard let fn = ep.pointee.fn, ep.pointee.count <= budget else { return 0 }
+    guard let fn = ep.pointee.fn else {
+      t.missUntranslatable &+= 1
+      return 0
+    }
+    // The block the last one left for: patch that exit to jump here directly from now on.
+    // Only within one linear page (the entry of the first block checked its translation)
+    // and one mode; the chain entry re-checks the budget and this block's guest bytes.
+    if site != 0 && t.flushes == flushes && t.chainRip == rip && t.chainPage == lin >> 12
+      && t.chainMode == key >> 56,
+      let target = ep.pointee.chainEntry
+    {
+      let at = UnsafeRawPointer(bitPattern: site).unsafelyUnwrapped
+      let rel = UInt32(bitPattern: Int32(truncatingIfNeeded: target - (at + 4)))
+      t.code.patch(at: at, (0..<4).map { UInt8(truncatingIfNeeded: rel >> (8 * UInt32($0))) })
+      t.chains &+= 1
+    }
+    if let target = ep.pointee.chainEntry {
+      let j = t.jumpSlot(key)
+      j[0] = key
+      j[1] = UInt(rip)
+      j[2] = UInt(bitPattern: target)
+    }
+    guard ep.pointee.count <= budget else {
+      t.missBudget &+= 1
+      return 0
+    }
     materialize()
     t.context[0] = rfl & RFLAGS.status | RFLAGS.fixed
     t.context[1] = budget &- ep.pointee.count
+    t.context[2] = 0
     let next =
-      t.lockstep == nil
+      !t.lockstepOn
       ? fn(r, t.context) : runLockstep(t, fn, ep - t.entries, count: ep.pointee.count, budget)
     rfl = (rfl & ~RFLAGS.status) | (t.context[0] & RFLAGS.status)
     rip = next
+    if t.context[2] != 0 {
+      t.chainSite = UInt(t.context[2])
+      t.chainRip = next
+      t.chainPage = lin >> 12
+      t.chainMode = key >> 56
+    }
     // A block never hands back more than it was given; the guard keeps a compiler bug from
     // wrapping the batch count into a runaway loop.
     let n = t.context[1] <= budget ? budget &- t.context[1] : budget
     t.blocksRun &+= 1
     t.blockInstructions &+= n
+    if n == 0 { t.missFirstExit &+= 1 }
     return n
   }
 
-  /// Decodes and compiles the block at `p` (guest linear `lin`, RIP `rip`) into `ep`.
+  /// Decodes and compiles the block at `p` (guest linear `lin`, RIP `rip`) into `existing`
+  /// (its guest bytes changed) or a new entry; returns the entry, which a flush may move.
   func translateBlock(
-    _ t: BlockTranslator, _ ep: UnsafeMutablePointer<BlockEntry>, _ p: UnsafeRawPointer,
+    _ t: BlockTranslator, _ existing: UnsafeMutablePointer<BlockEntry>?, _ p: UnsafeRawPointer,
     _ key: UInt, _ lin: UInt64
-  ) {
-    free(ep.pointee.bytes)
-    ep.pointee = BlockEntry(key: key, rip: rip)
+  ) -> UnsafeMutablePointer<BlockEntry> {
     let mode = UInt8(truncatingIfNeeded: codeSize) | (mode64 ? 0x10 : 0)
     var insns: [DecodedInsn] = []
     var offset = 0
     var d = DecodedInsn()
-    let compiler = BlockCompiler(
+    var compiler = BlockCompiler(
       mode64: mode64, codeMask: codeMask, user: cpl == 3, tlb: tlb, segBase: segBase,
-      hostPage: UInt(bitPattern: p) >> 12)
+      hostPage: UInt(bitPattern: p) >> 12, guest: p, chain: t.lockstep == nil,
+      codeAt: UInt(bitPattern: t.code.nextAddress), keyMode: (key >> 56) << 56,
+      jumpCache: t.jumpCache)
     while insns.count < BlockTranslator.maxInstructions
       && Int(lin & 0xFFF) + offset <= 4096 - 16
     {
@@ -159,26 +286,35 @@ extension InterpreterCPU {
       offset += Int(d.len)
       if d.kind == DC.jcc || d.kind == DC.jmp || d.kind == DC.call || d.kind == DC.ret { break }
     }
-    guard !insns.isEmpty else {
-      // Remember "interpret this" cheaply, checked against the first 16 bytes.
-      ep.pointee.length = 16
-      ep.pointee.bytes = malloc(16)
-      ep.pointee.bytes!.copyMemory(from: p, byteCount: 16)
-      return
-    }
-    let bytes = compiler.compile(insns, rip: rip)
-    t.lockstep?.undefinedAt[ep - t.entries] = BlockCompiler.undefinedFlags(insns)
-    var entry = t.code.install(bytes)
-    if entry == nil {
+    var block = insns.isEmpty ? nil : compiler.compile(insns, rip: rip, length: offset)
+    var ep = existing
+    if (block?.bytes.count ?? 0) + 16 > t.code.free || (ep == nil && t.used == t.capacity) {
       t.flush()
-      entry = t.code.install(bytes)
+      ep = nil
+      // The code's own address is built into its chain exits: compile again for the new one.
+      compiler.codeAt = UInt(bitPattern: t.code.nextAddress)
+      if block != nil { block = compiler.compile(insns, rip: rip, length: offset) }
     }
-    guard let entry else { return }
+    let e = ep ?? t.insert(key, rip)
+    free(e.pointee.bytes)
+    e.pointee = BlockEntry(key: key, rip: rip, next: e.pointee.next)
+    guard let block else {
+      // Remember "interpret this" cheaply, checked against the first 16 bytes.
+      e.pointee.length = 16
+      e.pointee.bytes = malloc(16)
+      e.pointee.bytes!.copyMemory(from: p, byteCount: 16)
+      return e
+    }
+    guard let entry = t.code.install(block.bytes) else { return e }  // larger than the cache
+    t.lockstep?.undefinedAt[e - t.entries] = BlockCompiler.undefinedFlags(insns)
     t.translations &+= 1
-    ep.pointee = BlockEntry(
-      key: key, rip: rip, fn: unsafeBitCast(entry, to: BlockFunction.self),
-      count: UInt64(insns.count), length: offset, bytes: malloc(offset))
-    ep.pointee.bytes!.copyMemory(from: p, byteCount: offset)
+    e.pointee.fn = unsafeBitCast(entry, to: BlockFunction.self)
+    e.pointee.chainEntry = entry + block.chainEntry
+    e.pointee.count = UInt64(insns.count)
+    e.pointee.length = offset
+    e.pointee.bytes = malloc(offset)
+    e.pointee.bytes!.copyMemory(from: p, byteCount: offset)
+    return e
   }
 }
 
@@ -196,6 +332,15 @@ struct BlockCompiler {
   let segBase: UnsafeMutablePointer<UInt64>
   /// The host page holding the block: a store there leaves the block (self-modifying code).
   let hostPage: UInt
+  /// The block's guest bytes (their host address), checked by the chain entry.
+  let guest: UnsafeRawPointer
+  /// Exits to a known RIP may be patched to jump to the next block (off in lockstep).
+  let chain: Bool
+  /// Where the code will execute (chain exits hand back the address of their jump).
+  var codeAt: UInt
+  /// The block key's mode bits (top byte) and the jump cache, for RET's inline lookup.
+  let keyMode: UInt
+  let jumpCache: UnsafeMutablePointer<UInt>
 
   static let g = HostReg.rdi  // guest GPRs
   static let ctx = HostReg.rsi  // context words
@@ -258,7 +403,15 @@ struct BlockCompiler {
     }
   }
 
-  func compile(_ insns: [DecodedInsn], rip start: UInt64) -> [UInt8] {
+  /// A compiled block: its code (entered at offset 0 from Swift) and the offset of the
+  /// entry a chained predecessor jumps to with the guest flags in the host's EFLAGS.
+  struct Compiled {
+    var bytes: [UInt8]
+    var chainEntry: Int
+  }
+
+  /// Compiles `insns` (`length` guest bytes from RIP `start`).
+  func compile(_ insns: [DecodedInsn], rip start: UInt64, length: Int) -> Compiled {
     var e = X86Encoder()
     let ctx = Self.ctx
     // Flags live before each instruction (the block's end counts as a use, and so does a
@@ -283,8 +436,18 @@ struct BlockCompiler {
     let count = Int32(insns.count)
     var sideExits: [(Label, Int, UInt64)] = []
 
-    /// Leaves with RIP `next`: the flags go back to the context.
-    func exit(_ next: UInt64?) {
+    /// Leaves with RIP `next`: the flags go back to the context. An exit to a known RIP
+    /// starts with a jump to the next instruction that chaining may retarget at the next
+    /// block, and hands back that jump's address in context word 2.
+    func exit(_ next: UInt64?, chainable: Bool = true) {
+      if chain && chainable && next != nil {
+        let l = e.newLabel()
+        e.jmp(l)
+        let site = e.bytes.count - 4
+        e.bind(l)
+        e.movImm(.rcx, UInt64(codeAt) &+ UInt64(site))
+        e.store(HostMem(ctx, 16), .rcx)
+      }
       e.pushfq()
       e.pop(.rcx)
       e.store(HostMem(ctx, 0), .rcx)
@@ -313,7 +476,7 @@ struct BlockCompiler {
       e.alu(.add, HostMem(ctx, 8), imm: count)  // not enough budget: undo, leave at the start
       e.alu(.add, .rax, imm: 0x7F, .b8)
       e.sahf()
-      exit(start)
+      exit(start, chainable: false)
     }
     /// The effective (linear: 64-bit mode) address of a memory operand into R8, without
     /// touching the flags.
@@ -368,6 +531,46 @@ struct BlockCompiler {
       }
     }
     func hostMem() -> HostMem { HostMem(.r9, 0, index: .r8) }
+    /// RET (64-bit mode, CS base 0; target RIP in R10): if the target page is in the fetch
+    /// TLB and the jump cache holds the block at that host address and RIP in this mode,
+    /// jump to its chain entry (which takes the budget and checks its bytes); else fall
+    /// through to the exit, flags intact.
+    func jumpCacheLookup() {
+      let miss = e.newLabel()
+      e.lahf()
+      e.setcc(.o, .rax)
+      e.mov(.rdx, .r10)
+      e.shift(.shr, .rdx, imm: 12)
+      e.alu(.and, .rdx, imm: Int32(TLB.mask), .b32)
+      e.mov(.rcx, .r10)
+      e.alu(.and, .rcx, imm: -4096)
+      if user { e.alu(.or, .rcx, imm: 1) }
+      e.movImm(.r9, UInt64(UInt(bitPattern: tlb.xtag)))
+      e.alu(.cmp, .rcx, HostMem(.r9, 0, index: .rdx, scale: 8))
+      e.jcc(.ne, miss)
+      e.movImm(.r9, UInt64(UInt(bitPattern: tlb.xadd)))
+      e.load(.r9, HostMem(.r9, 0, index: .rdx, scale: 8))
+      e.alu(.add, .r9, .r10)  // the target's host address
+      e.movImm(.rcx, UInt64(keyMode))
+      e.alu(.or, .rcx, .r9)  // its key
+      e.movImm(.rdx, BlockTranslator.golden)
+      e.imul(.rdx, .rcx)
+      e.shift(.shr, .rdx, imm: UInt8(64 - BlockTranslator.jumpCacheBits))
+      e.shift(.shl, .rdx, imm: 5)
+      e.movImm(.r9, UInt64(UInt(bitPattern: jumpCache)))
+      e.alu(.add, .r9, .rdx)
+      e.alu(.cmp, .rcx, HostMem(.r9, 0))
+      e.jcc(.ne, miss)
+      e.alu(.cmp, .r10, HostMem(.r9, 8))
+      e.jcc(.ne, miss)
+      e.load(.rcx, HostMem(.r9, 16))
+      e.alu(.add, .rax, imm: 0x7F, .b8)
+      e.sahf()
+      e.jmp(.rcx)
+      e.bind(miss)
+      e.alu(.add, .rax, imm: 0x7F, .b8)
+      e.sahf()
+    }
 
     var pc = start
     for (i, d) in insns.enumerated() {
@@ -498,10 +701,10 @@ struct BlockCompiler {
         exit(next)
         e.bind(taken)
         loopOrExit(target)
-        return finish(&e, sideExits, count)
+        return finish(&e, sideExits, count, top: top, rip: start, length: length)
       case DC.jmp:
         loopOrExit(branchTarget(next, d))
-        return finish(&e, sideExits, count)
+        return finish(&e, sideExits, count, top: top, rip: start, length: length)
       // The stack in 64-bit mode (SS base 0, 8-byte slots): RSP changes only after the
       // access succeeded, so a side exit leaves it as the interpreter expects.
       case DC.pushR, DC.call:
@@ -513,7 +716,7 @@ struct BlockCompiler {
         e.store(reg(4), .r8)
         if d.kind == DC.call {
           exit(branchTarget(next, d))
-          return finish(&e, sideExits, count)
+          return finish(&e, sideExits, count, top: top, rip: start, length: length)
         }
       case DC.popR, DC.ret:
         e.load(.r8, reg(4))
@@ -522,8 +725,9 @@ struct BlockCompiler {
         e.lea(.r8, HostMem(.r8, 8))
         e.store(reg(4), .r8)
         if d.kind == DC.ret {
+          if chain { jumpCacheLookup() }
           exit(nil)
-          return finish(&e, sideExits, count)
+          return finish(&e, sideExits, count, top: top, rip: start, length: length)
         }
         e.store(reg(d.reg), .r10)  // after RSP: POP RSP loads the popped value
       default:  // DC.nop
@@ -532,13 +736,16 @@ struct BlockCompiler {
       pc = next
     }
     exit(pc)
-    return finish(&e, sideExits, count)
+    return finish(&e, sideExits, count, top: top, rip: start, length: length)
   }
 
   /// Appends the side exits: restore the flags saved before the TLB check, hand back the
   /// instructions this pass did not retire, and return the faulting-or-missing
   /// instruction's RIP for the interpreter to run.
-  func finish(_ e: inout X86Encoder, _ exits: [(Label, Int, UInt64)], _ count: Int32) -> [UInt8] {
+  func finish(
+    _ e: inout X86Encoder, _ exits: [(Label, Int, UInt64)], _ count: Int32, top: Label,
+    rip start: UInt64, length: Int
+  ) -> Compiled {
     for (label, i, pc) in exits {
       e.bind(label)
       e.alu(.add, .rax, imm: 0x7F, .b8)
@@ -550,8 +757,45 @@ struct BlockCompiler {
       e.movImm(.rax, pc)
       e.ret()
     }
+    let entry = e.bytes.count
+    chainEntry(&e, count, top: top, rip: start, length: length)
     precondition(e.isResolved)
-    return e.bytes
+    return Compiled(bytes: e.bytes, chainEntry: entry)
+  }
+
+  /// The entry a chained predecessor jumps to, guest flags in EFLAGS: it takes this
+  /// block's instructions from the budget and checks that the guest bytes are still the
+  /// ones translated (stores and DMA need no invalidation hook), then runs the block; if
+  /// either fails it leaves for Swift at the block's RIP, the budget untouched.
+  func chainEntry(_ e: inout X86Encoder, _ count: Int32, top: Label, rip: UInt64, length: Int) {
+    let ctx = Self.ctx
+    let fail = e.newLabel()
+    e.lahf()
+    e.setcc(.o, .rax)
+    e.alu(.sub, HostMem(ctx, 8), imm: count)
+    e.jcc(.b, fail)
+    // 8-byte words covering the bytes, the last one overlapping; a block shorter than 8
+    // bytes compares 8 anyway (it starts at most 4080 bytes into its page).
+    e.movImm(.rcx, UInt64(UInt(bitPattern: guest)))
+    var offsets = Array(stride(from: 0, to: max(length - 8, 0), by: 8))
+    offsets.append(max(length - 8, 0))
+    for off in offsets {
+      e.movImm(.rdx, guest.loadUnaligned(fromByteOffset: off, as: UInt64.self))
+      e.alu(.cmp, .rdx, HostMem(.rcx, Int32(off)))
+      e.jcc(.ne, fail)
+    }
+    e.alu(.add, .rax, imm: 0x7F, .b8)
+    e.sahf()
+    e.jmp(top)
+    e.bind(fail)
+    e.alu(.add, HostMem(ctx, 8), imm: count)
+    e.alu(.add, .rax, imm: 0x7F, .b8)
+    e.sahf()
+    e.pushfq()
+    e.pop(.rcx)
+    e.store(HostMem(ctx, 0), .rcx)
+    e.movImm(.rax, rip)
+    e.ret()
   }
 
   /// A direct branch's target, wrapped as `dcTarget` wraps it.

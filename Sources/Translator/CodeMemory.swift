@@ -58,6 +58,9 @@ public final class CodeMemory {
 
   public var free: Int { capacity - used }
 
+  /// Where the next `install` puts its code, if it fits.
+  public var nextAddress: UnsafeRawPointer { executable.advanced(by: (used + 15) & ~15) }
+
   /// Copies `code` in and returns where it executes, or nil when it does not fit (the
   /// caller then flushes its translations and calls `reset()`). Entries are 16-byte aligned.
   public func install(_ code: [UInt8]) -> UnsafeRawPointer? {

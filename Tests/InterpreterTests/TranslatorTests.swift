@@ -226,4 +226,120 @@ final class TranslatorTests: XCTestCase {
       XCTAssertNil(m.cpu.lockstepReport, "flags \(flags)")
     }
   }
+
+  /// 8192 distinct blocks (ADD; JMP to the next) run three times: each is translated once,
+  /// not evicted by collisions and translated again on every pass.
+  func manyBlocks(_ m: TestMachine) throws -> [String: UInt64] {
+    let g = try runToHalt(m)
+    XCTAssertEqual(g.rax, 3 * 8192)
+    return m.cpu.statistics()
+  }
+  func manyBlocksCode() -> [UInt8] {
+    var code: [UInt8] = [0xB9, 3, 0, 0, 0]  // mov ecx,3
+    for _ in 0..<8192 { code += [0x48, 0x83, 0xC0, 0x01, 0xEB, 0x00] }  // add rax,1; jmp $+2
+    code += [0xFF, 0xC9, 0x0F, 0x85]  // dec ecx; jnz back to the first ADD
+    let rel = Int32(5 - (code.count + 4))
+    code += withUnsafeBytes(of: rel.littleEndian) { Array($0) }
+    code.append(0xF4)
+    return code
+  }
+
+  func testManyBlocksAreTranslatedOnce() throws {
+    let m = try machine64(manyBlocksCode())
+    try m.cpu.enableTranslation()
+    let st = try manyBlocks(m)
+    XCTAssertGreaterThan(st["translator.translations"] ?? 0, 8000)
+    XCTAssertLessThanOrEqual(st["translator.translations"] ?? 0, 8192 + 4)
+    XCTAssertEqual(st["translator.retranslations"], 0)
+    XCTAssertEqual(st["translator.code_flushes"], 0)
+  }
+
+  /// A block map smaller than the working set flushes (counted) and stays correct.
+  func testFullBlockMapFlushes() throws {
+    let m = try machine64(manyBlocksCode())
+    m.cpu.translator = try BlockTranslator(capacity: 1000)
+    let st = try manyBlocks(m)
+    XCTAssertGreaterThanOrEqual(st["translator.code_flushes"] ?? 0, 3 * 8)
+    XCTAssertLessThanOrEqual(st["translator.blocks"] ?? .max, 1000)
+  }
+
+  /// Chained blocks: the many-blocks guest runs mostly without returning to Swift, with
+  /// the same instruction count as the interpreter.
+  func testDirectBranchesAreChained() throws {
+    let m = try machine64(manyBlocksCode())
+    try m.cpu.enableTranslation()
+    let st = try manyBlocks(m)
+    XCTAssertGreaterThan(st["translator.chains"] ?? 0, 8000)
+    // 3 x 8192 blocks ran; Swift entered only where a chain ended (the batch budget, the
+    // first pass, page ends).
+    XCTAssertLessThan(st["translator.blocks_run"] ?? .max, 8192 + 3 * 8192 / 4)
+    let i = try machine64(manyBlocksCode())
+    XCTAssertEqual(try runToHalt(i).rax, 3 * 8192)
+    XCTAssertEqual(st["instructions"], i.cpu.statistics()["instructions"])
+  }
+
+  /// A chained-to block whose bytes an interpreted store changed is not run stale: its
+  /// chain entry checks them and hands over to Swift, which translates it again.
+  func testChainedBlockSeesItsBytesChange() throws {
+    let code: [UInt8] = [
+      0xB9, 3, 0, 0, 0,  // mov ecx,3
+      0x31, 0xDB,  // xor ebx,ebx
+      0xFE, 0x05, 0x04, 0x00, 0x00, 0x00,  // L: inc byte [rip+4] (B's immediate; interpreted)
+      0xEB, 0x00,  // jmp B (a block of its own, chained to B)
+      0x83, 0xC3, 0x01,  // B: add ebx,1
+      0xFF, 0xC9,  // dec ecx
+      0x75, 0xF1,  // jnz L
+      0xF4,
+    ]
+    let m = try machine64(code)
+    try m.cpu.enableTranslation()
+    let g = try runToHalt(m)
+    XCTAssertEqual(g.rbx, 2 + 3 + 4)
+    let st = m.cpu.statistics()
+    XCTAssertGreaterThan(st["translator.chains"] ?? 0, 0)
+    XCTAssertGreaterThan(st["translator.retranslations"] ?? 0, 0)
+  }
+
+  /// RET finds its return block through the jump cache in host code: a call/return loop
+  /// stays out of Swift, with the interpreter's results and instruction count.
+  func testReturnsUseTheJumpCache() throws {
+    let code: [UInt8] = [
+      0xB9, 0x10, 0x27, 0, 0,  // mov ecx,10000
+      0xE8, 0x06, 0, 0, 0,  // L: call f
+      0xFF, 0xC9,  // dec ecx
+      0x75, 0xF7,  // jnz L
+      0xF4, 0x90,  // hlt; nop
+      0x48, 0x83, 0xC0, 0x01,  // f: add rax,1
+      0xC3,  // ret
+    ]
+    let m = try machine64(code)
+    try m.cpu.enableTranslation()
+    XCTAssertEqual(try runToHalt(m).rax, 10000)
+    let st = m.cpu.statistics()
+    XCTAssertLessThan(st["translator.blocks_run"] ?? .max, 1000)
+    let i = try machine64(code)
+    XCTAssertEqual(try runToHalt(i).rax, 10000)
+    XCTAssertEqual(st["instructions"], i.cpu.statistics()["instructions"])
+  }
+
+  /// Multi-byte NOPs (0F 1F /0, with 66 and segment prefixes) are translated: a loop
+  /// padded with them stays in host code.
+  func testMultiByteNopsAreTranslated() throws {
+    let code: [UInt8] = [
+      0xB9, 0x10, 0x27, 0, 0,  // mov ecx,10000
+      0x66, 0x2E, 0x0F, 0x1F, 0x84, 0, 0, 0, 0, 0,  // L: nopw %cs:0(%rax,%rax,1)
+      0x0F, 0x1F, 0x40, 0x00,  // nopl 0(%rax)
+      0x48, 0x83, 0xC0, 0x01,  // add rax,1
+      0xFF, 0xC9,  // dec ecx
+      0x75, 0xEA,  // jnz L
+      0xF4,
+    ]
+    let m = try machine64(code)
+    try m.cpu.enableTranslation()
+    XCTAssertEqual(try runToHalt(m).rax, 10000)
+    let st = m.cpu.statistics()
+    XCTAssertEqual(st["translator.interpreted_untranslatable"], 1)  // the HLT
+    XCTAssertLessThan(st["translator.blocks_run"] ?? .max, 100)
+    XCTAssertEqual(st["instructions"], 2 + 5 * 10000)
+  }
 }
