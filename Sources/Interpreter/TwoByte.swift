@@ -243,15 +243,12 @@ extension InterpreterCPU {
   }
 
   func cpuidQuery(_ leaf: UInt32, _ sub: UInt32) -> CPUIDResult {
-    var res = cpuid.lookup(leaf: leaf, subleaf: sub)
+    var res = cpuid.lookup(leaf: leaf, subleaf: sub).forCPU(leaf: leaf, apicID: UInt32(apicID))
     if leaf == 1 {
-      // OSXSAVE mirrors CR4; EBX[31:24] is this CPU's initial APIC ID.
+      // OSXSAVE mirrors CR4.
       if cr4 & CR4.osxsave != 0 { res.ecx |= 1 << 27 } else { res.ecx &= ~(1 << 27) }
-      res.ebx = res.ebx & 0x00FF_FFFF | UInt32(apicID) << 24
       // The APIC bit follows IA32_APIC_BASE's global enable (SDM 10.4.3).
       if (platform?.readMSR(MSR.apicBase) ?? apicBase) & (1 << 11) == 0 { res.edx &= ~(1 << 9) }
-    } else if leaf == 0xB {
-      res.edx = UInt32(apicID)  // x2APIC ID, on every subleaf
     }
     return res
   }
