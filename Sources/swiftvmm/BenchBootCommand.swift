@@ -8,12 +8,13 @@ import VMM
   import Glibc
 #endif
 
-/// Boot-to-poweroff of the Debian guest on the interpreter and on QEMU TCG, in one invocation.
+/// Boot-to-poweroff of the Debian guest on the interpreter, the translator and QEMU TCG, in
+/// one invocation.
 struct BenchBoot: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "boot",
     abstract:
-      "Boot the Debian guest to poweroff on the interpreter and under QEMU TCG; print times and ratios."
+      "Boot the Debian guest to poweroff on the interpreter, the translator and QEMU TCG; print times and ratios."
   )
 
   @Option(help: "Guest cache directory (default: $SWIFTVMM_CACHE or ~/.cache/swiftvmm/linux).")
@@ -93,44 +94,20 @@ struct BenchBoot: ParsableCommand {
     }
     let qemu = median(qemuTimes)
     if let qemu {
-      print("QEMU TCG            \(fmt(qemu)) s   peak RSS \(qemuRSS / 1024) MiB")
+      print(BenchSupport.pad("QEMU TCG", 34) + " \(fmt(qemu)) s   peak RSS \(qemuRSS / 1024) MiB")
     }
     var rows: [[String: Any]] = []
     for v in variants {
-      var times: [Double] = []
-      var instructions: UInt64 = 0
-      var ok = true
-      for _ in 0..<runs {
-        var c = MachineConfig(
-          kernel: [UInt8](kernel), kernelName: guest.bzImage, engine: .interpreter)
-        c.initrd = initrd
-        c.commandLine = cmdline
-        c.memorySize = memoryBytes
-        c.linuxProtocol = v.proto
-        c.cpuid = try CPUIDPolicy.load(nameOrPath: v.policy)
-        c.timeout = 1800
-        let console = ConsoleOutput(capturing: ())
-        let m = try Machine(config: c, console: console)
-        let o = m.run()
-        guard o == .powerOff, console.capturedText.contains("SWIFTVMM-BOOT-OK") else {
-          print(
-            "\(v.name): did not reach poweroff: \(o)\n" + String(console.capturedText.suffix(1500)))
-          ok = false
-          break
-        }
-        times.append(m.wallSeconds)
-        instructions = m.statistics()["instructions"] ?? 0
+      var interpreterSeconds: Double?
+      for engine in Self.engines {
+        guard
+          let t = try bootRow(
+            v, engine: engine, kernel: kernel, initrd: initrd,
+            cmdline: cmdline, memoryBytes: memoryBytes, qemu: qemu, base: interpreterSeconds,
+            rows: &rows)
+        else { continue }
+        if engine == .interpreter { interpreterSeconds = t }
       }
-      guard ok, let t = median(times) else { continue }
-      var line = BenchSupport.pad(v.name, 22) + " \(fmt(t)) s   \(instructions) instructions"
-      line += "   \(fmt(Double(instructions) / t / 1e6, 1)) MIPS"
-      var row: [String: Any] = ["variant": v.name, "seconds": t, "instructions": instructions]
-      if let qemu {
-        line += "   ratio \(fmt(t / qemu, 1))x QEMU"
-        row["ratio"] = t / qemu
-      }
-      print(line)
-      rows.append(row)
     }
     let systemDoc =
       system ? try benchSystem(guest: guest, cache: dir, memoryMiB: memoryBytes >> 20) : nil
@@ -145,6 +122,56 @@ struct BenchBoot: ParsableCommand {
         withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
       OutputFile.write([UInt8](data), to: json, what: "--json")
     }
+  }
+
+  /// The software engines measured, the interpreter first (the translator's yardstick).
+  static let engines: [EngineKind] = [.interpreter, .translator]
+
+  /// Boots variant `v` on `engine` `runs` times, prints its row and appends it to `rows`;
+  /// returns the median seconds, or nil when a boot failed (said on stdout).
+  func bootRow(
+    _ v: Variant, engine: EngineKind, kernel: Data, initrd: [UInt8], cmdline: String,
+    memoryBytes: UInt64, qemu: Double?, base: Double?, rows: inout [[String: Any]]
+  ) throws -> Double? {
+    var times: [Double] = []
+    var instructions: UInt64 = 0
+    for _ in 0..<runs {
+      var c = MachineConfig(kernel: [UInt8](kernel), kernelName: "vmlinuz", engine: engine)
+      c.initrd = initrd
+      c.commandLine = cmdline
+      c.memorySize = memoryBytes
+      c.linuxProtocol = v.proto
+      c.cpuid = try CPUIDPolicy.load(nameOrPath: v.policy)
+      c.timeout = 1800
+      let console = ConsoleOutput(capturing: ())
+      let m = try Machine(config: c, console: console)
+      let o = m.run()
+      guard o == .powerOff, console.capturedText.contains("SWIFTVMM-BOOT-OK") else {
+        print(
+          "\(v.name), \(engine.rawValue): did not reach poweroff: \(o)\n"
+            + String(console.capturedText.suffix(1500)))
+        return nil
+      }
+      times.append(m.wallSeconds)
+      instructions = m.statistics()["instructions"] ?? 0
+    }
+    guard let t = median(times) else { return nil }
+    var line = BenchSupport.pad("\(v.name), \(engine.rawValue)", 34) + " \(fmt(t)) s"
+    line += "   \(instructions) instructions   \(fmt(Double(instructions) / t / 1e6, 1)) MIPS"
+    var row: [String: Any] = [
+      "variant": v.name, "engine": engine.rawValue, "seconds": t, "instructions": instructions,
+    ]
+    if let qemu {
+      line += "   \(fmt(t / qemu, 1))x QEMU"
+      row["ratio"] = t / qemu
+    }
+    if let base, engine != .interpreter {
+      line += "   \(fmt(t / base, 2))x interpreter"
+      row["ratioToInterpreter"] = t / base
+    }
+    print(line)
+    rows.append(row)
+    return t
   }
 
   func median(_ v: [Double]) -> Double? { v.isEmpty ? nil : BenchMeasure.median(v) }
