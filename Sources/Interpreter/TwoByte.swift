@@ -73,6 +73,9 @@ extension InterpreterCPU {
         let v = getReg(modRM, s)
         if (n == 6 || n == 7) && v >> 32 != 0 { throw Fault.gp(0) }
         dr[n] = v
+        // RF lasts one instruction; one left by an IRET long ago must not hide
+        // the breakpoint just set (the run loop clears it only while DR7 is on).
+        rfl &= ~RFLAGS.rf
         if n != 6 {
           debugRegistersChanged()
           stop = true  // DR7 may call for the one-at-a-time batch
