@@ -1,3 +1,5 @@
+import X86
+
 /// 256 bits, one per interrupt vector (IRR, ISR, TMR).
 public struct VectorBitmap: Equatable, Sendable {
   var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
@@ -162,9 +164,7 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   /// mode (bit 10), which is not offered, and for reserved bits. Clearing the
   /// global enable also software-disables the APIC, as QEMU does.
   public func writeAPICBase(_ value: UInt64) -> Bool {
-    guard value & ~(0xF_FFFF_F000 | LocalAPIC.globalEnable | LocalAPIC.bsp) == 0 else {
-      return false
-    }
+    guard value & ~MSR.apicBaseWritable == 0 else { return false }
     apicBase = value & (0xF_FFFF_F000 | LocalAPIC.globalEnable) | (apicBase & LocalAPIC.bsp)
     if !isGloballyEnabled { setSVR(svr & ~LocalAPIC.softwareEnable) }
     return true

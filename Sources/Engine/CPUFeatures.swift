@@ -33,7 +33,9 @@ public struct CPUFeature: Hashable, Sendable, CustomStringConvertible {
       ("invpcid", 10), ("rdseed", 18), ("adx", 19), ("smap", 20), ("clflushopt", 23),
       ("sha_ni", 29),
     ]
-    let e1ecx: [(String, UInt32)] = [("lahf_lm", 0), ("abm", 5), ("sse4a", 6), ("prefetchw", 8)]
+    let e1ecx: [(String, UInt32)] = [
+      ("lahf_lm", 0), ("abm", 5), ("sse4a", 6), ("prefetchw", 8), ("topoext", 22),
+    ]
     let e1edx: [(String, UInt32)] = [
       ("syscall", 11), ("nx", 20), ("mmxext", 22), ("pdpe1gb", 26), ("rdtscp", 27), ("lm", 29),
     ]

@@ -74,6 +74,21 @@ public enum CPUIDCacheLeaves {
     ]
   }
 
+  /// AMD's topology extensions (CPUID 0x80000001 ECX.TopologyExtensions): the caches
+  /// again in 0x8000001D, one subleaf per level and a null one (leaf 4's layout, AMD
+  /// APM Fn8000_001D), and 0x8000001E with one core per compute unit on node 0 (the
+  /// engine fills in each CPU's APIC ID, as it does for leaf 1).
+  public static func topologyEntries(caches: [CacheLevel] = standard) -> [CPUIDEntry] {
+    var e: [CPUIDEntry] = []
+    for (i, c) in (caches + [nil]).enumerated() {
+      var r = c.map(deterministic) ?? CPUIDResult()
+      r.eax &= 0x03FF_FFFF  // bits 31:26 are reserved on AMD
+      e.append(CPUIDEntry(function: 0x8000_001D, index: UInt32(i), indexed: true, result: r))
+    }
+    e.append(CPUIDEntry(function: 0x8000_001E, result: CPUIDResult()))
+    return e
+  }
+
   /// Leaf 4 (and AMD's 0x8000001D) format.
   static func deterministic(_ c: CacheLevel) -> CPUIDResult {
     let eax = c.kind.rawValue | c.level << 5 | 1 << 8 | (c.sharedBy - 1) << 14
@@ -127,9 +142,24 @@ extension CPUIDPolicy {
   }
 
   /// Replaces the cache leaves with the standard hierarchy in the vendor's format.
+  /// With `topoext` on an AMD policy, leaves 0x8000001D/E too (and the extended
+  /// range reaches them). It is off by default: QEMU's TCG does not offer it.
   public mutating func setCacheLeaves() {
-    entries.removeAll { [2, 4, 0x8000_0005, 0x8000_0006].contains($0.function) }
+    entries.removeAll {
+      [2, 4, 0x8000_0005, 0x8000_0006, 0x8000_001D, 0x8000_001E].contains($0.function)
+    }
     entries += CPUIDCacheLeaves.entries(intel: isIntel)
+    let topoext = CPUFeature.named("topoext")!
+    if isIntel {
+      set(topoext, false)
+    } else if has(topoext) {
+      entries += CPUIDCacheLeaves.topologyEntries()
+      if let i = entries.firstIndex(where: { $0.function == 0x8000_0000 }),
+        entries[i].result.eax < 0x8000_001E
+      {
+        entries[i].result.eax = 0x8000_001E
+      }
+    }
     entries.sort { ($0.function, $0.index) < ($1.function, $1.index) }
   }
 }

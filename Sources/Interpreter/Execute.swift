@@ -755,6 +755,7 @@ extension InterpreterCPU {
       let oldAL = al
       let oldCF = f & RFLAGS.cf != 0
       if al & 0xF > 9 || f & RFLAGS.af != 0 {
+        if al < 6 { cfOut = true }  // the borrow of AL - 6 (SDM: CF = old CF or borrow)
         al = (al &- 6) & 0xFF
         afOut = true
       }

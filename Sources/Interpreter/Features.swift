@@ -12,6 +12,8 @@ extension InterpreterCPU {
     "movbe", "bmi1", "bmi2", "abm",
     // Extended leaves.
     "syscall", "nx", "lm", "lahf_lm", "rdtscp", "pdpe1gb",
+    // AMD topology leaves 0x8000001D/E (CPUIDCacheLeaves.swift): data, no instructions.
+    "topoext",
     // Paravirtual clock.
     "kvm_kvmclock", "kvm_clocksource2", "kvm_nopiodelay", "kvm_clocksource_stable",
   ]

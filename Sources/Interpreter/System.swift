@@ -762,7 +762,9 @@ extension InterpreterCPU {
       kernelGSBase = v
     case MSR.tscAux: tscAux = v & 0xFFFF_FFFF
     case MSR.tsc: tscOffset = v &- (readTSC() &- tscOffset)
-    case MSR.apicBase: apicBase = v
+    case MSR.apicBase:
+      if v & ~MSR.apicBaseWritable != 0 { throw Fault.gp(0) }
+      apicBase = v
     case MSR.pat: pat = v
     case MSR.tscDeadline: tscDeadline = v
     case MSR.miscEnable: miscEnable = v

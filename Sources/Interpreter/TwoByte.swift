@@ -73,6 +73,9 @@ extension InterpreterCPU {
         let v = getReg(modRM, s)
         if (n == 6 || n == 7) && v >> 32 != 0 { throw Fault.gp(0) }
         dr[n] = v
+        // RF lasts one instruction; one left by an IRET long ago must not hide
+        // the breakpoint just set (the run loop clears it only while DR7 is on).
+        rfl &= ~RFLAGS.rf
         if n != 6 {
           debugRegistersChanged()
           stop = true  // DR7 may call for the one-at-a-time batch
@@ -218,15 +221,12 @@ extension InterpreterCPU {
   }
 
   func cpuidQuery(_ leaf: UInt32, _ sub: UInt32) -> CPUIDResult {
-    var res = cpuid.lookup(leaf: leaf, subleaf: sub)
+    var res = cpuid.lookup(leaf: leaf, subleaf: sub).forCPU(leaf: leaf, apicID: UInt32(apicID))
     if leaf == 1 {
-      // OSXSAVE mirrors CR4; EBX[31:24] is this CPU's initial APIC ID.
+      // OSXSAVE mirrors CR4.
       if cr4 & CR4.osxsave != 0 { res.ecx |= 1 << 27 } else { res.ecx &= ~(1 << 27) }
-      res.ebx = res.ebx & 0x00FF_FFFF | UInt32(apicID) << 24
       // The APIC bit follows IA32_APIC_BASE's global enable (SDM 10.4.3).
       if (platform?.readMSR(MSR.apicBase) ?? apicBase) & (1 << 11) == 0 { res.edx &= ~(1 << 9) }
-    } else if leaf == 0xB {
-      res.edx = UInt32(apicID)  // x2APIC ID, on every subleaf
     }
     return res
   }

@@ -106,11 +106,10 @@ public final class KVMVirtualCPU: VirtualCPU {
   // MARK: CPUID and MSRs
 
   /// Applies a CPUID policy with KVM_SET_CPUID2. Indexed entries carry
-  /// KVM_CPUID_FLAG_SIGNIFCANT_INDEX; leaf 1 EBX[31:24] gets this vCPU's APIC ID.
+  /// KVM_CPUID_FLAG_SIGNIFCANT_INDEX; the per-CPU fields get this vCPU's APIC ID.
   public func setCPUID(_ policy: CPUIDPolicy) throws {
     let raw: [ckvm_cpuid_entry] = policy.entries.map { e in
-      var r = e.result
-      if e.function == 1 { r.ebx = (r.ebx & 0x00FF_FFFF) | (id & 0xFF) << 24 }
+      let r = e.result.forCPU(leaf: e.function, apicID: UInt32(id))
       return ckvm_cpuid_entry(
         function: e.function, index: e.index,
         flags: e.indexed ? UInt32(CKVM_CPUID_FLAG_SIGNIFICANT_INDEX) : 0,

@@ -147,6 +147,7 @@ public final class Machine {
           .register(on: portBus, base: acpi.pmBase)
       }
       if !isLinux { p.pic.programAsFirmwareLeavesIt() }  // no BIOS ran: do what it would
+      try p.registerHypercalls(in: hypercalls)
       platform = p
       devices = DeviceManager(
         layout: layout, pciHost: pci, interruptLines: p.irqs, msiDelivery: p)

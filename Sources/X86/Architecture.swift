@@ -68,6 +68,9 @@ public enum RFLAGS {
 }
 
 public enum MSR {
+  /// IA32_APIC_BASE bits a write may set: base (40-bit physical), global enable
+  /// (11), BSP (8). x2APIC mode (10) is not offered: setting it, or a reserved bit, #GPs.
+  public static let apicBaseWritable: UInt64 = 0xFF_FFFF_F000 | 1 << 11 | 1 << 8
   public static let tsc: UInt32 = 0x10
   public static let platformID: UInt32 = 0x17
   public static let apicBase: UInt32 = 0x1B

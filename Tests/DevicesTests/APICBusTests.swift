@@ -121,4 +121,16 @@ final class APICBusTests: XCTestCase {
     bus.mmioWrite(offset: 0x280, size: 4, value: 0)
     XCTAssertEqual(bus.mmioRead(offset: 0x280, size: 4), 1 << 5, "send illegal vector")
   }
+
+  /// KVM_HC_SEND_IPI: a bitmap of APIC IDs from a base; the answer is how many it reached.
+  func testParavirtualIPI() {
+    XCTAssertEqual(bus.sendParavirtualIPI(low: 0b1010, high: 0, minID: 0, icr: 0x41), 2)
+    XCTAssertEqual(pending(), [nil, 0x41, nil, 0x41])
+    XCTAssertEqual(bus.sendParavirtualIPI(low: 1, high: 0, minID: 2, icr: 0x42), 1)
+    XCTAssertEqual(pending(), [nil, nil, 0x42, nil])
+    XCTAssertEqual(
+      bus.sendParavirtualIPI(low: 0xFFFF_FFFF, high: 0, minID: 0xFFFF_FFFF, icr: 0), 0,
+      "no APIC at those IDs (kvm-unit-tests apic's PV IPI call)")
+    XCTAssertEqual(bus.sendParavirtualIPI(low: 1, high: 0, minID: 0, icr: 0x500), 0, "INIT: no")
+  }
 }

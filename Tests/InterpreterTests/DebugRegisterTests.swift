@@ -20,6 +20,22 @@ extension UnitTests {
     XCTAssertEqual(m.cpu.dr[6] & 0xF, 1, "DR6.B0")
   }
 
+  /// kvm-unit-tests debug: an IRET long before left RF set; the breakpoint still fires.
+  func testStaleRFDoesNotHideANewInstructionBreakpoint() throws {
+    // RF set through the state, as an IRET leaves it. Then: mov eax,codeBase+16 ;
+    // mov dr0,rax ; mov eax,1 ; mov dr7,rax ; nop (breakpoint) ; hlt
+    let target = UInt32(UnitTests.codeBase) + 16
+    let m = try machine64(
+      [0xB8] + withUnsafeBytes(of: target.littleEndian, Array.init) + [
+        0x0F, 0x23, 0xC0, 0xB8, 1, 0, 0, 0, 0x0F, 0x23, 0xF8, 0x90, 0xF4,
+      ])
+    var st = try m.cpu.getState()
+    st.general.rflags |= 1 << 16
+    try m.cpu.setState(st)
+    let r = try expectException(m, 1, hasCode: false)
+    XCTAssertEqual(r.rip, UInt64(target))
+  }
+
   func testDataBreakpointTrapsAfterTheWrite() throws {
     // mov eax,0x30000 ; mov dr1,rax ; mov eax,0x00D00004 (L1, write, 4 bytes) ; mov dr7,rax ;
     // mov dword [0x30000],5 ; nop ; hlt

@@ -685,6 +685,26 @@ final class UnitTests: XCTestCase {
     XCTAssertEqual(g.rdx & (1 << 9), 0, "CPUID.1:EDX.APIC is clear while the APIC is disabled")
   }
 
+  /// DAS sets CF on the borrow of AL - 6 (kvm-unit-tests realmode: AL=0, AF=1 -> 0xFA, CF).
+  func testDASBorrowSetsCF() throws {
+    // mov ah,0x10 ; sahf (AF) ; mov al,0 ; das ; hlt   (32-bit protected mode)
+    let m = try TestMachine(ramMiB: 16)
+    try m.load([0xB4, 0x10, 0x9E, 0xB0, 0x00, 0x2F, 0xF4], at: 0x10000)
+    try m.setProtectedMode32(rip: 0x10000)
+    XCTAssertEqual(try m.cpu.run(), .halt)
+    let g = try regs(m)
+    XCTAssertEqual(g.rax & 0xFF, 0xFA)
+    XCTAssertEqual(g.rflags & 0xFF, 0x97, "SF AF PF CF")
+  }
+
+  func testAPICBaseRefusesX2APICMode() throws {
+    // mov ecx,0x1B ; mov eax,0xFEE00D00 (EN | EXTD | BSP) ; xor edx,edx ; wrmsr ; hlt
+    let m = try machine64([
+      0xB9, 0x1B, 0, 0, 0, 0xB8, 0x00, 0x0D, 0xE0, 0xFE, 0x31, 0xD2, 0x0F, 0x30, 0xF4,
+    ])
+    _ = try expectException(m, 13, hasCode: true)
+  }
+
   // MARK: Other instructions
 
   func testCmpxchgXaddBswapBt() throws {

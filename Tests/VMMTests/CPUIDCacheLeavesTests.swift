@@ -51,4 +51,33 @@ final class CPUIDCacheLeavesTests: XCTestCase {
     XCTAssertEqual(try back.build().lookup(leaf: 4, subleaf: 0), CPUIDResult())
     XCTAssertEqual(try back.build(), CPUIDPolicy.default)
   }
+
+  /// topoext (off by default, as on QEMU's TCG) adds AMD's 0x8000001D cache leaf, in
+  /// leaf 4's layout with the same hierarchy, and 0x8000001E with each CPU's APIC ID.
+  func testTopoextAddsAMDCacheLeaf8000001D() throws {
+    XCTAssertFalse(CPUIDPolicy.default.has(CPUFeature.named("topoext")!))
+    XCTAssertEqual(CPUIDPolicy.default.lookup(leaf: 0x8000_001D, subleaf: 0), CPUIDResult())
+    var s = CPUIDPolicySpec()
+    s.enable = ["topoext"]
+    let p = try s.build()
+    XCTAssertEqual(p.lookup(leaf: 0x8000_0000, subleaf: 0).eax, 0x8000_001E)
+    XCTAssertNotEqual(p.lookup(leaf: 0x8000_0001, subleaf: 0).ecx & (1 << 22), 0)
+    var sizes: [String] = []
+    for i in UInt32(0)..<8 {
+      let r = p.lookup(leaf: 0x8000_001D, subleaf: i)
+      let type = r.eax & 0x1F
+      if type == 0 { break }
+      let size =
+        ((r.ebx >> 22) + 1) * (((r.ebx >> 12) & 0x3FF) + 1) * ((r.ebx & 0xFFF) + 1) * (r.ecx + 1)
+      sizes.append("L\((r.eax >> 5) & 7)\(["", "d", "i", ""][Int(type)]) \(size >> 10)K")
+    }
+    XCTAssertEqual(sizes, ["L1d 32K", "L1i 32K", "L2 1024K", "L3 16384K"])
+    let e = p.lookup(leaf: 0x8000_001E, subleaf: 0).forCPU(leaf: 0x8000_001E, apicID: 3)
+    XCTAssertEqual(e.eax, 3, "extended APIC ID")
+    XCTAssertEqual(e.ebx & 0xFF, 3, "core ID")
+    s.vendor = "GenuineIntel"
+    let intel = try s.build()
+    XCTAssertEqual(intel.lookup(leaf: 0x8000_0001, subleaf: 0).ecx & (1 << 22), 0, "AMD only")
+    XCTAssertLessThan(intel.lookup(leaf: 0x8000_0000, subleaf: 0).eax, 0x8000_001D)
+  }
 }
