@@ -70,7 +70,9 @@ let package = Package(
       swiftSettings: [.swiftLanguageMode(.v5)]),
     .target(
       name: "SwiftVMMKit",
-      dependencies: ["VMM", .product(name: "Logging", package: "swift-log")],
+      dependencies: [
+        "VMM", "APIServer", "Boot", "Engine", .product(name: "Logging", package: "swift-log"),
+      ],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     // The library's example: boots the demo guest and prints what it says.
     .executableTarget(
@@ -80,7 +82,7 @@ let package = Package(
       name: "swiftvmm",
       // Every module its sources import, no more.
       dependencies: [
-        "VMM", "Engine", "Boot", "Memory", "APIServer", "SwiftVMMKit",
+        "VMM", "Engine", "Boot", "Memory", "SwiftVMMKit",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],

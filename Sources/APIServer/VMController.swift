@@ -46,10 +46,31 @@ public final class VMController {
   /// throws a message when the configuration cannot be started.
   public typealias Starter = (MachineConfig) throws -> VMSession
 
+  /// `PUT /snapshot/load`'s request, checked: the snapshot file, the engine to
+  /// resume on (nil: the one it was saved on), and whether it runs at once.
+  public struct SnapshotLoad: Equatable, Sendable {
+    public var snapshotPath: String
+    public var engine: EngineKind?
+    public var resume: Bool
+    public init(snapshotPath: String, engine: EngineKind? = nil, resume: Bool = false) {
+      self.snapshotPath = snapshotPath
+      self.engine = engine
+      self.resume = resume
+    }
+  }
+
+  /// Restores a snapshot into a new machine that runs elsewhere (the CLI's main
+  /// thread), parked before its first instruction (`Machine.startPaused()`) unless
+  /// `resume`; throws the file's error, having built nothing that runs.
+  public typealias Loader = (SnapshotLoad) throws -> VMSession
+
   public private(set) var spec: VMSpec
   public private(set) var session: VMSession?
   public private(set) var state: State = .notStarted
   private let starter: Starter
+  private let loader: Loader?
+  /// A pre-boot PUT succeeded: a snapshot may no longer be loaded (Firecracker's rule).
+  public private(set) var configured = false
   /// `PUT /metrics`: where `FlushMetrics` appends one JSON line.
   public private(set) var metricsPath: String?
   public let id: String
@@ -58,11 +79,12 @@ public final class VMController {
 
   public init(
     spec: VMSpec = VMSpec(), id: String = "anonymous-instance", logSink: LogSink = .shared,
-    starter: @escaping Starter
+    loader: Loader? = nil, starter: @escaping Starter
   ) {
     self.spec = spec
     self.id = id
     self.logSink = logSink
+    self.loader = loader
     self.starter = starter
   }
 
@@ -125,8 +147,7 @@ public final class VMController {
     case ("PUT", "/metrics"): return setMetrics(r.body)
     case ("PUT", "/logger"): return setLogger(r.body)
     case ("PUT", "/snapshot/create"): return createSnapshot(r.body)
-    case ("PUT", "/snapshot/load"):
-      return .fault("snapshot/load is not available over the API yet (Machine(restoring:) is)")
+    case ("PUT", "/snapshot/load"): return loadSnapshot(r.body)
     default:
       if let methods = VMController.routes[route] {
         return .fault(
@@ -160,6 +181,7 @@ public final class VMController {
       var s = spec
       try change(&s, v)
       spec = s
+      configured = true
       return .noContent
     } catch {
       return .fault("\(error)")
@@ -298,6 +320,72 @@ public final class VMController {
       return .noContent
     } catch {
       return .fault("Cannot create the snapshot: \(error)")
+    }
+  }
+
+  /// `PUT /snapshot/load`, as Firecracker: only before anything was configured or
+  /// started. SwiftVMM's snapshot file holds the memory too, so the memory backend
+  /// (`mem_backend` of type File, or the deprecated `mem_file_path`: exactly one, as
+  /// the swagger requires) names the path `/snapshot/create` was given and is not read.
+  private func loadSnapshot(_ body: [UInt8]) -> APIResponse {
+    let load: SnapshotLoad
+    do {
+      var r = try JSONObjectReader(try parseBody(body), path: "")
+      let path = try r.require("snapshot_path", try r.string("snapshot_path"))
+      let memFile = try r.string("mem_file_path")
+      let backend = r.value("mem_backend")
+      switch (memFile, backend) {
+      case (nil, nil):
+        throw JSONFieldError("mem_backend", "is required (or the deprecated mem_file_path)")
+      case (.some, .some):
+        throw JSONFieldError("mem_file_path", "is not allowed together with mem_backend")
+      case (nil, .some(let b)):
+        var m = try JSONObjectReader(b, path: "mem_backend")
+        _ = try m.require("backend_path", try m.string("backend_path"))
+        let type = try m.require("backend_type", try m.string("backend_type"))
+        guard type == "File" else {
+          throw JSONFieldError(
+            "mem_backend.backend_type", "'\(type)'; only File is supported (no Uffd)")
+        }
+        try m.finish()
+      case (.some, nil): break
+      }
+      for key in ["enable_diff_snapshots", "track_dirty_pages"] where try r.bool(key) == true {
+        throw JSONFieldError(key, "diff snapshots are not supported")
+      }
+      let resume = try r.bool("resume_vm") ?? false
+      var engine: EngineKind?
+      // SwiftVMM's extension: the engine to resume on.
+      if let ext = r.value("swiftvmm") {
+        var e = try JSONObjectReader(ext, path: "swiftvmm")
+        if let name = try e.string("engine") {
+          guard let k = EngineKind(rawValue: name) else {
+            throw JSONFieldError(
+              "swiftvmm.engine", "'\(name)'; choose kvm, interpreter or translator")
+          }
+          engine = k
+        }
+        try e.finish()
+      }
+      try r.finish()
+      load = SnapshotLoad(snapshotPath: path, engine: engine, resume: resume)
+    } catch {
+      return .fault("\(error)")
+    }
+    guard state == .notStarted else {
+      return .fault("Loading a microVM snapshot is not allowed after starting the microVM.")
+    }
+    guard !configured else {
+      return .fault(
+        "Loading a microVM snapshot is not allowed after configuring boot-specific resources.")
+    }
+    guard let loader else { return .fault("This VMM cannot load snapshots.") }
+    do {
+      session = try loader(load)
+      state = load.resume ? .running : .paused
+      return .noContent
+    } catch {
+      return .fault("Cannot load the snapshot: \(error)")
     }
   }
 

@@ -158,11 +158,16 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   public var isGloballyEnabled: Bool { apicBase & LocalAPIC.globalEnable != 0 }
   public var isSoftwareEnabled: Bool { svr & LocalAPIC.softwareEnable != 0 }
 
-  /// IA32_APIC_BASE writes. x2APIC (bit 10) is not offered and stays clear;
-  /// clearing the global enable disables the APIC as a software disable does.
-  public func writeAPICBase(_ value: UInt64) {
+  /// IA32_APIC_BASE writes. Returns false (the CPU raises #GP) for x2APIC
+  /// mode (bit 10), which is not offered, and for reserved bits. Clearing the
+  /// global enable also software-disables the APIC, as QEMU does.
+  public func writeAPICBase(_ value: UInt64) -> Bool {
+    guard value & ~(0xF_FFFF_F000 | LocalAPIC.globalEnable | LocalAPIC.bsp) == 0 else {
+      return false
+    }
     apicBase = value & (0xF_FFFF_F000 | LocalAPIC.globalEnable) | (apicBase & LocalAPIC.bsp)
     if !isGloballyEnabled { setSVR(svr & ~LocalAPIC.softwareEnable) }
+    return true
   }
 
   // MARK: Interrupt acceptance
@@ -218,13 +223,12 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
     return mine >> 4 == destination >> 4 && mine & destination & 0x0F != 0
   }
 
+  /// TMR keeps the trigger mode of the last acceptance: EOI leaves it set
+  /// (SDM 10.8.4; kvm-unit-tests' ioapic reads it before the next delivery).
   private func endOfInterrupt() {
     guard let v = isr.highest else { return }
     isr[v] = false
-    if tmr[v] {
-      tmr[v] = false
-      onLevelTriggeredEOI?(v)
-    }
+    if tmr[v] { onLevelTriggeredEOI?(v) }
   }
 
   private func raiseError(_ bits: UInt32) {
@@ -448,7 +452,10 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
     }
   }
 
+  /// A globally disabled APIC (IA32_APIC_BASE bit 11 clear) is gone from the
+  /// bus: its page reads as all ones and takes no writes (SDM 10.4.3).
   public func mmioRead(offset: UInt64, size: Int) -> UInt64 {
+    guard isGloballyEnabled else { return allOnes(size) }
     guard offset < LocalAPIC.size else { return 0 }
     let reg = readRegister(Int(offset >> 4))
     // Registers are 32 bits on 16-byte boundaries; narrower reads take a slice.
@@ -456,7 +463,7 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   }
 
   public func mmioWrite(offset: UInt64, size: Int, value: UInt64) {
-    guard offset < LocalAPIC.size, offset & 0xF == 0 else { return }
+    guard isGloballyEnabled, offset < LocalAPIC.size, offset & 0xF == 0 else { return }
     writeRegister(Int(offset >> 4), UInt32(truncatingIfNeeded: value))
   }
 }

@@ -180,6 +180,20 @@ public final class PIC8259Pair: PortIODevice, InterruptLines {
 
   public init() {}
 
+  /// The vectors a PC BIOS programs before it starts an OS (SeaBIOS, QEMU): IRQ0-7 at
+  /// 0x08-0x0F and IRQ8-15 at 0x70-0x77, 8086 mode, the slave on IR2. For guests that
+  /// no firmware started (multiboot, ELF) and that use the real-mode IVT as a BIOS
+  /// leaves it, such as kvm-unit-tests' realmode (IRQ11 at vector 0x73). The inputs
+  /// stay unmasked, as after power-up: no firmware here has handlers to mask them for.
+  public func programAsFirmwareLeavesIt() {
+    for (port, v): (UInt16, UInt8) in [
+      (0x20, 0x11), (0x21, 0x08), (0x21, 0x04), (0x21, 0x01),
+      (0xA0, 0x11), (0xA1, 0x70), (0xA1, 0x02), (0xA1, 0x01),
+    ] {
+      ioWrite(offset: port, size: 1, value: UInt32(v))
+    }
+  }
+
   /// Port ranges and their `firstOffset`, so offsets equal port numbers.
   public func register(on bus: PortIOBus) throws {
     try bus.register(self, ports: 0x20...0x21, name: "i8259 master", firstOffset: 0x20)

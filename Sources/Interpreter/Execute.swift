@@ -294,7 +294,7 @@ extension InterpreterCPU {
         r[4] = sp0
         throw error
       }
-      if b == 0x17 { interruptShadow = true; stop = true }
+      if b == 0x17 { interruptShadow = true; movSSBlocking = true; stop = true }
     case 0x0F:
       // The hottest two-byte opcodes stay inline; the rest go through exec0F.
       let b2 = try fetch8()
@@ -470,6 +470,7 @@ extension InterpreterCPU {
       try loadSeg(sr, UInt16(truncatingIfNeeded: try readE(2)))
       if sr == SS {
         interruptShadow = true
+        movSSBlocking = true
         stop = true
       }
     case 0x8F:

@@ -209,6 +209,9 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   var mmioCompleted: [(address: UInt64, value: UInt64)] = []
   /// How many of `mmioCompleted` this execution of the instruction has used.
   var mmioReplayed = 0
+  /// MMIO writes an instruction made after its first exit: `run()` returns
+  /// them in order before running anything else (MMU.swift `writeSlow`).
+  var queuedMMIOWrites: [MMIOAccess] = []
   /// Guest-physical address of the MMIO read awaiting `completeIO`.
   var mmioKey: UInt64 = 0
   /// An instruction making more MMIO reads than this starts over (bounds memory).
@@ -223,6 +226,18 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   var deliveringDepth = 0
   /// Events delivered (exceptions and interrupts); lets single-step see a delivery.
   var deliveries: UInt64 = 0
+
+  // MARK: Debug registers (DebugRegisters.swift)
+  /// DR7 enables a breakpoint: instructions run one at a time through `runDebugBatch`.
+  var drActive = false
+  /// DR7 enables a data breakpoint: its pages stay out of the TLB.
+  var drDataActive = false
+  /// Data breakpoints (bit per DRn) the current instruction hit.
+  var drHits: UInt64 = 0
+  /// Data breakpoints a MOV SS / POP SS hit, reported after the next instruction.
+  var drDeferredHits: UInt64 = 0
+  /// The instruction just run was MOV SS / POP SS: #DB traps wait one instruction.
+  var movSSBlocking = false
 
   // MARK: Debug stops (InterpreterDebug.swift)
   var debug = DebugSettings()
@@ -442,6 +457,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     stop = false
     pendingExit = nil
     pendingMMU = nil
+    if !queuedMMIOWrites.isEmpty { return record(.mmio(queuedMMIOWrites.removeFirst())) }
     if limit != .max && instructions >= limit {
       return record(.instructionLimit(instructions))
     }
@@ -453,12 +469,12 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
       // Done with them unless it exits for one more read.
       if !pendingMMIORead { mmioCompleted.removeAll(keepingCapacity: true) }
       if deliveries != before { stepTrapOnResume = false }
+      if drActive && !stepTrapOnResume { drAfterInstruction(singleStep: false) }
       if let e = finishBatch() { return e }
     }
     if stepTrapOnResume {
       stepTrapOnResume = false
-      dr[6] |= 0x4000  // BS
-      raise(1, 0, false)
+      debugTrapAfterInstruction(singleStep: true)
       if let e = finishBatch() { return e }
     }
     if mmuHW.eventPending, let e = deliverMMUEvents() { return record(e) }
@@ -471,27 +487,29 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
         if let e = debugSingleStep() { return e }
         continue
       }
-      if interruptShadow {
+      let stepping = rfl & RFLAGS.tf != 0 && !halted
+      if interruptShadow || stepping {
+        // One instruction: in an interrupt shadow (none is delivered before it), or
+        // single-stepped (a #DB trap after it, unless it delivered an event). STI's
+        // shadow does not block that trap; MOV SS's does (`movSSBlocking`).
         interruptShadow = false
-        single()
-        if let e = finishBatch() { return e }
-        continue
-      }
-      if rfl & RFLAGS.tf != 0 && !halted {
-        // Single-step: one instruction, then a #DB trap (unless it delivered an event).
+        if drActive && drInstructionBreakpoint() {
+          if let e = finishBatch() { return e }
+          continue
+        }
         let before = deliveries
         stepOnNewTF = false
         single()
-        let trap = !stepOnNewTF || rfl & RFLAGS.tf != 0
+        let trap = stepping && (!stepOnNewTF || rfl & RFLAGS.tf != 0) && deliveries == before
         stepOnNewTF = false
-        if trap && deliveries == before {
+        if trap {
           switch pendingExit {
-          case nil:
-            dr[6] |= 0x4000  // BS
-            raise(1, 0, false)
-          case .portIO, .mmio: stepTrapOnResume = true
+          case nil: debugTrapAfterInstruction(singleStep: true)
+          case .portIO, .mmio: stepTrapOnResume = !movSSBlocking
           default: break
           }
+        } else if drActive {
+          drAfterInstruction(singleStep: false)
         }
         if let e = finishBatch() { return e }
         continue
@@ -535,6 +553,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
 
   @inline(__always) func single() {
     stop = false
+    movSSBlocking = false
     do {
       try step()
     } catch {
@@ -598,6 +617,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     ioValue = nil
     mmioCompleted.removeAll(keepingCapacity: true)
     raise(f.vector, f.code, f.hasCode, external: false)
+    drHits = 0  // a faulting instruction reports no data breakpoint
   }
 
   // MARK: Time

@@ -10,9 +10,9 @@ extension InterpreterCPU {
   public func setDebugSettings(_ settings: DebugSettings) throws {
     let watchesChanged = settings.watchpoints != debug.watchpoints
     debug = settings
-    debugActive = !settings.isEmpty
+    debugActive = !settings.isEmpty || drActive
     debugStepping = settings.singleStep
-    watchActive = !settings.watchpoints.isEmpty
+    watchActive = !settings.watchpoints.isEmpty || drDataActive
     debugStepTaken = false
     // Watched pages must leave the TLB (and unwatched ones may come back).
     if watchesChanged { flushTLB(keepGlobal: false) }
@@ -36,6 +36,7 @@ extension InterpreterCPU {
     var n = budget
     stop = false
     while n != 0 {
+      if drActive && drInstructionBreakpoint() { break }
       if debug.breakpoints.contains(rip) {
         if debugResumeRIP != rip {
           debugResumeRIP = rip
@@ -44,15 +45,27 @@ extension InterpreterCPU {
         }
       }
       debugResumeRIP = nil
+      movSSBlocking = false
       do {
         try stepCached()
       } catch {
         handleFault(error)
       }
       n &-= 1
+      if drActive { drAfterInstruction(singleStep: false) }
       if stop { break }
     }
     instructions &+= budget &- n
+  }
+
+  /// After an instruction with debug registers on: its #DB trap, unless it has not
+  /// completed (it restarts once the VMM supplies a value, and notes its accesses again).
+  func drAfterInstruction(singleStep: Bool) {
+    if pendingIn || pendingMMIORead {
+      drHits = 0
+      return
+    }
+    debugTrapAfterInstruction(singleStep: singleStep)
   }
 
   /// `finishBatch` for a step: a watchpoint hit replaces the step report.
@@ -63,6 +76,7 @@ extension InterpreterCPU {
   }
 
   func isWatchedPage(_ page: UInt64) -> Bool {
+    if drWatchesPage(page) { return true }
     for w in debug.watchpoints where w.address < page &+ 4096 && w.address &+ w.length > page {
       return true
     }
@@ -72,6 +86,7 @@ extension InterpreterCPU {
   /// Slow-path data access while watchpoints are set: the first hit ends the instruction's
   /// batch, and is reported after the instruction completes (x86 data breakpoints are traps).
   func noteWatchedAccess(_ lin: UInt64, _ size: Int, write: Bool) {
+    if drDataActive { drNoteAccess(lin, size, write: write) }
     guard pendingExit == nil else { return }
     for w in debug.watchpoints where w.matches(lin, size: size, write: write) {
       exit(.debug(.watchpoint(w, address: max(lin, w.address))))

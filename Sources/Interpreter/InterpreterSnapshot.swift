@@ -38,6 +38,7 @@ extension InterpreterCPU {
     setFXImage(s.fxsave)
     xcr0 = s.xcr0 | 1
     for (k, i) in [0, 1, 2, 3, 6, 7].enumerated() { dr[i] = s.debugRegisters[k] }
+    debugRegistersChanged()
     // The platform's MSRs (TSC, deadline, kvm-clock) come back with its own state;
     // the rest go into this CPU's storage as WRMSR would put them.
     let owner = platform

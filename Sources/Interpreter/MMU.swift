@@ -274,6 +274,8 @@ extension InterpreterCPU {
     }
     mmioKey = gpa
     pendingMMIORead = true
+    // The restart makes this instruction's writes again.
+    queuedMMIOWrites.removeAll(keepingCapacity: true)
     pendingExit = .mmio(MMIOAccess(address: GuestPhysicalAddress(gpa), size: size, isWrite: false))
     throw Fault.exit
   }
@@ -301,12 +303,12 @@ extension InterpreterCPU {
       return
     }
     if interceptStore(lin, gpa, size, v) { return }
-    // MMIO write: the instruction completes, then the exit is returned.
-    exit(
-      .mmio(
-        MMIOAccess(
-          address: GuestPhysicalAddress(gpa), size: size, isWrite: true, value: v & sizeMask(size)))
-    )
+    // MMIO write: the instruction completes, then the exit is returned. An instruction
+    // that writes MMIO more than once (a 16-byte store, a page-crossing store split
+    // into bytes, ENTER's pushes) queues the later writes behind the first.
+    let w = MMIOAccess(
+      address: GuestPhysicalAddress(gpa), size: size, isWrite: true, value: v & sizeMask(size))
+    if pendingExit == nil { exit(.mmio(w)) } else { queuedMMIOWrites.append(w) }
   }
 
   /// Linear -> guest-physical for one access, filling the TLB when the page is RAM.

@@ -408,6 +408,8 @@ extension InterpreterCPU {
     }
     deliveries &+= 1
     halted = false
+    // ICEBP's #DB after a MOV SS carries the data breakpoints the MOV SS deferred.
+    if icebp { drDeferredHits = 0 }
     for _ in 0..<6 {
       chain.append(v)
       do {

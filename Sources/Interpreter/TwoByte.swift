@@ -62,6 +62,7 @@ extension InterpreterCPU {
         if cr4 & CR4.de != 0 { throw Fault.ud() }
         n += 2
       }
+      try checkGeneralDetect()
       let s = mode64 ? 8 : 4
       if b == 0x21 {
         var v = dr[n]
@@ -72,6 +73,10 @@ extension InterpreterCPU {
         let v = getReg(modRM, s)
         if (n == 6 || n == 7) && v >> 32 != 0 { throw Fault.gp(0) }
         dr[n] = v
+        if n != 6 {
+          debugRegistersChanged()
+          stop = true  // DR7 may call for the one-at-a-time batch
+        }
       }
     case 0x30:
       try requireCPL0()
@@ -243,6 +248,8 @@ extension InterpreterCPU {
       // OSXSAVE mirrors CR4; EBX[31:24] is this CPU's initial APIC ID.
       if cr4 & CR4.osxsave != 0 { res.ecx |= 1 << 27 } else { res.ecx &= ~(1 << 27) }
       res.ebx = res.ebx & 0x00FF_FFFF | UInt32(apicID) << 24
+      // The APIC bit follows IA32_APIC_BASE's global enable (SDM 10.4.3).
+      if (platform?.readMSR(MSR.apicBase) ?? apicBase) & (1 << 11) == 0 { res.edx &= ~(1 << 9) }
     } else if leaf == 0xB {
       res.edx = UInt32(apicID)  // x2APIC ID, on every subleaf
     }

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import Logging
 import VMM
@@ -45,6 +46,17 @@ public final class VirtualMachine: @unchecked Sendable {
     public var maxInstructions: UInt64?
     /// Reboot when the guest resets (otherwise a reset ends the run).
     public var rebootOnReset = true
+    /// How the software engines virtualize the MMU; nil: ``MMU/direct``.
+    public var mmu: MMU?
+    /// The CPUID the guest sees: a policy name (`default`, `kvm`, `minimal`) or a JSON
+    /// policy file (docs/CPUID.md); nil: the default policy less what the engine lacks.
+    public var cpuidPolicy: String?
+    /// The guest's console: the UART (ttyS0) or virtio-console (hvc0).
+    public var consoleDevice: ConsoleDevice = .uart
+    /// A virtio-rng device fed by the host's `getrandom`.
+    public var entropy = false
+    /// The guest's network card (virtio-net), and what is behind it.
+    public var network: Network = .none
 
     /// The VM description in Firecracker's shape, for a config file; nil
     /// unless made by ``init(configFile:)``.
@@ -83,32 +95,44 @@ public final class VirtualMachine: @unchecked Sendable {
     public var exitStatus: Int32
     /// One line for a person, or nil for an ordinary end.
     public var message: String?
+    /// The vCPU's registers and last exception, when the guest failed or a watchdog fired.
+    public var registerDump: String?
+    /// The retired-instruction count the run stopped at, when ``stopAtInstruction`` ended it.
+    public var stoppedAtInstruction: UInt64?
     public var description: String { message ?? "exit status \(exitStatus)" }
   }
 
-  private let session: VMSession
+  let session: VMSession
+  /// Where the guest's console goes (also the VMM's own console messages).
+  let consoleOutput: ConsoleOutput
   private let lock = NSLock()
   private var thread: Thread?
   private var outcome: Outcome?
-  private var stopRequested = false
+  /// The VMM's outcome of the run, for the statistics report.
+  private(set) var machineOutcome: MachineOutcome?
+  private var stopReason: StopReason?
   private let done = DispatchSemaphore(value: 0)
+  /// Told when the run ends (a debugger attached with ``serveGDB(at:waitForDebugger:)``).
+  var onEnd: [(MachineOutcome) -> Void] = []
 
   /// Builds the machine: loads the kernel, attaches the devices. Nothing runs yet.
   /// The VMM's own log goes through swift-log at `logLevel` (warnings by default).
-  public init(
+  public convenience init(
     _ configuration: Configuration, logLevel: Logger.Level = .warning,
     console: @escaping @Sendable ([UInt8]) -> Void = { _ in }
   ) throws(VirtualMachineError) {
     let config = try VirtualMachine.machineConfig(configuration)
     var logger = Logger(label: "swiftvmm")
     logger.logLevel = logLevel
-    do {
-      session = try VMSession(
-        config: config, console: ConsoleOutput(handler: console),
-        reboot: configuration.rebootOnReset, logger: logger)
-    } catch {
-      throw VirtualMachineError("\(config.kernelName): \(error)")
-    }
+    try self.init(
+      config, console: .callback(console), rebootOnReset: configuration.rebootOnReset,
+      logger: logger)
+  }
+
+  /// A machine around a session built by another initializer.
+  init(session: VMSession, console: ConsoleOutput) {
+    self.session = session
+    consoleOutput = console
     // Input is open until `closeConsoleInput()`, so a guest waiting for it is not hung.
     session.setInputOpen(true)
   }
@@ -137,6 +161,17 @@ public final class VirtualMachine: @unchecked Sendable {
       spec.swiftvmm.deterministic = c.deterministic
       spec.swiftvmm.timeout = c.timeout
       spec.swiftvmm.maxInstructions = c.maxInstructions
+      spec.swiftvmm.mmu = c.mmu.flatMap { MMUMode(name: $0.rawValue) }
+      spec.swiftvmm.cpuid = c.cpuidPolicy
+      spec.swiftvmm.console = ConsoleKind(rawValue: c.consoleDevice.rawValue)
+      spec.swiftvmm.rng = c.entropy
+      switch c.network {
+      case .none: break
+      case .user(let forwards):
+        spec.swiftvmm.net = (["user"] + forwards.map { "hostfwd=\($0)" }).joined(separator: ",")
+      case .tap(let name):
+        try spec.put(interface: .init(ifaceID: "net0", hostDevName: name), path: "network")
+      }
       if c.kernelPath != nil { return try spec.machineConfig() }
       return try spec.machineConfig(kernel: [UInt8](demo), kernelName: EmbeddedGuest.name)
     } catch {
@@ -153,10 +188,16 @@ public final class VirtualMachine: @unchecked Sendable {
     guard thread == nil else { return }
     let t = Thread { [self] in
       let o = session.run()
+      for f in onEnd { f(o) }
+      var stoppedAt: UInt64?
+      if case .instructionStop(let n) = o { stoppedAt = n }
       lock.lock()
+      machineOutcome = o
       outcome = Outcome(
         exitStatus: o.exitStatus,
-        message: stopRequested && o == .userQuit ? "stopped by the program" : o.message)
+        message: stopReason == .program && o == .userQuit ? "stopped by the program" : o.message,
+        registerDump: o.printsRegisters ? session.machine.registerDump() : nil,
+        stoppedAtInstruction: stoppedAt)
       lock.unlock()
       done.signal()
     }
@@ -181,12 +222,28 @@ public final class VirtualMachine: @unchecked Sendable {
     return wait()
   }
 
+  /// Why a program ends a run.
+  public enum StopReason: Equatable, Sendable {
+    /// ``stop()``: exit status 0, "stopped by the program".
+    case program
+    /// The user quit from the console (the command's escape x): status 0.
+    case consoleQuit
+    /// The host process got signal N: status 128+N, as a shell reports it.
+    case signal(Int32)
+  }
+
   /// Ends the run; ``wait()`` then returns an outcome with exit status 0.
-  public func stop() {
+  public func stop() { stop(.program) }
+
+  /// Ends the run for `reason`, which sets the outcome's exit status and message.
+  public func stop(_ reason: StopReason) {
     lock.lock()
-    stopRequested = true
+    if stopReason == nil { stopReason = reason }
     lock.unlock()
-    session.requestStop(.userQuit)
+    switch reason {
+    case .program, .consoleQuit: session.requestStop(.userQuit)
+    case .signal(let n): session.requestStop(.signal(n))
+    }
     resume()  // a paused vCPU must run to see the stop
   }
 
@@ -213,13 +270,30 @@ public final class VirtualMachine: @unchecked Sendable {
 
   // MARK: Snapshots
 
+  /// What a saved snapshot holds and what saving it cost.
+  public struct SnapshotInfo: Sendable {
+    public var path: String
+    /// The file's size.
+    public var bytes: UInt64
+    /// Guest RAM pages stored (zero pages are left out) and in all.
+    public var pagesStored: UInt64
+    public var pagesTotal: UInt64
+    public var seconds: Double
+  }
+
   /// Saves the whole machine (CPU, devices, memory) to one file. Call it while paused,
   /// or before or after the run; it throws, writing nothing usable, when the state
-  /// cannot be saved (virtio devices, a vCPU paused inside an I/O instruction).
-  public func snapshot(to path: String) throws(VirtualMachineError) {
+  /// cannot be saved (virtio-net or -console, a vCPU paused inside an I/O instruction).
+  /// ``init(restoring:engine:maxInstructions:timeout:console:rebootOnReset:logger:)``
+  /// brings it back.
+  @discardableResult
+  public func snapshot(to path: String) throws(VirtualMachineError) -> SnapshotInfo {
     let m = session.machine
     do {
-      _ = try m.onVCPUThread { try m.saveSnapshot(to: path) }
+      let s = try m.onVCPUThread { try m.saveSnapshot(to: path) }
+      return SnapshotInfo(
+        path: s.path, bytes: s.bytes, pagesStored: s.pagesStored, pagesTotal: s.pagesTotal,
+        seconds: s.seconds)
     } catch {
       throw VirtualMachineError("\(error)")
     }

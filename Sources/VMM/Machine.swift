@@ -146,6 +146,7 @@ public final class Machine {
         try ACPIPowerManagement(control: control, clock: p.clock, s5SleepType: acpi.s5SleepType)
           .register(on: portBus, base: acpi.pmBase)
       }
+      if !isLinux { p.pic.programAsFirmwareLeavesIt() }  // no BIOS ran: do what it would
       platform = p
       devices = DeviceManager(
         layout: layout, pciHost: pci, interruptLines: p.irqs, msiDelivery: p)

@@ -85,8 +85,6 @@ extension Machine {
   private func debugTranslate(_ gva: UInt64) throws -> UInt64? {
     let s = try cpu.getState().special
     if s.cr0 & CR0.pg == 0 { return gva & 0xFFFF_FFFF }
-    // GuestPageWalker knows 4-level tables only (long mode), like --translate.
-    guard s.efer & EFER.lma != 0 else { return nil }
     let has1G = cpu.softwareMMU.map { $0.cpuidLeaf(0x8000_0001).edx & (1 << 26) != 0 } ?? true
     let walker = GuestPageWalker(memory: memory, has1G: has1G)
     let regs = PagingRegisters(cr0: s.cr0, cr3: s.cr3, cr4: s.cr4, efer: s.efer)

@@ -74,6 +74,13 @@ final class VCPUThreadRequests {
     return parked
   }
 
+  /// Before the loop starts: it parks at its first check, before any instruction.
+  func pauseAtStart() {
+    condition.lock()
+    pauseRequested = true
+    condition.unlock()
+  }
+
   func resume() {
     condition.lock()
     pauseRequested = false
@@ -160,6 +167,13 @@ extension Machine {
   @discardableResult
   public func pause() -> Bool {
     requests.pause(wake: { noteHostWork() })
+  }
+
+  /// Call before `run()`: the run loop parks before the first instruction (a snapshot
+  /// loaded without `resume_vm`) until `resume()`.
+  public func startPaused() {
+    requests.pauseAtStart()
+    noteHostWork()
   }
 
   /// Lets a paused vCPU run again.

@@ -47,6 +47,11 @@ struct SnapshotConfig: Codable {
   /// are not in the snapshot: restore with the files as they were at the save.
   var disks: [[String]]?
   var entropy: Bool?
+  /// virtio-console instead of the UART, and virtio-net's `--net` spec and MAC. The
+  /// network back-end starts afresh at restore (see VirtioNet+State.swift).
+  var virtioConsole: Bool?
+  var network: String?
+  var mac: [UInt8]?
 }
 
 struct SnapshotMeta: Codable {
@@ -105,7 +110,8 @@ extension Machine {
       nestedWalkCache: config.nestedWalkCache, frameSeed: config.frameSeed,
       deterministic: config.deterministic,
       disks: config.virtio.disks.map { [$0.path, $0.readOnly ? "ro" : "rw", $0.id ?? ""] },
-      entropy: config.virtio.entropy)
+      entropy: config.virtio.entropy, virtioConsole: config.virtio.console == .virtio,
+      network: config.virtio.network.spec, mac: config.virtio.mac)
   }
 
   /// Saves the whole machine to `path`: configuration, kernel, vCPU, every
@@ -114,10 +120,6 @@ extension Machine {
   @discardableResult
   public func saveSnapshot(to path: String) throws -> SnapshotSummary {
     let start = DispatchTime.now().uptimeNanoseconds
-    guard config.virtio.console == .uart, config.virtio.network == .none else {
-      throw SnapshotError.unsupported(
-        "virtio-console and virtio-net do not save their state yet (virtio-blk and -rng do)")
-    }
     guard config.mmuMode != .paravirt else {
       throw SnapshotError.unsupported("the paravirtual MMU's pinned tables are not saved")
     }
@@ -285,6 +287,16 @@ extension Machine {
         DiskSpec(path: d[0], readOnly: d[1] == "ro", id: d[2].isEmpty ? nil : d[2]))
     }
     c.virtio.entropy = s.entropy ?? false
+    if s.virtioConsole == true { c.virtio.console = .virtio }
+    if let n = s.network {
+      do { c.virtio.network = try NetworkSpec.parse(n) } catch {
+        throw SnapshotError.corrupt("network \(n): \(error)")
+      }
+    }
+    if let mac = s.mac {
+      guard mac.count == 6 else { throw SnapshotError.corrupt("MAC address \(mac)") }
+      c.virtio.mac = mac
+    }
     return c
   }
 

@@ -34,6 +34,20 @@ public enum NetworkSpec: Equatable, Sendable {
     m.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
   }
 
+  /// The `--net` text that `parse` reads back as this spec (snapshots store it).
+  public var spec: String {
+    switch self {
+    case .none: return "none"
+    case .tap(let name): return "tap=" + name
+    case .user(let forwards):
+      return
+        (["user"]
+        + forwards.map {
+          "hostfwd=\($0.udp ? "udp" : "tcp"):\($0.hostAddress):\($0.hostPort)-:\($0.guestPort)"
+        }).joined(separator: ",")
+    }
+  }
+
   public static func parse(_ spec: String) throws(ParseError) -> NetworkSpec {
     func fail(_ why: String) -> ParseError { ParseError(description: "--net \(spec): \(why)") }
     let parts = spec.split(separator: ",", omittingEmptySubsequences: false).map(String.init)

@@ -149,7 +149,7 @@ private final class VCPUPlatformHooks: PlatformHooks {
   func writeMSR(_ index: UInt32, value: UInt64) -> Bool {
     switch index {
     case MSR.apicBase:
-      lapic.writeAPICBase(value)
+      return lapic.writeAPICBase(value)
     case MSR.tscDeadline:
       lapic.writeTSCDeadline(value)
       platform.updateDeadline()

@@ -1,50 +1,33 @@
-import APIServer
 import Foundation
 import Logging
+@_spi(Command) import SwiftVMMKit
 import VMM
 
 /// `run --api-sock PATH`: the Firecracker-compatible API. With a kernel or a
 /// config file the VM starts at once and the API controls it; without, the VMM
-/// waits for the configuration and `InstanceStart`.
+/// waits for the configuration and `InstanceStart` (or `PUT /snapshot/load`).
 extension Run {
   func serveAPI(path: String, spec: VMSpec?, config: MachineConfig?, logger: Logger) -> Never {
-    let handoff = SessionHandoff()
-    let console = consoleOptions
-    let controller = VMController(spec: spec ?? VMSpec()) { config in
-      let s = try makeSession(config, console: console, logger: logger)
-      handoff.put(s)
-      return s
-    }
+    // A guest reset ends the VM under the API (APIResetPolicy.swift).
+    let console = consoleOptions.endingOnReset
+    var running: VirtualMachine?
     if let config {
       do {
-        controller.attach(try makeSession(config, console: console, logger: logger))
+        running = try makeVM(config, console: console, logger: logger)
       } catch {
         fail(error.description, status: .unusableInput)
       }
     }
-    let server: APIServer
+    let socket: APISocket
     do {
-      server = try APIServer(path: path, controller: controller)
+      socket = try APISocket(
+        path: path, spec: spec ?? VMSpec(), running: running, console: .fileDescriptor(1),
+        rebootOnReset: !console.noReboot, logger: logger)
     } catch {
       fail(error.description, status: .cannotCreateOutput)
     }
-    let session = controller.session ?? handoff.take()
-    runSession(session, console: console, stats: vm.stats, atEnd: { server.close() })
-  }
-}
-
-/// Hands the session `InstanceStart` built on the API's queue to the main thread.
-final class SessionHandoff: @unchecked Sendable {
-  private let ready = DispatchSemaphore(value: 0)
-  private var session: VMSession?
-
-  func put(_ s: VMSession) {
-    session = s
-    ready.signal()
-  }
-
-  func take() -> VMSession {
-    ready.wait()
-    return session!
+    runVM(
+      socket.waitForMachine(), console: console, stats: vm.stats,
+      atEnd: { socket.close() })
   }
 }

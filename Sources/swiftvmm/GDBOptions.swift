@@ -26,33 +26,16 @@ struct GDBOptions: ParsableArguments {
     }
     guard config.cpus == 1 else { C.usageError("--gdb debugs one vCPU: use --cpus 1") }
     do {
-      return GDBRequest(endpoint: try GDBEndpoint(parsing: gdb), wait: gdbWait)
+      _ = try GDBEndpoint(parsing: gdb)  // a malformed address is a usage error, before any VM
+      return GDBRequest(address: gdb, wait: gdbWait)
     } catch {
       C.usageError("\(error)")
     }
   }
 }
 
+/// A checked `--gdb` address, served through `VirtualMachine.serveGDB`.
 struct GDBRequest {
-  var endpoint: GDBEndpoint
+  var address: String
   var wait: Bool
-}
-
-/// Starts the gdb server for `session` (exit 73 when the address cannot be bound).
-func startGDBServer(_ request: GDBRequest?, session: VMSession) -> GDBServer? {
-  guard let endpoint = request?.endpoint else { return nil }
-  let wait = request?.wait ?? false
-  do {
-    let server = try GDBServer(
-      endpoint: endpoint, machine: { session.machine }, stopVM: { session.requestStop($0) })
-    if wait { try server.stopAtFirstInstruction() }
-    server.start()
-    var shown = endpoint
-    if case .tcp(let host, _) = endpoint { shown = .tcp(host: host, port: server.boundPort) }
-    let note = wait ? "; the guest waits for gdb to continue" : ""
-    FileHandle.standardError.write(Data("swiftvmm: gdb server on \(shown)\(note)\n".utf8))
-    return server
-  } catch {
-    fail("\(error)", status: .cannotCreateOutput)
-  }
 }

@@ -4,7 +4,7 @@ import Engine
 import Foundation
 import Logging
 import Memory
-import SwiftVMMKit
+@_spi(Command) import SwiftVMMKit
 import VMM
 
 struct Run: ParsableCommand {
@@ -111,39 +111,28 @@ func runInteractively(
 )
   -> Never
 {
-  let session: VMSession
+  let vm: VirtualMachine
   do {
-    session = try makeSession(config, console: options, logger: logger)
+    vm = try makeVM(config, console: options, logger: logger)
   } catch {
     fail(error.description, status: .unusableInput)
   }
-  runSession(
-    session, console: options, stats: stats, translate: translate, gdb: gdb, snapshot: snapshot)
+  runVM(vm, console: options, stats: stats, translate: translate, gdb: gdb, snapshot: snapshot)
 }
 
-/// Why a machine could not be built, as one line.
-struct SessionError: Error, CustomStringConvertible {
-  var description: String
-}
-
-/// Builds the machine (kernel loaded, devices attached) without running it.
-func makeSession(_ config: MachineConfig, console options: ConsoleOptions, logger: Logger)
-  throws(SessionError) -> VMSession
+/// Builds the machine (kernel loaded, devices attached) without running it; its
+/// console is this process's standard output.
+func makeVM(_ config: MachineConfig, console options: ConsoleOptions, logger: Logger)
+  throws(VirtualMachineError) -> VirtualMachine
 {
-  do {
-    return try VMSession(
-      config: config, console: ConsoleOutput(fd: 1), reboot: !options.noReboot, logger: logger)
-  } catch let e as BootError {
-    throw SessionError(description: "\(config.kernelName): \(e)")
-  } catch {
-    throw SessionError(description: "\(error)")
-  }
+  try VirtualMachine(
+    config, console: .fileDescriptor(1), rebootOnReset: !options.noReboot, logger: logger)
 }
 
-/// Attaches the host terminal, runs the session and exits with its status;
+/// Attaches the host terminal, runs the VM and exits with its status;
 /// `atEnd` runs just before the exit.
-func runSession(
-  _ session: VMSession, console options: ConsoleOptions, stats: String?, translate: UInt64? = nil,
+func runVM(
+  _ vm: VirtualMachine, console options: ConsoleOptions, stats: String?, translate: UInt64? = nil,
   gdb: GDBRequest? = nil, snapshot: SnapshotOptions? = nil, atEnd: () -> Void = {}
 ) -> Never {
   let escape: ConsoleEscape
@@ -152,45 +141,48 @@ func runSession(
   } catch {
     fail("\(error)", status: .usage)
   }
-  let console = ConsoleOutput(fd: 1)
   let terminal = HostTerminal()
   if terminal.isTerminal, let key = escape.key {
     let k = ConsoleEscape.name(key)
     FileHandle.standardError.write(
       Data("swiftvmm: console on this terminal; \(k) x quits, \(k) h for help\n".utf8))
   }
-  let gdbServer = startGDBServer(gdb, session: session)
-  session.machine.stopAtInstruction = snapshot?.snapshotAt
-  session.setInputOpen(true)
+  if let gdb {
+    do {
+      let shown = try vm.serveGDB(at: gdb.address, waitForDebugger: gdb.wait)
+      let note = gdb.wait ? "; the guest waits for gdb to continue" : ""
+      FileHandle.standardError.write(Data("swiftvmm: gdb server on \(shown)\(note)\n".utf8))
+    } catch {
+      fail("\(error)", status: .cannotCreateOutput)
+    }
+  }
+  vm.stopAtInstruction = snapshot?.snapshotAt
   terminal.start(
     escape: escape,
-    onInput: { session.feedInput($0) },
+    onInput: { vm.writeConsole($0) },
     onCommand: { command in
       switch command {
-      case .quit: session.requestStop(.userQuit)
-      case .help: console.writeDirectly("\n" + escape.helpText() + "\n")
-      case .snapshot: snapshot?.saveWhileRunning(session.machine)
+      case .quit: vm.stop(.consoleQuit)
+      case .help: vm.writeConsoleMessage("\n" + escape.helpText() + "\n")
+      case .snapshot: snapshot?.saveWhileRunning(vm)
       }
     },
-    onEnd: { session.setInputOpen(false) },
-    onSignal: { session.requestStop(.signal($0)) })
-  let outcome = session.run()
-  gdbServer?.machineEnded(outcome)
-  let machine = session.machine
+    onEnd: { vm.closeConsoleInput() },
+    onSignal: { vm.stop(.signal($0)) })
+  let outcome = vm.run()
   terminal.restore()
-  if outcome.printsRegisters, let dump = machine.registerDump() {
+  if let dump = outcome.registerDump {
     FileHandle.standardError.write(Data(dump.utf8))
   }
-  if let translate { print(machine.translate(translate)) }
+  if let translate { print(vm.translate(virtualAddress: translate)) }
 
   if let m = outcome.message {
     FileHandle.standardError.write(Data("swiftvmm: \(m)\n".utf8))
   }
-  if case .instructionStop = outcome, let snapshot { snapshot.save(machine) }
+  if outcome.stoppedAtInstruction != nil, let snapshot { snapshot.save(vm) }
   // A stats file that cannot be written makes the run fail (73), not pass silently.
   if let stats {
-    OutputFile.write(
-      StatsReport(machine: machine, outcome: outcome).json(), to: stats, what: "--stats")
+    OutputFile.write(vm.statisticsReport(), to: stats, what: "--stats")
   }
   atEnd()
   Foundation.exit(outcome.exitStatus)

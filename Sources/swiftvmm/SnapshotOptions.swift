@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+@_spi(Command) import SwiftVMMKit
 import VMM
 
 /// `--snapshot-at` / `--snapshot-file` (run), and the console's escape-s save.
@@ -25,32 +26,32 @@ struct SnapshotOptions: ParsableArguments {
   }
 
   /// After `--snapshot-at` stopped the machine: save it, or fail with 73.
-  func save(_ machine: Machine) {
+  func save(_ vm: VirtualMachine) {
     guard let path = snapshotFile else { return }
     do {
-      report(try machine.saveSnapshot(to: path))
+      report(try vm.snapshot(to: path))
     } catch {
       fail("cannot save the snapshot to \(path): \(error)", status: .cannotCreateOutput)
     }
   }
 
   /// Escape-s: pause the running VM, save it on the vCPU thread, let it run on.
-  func saveWhileRunning(_ machine: Machine) {
+  func saveWhileRunning(_ vm: VirtualMachine) {
     guard let path = snapshotFile else {
       return note("no --snapshot-file given; nothing saved", raw: true)
     }
     DispatchQueue.global().async {
-      guard machine.pause() else { return note("the VM has stopped; nothing saved", raw: true) }
-      defer { machine.resume() }
+      guard vm.pause() else { return note("the VM has stopped; nothing saved", raw: true) }
+      defer { vm.resume() }
       do {
-        report(try machine.onVCPUThread { try machine.saveSnapshot(to: path) }, raw: true)
+        report(try vm.snapshot(to: path), raw: true)
       } catch {
         note("cannot save the snapshot to \(path): \(error)", raw: true)
       }
     }
   }
 
-  private func report(_ s: SnapshotSummary, raw: Bool = false) {
+  private func report(_ s: VirtualMachine.SnapshotInfo, raw: Bool = false) {
     let mib = Double(s.bytes) / 1_048_576
     note(
       "saved snapshot \(s.path): \(String(format: "%.1f", mib)) MiB, \(s.pagesStored) of \(s.pagesTotal) pages, \(String(format: "%.3f", s.seconds)) s",
@@ -91,33 +92,30 @@ struct Restore: ParsableCommand {
 
   func run() throws {
     let logger = try logging.bootstrap()
-    var kind: EngineKind?
+    var kind: VirtualMachine.Engine?
     if let e = engine {
-      guard let k = EngineKind(rawValue: e) else {
+      guard let k = VirtualMachine.Engine(rawValue: e), k != .automatic else {
         Restore.usageError("unknown engine '\(e)'; choose kvm, interpreter or translator")
       }
       kind = k
     }
-    let console = ConsoleOutput(fd: 1)
     let start = DispatchTime.now().uptimeNanoseconds
-    let m: Machine
+    let vm: VirtualMachine
     do {
-      m = try Machine(
+      vm = try VirtualMachine(
         restoring: file, engine: kind, maxInstructions: maxInstructions, timeout: timeout,
-        console: console, logger: logger)
+        console: .fileDescriptor(1), rebootOnReset: !consoleOptions.noReboot, logger: logger)
     } catch {
       fail("\(error)", status: .unusableInput)
     }
-    if snapshotOptions.snapshotAt != nil && !m.config.deterministic {
+    if snapshotOptions.snapshotAt != nil && !vm.isDeterministic {
       Restore.usageError("--snapshot-at needs a snapshot saved with --deterministic")
     }
     if snapshotOptions.snapshotAt != nil && snapshotOptions.snapshotFile == nil {
       Restore.usageError("--snapshot-at needs --snapshot-file")
     }
     let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
-    note("restored \(file) in \(String(format: "%.1f", ms)) ms on \(m.cpu.engineName)")
-    let session = VMSession(
-      machine: m, console: console, reboot: !consoleOptions.noReboot, logger: logger)
-    runSession(session, console: consoleOptions, stats: stats, snapshot: snapshotOptions)
+    note("restored \(file) in \(String(format: "%.1f", ms)) ms on \(vm.engineName)")
+    runVM(vm, console: consoleOptions, stats: stats, snapshot: snapshotOptions)
   }
 }

@@ -39,22 +39,7 @@ final class APISocketTests: XCTestCase {
       throw XCTSkip("needs curl (.ci/run installs it)")
     }
     socket = NSTemporaryDirectory() + "swiftvmm-api-\(UUID().uuidString.prefix(8)).sock"
-    vmm = Process()
-    vmm.executableURL = URL(fileURLWithPath: binary)
-    vmm.arguments = ["run", "--api-sock", socket]
-    let out = Pipe()
-    vmm.standardOutput = out
-    vmm.standardError = out
-    vmm.standardInput = stdinPipe
-    out.fileHandleForReading.readabilityHandler = { [output] h in output.append(h.availableData) }
-    try vmm.run()
-    let deadline = Date() + 30
-    while !FileManager.default.fileExists(atPath: socket) {
-      guard Date() < deadline, vmm.isRunning else {
-        throw XCTSkip("the API socket never appeared: \(output.text)")
-      }
-      usleep(10_000)
-    }
+    vmm = try startVMM(socket: socket, output: output, input: stdinPipe)
   }
 
   override func tearDown() {
@@ -230,6 +215,84 @@ final class APISocketTests: XCTestCase {
     stdinPipe.fileHandleForWriting.write(Data("~".utf8))
     vmm.waitUntilExit()
     XCTAssertEqual(vmm.terminationStatus, 1, output.text)
+  }
+
+  /// Firecracker's snapshot hand-over: create in one VMM process, `PUT /snapshot/load`
+  /// into a new `run --api-sock` process, where the guest waits paused and then finishes
+  /// with the same result as the process it came from.
+  func testSnapshotLoadsIntoANewProcess() throws {
+    let kernel = try GuestImages.path("bench_loop.elf")
+    var r = try curl(
+      "PUT", "/boot-source",
+      #"{"kernel_image_path": "\#(kernel)", "boot_args": "bench_loop.elf div=500"}"#)
+    XCTAssertEqual(r.status, 204, r.body)
+    r = try curl("PUT", "/machine-config", #"{"vcpu_count": 1, "mem_size_mib": 32}"#)
+    XCTAssertEqual(r.status, 204, r.body)
+    r = try curl("PUT", "/swiftvmm", #"{"engine": "interpreter"}"#)
+    XCTAssertEqual(r.status, 204, r.body)
+    r = try curl("PUT", "/actions", #"{"action_type": "InstanceStart"}"#)
+    XCTAssertEqual(r.status, 204, r.body)
+    usleep(300_000)
+    r = try curl("PATCH", "/vm", #"{"state": "Paused"}"#)
+    XCTAssertEqual(r.status, 204, "the guest ended before the pause: \(r.body) \(output.text)")
+    let snap = NSTemporaryDirectory() + "swiftvmm-api-\(UUID().uuidString).snap"
+    let mem = snap + ".mem"
+    defer { try? FileManager.default.removeItem(atPath: snap) }
+    r = try curl(
+      "PUT", "/snapshot/create", #"{"snapshot_path": "\#(snap)", "mem_file_path": "\#(mem)"}"#)
+    XCTAssertEqual(r.status, 204, r.body)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: mem), "memory is in the snapshot file")
+    XCTAssertEqual(try curl("PATCH", "/vm", #"{"state": "Resumed"}"#).status, 204)
+    vmm.waitUntilExit()
+    XCTAssertEqual(vmm.terminationStatus, 1, output.text)
+    let result = try XCTUnwrap(
+      output.text.split(separator: "\n").first { $0.hasPrefix("bench loop: result=") },
+      output.text)
+
+    // A new VMM process: nothing configured, the snapshot loads paused.
+    let firstOutput = output.text
+    socket = NSTemporaryDirectory() + "swiftvmm-api-\(UUID().uuidString.prefix(8)).sock"
+    let second = OutputCollector()
+    vmm = try startVMM(socket: socket, output: second)
+    r = try curl(
+      "PUT", "/snapshot/load", #"{"snapshot_path": "/nonexistent.snap", "mem_file_path": "/m"}"#)
+    XCTAssertEqual(r.status, 400, r.body)
+    XCTAssertTrue(r.body.contains("nonexistent.snap"), r.body)
+    r = try curl(
+      "PUT", "/snapshot/load",
+      #"{"snapshot_path": "\#(snap)", "mem_backend": {"backend_path": "\#(mem)", "backend_type": "File"}}"#
+    )
+    XCTAssertEqual(r.status, 204, r.body)
+    r = try curl("GET", "/")
+    XCTAssertTrue(r.body.contains(#""state":"Paused""#), r.body)
+    usleep(300_000)
+    XCTAssertFalse(
+      second.text.contains("bench loop"), "a paused guest does not run: \(second.text)")
+    XCTAssertEqual(try curl("PATCH", "/vm", #"{"state": "Resumed"}"#).status, 204)
+    vmm.waitUntilExit()
+    XCTAssertEqual(vmm.terminationStatus, 1, second.text)
+    XCTAssertTrue(second.text.contains(result), "first: \(firstOutput)\nsecond: \(second.text)")
+  }
+
+  /// Starts `swiftvmm run --api-sock socket` and waits for its socket.
+  func startVMM(socket: String, output: OutputCollector, input: Pipe = Pipe()) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: GuestImages.swiftvmmBinary)
+    p.arguments = ["run", "--api-sock", socket]
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    p.standardInput = input
+    out.fileHandleForReading.readabilityHandler = { h in output.append(h.availableData) }
+    try p.run()
+    let deadline = Date() + 30
+    while !FileManager.default.fileExists(atPath: socket) {
+      guard Date() < deadline, p.isRunning else {
+        throw XCTSkip("the API socket never appeared: \(output.text)")
+      }
+      usleep(10_000)
+    }
+    return p
   }
 
   /// The figure the issue asks for: `GET /` latency over a 1,000-request loop, on one

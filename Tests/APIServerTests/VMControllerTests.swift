@@ -121,7 +121,7 @@ final class VMControllerTests: XCTestCase {
       "snapshot_type: 'Diff'; only Full snapshots are supported")
     XCTAssertEqual(
       fault(put(c, "/snapshot/load", #"{"snapshot_path": "/tmp/s"}"#)),
-      "snapshot/load is not available over the API yet (Machine(restoring:) is)")
+      "mem_backend: is required (or the deprecated mem_file_path)")
     XCTAssertTrue(
       fault(put(c, "/metrics", #"{"metrics_path": "/nonexistent/dir/m.json"}"#)).hasPrefix(
         "metrics_path: cannot open"))
@@ -172,6 +172,110 @@ final class VMControllerTests: XCTestCase {
         "log_path: cannot open") ?? false)
   }
 
+  /// `PUT /snapshot/load`: Firecracker's body and rules, and a real restore that
+  /// starts paused unless `resume_vm`.
+  func testSnapshotLoad() throws {
+    var loads: [VMController.SnapshotLoad] = []
+    func loading() -> VMController {
+      VMController(
+        loader: { load in
+          loads.append(load)
+          let m = try Machine(restoring: load.snapshotPath, console: ConsoleOutput(capturing: ()))
+          if !load.resume { m.startPaused() }
+          return VMSession(machine: m, console: ConsoleOutput(capturing: ()))
+        },
+        starter: { _ in throw JSONFieldError("", "not started in this test") })
+    }
+    let c = loading()
+    func fault(_ body: String) -> String {
+      let r = put(c, "/snapshot/load", body)
+      XCTAssertEqual(r.status, 400, "\(r)")
+      return r.faultMessage ?? "no fault_message"
+    }
+    XCTAssertEqual(fault(#"{"mem_file_path": "/m"}"#), "snapshot_path: is required")
+    XCTAssertEqual(
+      fault(
+        #"{"snapshot_path": "/s", "mem_file_path": "/m", "mem_backend": {"backend_path": "/m", "backend_type": "File"}}"#
+      ), "mem_file_path: is not allowed together with mem_backend")
+    XCTAssertEqual(
+      fault(
+        #"{"snapshot_path": "/s", "mem_backend": {"backend_path": "/m", "backend_type": "Uffd"}}"#),
+      "mem_backend.backend_type: 'Uffd'; only File is supported (no Uffd)")
+    XCTAssertEqual(
+      fault(#"{"snapshot_path": "/s", "mem_backend": {"backend_type": "File"}}"#),
+      "mem_backend.backend_path: is required")
+    XCTAssertEqual(
+      fault(#"{"snapshot_path": "/s", "mem_file_path": "/m", "enable_diff_snapshots": true}"#),
+      "enable_diff_snapshots: diff snapshots are not supported")
+    XCTAssertEqual(
+      fault(#"{"snapshot_path": "/s", "mem_file_path": "/m", "resume": true}"#),
+      "resume: unknown key")
+    XCTAssertEqual(
+      fault(#"{"snapshot_path": "/s", "mem_file_path": "/m", "swiftvmm": {"engine": "qemu"}}"#),
+      "swiftvmm.engine: 'qemu'; choose kvm, interpreter or translator")
+    XCTAssertEqual(loads, [], "nothing reached the loader")
+    // A missing or corrupt file: the file's error, and the VMM stays usable.
+    let missing = fault(#"{"snapshot_path": "/nonexistent.snap", "mem_file_path": "/m"}"#)
+    XCTAssertTrue(missing.hasPrefix("Cannot load the snapshot: "), missing)
+    XCTAssertTrue(missing.contains("/nonexistent.snap"), missing)
+    let dir = NSTemporaryDirectory() + "swiftvmm-load-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let junk = dir + "/junk.snap"
+    FileManager.default.createFile(atPath: junk, contents: Data(repeating: 7, count: 4096))
+    XCTAssertTrue(
+      fault(#"{"snapshot_path": "\#(junk)", "mem_file_path": "\#(junk)"}"#).hasPrefix(
+        "Cannot load the snapshot: "))
+    XCTAssertEqual(c.state, .notStarted)
+
+    // A real snapshot (hello.elf before its first instruction) loads, paused.
+    let snap = dir + "/hello.snap"
+    var config = MachineConfig(
+      kernel: try GuestImages.bytes("hello.elf"), kernelName: "hello.elf", engine: .interpreter)
+    config.memorySize = 32 << 20
+    try Machine(config: config, console: ConsoleOutput(capturing: ())).saveSnapshot(to: snap)
+    XCTAssertEqual(
+      put(
+        c, "/snapshot/load",
+        #"{"snapshot_path": "\#(snap)", "mem_backend": {"backend_path": "\#(snap)", "backend_type": "File"}, "swiftvmm": {"engine": "translator"}}"#
+      ), .noContent)
+    XCTAssertEqual(loads.last, .init(snapshotPath: snap, engine: .translator, resume: false))
+    XCTAssertEqual(c.state, .paused)
+    XCTAssertEqual(
+      fault(#"{"snapshot_path": "\#(snap)", "mem_file_path": "/m"}"#),
+      "Loading a microVM snapshot is not allowed after starting the microVM.")
+    XCTAssertEqual(
+      put(c, "/actions", #"{"action_type": "InstanceStart"}"#).faultMessage,
+      "The microVM is already running.")
+    // Paused before its first instruction: run() parks at once until resumed.
+    let session = try XCTUnwrap(c.session)
+    let ran = DispatchSemaphore(value: 0)
+    Thread {
+      _ = session.run()
+      ran.signal()
+    }.start()
+    XCTAssertEqual(ran.wait(timeout: .now() + 0.3), .timedOut, "the loaded VM waits while paused")
+    XCTAssertEqual(session.machine.statistics()["instructions"] ?? 0, 0)
+    XCTAssertEqual(put(c, "/vm", #"{"state": "Resumed"}"#, method: "PATCH"), .noContent)
+    XCTAssertEqual(ran.wait(timeout: .now() + 60), .success, "the guest runs to its end")
+
+    // resume_vm runs at once; anything configured first refuses the load.
+    let c2 = loading()
+    XCTAssertEqual(
+      put(
+        c2, "/snapshot/load",
+        #"{"snapshot_path": "\#(snap)", "mem_file_path": "\#(snap)", "resume_vm": true}"#),
+      .noContent)
+    XCTAssertEqual(c2.state, .running)
+    let c3 = loading()
+    XCTAssertEqual(
+      put(c3, "/machine-config", #"{"vcpu_count": 1, "mem_size_mib": 32}"#), .noContent)
+    XCTAssertEqual(
+      put(c3, "/snapshot/load", #"{"snapshot_path": "\#(snap)", "mem_file_path": "/m"}"#)
+        .faultMessage,
+      "Loading a microVM snapshot is not allowed after configuring boot-specific resources.")
+  }
+
   /// Hostile requests: random methods, paths and bodies never trap the controller.
   func testNeverTrapOnRandomRequests() {
     let c = controller()
@@ -179,9 +283,11 @@ final class VMControllerTests: XCTestCase {
     let methods = ["GET", "PUT", "PATCH", "POST", "DELETE", ""]
     let paths = [
       "/", "/actions", "/drives/", "/drives/x/y", "//", "/vm", "/machine-config", "/boot-source",
-      "/network-interfaces/e",
+      "/network-interfaces/e", "/snapshot/load",
     ]
-    let alphabet = Array("{}[]\":,0123456789truefalsenul -.eaction_typestatekernel_image_path".utf8)
+    let alphabet = Array(
+      "{}[]\":,0123456789truefalsenul -.eaction_typestatekernel_image_pathsnapshot_pathmem_file_path"
+        .utf8)
     for _ in 0..<3000 {
       let body = (0..<Int.random(in: 0...48, using: &rng)).map { _ in
         alphabet.randomElement(using: &rng)!

@@ -87,6 +87,9 @@ final class LocalAPICTests: XCTestCase {
     XCTAssertEqual(eois, [], "edge vector: no broadcast")
     w(0xB0, 0)
     XCTAssertEqual(eois, [0x41])
+    XCTAssertEqual(r(0x180 + 0x20), 1 << 1, "TMR stays set after EOI until the next acceptance")
+    apic.deliver(vector: 0x41, levelTriggered: false)
+    XCTAssertEqual(r(0x180 + 0x20), 0, "an edge acceptance clears it")
   }
 
   func testSpuriousVectorWhenNothingPending() {
@@ -197,9 +200,29 @@ final class LocalAPICTests: XCTestCase {
     w(0x350, 0x700)
     XCTAssertEqual(r(0x350), 0x10700, "mask stays while disabled")
     XCTAssertFalse(apic.acceptsPICInterrupts)
-    apic.writeAPICBase(0xFEE0_0000)
+    XCTAssertTrue(apic.writeAPICBase(0xFEE0_0000))
     XCTAssertTrue(apic.acceptsPICInterrupts, "globally disabled: INTR goes straight to the CPU")
     XCTAssertFalse(apic.isGloballyEnabled)
+  }
+
+  /// kvm-unit-tests apic_disable: a globally disabled APIC's page reads as all
+  /// ones and a fill of it does not reach TPR (CR8).
+  func testGloballyDisabledAPICIsGoneFromTheBus() {
+    enable()
+    w(0x80, 0x20)
+    XCTAssertTrue(apic.writeAPICBase(0xFEE0_0100))
+    XCTAssertEqual(r(0x30), 0xFFFF_FFFF)
+    w(0x80, 0xFF)
+    XCTAssertEqual(apic.taskPriorityClass, 2, "the write went nowhere")
+    XCTAssertTrue(apic.writeAPICBase(0xFEE0_0900))
+    XCTAssertEqual(r(0x30), 0x0005_0014)
+    XCTAssertEqual(r(0x80), 0x20)
+  }
+
+  func testAPICBaseRefusesX2APICAndReservedBits() {
+    XCTAssertFalse(apic.writeAPICBase(0xFEE0_0D00), "x2APIC mode is not offered")
+    XCTAssertFalse(apic.writeAPICBase(0xFEE0_0901), "reserved bit 0")
+    XCTAssertEqual(apic.apicBase, 0xFEE0_0900, "a refused write changes nothing")
   }
 
   func testICRSelfIPIAndStartupToTheVMM() {

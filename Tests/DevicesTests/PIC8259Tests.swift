@@ -24,6 +24,15 @@ final class PIC8259Tests: XCTestCase {
     out(0xA1, 0x00)
   }
 
+  func testProgrammedAsFirmwareLeavesIt() {
+    pic.programAsFirmwareLeavesIt()
+    pic.setLevel(irq: 11, high: true)
+    XCTAssertEqual(pic.acknowledgeInterrupt(), 0x73, "IRQ11 at the BIOS's slave base 0x70")
+    pic.setLevel(irq: 0, high: true)
+    XCTAssertEqual(pic.acknowledgeInterrupt(), 0x08, "IRQ0 at the master base 0x08")
+    XCTAssertEqual(inb(0x21), 0, "inputs unmasked")
+  }
+
   func testRegistersOnBusAtAbsolutePorts() throws {
     let bus = PortIOBus()
     try pic.register(on: bus)

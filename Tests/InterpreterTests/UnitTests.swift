@@ -584,6 +584,56 @@ final class UnitTests: XCTestCase {
     XCTAssertEqual(try runToHalt(m).rax, 0xCAFE)
   }
 
+  /// Runs to HLT, completing MMIO reads with zero; returns the MMIO writes made.
+  func mmioWritesToHalt(_ m: TestMachine) throws -> [MMIOAccess] {
+    var writes: [MMIOAccess] = []
+    for _ in 0..<100 {
+      let e = try m.cpu.run()
+      guard case .mmio(let a) = e else {
+        XCTAssertEqual(e, .halt)
+        return writes
+      }
+      if a.isWrite { writes.append(a) } else { m.cpu.completeIO(value: 0) }
+    }
+    XCTFail("no HLT")
+    return writes
+  }
+
+  /// One instruction that writes MMIO several times makes every write, in order
+  /// (kvm-unit-tests emulator: 16-byte SSE stores, page-crossing stores, ENTER).
+  func testEveryMMIOWriteOfAnInstructionExits() throws {
+    func w(_ a: UInt64, _ size: Int, _ v: UInt64) -> MMIOAccess {
+      MMIOAccess(address: GuestPhysicalAddress(a), size: size, isWrite: true, value: v)
+    }
+    // mov ebx,0xD0000FFE ; mov dword [rbx],0x44332211 ; hlt
+    var m = try machine64([
+      0xBB, 0xFE, 0x0F, 0x00, 0xD0, 0xC7, 0x03, 0x11, 0x22, 0x33, 0x44, 0xF4,
+    ])
+    XCTAssertEqual(
+      try mmioWritesToHalt(m),
+      [
+        w(0xD000_0FFE, 1, 0x11), w(0xD000_0FFF, 1, 0x22), w(0xD000_1000, 1, 0x33),
+        w(0xD000_1001, 1, 0x44),
+      ])
+    // mov ebx,0xD0000000 ; pcmpeqd xmm0,xmm0 ; movups [rbx],xmm0 ; hlt
+    m = try machine64([
+      0xBB, 0x00, 0x00, 0x00, 0xD0, 0x66, 0x0F, 0x76, 0xC0, 0x0F, 0x11, 0x03, 0xF4,
+    ])
+    var st = try m.cpu.getState()
+    st.special.cr4 |= CR4.osfxsr
+    try m.cpu.setState(st)
+    let sse = try mmioWritesToHalt(m)
+    XCTAssertEqual(sse.reduce(0) { $0 + $1.size }, 16, "all 16 bytes of the store")
+    XCTAssertEqual(sse.first?.address, GuestPhysicalAddress(0xD000_0000))
+    XCTAssertTrue(sse.allSatisfy { $0.value == UInt64.max >> (64 - 8 * $0.size) })
+    // mov esp,0xD0000100 ; mov ebp,0x1234 ; enter 0,1 ; hlt
+    m = try machine64([
+      0xBC, 0x00, 0x01, 0x00, 0xD0, 0xBD, 0x34, 0x12, 0, 0, 0xC8, 0x00, 0x00, 0x01, 0xF4,
+    ])
+    XCTAssertEqual(
+      try mmioWritesToHalt(m), [w(0xD000_00F8, 8, 0x1234), w(0xD000_00F0, 8, 0xD000_00F8)])
+  }
+
   func testHypercall() throws {
     // mov eax,7 ; mov ebx,1 ; vmcall ; hlt
     let m = try machine64([0xB8, 7, 0, 0, 0, 0xBB, 1, 0, 0, 0, 0x0F, 0x01, 0xC1, 0xF4])
@@ -621,6 +671,18 @@ final class UnitTests: XCTestCase {
     let expect = CPUIDPolicy.default.lookup(leaf: 0, subleaf: 0)
     XCTAssertEqual(g.rbx, UInt64(expect.ebx))
     XCTAssertEqual(g.rax, UInt64(expect.eax))
+  }
+
+  func testCPUIDAPICBitFollowsAPICBaseEnable() throws {
+    // mov ecx,0x1B ; mov eax,0xFEE00100 ; xor edx,edx ; wrmsr (APIC globally off)
+    // mov eax,1 ; cpuid ; hlt
+    let m = try machine64([
+      0xB9, 0x1B, 0, 0, 0, 0xB8, 0x00, 0x01, 0xE0, 0xFE, 0x31, 0xD2, 0x0F, 0x30,
+      0xB8, 1, 0, 0, 0, 0x0F, 0xA2, 0xF4,
+    ])
+    XCTAssertNotEqual(CPUIDPolicy.default.lookup(leaf: 1, subleaf: 0).edx & (1 << 9), 0)
+    let g = try runToHalt(m)
+    XCTAssertEqual(g.rdx & (1 << 9), 0, "CPUID.1:EDX.APIC is clear while the APIC is disabled")
   }
 
   // MARK: Other instructions

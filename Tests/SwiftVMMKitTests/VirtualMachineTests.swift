@@ -123,6 +123,107 @@ final class VirtualMachineTests: XCTestCase {
     XCTAssertTrue(console.text.contains("Hello from SwiftVMM guest!"), console.text)
   }
 
+  /// A deterministic run stopped at an exact instruction, saved, and restored on the
+  /// translator, says the same as a run that never stopped.
+  func testRestoreContinuesWhereTheSnapshotStopped() throws {
+    var c = VirtualMachine.Configuration()
+    c.memoryMiB = 32
+    c.engine = .interpreter
+    c.deterministic = true
+    let whole = Console()
+    XCTAssertEqual(try VirtualMachine(c) { whole.append($0) }.run().exitStatus, 1, whole.text)
+
+    let first = Console()
+    let vm = try VirtualMachine(c) { first.append($0) }
+    vm.stopAtInstruction = 5_000
+    let stopped = vm.run()
+    XCTAssertEqual(stopped.stoppedAtInstruction, 5_000)
+    XCTAssertEqual(stopped.exitStatus, 6)
+    let path = NSTemporaryDirectory() + "swiftvmm-kit-\(UUID().uuidString).snap"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let info = try vm.snapshot(to: path)
+    XCTAssertEqual(info.path, path)
+    XCTAssertGreaterThan(info.pagesStored, 0)
+    XCTAssertGreaterThan(info.bytes, info.pagesStored * 4096)
+    XCTAssertTrue(String(decoding: vm.statisticsReport(), as: UTF8.self).contains("instructions"))
+
+    let rest = Console()
+    let restored = try VirtualMachine(
+      restoring: path, engine: .translator, console: .callback { rest.append($0) })
+    XCTAssertEqual(restored.engineName, "translator")
+    XCTAssertTrue(restored.isDeterministic)
+    XCTAssertEqual(restored.run().exitStatus, 1, rest.text)
+    XCTAssertEqual(first.text + rest.text, whole.text)
+
+    let junk = path + ".junk"
+    FileManager.default.createFile(atPath: junk, contents: Data(repeating: 1, count: 100))
+    defer { try? FileManager.default.removeItem(atPath: junk) }
+    XCTAssertThrowsError(try VirtualMachine(restoring: junk, console: .callback { _ in }))
+  }
+
+  /// How a host program ends a run sets the exit status and message, as `swiftvmm run`'s.
+  func testStopReasonsSetTheOutcome() throws {
+    for (reason, status, message) in [
+      (VirtualMachine.StopReason.signal(15), Int32(143), "stopped by SIGTERM"),
+      (.consoleQuit, 0, "quit from the console"),
+    ] {
+      let console = Console()
+      let vm = try echo(console)
+      vm.start()
+      XCTAssertTrue(console.wait(for: "echo ready"), console.text)
+      vm.stop(reason)
+      let o = vm.wait()
+      XCTAssertEqual(o.exitStatus, status)
+      XCTAssertEqual(o.message, message)
+      XCTAssertNil(o.registerDump)
+    }
+  }
+
+  /// `startPaused()`: nothing runs until `resume()`.
+  func testStartPausedWaitsForResume() throws {
+    let console = Console()
+    let vm = try echo(console)
+    vm.startPaused()
+    vm.start()
+    usleep(300_000)
+    XCTAssertEqual(console.text, "", "a VM started paused runs nothing")
+    XCTAssertEqual(vm.counters["instructions"] ?? 0, 0)
+    vm.resume()
+    XCTAssertTrue(console.wait(for: "echo ready"), console.text)
+    vm.stop()
+    XCTAssertEqual(vm.wait().exitStatus, 0)
+  }
+
+  /// The MMU mode, CPUID policy and devices reach the machine, checked as the command
+  /// line's are (errors name the field).
+  func testMachineOptions() throws {
+    var c = VirtualMachine.Configuration()
+    c.memoryMiB = 32
+    c.engine = .interpreter
+    c.mmu = .shadow
+    c.cpuidPolicy = "minimal"
+    c.entropy = true
+    c.network = .user(hostForwards: [])
+    let console = Console()
+    let vm = try VirtualMachine(c) { console.append($0) }
+    XCTAssertEqual(vm.run().exitStatus, 1, console.text)
+    XCTAssertTrue(console.text.hasPrefix("Hello from SwiftVMM guest!"), console.text)
+    XCTAssertTrue(vm.counters.keys.contains { $0.hasPrefix("mmu.shadow.") }, "\(vm.counters)")
+
+    c.cpuidPolicy = "/nonexistent/policy.json"
+    XCTAssertThrowsError(try VirtualMachine(c)) {
+      XCTAssertTrue("\($0)".hasPrefix("swiftvmm.cpuid: "), "\($0)")
+    }
+    c.cpuidPolicy = nil
+    c.network = .user(hostForwards: ["tcp:127.0.0.1:notaport-:22"])
+    XCTAssertThrowsError(try VirtualMachine(c)) {
+      XCTAssertTrue("\($0)".hasPrefix("swiftvmm.net: "), "\($0)")
+    }
+    c.network = .none
+    c.engine = .kvm
+    XCTAssertThrowsError(try VirtualMachine(c), "an MMU mode needs a software engine")
+  }
+
   /// The package's example program, as CI runs it.
   func testExampleProgramRuns() throws {
     let exe = URL(fileURLWithPath: GuestImages.swiftvmmBinary).deletingLastPathComponent()

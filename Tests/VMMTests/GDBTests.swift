@@ -22,7 +22,7 @@ final class GDBTests: XCTestCase {
     return p
   }
 
-  private func requireGDB() throws {
+  func requireGDB() throws {
     guard FileManager.default.isExecutableFile(atPath: GDBTests.gdb) else {
       throw XCTSkip("gdb is not installed (.ci/run installs Debian's gdb)")
     }
@@ -31,11 +31,11 @@ final class GDBTests: XCTestCase {
 
   /// Starts `swiftvmm run` with `--gdb unix:SOCKET --gdb-wait`, runs gdb with `commands`,
   /// and returns gdb's output, the VM's output and the VM's exit status.
-  private func session(engine: String, commands: [String]) throws -> (
+  func session(engine: String, kernel: String? = nil, commands: [String]) throws -> (
     gdb: String, vm: String, status: Int32
   ) {
     try requireGDB()
-    let guest = try debugGuest()
+    let guest = try kernel ?? debugGuest()
     let sock = NSTemporaryDirectory() + "swiftvmm-gdb-\(UUID().uuidString.prefix(8)).sock"
     let vm = Process()
     vm.executableURL = URL(fileURLWithPath: CLITests.binary)
@@ -55,7 +55,8 @@ final class GDBTests: XCTestCase {
     for _ in 0..<500 where !FileManager.default.fileExists(atPath: sock) { usleep(10_000) }
     var args = ["-nx", "-batch", "-ex", "set pagination off", "-ex", "target remote " + sock]
     for c in commands { args += ["-ex", c] }
-    args.append(guest)
+    // A flat image has no symbols: gdb takes the architecture from the stub.
+    if kernel == nil { args.append(guest) }
     let g = try GuestImages.run(GDBTests.gdb, args, timeout: 90)
     let vmText = String(decoding: vmOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     vm.waitUntilExit()

@@ -64,7 +64,7 @@ final class PackageImportsTests: XCTestCase {
       guard let text = try? String(contentsOf: url, encoding: .utf8) else { continue }
       for line in text.split(separator: "\n") {
         if let m = firstMatch(
-          #"^\s*(?:@\w+\s+)*import\s+(?:(?:enum|struct|class|protocol|func|typealias|var|let)\s+)?(\w+)"#,
+          #"^\s*(?:@\w+(?:\([^)]*\))?\s+)*import\s+(?:(?:enum|struct|class|protocol|func|typealias|var|let)\s+)?(\w+)"#,
           in: String(line))
         {
           found[m] = url.lastPathComponent
@@ -86,6 +86,17 @@ final class PackageImportsTests: XCTestCase {
         XCTFail("\(t.name) imports \(module) (\(file)) but Package.swift does not declare it")
       }
     }
+  }
+
+  /// Attributes with arguments (`@_spi(Name) import`) hide no import.
+  func testAttributedImportsAreSeen() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "imports-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    try Data("@_spi(Command) import Foo\n@testable import Bar\nimport struct Baz.Q\n".utf8)
+      .write(to: dir.appendingPathComponent("a.swift"))
+    XCTAssertEqual(Set(Self.imports(under: dir).keys), ["Foo", "Bar", "Baz"])
   }
 
   static func firstMatch(_ pattern: String, in s: String) -> String? {

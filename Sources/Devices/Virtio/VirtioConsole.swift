@@ -9,13 +9,13 @@ import Memory
 public final class VirtioConsole: VirtioDevice {
   public static let maxBacklog = 1 << 20
   private let output: (UnsafeRawBufferPointer) -> Void
-  private var backlog: [UInt8] = []
+  var backlog: [UInt8] = []
   private var queues: [SplitVirtqueue] = []
   private var memory: GuestMemory?
   private weak var transport: VirtioTransport?
   /// Bytes transmitted and transmit chains served (for `bench io`).
-  public private(set) var bytesTransmitted: UInt64 = 0
-  public private(set) var transmitChains: UInt64 = 0
+  public internal(set) var bytesTransmitted: UInt64 = 0
+  public internal(set) var transmitChains: UInt64 = 0
 
   public init(output: @escaping (UnsafeRawBufferPointer) -> Void) {
     self.output = output

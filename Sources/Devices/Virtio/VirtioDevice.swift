@@ -42,6 +42,18 @@ public protocol VirtioDevice: AnyObject {
   func queueNotified(_ index: Int) throws(VirtqueueError)
   /// The driver reset the device: forget the queues.
   func reset()
+  /// State the device holds beyond its transport and queues (host input waiting
+  /// for receive buffers, counters), for snapshots; empty when it has none.
+  func saveDeviceState() -> [UInt8]
+  /// Takes a record from `saveDeviceState()` after the transport restored the
+  /// queues; false (nothing changed) for a record it cannot take. It must not
+  /// touch guest memory: the machine restores RAM afterwards.
+  func restoreDeviceState(_ record: [UInt8]) -> Bool
+}
+
+extension VirtioDevice {
+  public func saveDeviceState() -> [UInt8] { [] }
+  public func restoreDeviceState(_ record: [UInt8]) -> Bool { record.isEmpty }
 }
 
 /// Little-endian field access for device configuration spaces.

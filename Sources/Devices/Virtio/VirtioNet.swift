@@ -33,9 +33,9 @@ public final class VirtioNet: VirtioDevice {
   }
 
   public let mac: [UInt8]
-  public private(set) var counters = Counters()
+  public internal(set) var counters = Counters()
   private let transmit: ([UInt8]) -> Void
-  private var backlog: [[UInt8]] = []
+  var backlog: [[UInt8]] = []
   private var queues: [SplitVirtqueue] = []
   private var memory: GuestMemory?
   private weak var transport: VirtioTransport?

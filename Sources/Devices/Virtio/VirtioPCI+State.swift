@@ -1,3 +1,5 @@
+import Foundation
+
 extension SplitVirtqueue {
   /// Ring addresses and the device's indices; the rings themselves are guest memory.
   public struct State: Codable, Equatable {
@@ -65,9 +67,9 @@ extension MSIXCapability {
 }
 
 extension VirtioPCI: CodableSnapshotPart {
-  /// The transport's registers, its queues and MSI-X table. A device the driver had
-  /// started (DRIVER_OK) is started again over the restored queues; devices with
-  /// host-side buffers of their own (console, network) are not saved yet.
+  /// The transport's registers, its queues and MSI-X table, and the device's own
+  /// state (`VirtioDevice.saveDeviceState`). A device the driver had started
+  /// (DRIVER_OK) is started again over the restored queues.
   public struct State: Codable, Equatable {
     var deviceType: UInt16
     var status: UInt8
@@ -78,27 +80,23 @@ extension VirtioPCI: CodableSnapshotPart {
     var queues: [SplitVirtqueue.State]
     var msix: MSIXCapability.State
     var intxLevel: Bool
+    /// Absent in records from before console and network saved their state.
+    var device: Data?
   }
   public static let stateVersion = 1
   public var snapshotKind: String { "virtio-pci" }
-
-  /// Whether the device behind this transport can be saved.
-  public var isSnapshottable: Bool {
-    device.deviceType == .block || device.deviceType == .entropy
-  }
 
   public func captureState() -> State {
     State(
       deviceType: device.deviceType.rawValue, status: status, driverFeatures: driverFeatures,
       isr: isr, deviceFeatureSelect: deviceFeatureSelect, driverFeatureSelect: driverFeatureSelect,
       queueSelect: queueSelect, configVector: configVector, queues: queues.map(\.state),
-      msix: msix.state, intxLevel: intx?.level ?? false)
+      msix: msix.state, intxLevel: intx?.level ?? false, device: Data(device.saveDeviceState()))
   }
 
   public func applyState(_ s: State) throws {
     try require(s.deviceType == device.deviceType.rawValue, "device type \(s.deviceType)")
     try require(s.queues.count == queues.count, "\(s.queues.count) queues")
-    try require(isSnapshottable, "\(device.deviceType) devices are not restored yet")
     for (q, qs) in zip(queues, s.queues) {
       do { try q.apply(qs) } catch {
         throw SnapshotStateError.invalid(part: snapshotKind, reason: "\(error)")
@@ -116,6 +114,9 @@ extension VirtioPCI: CodableSnapshotPart {
     if status & Status.driverOK != 0 {
       device.activate(features: driverFeatures, queues: queues, memory: memory, transport: self)
     }
+    try require(
+      device.restoreDeviceState(Array(s.device ?? Data())),
+      "\(device.deviceType) device state cannot be read")
   }
 }
 

@@ -161,11 +161,14 @@ public final class MMUVirtualization: SoftwareMMUHooks {
     if regs.cr0 & CR0.pg == 0 {
       out.append("  guest paging off: GPA = GVA")
       gpa = gva & 0xFFFF_FFFF
-    } else if regs.efer & EFER.lma == 0 {
-      out.append("  guest uses 32-bit/PAE paging: only 4-level chains are printed")
     } else {
       let walker = GuestPageWalker(memory: memory, has1G: has1G)
       let names = [4: "PML4E", 3: "PDPTE", 2: "PDE", 1: "PTE"]
+      if regs.cr4 & CR4.pae == 0 {
+        out.append("  guest uses 32-bit paging (4-byte entries)")
+      } else if regs.efer & EFER.lma == 0 {
+        out.append("  guest uses PAE paging")
+      }
       func steps(_ s: [GuestPageWalker.Step]) {
         for st in s {
           var line = "  guest \(names[st.level]!) at GPA \(hex(st.entryGPA)) = \(hex(st.value))"
