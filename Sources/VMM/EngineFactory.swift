@@ -84,6 +84,7 @@ public enum EngineSelection {
 
   public static func hostReport() -> String {
     let host = KVMHost.probe()
-    return host.report + "\nDefault engine: \(best().rawValue)"
+    return host.report + "\nEngines: kvm, interpreter, translator"
+      + "\nDefault engine: \(best().rawValue)"
   }
 }

@@ -8,10 +8,13 @@ import XCTest
 @testable import VMM
 
 /// Debian Linux boots to busybox, forks and powers off with nested and shadow
-/// paging, and `--mmu paravirt` refuses it (Linux does not speak the PV MMU ABI).
+/// paging, and `--mmu paravirt` refuses it (Linux does not speak the PV MMU ABI); on the
+/// interpreter and on the translator.
 /// Release builds only, like LinuxBootTests.
 final class LinuxMMUModeTests: XCTestCase {
-  func boot(_ mode: MMUMode) throws -> (MachineOutcome, String, [String: UInt64]) {
+  func boot(_ mode: MMUMode, engine: EngineKind = .interpreter) throws -> (
+    MachineOutcome, String, [String: UInt64]
+  ) {
     guard let g = LinuxGuestImages.locate() else {
       throw XCTSkip("Debian guest not fetched; run `swiftvmm guest fetch-linux`")
     }
@@ -27,7 +30,7 @@ final class LinuxMMUModeTests: XCTestCase {
       var c = MachineConfig(
         kernel: [UInt8](try Data(contentsOf: URL(fileURLWithPath: g.bzImage))),
         kernelName: "vmlinuz",
-        engine: .interpreter)
+        engine: engine)
       c.initrd = try StandardInitramfs.build(guest: g, initScript: script, gzip: false)
       c.commandLine = "console=ttyS0 panic=-1"
       c.memorySize = 256 << 20
@@ -41,23 +44,33 @@ final class LinuxMMUModeTests: XCTestCase {
     #endif
   }
 
-  func testLinuxBootsWithNestedPaging() throws {
-    let (o, out, s) = try boot(.nested)
+  func testLinuxBootsWithNestedPaging() throws { try nested(.interpreter) }
+  func testLinuxBootsWithShadowPaging() throws { try shadow(.interpreter) }
+  func testParavirtRefusesLinux() throws { try paravirt(.interpreter) }
+  // The translator in the same modes (direct: LinuxTranslatorTests). Nested on the
+  // translator is not here yet: on a host at load 22 it was still booting (367 s of guest
+  // time) when the 900 s watchdog ended it, so it has not been seen to pass.
+  func testLinuxBootsWithShadowPagingOnTheTranslator() throws { try shadow(.translator) }
+  func testParavirtRefusesLinuxOnTheTranslator() throws { try paravirt(.translator) }
+
+  func nested(_ engine: EngineKind) throws {
+    let (o, out, s) = try boot(.nested, engine: engine)
     XCTAssertEqual(o, .powerOff, String(out.suffix(3000)))
     XCTAssertTrue(out.contains("MMU-MODE-OK") && out.contains("forks=20"), String(out.suffix(3000)))
     XCTAssertGreaterThan(s["mmu.exits.nested_faults"] ?? 0, 1000)
   }
 
-  func testLinuxBootsWithShadowPaging() throws {
-    let (o, out, s) = try boot(.shadow)
+  func shadow(_ engine: EngineKind) throws {
+    let (o, out, s) = try boot(.shadow, engine: engine)
     XCTAssertEqual(o, .powerOff, String(out.suffix(3000)))
     XCTAssertTrue(out.contains("MMU-MODE-OK") && out.contains("forks=20"), String(out.suffix(3000)))
     XCTAssertGreaterThan(s["mmu.exits.write_protect"] ?? 0, 0)
     XCTAssertGreaterThan(s["mmu.exits.cr3_loads"] ?? 0, 20)
+    if engine == .translator { XCTAssertGreaterThan(s["translator.blocks_run"] ?? 0, 100_000) }
   }
 
-  func testParavirtRefusesLinux() throws {
-    let (o, _, _) = try boot(.paravirt)
+  func paravirt(_ engine: EngineKind) throws {
+    let (o, _, _) = try boot(.paravirt, engine: engine)
     guard case .guestFailure(let why) = o else { return XCTFail("\(o)") }
     XCTAssertTrue(why.contains("HC_PV_HELLO"), why)
   }
