@@ -428,6 +428,9 @@ extension InterpreterCPU {
       let v = ((r[0] & 0xFF) &+ ((r[0] >> 8) & 0xFF) &* base) & 0xFF
       setReg(0, 2, v)
       setLogicFlags(1, v)
+    case 0xD6:  // SALC: AL = CF ? 0xFF : 0 (undocumented; kvm-unit-tests realmode uses it)
+      if mode64 { throw Fault.ud() }
+      setReg(0, 1, statusFlags() & RFLAGS.cf != 0 ? 0xFF : 0)
     case 0xD7:
       let sg = segOvr >= 0 ? segOvr : DS
       let off = (getReg(3, adSize) &+ (r[0] & 0xFF)) & sizeMask(adSize)
@@ -504,7 +507,7 @@ extension InterpreterCPU {
       try group5()
       return
     default:
-      // 0x62 BOUND, 0xD6 SALC, 0x9A/0xEA in 64-bit, VEX/EVEX... : not implemented → #UD.
+      // 0x62 BOUND, 0x9A/0xEA in 64-bit, VEX/EVEX... : not implemented → #UD.
       throw Fault.ud()
     }
     rip = (startRIP &+ UInt64(ipos)) & codeMask

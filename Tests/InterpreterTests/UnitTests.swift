@@ -697,6 +697,17 @@ final class UnitTests: XCTestCase {
     XCTAssertEqual(g.rflags & 0xFF, 0x97, "SF AF PF CF")
   }
 
+  func testSALCOutside64BitMode() throws {
+    // stc ; salc ; mov bl,al ; clc ; salc ; hlt   (32-bit protected mode)
+    let m = try TestMachine(ramMiB: 16)
+    try m.load([0xF9, 0xD6, 0x88, 0xC3, 0xF8, 0xD6, 0xF4], at: 0x10000)
+    try m.setProtectedMode32(rip: 0x10000)
+    XCTAssertEqual(try m.cpu.run(), .halt)
+    let g = try regs(m)
+    XCTAssertEqual(g.rbx & 0xFF, 0xFF)
+    XCTAssertEqual(g.rax & 0xFF, 0)
+  }
+
   func testAPICBaseRefusesX2APICMode() throws {
     // mov ecx,0x1B ; mov eax,0xFEE00D00 (EN | EXTD | BSP) ; xor edx,edx ; wrmsr ; hlt
     let m = try machine64([
