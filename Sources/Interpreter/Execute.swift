@@ -109,10 +109,17 @@ extension InterpreterCPU {
   @inline(__always) var nextRIP: UInt64 { (startRIP &+ UInt64(ipos)) & codeMask }
 
   /// A relative branch's target: `end` is the instruction's end, `size` its operand size.
-  @inline(__always) func branchTarget(_ end: UInt64, _ disp: UInt64, _ size: Int) -> UInt64 {
+  /// The one definition, also used by the translator's BlockCompiler.
+  @inline(__always) static func relativeBranchTarget(
+    _ end: UInt64, _ disp: UInt64, _ size: Int, mode64: Bool
+  ) -> UInt64 {
     let t = end &+ disp
     if mode64 { return t }
     return size == 2 ? t & 0xFFFF : t & 0xFFFF_FFFF
+  }
+
+  @inline(__always) func branchTarget(_ end: UInt64, _ disp: UInt64, _ size: Int) -> UInt64 {
+    InterpreterCPU.relativeBranchTarget(end, disp, size, mode64: mode64)
   }
 
   @inline(__always) func branchTarget(_ disp: UInt64) -> UInt64 {

@@ -798,10 +798,8 @@ struct BlockCompiler {
     e.ret()
   }
 
-  /// A direct branch's target, wrapped as `dcTarget` wraps it.
+  /// A direct branch's target, as the interpreter computes it.
   func branchTarget(_ next: UInt64, _ d: DecodedInsn) -> UInt64 {
-    let t = next &+ d.disp
-    if mode64 { return t }
-    return d.size == 2 ? t & 0xFFFF : t & 0xFFFF_FFFF
+    InterpreterCPU.relativeBranchTarget(next, d.disp, Int(d.size), mode64: mode64)
   }
 }
