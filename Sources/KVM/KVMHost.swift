@@ -191,9 +191,9 @@ public struct KVMHost: Sendable {
     if hardwareVirtualization {
       hw = "yes: KVM is the default engine"
     } else if isUsable && kind == .pvm {
-      hw = "no: KVM-PVM emulates guests (~8 µs per exit); the interpreter stays the default"
+      hw = "no: KVM-PVM emulates guests (~8 µs per exit); a software engine stays the default"
     } else {
-      hw = "no: the interpreter is the default engine"
+      hw = "no: a software engine is the default"
     }
     lines.append("  hardware virtualization: \(hw)")
     if !capabilities.isEmpty {

@@ -77,14 +77,17 @@ enum EngineFactory {
 
 /// Which engine to use when the user does not say.
 public enum EngineSelection {
-  /// KVM only where /dev/kvm offers hardware virtualization; otherwise the interpreter.
+  /// The rule: KVM where /dev/kvm offers hardware virtualization (VT-x/AMD-V), otherwise
+  /// the translator (it passes what the interpreter passes, and compiles hot code).
+  public static let rule = "kvm with hardware virtualization (VT-x/AMD-V), else translator"
+
   public static func best() -> EngineKind {
-    KVMHost.hardwareVirtualization ? .kvm : .interpreter
+    KVMHost.hardwareVirtualization ? .kvm : .translator
   }
 
   public static func hostReport() -> String {
     let host = KVMHost.probe()
     return host.report + "\nEngines: kvm, interpreter, translator"
-      + "\nDefault engine: \(best().rawValue)"
+      + "\nDefault engine: \(best().rawValue) (\(rule))"
   }
 }

@@ -10,7 +10,7 @@ struct LinuxCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "linux",
     abstract:
-      "Boot Debian Linux to a busybox shell on the interpreter (fetches the guest if missing).",
+      "Boot Debian Linux to a busybox shell (fetches the guest if missing).",
     discussion: """
       The kernel and busybox come from Debian's linux-image-cloud-amd64 and busybox-static, \
       downloaded with apt-get into the cache on first use. Type `poweroff` to end the VM. \
@@ -53,7 +53,7 @@ struct LinuxCommand: ParsableCommand {
       done
       [ -n "$rows" ] && [ -n "$cols" ] && stty -F /dev/ttyS0 rows $rows cols $cols
       echo
-      echo "SwiftVMM: Debian $(uname -r) on the interpreter. Type 'poweroff' to stop."
+      echo "SwiftVMM: Debian $(uname -r) on SwiftVMM. Type 'poweroff' to stop."
       # cttyhack opens the console's real tty, so the shell has a controlling terminal.
       setsid cttyhack sh -l
       """)
@@ -72,7 +72,7 @@ struct LinuxCommand: ParsableCommand {
     }
     var config = MachineConfig(kernel: [], kernelName: "", engine: .interpreter)
     let translate = vm.apply(
-      to: &config, defaults: .init(memory: "512M", engine: .interpreter, cpuid: "kvm"),
+      to: &config, defaults: .init(memory: "512M", engine: .translator, cpuid: "kvm"),
       command: LinuxCommand.self)
     // Checked here, not in validate(): it is about Linux, not the configuration.
     if let why = KVMPlatformLimits.linuxRefusal(engine: config.engine) {

@@ -14,7 +14,7 @@ struct VMOptions: ParsableArguments {
   var cpus: Int = 1
   @Option(
     help:
-      "CPU engine: kvm, interpreter or translator (run: kvm with hardware virtualization, else interpreter; linux, mmu-compare: interpreter)."
+      "CPU engine: kvm, interpreter or translator (run: kvm with hardware virtualization, else translator; linux: translator, since Linux on our KVM platform is untested; mmu-compare: interpreter)."
   )
   var engine: String?
   @Option(

@@ -58,7 +58,8 @@ final class DebianSystemTests: XCTestCase {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: GuestImages.swiftvmmBinary)
     p.arguments = [
-      "linux", "--root", "--disk", disk, "--net", "user,hostfwd=tcp:127.0.0.1:\(port)-:22",
+      "linux", "--engine", "interpreter", "--root", "--disk", disk, "--net",
+      "user,hostfwd=tcp:127.0.0.1:\(port)-:22",
     ]
     let input = Pipe()
     let output = Pipe()

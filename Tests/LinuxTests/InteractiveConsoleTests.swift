@@ -17,7 +17,7 @@ final class InteractiveConsoleTests: XCTestCase {
     }
     let p = Process()
     p.executableURL = URL(fileURLWithPath: GuestImages.swiftvmmBinary)
-    p.arguments = ["linux", "--cpuid", "kvm"]
+    p.arguments = ["linux", "--engine", "interpreter", "--cpuid", "kvm"]
     let input = Pipe()
     let output = Pipe()
     p.standardInput = input

@@ -50,7 +50,8 @@ final class LinuxNetworkTests: XCTestCase {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: GuestImages.swiftvmmBinary)
     p.arguments = [
-      "linux", "--net", "user,hostfwd=tcp:127.0.0.1:\(fwdPort)-:7777", "--stats",
+      "linux", "--engine", "interpreter", "--net", "user,hostfwd=tcp:127.0.0.1:\(fwdPort)-:7777",
+      "--stats",
       dir + "/stats.json",
       "--run", commands,
     ]

@@ -107,7 +107,8 @@ final class LinuxSnapshotTests: XCTestCase {
     }
 
     let (p1, in1, t1) = try start([
-      "linux", "--cpuid", "kvm", "--memory", "512M", "--snapshot-file", snap,
+      "linux", "--engine", "interpreter", "--cpuid", "kvm", "--memory", "512M", "--snapshot-file",
+      snap,
     ])
     defer { if p1.isRunning { p1.terminate() } }
     XCTAssertTrue(

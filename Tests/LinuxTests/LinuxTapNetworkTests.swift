@@ -94,7 +94,8 @@ final class LinuxTapNetworkTests: XCTestCase {
     p.executableURL = URL(fileURLWithPath: ip)
     p.arguments =
       inNS.dropFirst() + [
-        GuestImages.swiftvmmBinary, "linux", "--net", "tap=tap0", "--run", commands,
+        GuestImages.swiftvmmBinary, "linux", "--engine", "interpreter", "--net", "tap=tap0",
+        "--run", commands,
       ]
     let output = Pipe()
     p.standardOutput = output

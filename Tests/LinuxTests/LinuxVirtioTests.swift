@@ -53,7 +53,8 @@ final class LinuxVirtioTests: XCTestCase {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: GuestImages.swiftvmmBinary)
     p.arguments = [
-      "linux", "--disk", vda, "--disk", "\(vdb),readonly,id=ro-disk", "--rng", "--console",
+      "linux", "--engine", "interpreter", "--disk", vda, "--disk", "\(vdb),readonly,id=ro-disk",
+      "--rng", "--console",
       "virtio", "--run", commands,
     ]
     let pipe = Pipe()
