@@ -10,18 +10,10 @@ import XCTest
 /// poweroff` ends the VM with status 0, and the file is in the image afterwards.
 final class DebianSystemTests: XCTestCase {
   func testSystemdBootSerialLoginSSHAndPoweroff() throws {
-    guard LinuxGuestImages.locate() != nil else {
-      throw XCTSkip("Debian guest not fetched; run `swiftvmm guest fetch-linux`")
-    }
+    _ = try requireLinuxGuestAndBinary()
     let image = LinuxGuestImages.defaultCacheDirectory + "/" + DebianRootfs.imageName
     guard FileManager.default.fileExists(atPath: image) else {
       throw XCTSkip("\(image) not built; run `sudo swiftvmm guest fetch-rootfs`")
-    }
-    #if DEBUG
-      throw XCTSkip("needs a release build (scripts/test): the debug interpreter is too slow")
-    #endif
-    guard FileManager.default.isExecutableFile(atPath: GuestImages.swiftvmmBinary) else {
-      throw XCTSkip("swiftvmm binary not built next to the test runner")
     }
     for tool in ["/usr/bin/ssh", "/usr/bin/ssh-keygen", "/usr/sbin/debugfs"]
     where !FileManager.default.isExecutableFile(atPath: tool) {

@@ -6,15 +6,7 @@ import XCTest
 /// Types into the busybox shell through the CLI's stdin, as a user would.
 final class InteractiveConsoleTests: XCTestCase {
   func testShellRunsTypedCommandsAndPowersOff() throws {
-    guard LinuxGuestImages.locate() != nil else {
-      throw XCTSkip("Debian guest not fetched; run `swiftvmm guest fetch-linux`")
-    }
-    #if DEBUG
-      throw XCTSkip("needs a release build (scripts/test): the debug interpreter is too slow")
-    #endif
-    guard FileManager.default.isExecutableFile(atPath: GuestImages.swiftvmmBinary) else {
-      throw XCTSkip("swiftvmm binary not built next to the test runner")
-    }
+    _ = try requireLinuxGuestAndBinary()
     let p = Process()
     p.executableURL = URL(fileURLWithPath: GuestImages.swiftvmmBinary)
     p.arguments = ["linux", "--engine", "interpreter", "--cpuid", "kvm"]

@@ -14,15 +14,7 @@ import XCTest
 /// `swiftvmm run --api-sock`: status 0. Release builds only.
 final class LinuxCtrlAltDelTests: XCTestCase {
   func testSendCtrlAltDelOverTheAPIStopsLinux() throws {
-    guard let g = LinuxGuestImages.locate() else {
-      throw XCTSkip("Debian guest not fetched; run `swiftvmm guest fetch-linux`")
-    }
-    #if DEBUG
-      throw XCTSkip("Linux boot tests need a release build; the debug interpreter is too slow")
-    #endif
-    guard FileManager.default.isExecutableFile(atPath: GuestImages.swiftvmmBinary) else {
-      throw XCTSkip("swiftvmm binary not built next to the test runner")
-    }
+    let g = try requireLinuxGuestAndBinary()
     guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") else {
       throw XCTSkip("needs curl (.ci/run installs it)")
     }

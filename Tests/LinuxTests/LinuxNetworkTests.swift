@@ -8,15 +8,7 @@ import XCTest
 /// host through `hostfwd`. One boot serves all three checks.
 final class LinuxNetworkTests: XCTestCase {
   func testUserModeNetworking() throws {
-    guard let guest = LinuxGuestImages.locate() else {
-      throw XCTSkip("Debian guest not fetched; run `swiftvmm guest fetch-linux`")
-    }
-    #if DEBUG
-      throw XCTSkip("needs a release build (scripts/test): the debug interpreter is too slow")
-    #endif
-    guard FileManager.default.isExecutableFile(atPath: GuestImages.swiftvmmBinary) else {
-      throw XCTSkip("swiftvmm binary not built next to the test runner")
-    }
+    let guest = try requireLinuxGuestAndBinary()
     let dir = NSTemporaryDirectory() + "swiftvmm-net-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }

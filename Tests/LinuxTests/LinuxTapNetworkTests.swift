@@ -8,15 +8,7 @@ import XCTest
 /// TCP stream to a listener there. The namespace (and its TAP) is removed afterwards.
 final class LinuxTapNetworkTests: XCTestCase {
   func testTapNetworkingInANamespace() throws {
-    guard let guest = LinuxGuestImages.locate() else {
-      throw XCTSkip("Debian guest not fetched; run `swiftvmm guest fetch-linux`")
-    }
-    #if DEBUG
-      throw XCTSkip("needs a release build (scripts/test): the debug interpreter is too slow")
-    #endif
-    guard FileManager.default.isExecutableFile(atPath: GuestImages.swiftvmmBinary) else {
-      throw XCTSkip("swiftvmm binary not built next to the test runner")
-    }
+    let guest = try requireLinuxGuestAndBinary()
     guard geteuid() == 0 else { throw XCTSkip("TAP devices and network namespaces need root") }
     guard FileManager.default.fileExists(atPath: "/dev/net/tun") else {
       throw XCTSkip("/dev/net/tun is missing: this host has no TUN/TAP")

@@ -10,15 +10,7 @@ import XCTest
 /// The MMU modes on the translator are in LinuxMMUModeTests.
 final class LinuxTranslatorTests: XCTestCase {
   func testBusyboxDiskNetworkAndTwoCPUs() throws {
-    guard let guest = LinuxGuestImages.locate() else {
-      throw XCTSkip("Debian guest not fetched; run `swiftvmm guest fetch-linux`")
-    }
-    #if DEBUG
-      throw XCTSkip("needs a release build (scripts/test): the debug translator is too slow")
-    #endif
-    guard FileManager.default.isExecutableFile(atPath: GuestImages.swiftvmmBinary) else {
-      throw XCTSkip("swiftvmm binary not built next to the test runner")
-    }
+    let guest = try requireLinuxGuestAndBinary()
     let dir = NSTemporaryDirectory() + "swiftvmm-translator-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }

@@ -14,16 +14,7 @@ final class LinuxVirtioTests: XCTestCase {
   static let rawLength = 256 << 10
 
   func testDisksConsoleAndEntropyUnderDebian() throws {
-    guard LinuxGuestImages.locate() != nil else {
-      throw XCTSkip("Debian guest not fetched; run `swiftvmm guest fetch-linux`")
-    }
-    #if DEBUG
-      throw XCTSkip("Linux boot tests need a release build; the debug interpreter is too slow")
-    #endif
-    guard FileManager.default.isExecutableFile(atPath: GuestImages.swiftvmmBinary) else {
-      throw XCTSkip(
-        "swiftvmm binary not built next to the test runner at \(GuestImages.swiftvmmBinary)")
-    }
+    _ = try requireLinuxGuestAndBinary()
     let dir = NSTemporaryDirectory() + "swiftvmm-linux-virtio-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
