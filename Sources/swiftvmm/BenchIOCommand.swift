@@ -9,12 +9,12 @@ import VMM
 #endif
 
 /// Emulated vs para-virtual I/O on the same Debian kernel and busybox initramfs: the
-/// interpreter with our devices, QEMU TCG with its own, in one invocation.
+/// translator (or interpreter) with our devices, QEMU TCG with its own, in one invocation.
 struct BenchIO: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "io",
     abstract:
-      "Console, virtio-blk and network I/O in the Debian guest on the interpreter and on QEMU TCG.",
+      "Console, virtio-blk and network I/O in the Debian guest on SwiftVMM and on QEMU TCG.",
     discussion: """
       One boot per VMM and repeat runs every phase; the guest prints a marker line on ttyS0 \
       before and after each, and the host reads the clock, this VMM's CPU time (QEMU's from \
@@ -43,6 +43,8 @@ struct BenchIO: ParsableCommand {
   var only: String = "console,blk,net,tap"
   @Option(help: "Comma-separated VMMs to run: swiftvmm, qemu.")
   var vmms: String = "swiftvmm,qemu"
+  @Option(help: "SwiftVMM's engine: translator (the default for linux) or interpreter.")
+  var engine: String = "translator"
   @Option(help: "Write the figures as JSON to this file.")
   var json: String?
   @OptionGroup var logging: LoggingOptions
@@ -62,6 +64,9 @@ struct BenchIO: ParsableCommand {
         BenchIO.usageError("--only: unknown group '\(g)' (console, blk, net, tap)")
       }
       groups.insert(g)
+    }
+    guard let engineKind = EngineKind(rawValue: engine), engineKind != .kvm else {
+      BenchIO.usageError("--engine \(engine): translator or interpreter")
     }
     let chosen = Set(vmms.split(separator: ",").map(String.init))
     guard !chosen.isEmpty, chosen.isSubset(of: ["swiftvmm", "qemu"]) else {
@@ -125,11 +130,11 @@ struct BenchIO: ParsableCommand {
       for (i, p) in plans.enumerated() {
         let what = p.tapName == nil ? "" : " on TAP"
         if chosen.contains("swiftvmm") {
-          print("run \(r + 1)/\(repeats): SwiftVMM interpreter\(what) ...")
+          print("run \(r + 1)/\(repeats): SwiftVMM \(engineKind.rawValue)\(what) ...")
           mine.merge(
             try runSwiftVMM(
               plan: p, kernel: [UInt8](kernel), name: guest.bzImage, initrd: initrds[i],
-              disk: disk)
+              disk: disk, engine: engineKind)
           ) { a, _ in a }
         }
         if let qemu {
@@ -149,7 +154,8 @@ struct BenchIO: ParsableCommand {
     let host = plan.usesDisk ? hostDisk(work: work) : [:]
     var shown = plan
     if tap != nil { shown.groups.insert("tap") }
-    let report = BenchIOReport(plan: shown, ours: ours, qemu: theirs, host: host)
+    let report = BenchIOReport(
+      plan: shown, ours: ours, qemu: theirs, host: host, engine: engineKind.rawValue)
     print(report.table)
     if let json {
       let data = try JSONSerialization.data(
@@ -161,9 +167,10 @@ struct BenchIO: ParsableCommand {
   // MARK: SwiftVMM
 
   func runSwiftVMM(
-    plan: BenchIOPlan, kernel: [UInt8], name: String, initrd: [UInt8], disk: String
+    plan: BenchIOPlan, kernel: [UInt8], name: String, initrd: [UInt8], disk: String,
+    engine: EngineKind
   ) throws -> [String: BenchIOPhase] {
-    var c = MachineConfig(kernel: kernel, kernelName: name, engine: .interpreter)
+    var c = MachineConfig(kernel: kernel, kernelName: name, engine: engine)
     let (sink, source) = try plan.hostEnds()
     c.initrd = initrd
     c.commandLine = plan.commandLine(sink: sink)
@@ -491,6 +498,8 @@ struct BenchIOReport {
   var ours: [[String: BenchIOPhase]]
   var qemu: [[String: BenchIOPhase]]
   var host: [String: BenchIOPhase]
+  /// SwiftVMM's engine in these runs.
+  var engine: String
 
   private static func median(
     _ runs: [[String: BenchIOPhase]], _ phase: String, _ f: (BenchIOPhase) -> Double?
@@ -569,7 +578,7 @@ struct BenchIOReport {
         + cell(c) + "\n"
     }
     s +=
-      "(medians of \(ours.count) SwiftVMM and \(qemu.count) QEMU boots; SwiftVMM: interpreter engine;"
+      "(medians of \(ours.count) SwiftVMM and \(qemu.count) QEMU boots; SwiftVMM: \(engine) engine;"
     s += " exits are all exits in the phase; ping: busybox ping's average of 20)"
     return s
   }
@@ -578,6 +587,7 @@ struct BenchIOReport {
     var doc: [String: Any] = [
       "size_mib": plan.sizeMiB, "console_kib": plan.consoleKiB, "net_mib": plan.netMiB,
       "reads": plan.reads, "swiftvmm_runs": ours.count, "qemu_runs": qemu.count,
+      "swiftvmm_engine": engine,
     ]
     doc["rows"] = rows.map { row -> [String: Any] in
       var o: [String: Any] = ["row": row.0]
