@@ -54,6 +54,9 @@ public final class Machine {
   // The condition wakes a console reader waiting for room in `pendingInput`.
   private let lock = NSCondition()
   private let hostAttention = Atomic<Bool>(false)
+  /// A host thread kicked the vCPUs (input, a request, a stop): under `--deterministic`
+  /// the turn it cut short is resumed, so host timing never changes the interleaving.
+  private let hostKicked = Atomic<Bool>(false)
   private var hostStop: MachineOutcome?
   private var pendingInput: [UInt8] = []
   /// Set when the run loop returned: nothing will take input any more.
@@ -230,7 +233,10 @@ public final class Machine {
   }
 
   /// Thread-safe: whichever vCPU is running returns to the run loop soon.
-  private func kickCPUs() { for c in cpus { c.kick() } }
+  private func kickCPUs() {
+    hostKicked.store(true, ordering: .releasing)
+    for c in cpus { c.kick() }
+  }
 
   /// Another thread has work for the run loop (frames from a back-end, a pause or a
   /// request): it takes it at its next check.
@@ -305,6 +311,13 @@ public final class Machine {
         exit = try cpus[i].run()
       } catch {
         return .guestFailure("\(error)")
+      }
+      if case .interrupted = exit, config.deterministic,
+        hostKicked.exchange(false, ordering: .acquiringAndReleasing)
+      {
+        // A PAUSE that coincided with the kick ends the resumed turn again at once:
+        // the engine still holds the kick and returns before running anything.
+        scheduler.resumeAfterHostKick()
       }
       if let o = handle(exit, cpu: cpus[i]) { return o }
       if let r = control.stopRequest { return outcome(for: r) }

@@ -39,6 +39,8 @@ final class VCPUScheduler {
   /// and `pace` gives it only the rest of its quantum.
   var resumeQuantum = false
   private var resumingQuantum = false
+  /// Retired count at which the current vCPU was armed to stop (nil: not armed).
+  private var armedStop: UInt64?
   /// Times the scheduler moved from one vCPU to another.
   private(set) var switches: UInt64 = 0
   private(set) var startups: UInt64 = 0
@@ -108,7 +110,16 @@ final class VCPUScheduler {
       let done = clock.instructions()
       budget = min(budget, stopAt > done ? stopAt - done : 0)
     }
+    armedStop = budget == .max ? nil : now &+ budget
     pauseAt[current](budget == .max ? .max : now &+ budget)
+  }
+
+  /// A host kick (not the armed stop) ended the current vCPU's run: under
+  /// `--deterministic` it resumes the rest of its turn, so host timing never changes
+  /// which vCPU runs when. A vCPU that reached its armed stop switches as usual.
+  func resumeAfterHostKick() {
+    guard !pauseAt.isEmpty, let stop = armedStop, retired[current]() < stop else { return }
+    resumeQuantum = true
   }
 
   /// The current vCPU executed HLT.
