@@ -174,7 +174,7 @@ final class APISocketTests: XCTestCase {
 
     // The guest still runs and answers: '~' ends it with status (0 << 1) | 1.
     stdinPipe.fileHandleForWriting.write(Data("~".utf8))
-    vmm.waitUntilExit()
+    try waitForExit(vmm)
     XCTAssertEqual(vmm.terminationStatus, 1, output.text)
     XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "the socket is removed at exit")
   }
@@ -213,7 +213,7 @@ final class APISocketTests: XCTestCase {
     }
     XCTAssertEqual(try curl("PATCH", "/vm", #"{"state": "Resumed"}"#).status, 204)
     stdinPipe.fileHandleForWriting.write(Data("~".utf8))
-    vmm.waitUntilExit()
+    try waitForExit(vmm)
     XCTAssertEqual(vmm.terminationStatus, 1, output.text)
   }
 
@@ -224,7 +224,8 @@ final class APISocketTests: XCTestCase {
     let kernel = try GuestImages.path("bench_loop.elf")
     var r = try curl(
       "PUT", "/boot-source",
-      #"{"kernel_image_path": "\#(kernel)", "boot_args": "bench_loop.elf div=500"}"#)
+      #"{"kernel_image_path": "\#(kernel)", "boot_args": "bench_loop.elf div=\#(Self.loopDivisor)"}"#
+    )
     XCTAssertEqual(r.status, 204, r.body)
     r = try curl("PUT", "/machine-config", #"{"vcpu_count": 1, "mem_size_mib": 32}"#)
     XCTAssertEqual(r.status, 204, r.body)
@@ -232,9 +233,11 @@ final class APISocketTests: XCTestCase {
     XCTAssertEqual(r.status, 204, r.body)
     r = try curl("PUT", "/actions", #"{"action_type": "InstanceStart"}"#)
     XCTAssertEqual(r.status, 204, r.body)
-    usleep(300_000)
+    usleep(100_000)
     r = try curl("PATCH", "/vm", #"{"state": "Paused"}"#)
-    XCTAssertEqual(r.status, 204, "the guest ended before the pause: \(r.body) \(output.text)")
+    guard r.status == 204 else {
+      return XCTFail("the guest ended before the pause: \(r.body) \(output.text)")
+    }
     let snap = NSTemporaryDirectory() + "swiftvmm-api-\(UUID().uuidString).snap"
     let mem = snap + ".mem"
     defer { try? FileManager.default.removeItem(atPath: snap) }
@@ -243,7 +246,7 @@ final class APISocketTests: XCTestCase {
     XCTAssertEqual(r.status, 204, r.body)
     XCTAssertFalse(FileManager.default.fileExists(atPath: mem), "memory is in the snapshot file")
     XCTAssertEqual(try curl("PATCH", "/vm", #"{"state": "Resumed"}"#).status, 204)
-    vmm.waitUntilExit()
+    try waitForExit(vmm)
     XCTAssertEqual(vmm.terminationStatus, 1, output.text)
     let result = try XCTUnwrap(
       output.text.split(separator: "\n").first { $0.hasPrefix("bench loop: result=") },
@@ -269,9 +272,32 @@ final class APISocketTests: XCTestCase {
     XCTAssertFalse(
       second.text.contains("bench loop"), "a paused guest does not run: \(second.text)")
     XCTAssertEqual(try curl("PATCH", "/vm", #"{"state": "Resumed"}"#).status, 204)
-    vmm.waitUntilExit()
+    try waitForExit(vmm)
     XCTAssertEqual(vmm.terminationStatus, 1, second.text)
     XCTAssertTrue(second.text.contains(result), "first: \(firstOutput)\nsecond: \(second.text)")
+  }
+
+  /// bench_loop's divisor: its work is proportional to 1/div. Release engines are fast
+  /// enough that div=500 ended within 0.3 s, before the test's pause.
+  #if DEBUG
+    static let loopDivisor = 500
+  #else
+    static let loopDivisor = 20
+  #endif
+
+  /// Waits for the VMM to exit; a VMM still running after `seconds` is killed and the
+  /// test fails, instead of hanging the suite.
+  func waitForExit(_ p: Process, seconds: Double = 300) throws {
+    let deadline = Date() + seconds
+    while p.isRunning {
+      guard Date() < deadline else {
+        p.terminate()
+        p.waitUntilExit()
+        XCTFail("the VMM did not exit within \(seconds) s")
+        return
+      }
+      usleep(20_000)
+    }
   }
 
   /// Starts `swiftvmm run --api-sock socket` and waits for its socket.
