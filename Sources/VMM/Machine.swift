@@ -54,9 +54,11 @@ public final class Machine {
   // The condition wakes a console reader waiting for room in `pendingInput`.
   private let lock = NSCondition()
   private let hostAttention = Atomic<Bool>(false)
-  /// A host thread kicked the vCPUs (input, a request, a stop): under `--deterministic`
-  /// the turn it cut short is resumed, so host timing never changes the interleaving.
-  private let hostKicked = Atomic<Bool>(false)
+  /// vCPUs (bit i: vCPU i) a host thread kicked (input, a request, a stop) that have
+  /// not returned for it yet: under `--deterministic` the turn a kick cut short is
+  /// resumed, so host timing never changes the interleaving. Per vCPU, because each
+  /// holds its own kick until its next run.
+  private let hostKicked = Atomic<UInt64>(0)
   private var hostStop: MachineOutcome?
   private var pendingInput: [UInt8] = []
   /// Set when the run loop returned: nothing will take input any more.
@@ -234,7 +236,7 @@ public final class Machine {
 
   /// Thread-safe: whichever vCPU is running returns to the run loop soon.
   private func kickCPUs() {
-    hostKicked.store(true, ordering: .releasing)
+    hostKicked.store(cpus.count >= 64 ? ~0 : (1 << UInt64(cpus.count)) - 1, ordering: .releasing)
     for c in cpus { c.kick() }
   }
 
@@ -313,7 +315,8 @@ public final class Machine {
         return .guestFailure("\(error)")
       }
       if case .interrupted = exit, config.deterministic,
-        hostKicked.exchange(false, ordering: .acquiringAndReleasing)
+        hostKicked.bitwiseAnd(~(1 << UInt64(i)), ordering: .acquiringAndReleasing).oldValue
+          & (1 << UInt64(i)) != 0
       {
         // A PAUSE that coincided with the kick ends the resumed turn again at once:
         // the engine still holds the kick and returns before running anything.
