@@ -18,7 +18,7 @@ import VMM
 public final class VirtualMachine: @unchecked Sendable {
   /// Which CPU engine runs the guest.
   public enum Engine: String, Sendable, CaseIterable {
-    /// KVM where `/dev/kvm` offers hardware virtualization, else the interpreter.
+    /// KVM where `/dev/kvm` offers hardware virtualization, else the translator.
     case automatic
     case kvm
     case interpreter
