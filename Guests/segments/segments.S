@@ -103,6 +103,94 @@ sgc_\name:
     .globl sg_cases
 sg_cases:
 
+/* LAR/LSL/VERR/VERW: EAX = result (0xDEAD if unchanged), ECX = ZF. First in
+ * the table, so the descriptors' accessed bits are those the harness set. */
+.macro SELCHECK op, sel
+    movl $0xDEAD, %eax
+    movl $\sel, %ebx
+    xorl %ecx, %ecx
+    .ifc \op, verr
+    verr %bx
+    .else
+    .ifc \op, verw
+    verw %bx
+    .else
+    \op %ebx, %eax
+    .endif
+    .endif
+    setz %cl
+    DONE
+.endm
+
+CASE lar_dlim, S_EAX|S_ECX
+    SELCHECK lar, SEL_DLIM
+CASE lsl_dlim, S_EAX|S_ECX
+    SELCHECK lsl, SEL_DLIM
+CASE lar_kdata, S_EAX|S_ECX
+    SELCHECK lar, SEL_KDATA
+CASE lsl_kdata, S_EAX|S_ECX
+    SELCHECK lsl, SEL_KDATA
+CASE lar_tss, S_EAX|S_ECX
+    SELCHECK lar, SEL_TSS
+CASE lsl_tss, S_EAX|S_ECX
+    SELCHECK lsl, SEL_TSS
+CASE lar_cxo, S_EAX|S_ECX
+    SELCHECK lar, SEL_CXO
+CASE lsl_cxo, S_EAX|S_ECX
+    SELCHECK lsl, SEL_CXO
+CASE lar_dnp, S_EAX|S_ECX
+    SELCHECK lar, SEL_DNP
+CASE lsl_dnp, S_EAX|S_ECX
+    SELCHECK lsl, SEL_DNP
+CASE lar_ustked, S_EAX|S_ECX
+    SELCHECK lar, SEL_USTKED
+CASE lsl_ustked, S_EAX|S_ECX
+    SELCHECK lsl, SEL_USTKED
+CASE lar_kdata_rpl3, S_EAX|S_ECX
+    SELCHECK lar, (SEL_KDATA|3)
+CASE lsl_kdata_rpl3, S_EAX|S_ECX
+    SELCHECK lsl, (SEL_KDATA|3)
+CASE lar_beyond, S_EAX|S_ECX
+    SELCHECK lar, SEL_BEYOND
+CASE lsl_beyond, S_EAX|S_ECX
+    SELCHECK lsl, SEL_BEYOND
+CASE lar_null, S_EAX|S_ECX
+    SELCHECK lar, 0
+CASE lsl_null, S_EAX|S_ECX
+    SELCHECK lsl, 0
+CASE lar_c16, S_EAX|S_ECX
+    SELCHECK lar, (SEL_C16)
+CASE lsl_c16, S_EAX|S_ECX
+    SELCHECK lsl, (SEL_C16)
+CASE verr_dro, S_EAX|S_ECX
+    SELCHECK verr, SEL_DRO
+CASE verw_dro, S_EAX|S_ECX
+    SELCHECK verw, SEL_DRO
+CASE verr_cxo, S_EAX|S_ECX
+    SELCHECK verr, SEL_CXO
+CASE verw_cxo, S_EAX|S_ECX
+    SELCHECK verw, SEL_CXO
+CASE verr_crd, S_EAX|S_ECX
+    SELCHECK verr, SEL_CRD
+CASE verw_crd, S_EAX|S_ECX
+    SELCHECK verw, SEL_CRD
+CASE verr_dnp, S_EAX|S_ECX
+    SELCHECK verr, SEL_DNP
+CASE verw_dnp, S_EAX|S_ECX
+    SELCHECK verw, SEL_DNP
+CASE verr_tss, S_EAX|S_ECX
+    SELCHECK verr, SEL_TSS
+CASE verw_tss, S_EAX|S_ECX
+    SELCHECK verw, SEL_TSS
+CASE verr_ustk_rpl3, S_EAX|S_ECX
+    SELCHECK verr, (SEL_USTK|3)
+CASE verw_ustk_rpl3, S_EAX|S_ECX
+    SELCHECK verw, (SEL_USTK|3)
+CASE verr_kdata_rpl3, S_EAX|S_ECX
+    SELCHECK verr, (SEL_KDATA|3)
+CASE verw_kdata_rpl3, S_EAX|S_ECX
+    SELCHECK verw, (SEL_KDATA|3)
+
 /* ------------------------------------------------------------- data limits */
 CASE ds_read_dword_edge, 0
     movw $SEL_DLIM, %ax
