@@ -160,6 +160,8 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   }
 
   public var apicID: UInt8 { UInt8(truncatingIfNeeded: id >> 24) }
+  /// The physical address of this APIC's register page (IA32_APIC_BASE bits 35:12).
+  public var page: UInt64 { apicBase & 0xF_FFFF_F000 }
   public var isGloballyEnabled: Bool { apicBase & LocalAPIC.globalEnable != 0 }
   public var isSoftwareEnabled: Bool { svr & LocalAPIC.softwareEnable != 0 }
 
@@ -171,7 +173,9 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   public func writeAPICBase(_ value: UInt64) -> Bool {
     guard value & ~MSR.apicBaseWritable == 0 else { return false }
     let wasEnabled = isGloballyEnabled
+    let oldPage = page
     apicBase = value & (0xF_FFFF_F000 | LocalAPIC.globalEnable) | (apicBase & LocalAPIC.bsp)
+    if page != oldPage { bus?.apicBaseChanged() }
     if !wasEnabled && isGloballyEnabled { id = powerUpID }
     if !isGloballyEnabled { setSVR(svr & ~LocalAPIC.softwareEnable) }
     return true
