@@ -571,7 +571,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     stop = false
     let translator = self.translator  // once per batch, not a retain per instruction
     while n != 0 {
-      if let t = translator {
+      // Translated blocks check no CS limit: code under one is interpreted.
+      if let t = translator, !csLimited {
         let k = runBlock(t, n)
         if k != 0 {
           n &-= k
