@@ -576,6 +576,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
         let k = runBlock(t, n)
         if k != 0 {
           n &-= k
+          if stop { break }  // an STI or POPF set IF: interrupts come first
           continue
         }
       }

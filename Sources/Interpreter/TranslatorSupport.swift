@@ -102,8 +102,8 @@ final class BlockTranslator {
     entries = .allocate(capacity: capacity)
     heads = .allocate(capacity: BlockTranslator.buckets)
     heads.initialize(repeating: -1, count: BlockTranslator.buckets)
-    context = .allocate(capacity: 3)
-    context.initialize(repeating: 0, count: 3)
+    context = .allocate(capacity: 5)  // words 3-4: BlockCompilerSystem.swift
+    context.initialize(repeating: 0, count: 5)
     jumpCache = .allocate(capacity: 4 << BlockTranslator.jumpCacheBits)
     jumpCache.initialize(repeating: 0, count: 4 << BlockTranslator.jumpCacheBits)
   }
@@ -198,7 +198,8 @@ extension InterpreterCPU {
     let host = UInt(bitPattern: tlb.xadd[tslot] &+ Int(bitPattern: UInt(lin)))
     let p = UnsafeRawPointer(bitPattern: host).unsafelyUnwrapped
     // CPL is in the key: generated code compares TLB tags with the privilege built in.
-    let key = host | UInt(codeSize | (mode64 ? 0x10 : 0) | (cpl == 3 ? 0x20 : 0)) &<< 56
+    let key =
+      host | UInt(codeSize | (mode64 ? 0x10 : 0) | (cpl == 3 ? 0x20 : cpl != 0 ? 0x40 : 0)) &<< 56
     let site = t.chainSite
     let flushes = t.flushes  // a flush while translating drops the code `site` is in
     t.chainSite = 0
@@ -242,10 +243,11 @@ extension InterpreterCPU {
     t.context[0] = rfl & RFLAGS.status | RFLAGS.fixed
     t.context[1] = budget &- ep.pointee.count
     t.context[2] = 0
+    blockEntrySystemFlags(t)
     let next =
       !t.lockstepOn
       ? fn(r, t.context) : runLockstep(t, fn, ep - t.entries, count: ep.pointee.count, budget)
-    rfl = (rfl & ~RFLAGS.status) | (t.context[0] & RFLAGS.status)
+    blockExitSystemFlags(t)
     rip = next
     if t.context[2] != 0 {
       t.chainSite = UInt(t.context[2])
@@ -281,10 +283,15 @@ extension InterpreterCPU {
       && Int(lin & 0xFFF) + offset <= 4096 - 16
     {
       withUnsafeMutablePointer(to: &d) { dcDecode(p + offset, $0, mode, key) }
+      BlockCompiler.decodeSystem(p + offset, &d, mode: mode)
       guard compiler.translatable(d) else { break }
       insns.append(d)
       offset += Int(d.len)
-      if d.kind == DC.jcc || d.kind == DC.jmp || d.kind == DC.call || d.kind == DC.ret { break }
+      if d.kind == DC.jcc || d.kind == DC.jmp || d.kind == DC.call || d.kind == DC.ret
+        || BlockCompiler.endsBlock(d)
+      {
+        break
+      }
     }
     var block = insns.isEmpty ? nil : compiler.compile(insns, rip: rip, length: offset)
     var ep = existing
@@ -362,6 +369,8 @@ struct BlockCompiler {
       return sized && operandOK
     case DC.aluAI, DC.movRI:
       return true
+    case DC.cli, DC.sti, DC.pushf, DC.popf:
+      return translatableSystem(d)
     default:
       return false
     }
@@ -382,7 +391,7 @@ struct BlockCompiler {
   static func readsFlags(_ d: DecodedInsn) -> Bool {
     switch d.kind {
     case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI: return d.op == 2 || d.op == 3  // ADC, SBB
-    case DC.jcc: return true
+    case DC.jcc, DC.pushf: return true
     case DC.shift: return d.op == 2 || d.op == 3  // RCL, RCR
     default: return false
     }
@@ -391,14 +400,14 @@ struct BlockCompiler {
   /// the block)?
   static func accessesMemory(_ d: DecodedInsn) -> Bool {
     switch d.kind {
-    case DC.pushR, DC.popR, DC.call, DC.ret: return true
+    case DC.pushR, DC.popR, DC.call, DC.ret, DC.pushf, DC.popf: return true
     case DC.lea, DC.nop, DC.jcc, DC.jmp, DC.aluAI, DC.movRI: return false
     default: return !d.isReg
     }
   }
   static func writesAllFlags(_ d: DecodedInsn) -> Bool {
     switch d.kind {
-    case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI, DC.test, DC.testI, DC.imul: return true
+    case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI, DC.test, DC.testI, DC.imul, DC.popf: return true
     default: return false  // shifts may count 0; INC/DEC keep CF
     }
   }
@@ -730,6 +739,31 @@ struct BlockCompiler {
           return finish(&e, sideExits, count, top: top, rip: start, length: length)
         }
         e.store(reg(d.reg), .r10)  // after RSP: POP RSP loads the popped value
+      // IF and the system flags: BlockCompilerSystem.swift.
+      case DC.cli, DC.sti:
+        emitInterruptFlag(&e, set: d.kind == DC.sti)
+        if d.kind == DC.sti {
+          exit(next, chainable: false)
+          return finish(&e, sideExits, count, top: top, rip: start, length: length)
+        }
+      case DC.pushf:
+        e.load(.r8, reg(4))
+        e.lea(.r8, HostMem(.r8, -8))
+        tlbCheck(i, pc: pc, size: 8, write: true)
+        emitFlagsImage(&e)
+        e.store(hostMem(), .r10)
+        e.store(reg(4), .r8)
+      case DC.popf:
+        e.load(.r8, reg(4))
+        tlbCheck(i, pc: pc, size: 8, write: false)
+        e.load(.r10, hostMem())
+        let slow = e.newLabel()
+        sideExits.append((slow, i, pc))
+        emitPOPF(&e, slow: slow)
+        e.lea(.r8, HostMem(.r8, 8))
+        e.store(reg(4), .r8)
+        exit(next, chainable: false)
+        return finish(&e, sideExits, count, top: top, rip: start, length: length)
       default:  // DC.nop
         break
       }
