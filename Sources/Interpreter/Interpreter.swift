@@ -569,10 +569,11 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   private func runBatch(_ budget: UInt64) {
     var n = budget
     stop = false
-    let translator = self.translator  // once per batch, not a retain per instruction
+    // Unretained: a strong local was still retained and released around every call.
+    let translator = self.translator.map { Unmanaged.passUnretained($0) }
     while n != 0 {
       if let t = translator {
-        let k = runBlock(t, n)
+        let k = t._withUnsafeGuaranteedRef { runBlock($0, n) }
         if k != 0 {
           n &-= k
           continue
