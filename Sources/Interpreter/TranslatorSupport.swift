@@ -46,6 +46,8 @@ struct BlockEntry {
   var length: Int32 = 0
   /// The next entry in the same hash bucket (an index into the pool), or -1.
   var next: Int32 = -1
+  /// `fn == nil`: the untranslatable instruction's class (TranslatorStopStats.swift).
+  var stop: UInt16 = 0
 }
 
 /// Translated blocks and their code memory, owned by one InterpreterCPU.
@@ -92,6 +94,8 @@ final class BlockTranslator {
   var missUntranslatable: UInt64 = 0
   var missBudget: UInt64 = 0
   var missFirstExit: UInt64 = 0
+  /// `missUntranslatable` by instruction class.
+  let stops = StopCounts()
   /// The exit the last block left through, if it can be chained: the address of its jump's
   /// rel32, the RIP it left for, and the linear page and mode it ran in (0: none).
   var chainSite: UInt = 0
@@ -125,6 +129,7 @@ final class BlockTranslator {
     entries.deinitialize(count: used)
     entries.deallocate()
     heads.deallocate()
+    stops.deallocate()
     context.deallocate()
     jumpCache.deallocate()
     recent.deallocate()
@@ -198,7 +203,7 @@ final class BlockTranslator {
       "translator.interpreted_untranslatable": missUntranslatable,
       "translator.interpreted_budget": missBudget,
       "translator.interpreted_side_exit": missFirstExit,
-    ].merging(lockstep?.statistics ?? [:]) { a, _ in a }
+    ].merging(lockstep?.statistics ?? [:]) { a, _ in a }.merging(stops.top) { a, _ in a }
   }
 }
 
@@ -240,6 +245,7 @@ extension InterpreterCPU {
     }
     guard let fn = ep.pointee.fn else {
       t.missUntranslatable &+= 1
+      t.stops.counts[Int(ep.pointee.stop)] &+= 1
       return 0
     }
     // The block the last one left for: patch that exit to jump here directly from now on.
@@ -350,6 +356,7 @@ extension InterpreterCPU {
       e.pointee.length = 16
       e.pointee.bytes = malloc(16)
       e.pointee.bytes!.copyMemory(from: p, byteCount: 16)
+      e.pointee.stop = untranslatableClass(p)
       return e
     }
     guard let entry = t.code.install(block.bytes) else { return e }  // larger than the cache

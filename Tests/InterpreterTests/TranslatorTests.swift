@@ -402,4 +402,30 @@ final class TranslatorTests: XCTestCase {
     XCTAssertEqual(st["instructions"], 2 + 8 * 10000)
     XCTAssertLessThan(st["translator.blocks_run"] ?? .max, 1000)
   }
+
+  /// Untranslatable instructions are counted by opcode, digit and prefix each time one is
+  /// interpreted at a block start (what `--stats` shows to choose the next forms).
+  func testUntranslatableInstructionsAreCountedByClass() throws {
+    let code: [UInt8] = [
+      0x41, 0xB8, 10, 0, 0, 0,  // mov r8d,10
+      0x31, 0xC0,  // L: xor eax,eax
+      0x0F, 0xA2,  // cpuid
+      0x31, 0xC9,  // xor ecx,ecx
+      0xF3, 0xAA,  // rep stosb (rcx = 0)
+      0x41, 0xFF, 0xC8,  // dec r8d
+      0x75, 0xF3,  // jnz L
+      0xF4,
+    ]
+    let m = try machine64(code)
+    try m.cpu.enableTranslation()
+    _ = try runToHalt(m)
+    let st = m.cpu.statistics()
+    XCTAssertEqual(st["translator.untranslatable.op_0f_a2"], 10)
+    XCTAssertEqual(st["translator.untranslatable.op_aa_rep"], 10)
+    XCTAssertEqual(st["translator.untranslatable.op_f4"], 1)
+    XCTAssertEqual(st["translator.interpreted_untranslatable"], 21)
+    XCTAssertEqual(StopCounts.name(0xF7 << 3 | 6), "translator.untranslatable.op_f7_r6")
+    XCTAssertEqual(
+      StopCounts.name(3 << 12 | 0x1B1 << 3), "translator.untranslatable.op_0f_b1_lock")
+  }
 }
