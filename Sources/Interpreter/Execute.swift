@@ -48,6 +48,15 @@ extension InterpreterCPU {
     if !eaRipRel { eaOff = effectiveAddress(e, 0) }
   }
 
+  /// MOV to/from CR and DR: the ModRM byte always names two registers; its mod
+  /// bits are ignored (SDM Vol. 2B, MOV CRn/DRn), so no SIB or displacement follows.
+  func decodeRegisterModRM() throws(Fault) {
+    let m = Int(try fetch8())
+    modReg = ((m >> 3) & 7) | (Int(rex & 4) << 1)
+    modRM = (m & 7) | (Int(rex & 1) << 3)
+    modIsReg = true
+  }
+
   /// Effective offset of the memory operand (RIP-relative resolved against the instruction end).
   @inline(__always) func addr() -> UInt64 {
     if eaRipRel { return effectiveAddress(dcache.scratch, startRIP &+ UInt64(ipos)) }
