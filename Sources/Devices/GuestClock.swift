@@ -24,8 +24,9 @@ public protocol TimedDevice: AnyObject {
   /// Fires everything due at or before `now` (raises IRQ lines).
   func poll(now: UInt64)
   /// False when the deadline need not interrupt a running vCPU: it is met at the
-  /// vCPU's next exit (or timer tick), and exactly under instruction-count time and
-  /// while halted. Such a deadline arms no host timer.
+  /// vCPU's next exit (or timer tick), exactly under instruction-count time, and at
+  /// once when every vCPU halts under host time (the guest cannot tell). Such a
+  /// deadline arms no host timer.
   var deadlineWakesRunningCPU: Bool { get }
 }
 

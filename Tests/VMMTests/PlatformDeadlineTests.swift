@@ -39,4 +39,26 @@ final class PlatformDeadlineTests: XCTestCase {
     XCTAssertTrue(lines.levels[4] ?? false, "THRE after the last byte left")
     XCTAssertNil(uart.nextDeadline)
   }
+
+  /// A guest that halts until THRE (Linux's writer, its FIFO full) must not wait for a
+  /// host sleep of the transmit time per burst.
+  func testAHaltedGuestGetsTHREWithoutWaiting() throws {
+    let clock = ManualClock()
+    let p = try PCPlatform(
+      memory: try GuestMemory(size: 16 << 20), portBus: PortIOBus(), mmioBus: MMIOBus(),
+      clock: clock, cpuCount: 1)
+    let lines = Lines()
+    let uart = UART16550(irq: IRQLine(4, lines: lines), clock: clock) { _ in }
+    p.addTimedDevice(uart)
+    uart.ioWrite(offset: 4, size: 1, value: 0x08)
+    uart.ioWrite(offset: 1, size: 1, value: 0x02)
+    _ = uart.ioRead(offset: 2, size: 1)
+    uart.ioWrite(offset: 0, size: 1, value: 0x41)
+    p.poll()
+    XCTAssertFalse(lines.levels[4] ?? false)
+    XCTAssertTrue(p.completeIdleDeadlines())
+    XCTAssertTrue(lines.levels[4] ?? false, "THRE at once")
+    XCTAssertEqual(clock.nanoseconds, 0, "guest time did not move")
+    XCTAssertFalse(p.completeIdleDeadlines(), "nothing left")
+  }
 }
