@@ -65,9 +65,6 @@ extension BlockCompiler {
     }
   }
 
-  /// STI and POPF end their block: what follows may take an interrupt.
-  static func endsBlock(_ d: DecodedInsn) -> Bool { d.kind == DC.sti || d.kind == DC.popf }
-
   /// CLI or STI: IF in context word 3; the guest's status flags (in EFLAGS) are kept.
   func emitInterruptFlag(_ e: inout X86Encoder, set: Bool) {
     let word3 = HostMem(Self.ctx, 24)

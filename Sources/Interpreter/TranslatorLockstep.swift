@@ -172,7 +172,7 @@ extension InterpreterCPU {
   /// A block's guest bytes in hex (for a lockstep report).
   func blockBytes(_ e: BlockEntry) -> String {
     guard let p = e.bytes else { return "?" }
-    return (0..<e.length).map {
+    return (0..<Int(e.length)).map {
       let b = p.load(fromByteOffset: $0, as: UInt8.self)
       return (b < 16 ? "0" : "") + String(b, radix: 16)
     }.joined(separator: " ")
