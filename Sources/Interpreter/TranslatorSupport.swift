@@ -369,6 +369,7 @@ struct BlockCompiler {
       return sized && operandOK
     case DC.movsx, DC.movsxd, DC.cmov, DC.setcc: return operandOK
     case DC.leave: return mode64 && d.size == 8
+    case DC.not, DC.neg: return operandOK
     case DC.aluAI, DC.movRI:
       return true
     default:
@@ -407,7 +408,7 @@ struct BlockCompiler {
   }
   static func writesAllFlags(_ d: DecodedInsn) -> Bool {
     switch d.kind {
-    case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI, DC.test, DC.testI, DC.imul: return true
+    case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI, DC.test, DC.testI, DC.imul, DC.neg: return true
     default: return false  // shifts may count 0; INC/DEC keep CF
     }
   }
@@ -769,6 +770,10 @@ struct BlockCompiler {
         }
         e.setcc(Cond(rawValue: d.op & 0xF)!, .r10)
         e.store(dst, .r10, .b8)
+      case DC.not, DC.neg:
+        readE(.r10, write: true)
+        if d.kind == DC.not { e.not(.r10, s) } else { e.neg(.r10, s) }
+        writeE(.r10)
       case DC.leave:
         // RSP = RBP, then POP RBP (64-bit mode: SS base 0); RSP and RBP change only after
         // the access succeeded.

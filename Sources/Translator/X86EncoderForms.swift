@@ -58,6 +58,15 @@ extension X86Encoder {
 
   public mutating func leave() { emit(0xC9) }
 
+  /// not/neg [mem].
+  public mutating func not(_ m: HostMem, _ size: OpSize = .b64) { unary(2, m, size) }
+  public mutating func neg(_ m: HostMem, _ size: OpSize = .b64) { unary(3, m, size) }
+  private mutating func unary(_ digit: UInt8, _ m: HostMem, _ size: OpSize) {
+    prefixes(size: size, reg: 0, mem: m)
+    emit(size == .b8 ? 0xF6 : 0xF7)
+    modrm(reg: digit, mem: m)
+  }
+
   /// cmovcc dst, src (16/32/64-bit; the 32-bit form zero-extends dst even when not taken).
   public mutating func cmov(_ c: Cond, _ dst: HostReg, _ src: HostReg, _ size: OpSize = .b64) {
     precondition(size != .b8)

@@ -28,7 +28,8 @@ extension TranslatorTests {
       // A sign extension from `from` to `wide` bytes (MOVSXD only to 64 bits).
       let from = [OpSize.b8, .b16, .b32][Int(rng.next() % 3)]
       let wide: OpSize = from == .b32 ? .b64 : from == .b16 && s == .b16 ? .b32 : s
-      switch rng.next() % 12 {
+      let s8 = rng.next() % 4 == 0 ? OpSize.b8 : s
+      switch rng.next() % 16 {
       case 0: e.alu(ALUOp(rawValue: UInt8(rng.next() % 8))!, a, b, s)
       case 1: e.alu(.cmp, a, imm: Int32(truncatingIfNeeded: rng.next() % 256) - 128, s)
       case 2: e.cmov(c, a, b, s)
@@ -46,6 +47,9 @@ extension TranslatorTests {
         e.leave()
       case 9: e.store(m, a, s)
       case 10: e.test(a, b, s)
+      case 12: if rng.next() & 1 == 0 { e.not(a, s8) } else { e.neg(a, s8) }
+      case 13: if rng.next() & 1 == 0 { e.not(m, s8) } else { e.neg(m, s8) }
+      case 14: e.test(.rax, imm: Int32(truncatingIfNeeded: rng.next()), s8)
       default: e.alu(.sub, a, m, s)
       }
     }

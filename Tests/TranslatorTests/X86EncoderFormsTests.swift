@@ -57,6 +57,12 @@ extension X86EncoderTests {
       }
     }
     add("leave") { $0.leave() }
+    for s in OpSize.allCases {
+      for m in memories {
+        add("not \(ptr(s))\(text(m))") { $0.not(m, s) }
+        add("neg \(ptr(s))\(text(m))") { $0.neg(m, s) }
+      }
+    }
     for (t, s) in [("cwd", OpSize.b16), ("cdq", .b32), ("cqo", .b64)] {
       add(t) { $0.cdq(s) }
     }
