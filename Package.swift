@@ -82,10 +82,15 @@ let package = Package(
       name: "swiftvmm",
       // Every module its sources import, no more.
       dependencies: [
-        "VMM", "Engine", "Boot", "Memory", "SwiftVMMKit",
+        "VMM", "Engine", "Boot", "Memory", "SwiftVMMKit", "BenchStats",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
+      swiftSettings: [.swiftLanguageMode(.v5)]),
+    // Benchmark arithmetic (medians, spreads, per-unit costs) for `swiftvmm bench`.
+    .target(name: "BenchStats", swiftSettings: [.swiftLanguageMode(.v5)]),
+    .testTarget(
+      name: "BenchStatsTests", dependencies: ["BenchStats"],
       swiftSettings: [.swiftLanguageMode(.v5)]),
     // Differential testing of the interpreter against the host CPU.
     .target(name: "CNativeExec"),

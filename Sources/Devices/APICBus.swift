@@ -26,6 +26,11 @@ public final class APICBus: MMIODevice {
   private let logger = Logger(label: "swiftvmm.lapic")
   /// Lowest-priority ties go round-robin from here (deterministic, spreads load).
   var lowestPriorityNext = 0
+  /// Where `register` mapped the bus, and the extra windows at bases APICs moved to.
+  weak var mmio: MMIOBus?
+  var mappedBase = LocalAPIC.defaultBase
+  var relocatedWindows: [UInt64: RelocatedAPICWindow] = [:]
+  var loggedRelocationConflict = false
 
   public init(apics: [LocalAPIC]) {
     self.apics = apics
@@ -37,14 +42,16 @@ public final class APICBus: MMIODevice {
 
   public func register(on bus: MMIOBus, base: UInt64 = LocalAPIC.defaultBase) throws {
     try bus.register(self, base: base, size: LocalAPIC.size, name: "local APIC")
+    mmio = bus
+    mappedBase = base
   }
 
   public func mmioRead(offset: UInt64, size: Int) -> UInt64 {
-    apics[current].mmioRead(offset: offset, size: size)
+    read(window: mappedBase, offset: offset, size: size)
   }
 
   public func mmioWrite(offset: UInt64, size: Int, value: UInt64) {
-    apics[current].mmioWrite(offset: offset, size: size, value: value)
+    write(window: mappedBase, offset: offset, size: size, value: value)
   }
 
   /// APICs an interrupt addressed to `destination` reaches.

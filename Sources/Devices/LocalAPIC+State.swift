@@ -55,6 +55,7 @@ extension LocalAPIC: CodableSnapshotPart {
     tscDeadline = s.tscDeadline
     timerDeadline = s.timerDeadline
     nmiPending = s.nmiPending
+    bus?.apicBaseChanged()
   }
 }
 

@@ -98,6 +98,8 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   public internal(set) var apicBase: UInt64
 
   var id: UInt32
+  /// The APIC ID at power-up, which a global disable brings back.
+  let powerUpID: UInt32
   var tpr: UInt32 = 0
   var ldr: UInt32 = 0
   var dfr: UInt32 = 0xFFFF_FFFF
@@ -139,6 +141,7 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
     self.tsc = tsc
     timerRate = TickRate(hertz: timerFrequency)
     self.id = UInt32(id) << 24
+    powerUpID = UInt32(id) << 24
     apicBase = LocalAPIC.defaultBase | LocalAPIC.globalEnable | (isBSP ? LocalAPIC.bsp : 0)
     if isBSP { lvt[LVT.lint0] = 0x700 }
   }
@@ -157,15 +160,23 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
   }
 
   public var apicID: UInt8 { UInt8(truncatingIfNeeded: id >> 24) }
+  /// The physical address of this APIC's register page (IA32_APIC_BASE bits 35:12).
+  public var page: UInt64 { apicBase & 0xF_FFFF_F000 }
   public var isGloballyEnabled: Bool { apicBase & LocalAPIC.globalEnable != 0 }
   public var isSoftwareEnabled: Bool { svr & LocalAPIC.softwareEnable != 0 }
 
   /// IA32_APIC_BASE writes. Returns false (the CPU raises #GP) for x2APIC
   /// mode (bit 10), which is not offered, and for reserved bits. Clearing the
-  /// global enable also software-disables the APIC, as QEMU does.
+  /// global enable also software-disables the APIC, as QEMU does; setting it
+  /// again restores the power-up APIC ID, as KVM does (SDM Vol. 3A 11.4.3: the
+  /// APIC's state may be lost; kvm-unit-tests' apic checks the ID after it).
   public func writeAPICBase(_ value: UInt64) -> Bool {
     guard value & ~MSR.apicBaseWritable == 0 else { return false }
+    let wasEnabled = isGloballyEnabled
+    let oldPage = page
     apicBase = value & (0xF_FFFF_F000 | LocalAPIC.globalEnable) | (apicBase & LocalAPIC.bsp)
+    if page != oldPage { bus?.apicBaseChanged() }
+    if !wasEnabled && isGloballyEnabled { id = powerUpID }
     if !isGloballyEnabled { setSVR(svr & ~LocalAPIC.softwareEnable) }
     return true
   }
@@ -280,6 +291,26 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
     timerDeadline = now &+ nanoseconds(forTimerTicks: UInt64(initialCount))
   }
 
+  /// The timer mode changed with `ticks` counted so far. Between one-shot and periodic
+  /// the count goes on from where it was (SDM Vol. 3A 11.5.4; kvm-unit-tests' apic
+  /// "change mode"): a one-shot count that reached 0 stays stopped, a periodic one
+  /// turned one-shot ends at 0. Into or out of TSC-deadline mode the timer disarms.
+  private func changeTimerMode(from old: TimerMode, ticks: UInt64, now: UInt64) {
+    let ic = UInt64(initialCount)
+    let counting = [TimerMode.oneShot, .periodic]
+    guard counting.contains(old), counting.contains(timerMode), timerStart != nil, ic != 0,
+      old == .periodic || ticks < ic
+    else {
+      timerStart = nil
+      timerDeadline = nil
+      tscDeadline = 0
+      return
+    }
+    let done = ticks % ic  // ticks into the current period
+    timerStart = now &- nanoseconds(forTimerTicks: done)
+    timerDeadline = timerStart! &+ nanoseconds(forTimerTicks: ic)
+  }
+
   /// IA32_TSC_DEADLINE write; ignored unless the timer is in TSC-deadline mode.
   public func writeTSCDeadline(_ value: UInt64) {
     guard timerMode == .tscDeadline else { return }
@@ -308,6 +339,8 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
       tscDeadline = 0
       timerDeadline = nil
     default:
+      // A one-shot count that reached 0 has stopped (a later switch to periodic keeps it at 0).
+      timerStart = nil
       timerDeadline = nil
     }
   }
@@ -335,13 +368,10 @@ public final class LocalAPIC: MMIODevice, TimedDevice {
     if !isSoftwareEnabled { nv |= LVT.masked }
     if i == LVT.timer {
       let old = timerMode
+      let now = clock.nanoseconds
+      let ticks = timerTicks(at: now)
       lvt[i] = nv
-      if old != timerMode {
-        // Switching between count and deadline modes disarms the timer.
-        timerStart = nil
-        timerDeadline = nil
-        tscDeadline = 0
-      }
+      if old != timerMode { changeTimerMode(from: old, ticks: ticks, now: now) }
       return
     }
     lvt[i] = nv

@@ -48,6 +48,15 @@ extension InterpreterCPU {
     if !eaRipRel { eaOff = effectiveAddress(e, 0) }
   }
 
+  /// MOV to/from CR and DR: the ModRM byte always names two registers; its mod
+  /// bits are ignored (SDM Vol. 2B, MOV CRn/DRn), so no SIB or displacement follows.
+  func decodeRegisterModRM() throws(Fault) {
+    let m = Int(try fetch8())
+    modReg = ((m >> 3) & 7) | (Int(rex & 4) << 1)
+    modRM = (m & 7) | (Int(rex & 1) << 3)
+    modIsReg = true
+  }
+
   /// Effective offset of the memory operand (RIP-relative resolved against the instruction end).
   @inline(__always) func addr() -> UInt64 {
     if eaRipRel { return effectiveAddress(dcache.scratch, startRIP &+ UInt64(ipos)) }
@@ -441,18 +450,23 @@ extension InterpreterCPU {
     case 0xE0, 0xE1, 0xE2:
       let d = sext(UInt64(try fetch8()), 1)
       let c = (getReg(1, adSize) &- 1) & sizeMask(adSize)
-      setReg(1, adSize == 2 ? 2 : adSize, c)
-      if adSize == 4 && mode64 { r[1] = c }
       var take = c != 0
       if b == 0xE0 { take = take && !cond(4) } else if b == 0xE1 { take = take && cond(4) }
+      let t = branchTarget(d)
+      // A target past CS's limit faults with ECX not yet decremented.
+      if take && nearTargetPastLimit(t) { throw Fault.gp(0) }
+      setReg(1, adSize == 2 ? 2 : adSize, c)
+      if adSize == 4 && mode64 { r[1] = c }
       if take {
-        rip = branchTarget(d)
+        rip = t
         return
       }
     case 0xE3:
       let d = sext(UInt64(try fetch8()), 1)
       if getReg(1, adSize) == 0 {
-        rip = branchTarget(d)
+        let t = branchTarget(d)
+        if nearTargetPastLimit(t) { throw Fault.gp(0) }
+        rip = t
         return
       }
     case 0xE4, 0xE5, 0xEC, 0xED:

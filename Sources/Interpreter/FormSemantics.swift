@@ -90,21 +90,32 @@ extension InterpreterCPU {
       setReg(Int(e.pointee.reg), s, s == 8 ? sext(v, 4) : v)
     case DC.jcc:
       if cond(Int(e.pointee.op)) {
-        rip = branchTarget(end, e.pointee.disp, s)
+        let t = branchTarget(end, e.pointee.disp, s)
+        if nearTargetPastLimit(t) { throw Fault.gp(0) }
+        rip = t
         return
       }
     case DC.jmp:
-      rip = branchTarget(end, e.pointee.disp, s)
+      let t = branchTarget(end, e.pointee.disp, s)
+      if nearTargetPastLimit(t) { throw Fault.gp(0) }
+      rip = t
       return
     case DC.call:
       let t = branchTarget(end, e.pointee.disp, s)
+      if nearTargetPastLimit(t) { throw Fault.gp(0) }
       try push(next, s)
       rip = t
       return
     case DC.ret:
-      let t = try pop(s)
+      let sp0 = r[4]
+      let v = try pop(s)
+      let t = s == 2 ? v & 0xFFFF : v
+      if nearTargetPastLimit(t) {
+        r[4] = sp0
+        throw Fault.gp(0)
+      }
       setSP((r[4] &+ e.pointee.imm) & stackMask)
-      rip = s == 2 ? t & 0xFFFF : t
+      rip = t
       return
     case DC.pushR:
       try push(getReg(Int(e.pointee.reg), s), s)
@@ -128,13 +139,17 @@ extension InterpreterCPU {
       try writeOperand(e, s, res)
       setFlags(.sub, s, res, 0, v)
     case DC.callInd:
-      let t = try readOperand(e, s)
+      let v = try readOperand(e, s)
+      let t = s == 2 ? v & 0xFFFF : v
+      if nearTargetPastLimit(t) { throw Fault.gp(0) }
       try push(next, s)
-      rip = s == 2 ? t & 0xFFFF : t
+      rip = t
       return
     case DC.jmpInd:
-      let t = try readOperand(e, s)
-      rip = s == 2 ? t & 0xFFFF : t
+      let v = try readOperand(e, s)
+      let t = s == 2 ? v & 0xFFFF : v
+      if nearTargetPastLimit(t) { throw Fault.gp(0) }
+      rip = t
       return
     case DC.pushE:
       try push(try readOperand(e, s), s)

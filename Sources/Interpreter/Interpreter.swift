@@ -569,12 +569,15 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   private func runBatch(_ budget: UInt64) {
     var n = budget
     stop = false
-    let translator = self.translator  // once per batch, not a retain per instruction
+    // Unretained: a strong local was still retained and released around every call.
+    let translator = self.translator.map { Unmanaged.passUnretained($0) }
     while n != 0 {
-      if let t = translator {
-        let k = runBlock(t, n)
+      // Translated blocks check no CS limit: code under one is interpreted.
+      if let t = translator, !csLimited {
+        let k = t._withUnsafeGuaranteedRef { runBlock($0, n) }
         if k != 0 {
           n &-= k
+          if stop { break }  // an STI or POPF set IF: interrupts come first
           continue
         }
       }

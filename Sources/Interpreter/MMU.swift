@@ -575,8 +575,9 @@ extension InterpreterCPU {
     if ipos >= 15 { throw Fault.gp(0) }
     var room = 15 - ipos
     if csLimited {
-      // The instruction runs past CS's limit (or needs more bytes below it).
-      let off = (rip &+ UInt64(ipos)) & codeMask
+      // The instruction runs past CS's limit (or needs more bytes below it). The
+      // offset is not wrapped: 16-bit code whose instruction crosses 0xFFFF faults.
+      let off = rip &+ UInt64(ipos)
       let limit = UInt64(seg[CS].limit)
       if off > limit { throw Fault.gp(0) }
       room = Int(min(UInt64(room), limit - off + 1))

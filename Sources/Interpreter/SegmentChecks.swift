@@ -81,6 +81,12 @@ extension InterpreterCPU {
     fetchAvail = min(fetchAvail, Int(min(limit - rip + 1, 15)))
   }
 
+  /// A near JMP/Jcc/LOOP/CALL/RET target outside CS's limit: the branch itself
+  /// raises #GP(0), before any push (SDM vol. 2, JMP and CALL), not the fetch there.
+  @inline(__always) func nearTargetPastLimit(_ target: UInt64) -> Bool {
+    csLimited && target > UInt64(seg[CS].limit)
+  }
+
   /// A far transfer's target offset must lie within the new code segment's limit.
   @inline(__always) func checkCodeLimit(_ target: UInt64, _ d: SegmentRegister) throws(Fault) {
     if !(longActive && d.l) && target > UInt64(d.limit) { throw Fault.gp(0) }

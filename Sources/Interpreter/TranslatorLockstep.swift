@@ -98,6 +98,7 @@ extension InterpreterCPU {
 
     let nextT = fn(r, t.context)
     let flagsT = t.context[0]
+    let systemT = t.context[3]  // IF and the other non-status bits (BlockCompilerSystem.swift)
     let regsT = Array(UnsafeBufferPointer(start: r, count: 16))
     let n = t.context[1] <= budget ? budget &- t.context[1] : budget
     for (k, p) in pages.enumerated() {
@@ -135,6 +136,11 @@ extension InterpreterCPU {
           "flags: translator \(hex(flagsT & mask)) interpreter \(hex(rfl & mask)) (compared \(hex(mask)))"
         )
       }
+      if (systemT ^ rfl) & ~RFLAGS.status != 0 {
+        problems.append(
+          "system flags: translator \(hex(systemT & ~RFLAGS.status)) interpreter \(hex(rfl & ~RFLAGS.status))"
+        )
+      }
       for (k, p) in pages.enumerated() where memcmp(p.1, after + k << 12, 4096) != 0 {
         for q in 0..<512 {
           let a = (after + k << 12).load(fromByteOffset: q * 8, as: UInt64.self)
@@ -157,13 +163,16 @@ extension InterpreterCPU {
       }
     }
     t.context[0] = rfl & RFLAGS.status | RFLAGS.fixed
+    // The interpreter's own `stop` and interrupt shadow stand; the block's request does not.
+    t.context[3] = rfl & ~RFLAGS.status
+    t.context[4] = 0
     return rip
   }
 
   /// A block's guest bytes in hex (for a lockstep report).
   func blockBytes(_ e: BlockEntry) -> String {
     guard let p = e.bytes else { return "?" }
-    return (0..<e.length).map {
+    return (0..<Int(e.length)).map {
       let b = p.load(fromByteOffset: $0, as: UInt8.self)
       return (b < 16 ? "0" : "") + String(b, radix: 16)
     }.joined(separator: " ")

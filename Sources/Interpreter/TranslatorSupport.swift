@@ -3,9 +3,9 @@ import Translator
 import X86
 
 // The translator engine's first stage: runs of integer instructions (register operands;
-// in 64-bit mode also memory operands and PUSH/POP/CALL/RET through an inline TLB check)
-// are compiled to host code and run in place of the interpreter; everything else (string,
-// system, SSE/x87 instructions, indirect branches, ...) is interpreted as before.
+// in 64-bit mode also memory operands, PUSH/POP/CALL/RET and indirect JMP/CALL through an
+// inline TLB check) are compiled to host code and run in place of the interpreter;
+// everything else (string, system, SSE/x87 instructions, ...) is interpreted as before.
 //
 // - Decoding is the decode cache's (`dcDecode`): one decoder for both engines.
 // - Blocks are keyed by the host address of their first byte (the guest-physical
@@ -33,12 +33,17 @@ struct BlockEntry {
   var key: UInt = 0
   var rip: UInt64 = 0
   var fn: BlockFunction?
-  var count: UInt64 = 0
-  var length: Int = 0
-  /// Copy of the guest bytes the block was made from (malloc'd; nil when empty).
+  /// Copy of the guest bytes the block was made from (malloc'd, at least 8 bytes: see
+  /// `sameBytes`; nil when empty).
   var bytes: UnsafeMutableRawPointer?
   /// Where a chained predecessor jumps in (see `BlockCompiler.chainEntry`).
   var chainEntry: UnsafeRawPointer?
+  /// Where a chained predecessor on another page jumps in (64-bit mode; it checks the
+  /// fetch TLB first), or nil.
+  var pageEntry: UnsafeRawPointer?
+  /// Instructions and guest bytes (32 bits each: the entry stays within 64 bytes).
+  var count: UInt32 = 0
+  var length: Int32 = 0
   /// The next entry in the same hash bucket (an index into the pool), or -1.
   var next: Int32 = -1
   /// `fn == nil`: the untranslatable instruction's class (TranslatorStopStats.swift).
@@ -58,6 +63,7 @@ final class BlockTranslator {
   static let codeBytes = 64 << 20
   static let maxInstructions = 64
   static let jumpCacheBits = 12
+  static let recentBits = 12
 
   /// The entry pool: `used` entries in use, allocated in order and freed only by a flush.
   let entries: UnsafeMutablePointer<BlockEntry>
@@ -70,6 +76,10 @@ final class BlockTranslator {
   /// The jump cache generated code consults at a RET: per hash of the key, four words
   /// (key, RIP, chain entry, unused); key 0 is empty.
   let jumpCache: UnsafeMutablePointer<UInt>
+  /// A direct-mapped cache in front of the hash table (per hash of the key: key, RIP,
+  /// entry address, unused; key 0 is empty): the table's buckets and entries are spread
+  /// over megabytes, and most lookups missed the host's caches there.
+  let recent: UnsafeMutablePointer<UInt>
 
   var blocksRun: UInt64 = 0
   var blockInstructions: UInt64 = 0
@@ -106,10 +116,12 @@ final class BlockTranslator {
     entries = .allocate(capacity: capacity)
     heads = .allocate(capacity: BlockTranslator.buckets)
     heads.initialize(repeating: -1, count: BlockTranslator.buckets)
-    context = .allocate(capacity: 3)
-    context.initialize(repeating: 0, count: 3)
+    context = .allocate(capacity: 5)  // words 3-4: BlockCompilerSystem.swift
+    context.initialize(repeating: 0, count: 5)
     jumpCache = .allocate(capacity: 4 << BlockTranslator.jumpCacheBits)
     jumpCache.initialize(repeating: 0, count: 4 << BlockTranslator.jumpCacheBits)
+    recent = .allocate(capacity: 4 << BlockTranslator.recentBits)
+    recent.initialize(repeating: 0, count: 4 << BlockTranslator.recentBits)
   }
 
   deinit {
@@ -120,18 +132,30 @@ final class BlockTranslator {
     stops.deallocate()
     context.deallocate()
     jumpCache.deallocate()
+    recent.deallocate()
   }
 
   @inline(__always) static func bucket(_ key: UInt) -> Int {
     Int(truncatingIfNeeded: (UInt64(key) &* golden) >> UInt64(64 - bucketBits))
   }
 
-  /// The block for (`key`, `rip`), or nil.
+  /// The block for (`key`, `rip`), or nil: first in `recent`, then in the hash table.
   @inline(__always) func find(_ key: UInt, _ rip: UInt64) -> UnsafeMutablePointer<BlockEntry>? {
+    let r =
+      recent + 4
+      * Int(truncatingIfNeeded: (UInt64(key) &* Self.golden) >> UInt64(64 - Self.recentBits))
+    if r[0] == key && r[1] == UInt(truncatingIfNeeded: rip) {
+      return UnsafeMutablePointer(bitPattern: r[2])
+    }
     var i = heads[Self.bucket(key)]
     while i >= 0 {
       let ep = entries + Int(i)
-      if ep.pointee.key == key && ep.pointee.rip == rip { return ep }
+      if ep.pointee.key == key && ep.pointee.rip == rip {
+        r[0] = key
+        r[1] = UInt(truncatingIfNeeded: rip)
+        r[2] = UInt(bitPattern: ep)
+        return ep
+      }
       i = ep.pointee.next
     }
     return nil
@@ -164,6 +188,7 @@ final class BlockTranslator {
     lockstep?.undefinedAt.removeAll()
     chainSite = 0
     jumpCache.update(repeating: 0, count: 4 << Self.jumpCacheBits)
+    recent.update(repeating: 0, count: 4 << Self.recentBits)
     code.reset()
     flushes &+= 1
   }
@@ -203,14 +228,15 @@ extension InterpreterCPU {
     let host = UInt(bitPattern: tlb.xadd[tslot] &+ Int(bitPattern: UInt(lin)))
     let p = UnsafeRawPointer(bitPattern: host).unsafelyUnwrapped
     // CPL is in the key: generated code compares TLB tags with the privilege built in.
-    let key = host | UInt(codeSize | (mode64 ? 0x10 : 0) | (cpl == 3 ? 0x20 : 0)) &<< 56
+    let key =
+      host | UInt(codeSize | (mode64 ? 0x10 : 0) | (cpl == 3 ? 0x20 : cpl != 0 ? 0x40 : 0)) &<< 56
     let site = t.chainSite
     let flushes = t.flushes  // a flush while translating drops the code `site` is in
     t.chainSite = 0
     var ep: UnsafeMutablePointer<BlockEntry>
     if let found = t.find(key, rip) {
       ep = found
-      if ep.pointee.length != 0 && memcmp(p, ep.pointee.bytes!, ep.pointee.length) != 0 {
+      if ep.pointee.length != 0 && !sameBytes(p, ep.pointee.bytes!, Int(ep.pointee.length)) {
         t.retranslations &+= 1
         ep = translateBlock(t, ep, p, key, lin)
       }
@@ -223,11 +249,11 @@ extension InterpreterCPU {
       return 0
     }
     // The block the last one left for: patch that exit to jump here directly from now on.
-    // Only within one linear page (the entry of the first block checked its translation)
-    // and one mode; the chain entry re-checks the budget and this block's guest bytes.
-    if site != 0 && t.flushes == flushes && t.chainRip == rip && t.chainPage == lin >> 12
-      && t.chainMode == key >> 56,
-      let target = ep.pointee.chainEntry
+    // Within one linear page (the entry of the first block checked its translation) through
+    // the chain entry, which re-checks the budget and this block's guest bytes; from
+    // another page through the page entry, which first checks the fetch TLB. One mode only.
+    if site != 0 && t.flushes == flushes && t.chainRip == rip && t.chainMode == key >> 56,
+      let target = t.chainPage == lin >> 12 ? ep.pointee.chainEntry : ep.pointee.pageEntry
     {
       let at = UnsafeRawPointer(bitPattern: site).unsafelyUnwrapped
       let rel = UInt32(bitPattern: Int32(truncatingIfNeeded: target - (at + 4)))
@@ -240,18 +266,20 @@ extension InterpreterCPU {
       j[1] = UInt(rip)
       j[2] = UInt(bitPattern: target)
     }
-    guard ep.pointee.count <= budget else {
+    let count = UInt64(ep.pointee.count)
+    guard count <= budget else {
       t.missBudget &+= 1
       return 0
     }
     materialize()
     t.context[0] = rfl & RFLAGS.status | RFLAGS.fixed
-    t.context[1] = budget &- ep.pointee.count
+    t.context[1] = budget &- count
     t.context[2] = 0
+    blockEntrySystemFlags(t)
     let next =
       !t.lockstepOn
-      ? fn(r, t.context) : runLockstep(t, fn, ep - t.entries, count: ep.pointee.count, budget)
-    rfl = (rfl & ~RFLAGS.status) | (t.context[0] & RFLAGS.status)
+      ? fn(r, t.context) : runLockstep(t, fn, ep - t.entries, count: count, budget)
+    blockExitSystemFlags(t)
     rip = next
     if t.context[2] != 0 {
       t.chainSite = UInt(t.context[2])
@@ -266,6 +294,24 @@ extension InterpreterCPU {
     t.blockInstructions &+= n
     if n == 0 { t.missFirstExit &+= 1 }
     return n
+  }
+
+  /// Whether the `n` guest bytes at `a` equal the copy at `b` (both at least 8 bytes long;
+  /// shorter blocks compare 8), in 8-byte words, the last one overlapping: inline, where a
+  /// call to memcmp cost more than the compare.
+  @inline(__always) func sameBytes(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ n: Int) -> Bool {
+    var off = 0
+    while off < n - 8 {
+      if a.loadUnaligned(fromByteOffset: off, as: UInt64.self)
+        != b.loadUnaligned(fromByteOffset: off, as: UInt64.self)
+      {
+        return false
+      }
+      off += 8
+    }
+    let last = max(n - 8, 0)
+    return a.loadUnaligned(fromByteOffset: last, as: UInt64.self)
+      == b.loadUnaligned(fromByteOffset: last, as: UInt64.self)
   }
 
   /// Decodes and compiles the block at `p` (guest linear `lin`, RIP `rip`) into `existing`
@@ -287,10 +333,11 @@ extension InterpreterCPU {
       && Int(lin & 0xFFF) + offset <= 4096 - 16
     {
       withUnsafeMutablePointer(to: &d) { dcDecode(p + offset, $0, mode, key) }
+      BlockCompiler.decodeSystem(p + offset, &d, mode: mode)
       guard compiler.translatable(d) else { break }
       insns.append(d)
       offset += Int(d.len)
-      if d.kind == DC.jcc || d.kind == DC.jmp || d.kind == DC.call || d.kind == DC.ret { break }
+      if BlockCompiler.endsBlock(d) { break }
     }
     var block = insns.isEmpty ? nil : compiler.compile(insns, rip: rip, length: offset)
     var ep = existing
@@ -317,10 +364,12 @@ extension InterpreterCPU {
     t.translations &+= 1
     e.pointee.fn = unsafeBitCast(entry, to: BlockFunction.self)
     e.pointee.chainEntry = entry + block.chainEntry
-    e.pointee.count = UInt64(insns.count)
-    e.pointee.length = offset
-    e.pointee.bytes = malloc(offset)
-    e.pointee.bytes!.copyMemory(from: p, byteCount: offset)
+    e.pointee.pageEntry = block.pageEntry.map { entry + $0 }
+    e.pointee.count = UInt32(insns.count)
+    e.pointee.length = Int32(offset)
+    // At least 8 bytes (`sameBytes`); the page holds 16 past the start.
+    e.pointee.bytes = malloc(max(offset, 8))
+    e.pointee.bytes!.copyMemory(from: p, byteCount: max(offset, 8))
     return e
   }
 }
@@ -361,6 +410,7 @@ struct BlockCompiler {
     case DC.jcc, DC.jmp, DC.nop: return true
     case DC.pushR, DC.popR, DC.call: return mode64 && d.size == 8
     case DC.ret: return mode64 && d.size == 8 && d.imm == 0
+    case DC.jmpInd, DC.callInd: return mode64 && d.size == 8
     case DC.lea: return sized
     case DC.aluEG, DC.aluGE, DC.aluEI, DC.test, DC.testI, DC.movEG, DC.movGE, DC.incdec,
       DC.imul, DC.shift, DC.movEI:
@@ -372,6 +422,8 @@ struct BlockCompiler {
     case DC.not, DC.neg: return operandOK
     case DC.aluAI, DC.movRI:
       return true
+    case DC.cli, DC.sti, DC.pushf, DC.popf:
+      return translatableSystem(d)
     default:
       return false
     }
@@ -392,8 +444,16 @@ struct BlockCompiler {
   static func readsFlags(_ d: DecodedInsn) -> Bool {
     switch d.kind {
     case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI: return d.op == 2 || d.op == 3  // ADC, SBB
-    case DC.jcc, DC.cmov, DC.setcc: return true
+    case DC.jcc, DC.pushf, DC.cmov, DC.setcc: return true
     case DC.shift: return d.op == 2 || d.op == 3  // RCL, RCR
+    default: return false
+    }
+  }
+  /// Branches end a block.
+  static func endsBlock(_ d: DecodedInsn) -> Bool {
+    switch d.kind {
+    // STI and a POPF that may set IF: BlockCompilerSystem.swift.
+    case DC.jcc, DC.jmp, DC.call, DC.ret, DC.jmpInd, DC.callInd, DC.sti, DC.popf: return true
     default: return false
     }
   }
@@ -401,14 +461,16 @@ struct BlockCompiler {
   /// the block)?
   static func accessesMemory(_ d: DecodedInsn) -> Bool {
     switch d.kind {
-    case DC.pushR, DC.popR, DC.call, DC.ret, DC.leave: return true
+    case DC.pushR, DC.popR, DC.call, DC.ret, DC.callInd, DC.pushf, DC.popf, DC.leave:
+      return true
     case DC.lea, DC.nop, DC.jcc, DC.jmp, DC.aluAI, DC.movRI: return false
     default: return !d.isReg
     }
   }
   static func writesAllFlags(_ d: DecodedInsn) -> Bool {
     switch d.kind {
-    case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI, DC.test, DC.testI, DC.imul, DC.neg: return true
+    case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI, DC.test, DC.testI, DC.imul, DC.popf, DC.neg:
+      return true
     default: return false  // shifts may count 0; INC/DEC keep CF
     }
   }
@@ -418,6 +480,7 @@ struct BlockCompiler {
   struct Compiled {
     var bytes: [UInt8]
     var chainEntry: Int
+    var pageEntry: Int?
   }
 
   /// Compiles `insns` (`length` guest bytes from RIP `start`).
@@ -783,6 +846,46 @@ struct BlockCompiler {
         e.lea(.r8, HostMem(.r8, 8))
         e.store(reg(4), .r8)
         e.store(reg(5), .r10)
+      // IF and the system flags: BlockCompilerSystem.swift.
+      case DC.cli, DC.sti:
+        emitInterruptFlag(&e, set: d.kind == DC.sti)
+        if d.kind == DC.sti {
+          exit(next, chainable: false)
+          return finish(&e, sideExits, count, top: top, rip: start, length: length)
+        }
+      case DC.pushf:
+        e.load(.r8, reg(4))
+        e.lea(.r8, HostMem(.r8, -8))
+        tlbCheck(i, pc: pc, size: 8, write: true)
+        emitFlagsImage(&e)
+        e.store(hostMem(), .r10)
+        e.store(reg(4), .r8)
+      case DC.popf:
+        e.load(.r8, reg(4))
+        tlbCheck(i, pc: pc, size: 8, write: false)
+        e.load(.r10, hostMem())
+        let slow = e.newLabel()
+        sideExits.append((slow, i, pc))
+        emitPOPF(&e, slow: slow)
+        e.lea(.r8, HostMem(.r8, 8))
+        e.store(reg(4), .r8)
+        exit(next, chainable: false)
+        return finish(&e, sideExits, count, top: top, rip: start, length: length)
+      // Indirect JMP/CALL (64-bit mode): the target into R10, then (CALL) the push, which
+      // may still leave the block with nothing changed; the jump cache as for RET.
+      case DC.jmpInd, DC.callInd:
+        readE(.r10, write: false)
+        if d.kind == DC.callInd {
+          e.load(.r8, reg(4))
+          e.lea(.r8, HostMem(.r8, -8))
+          tlbCheck(i, pc: pc, size: 8, write: true)
+          e.movImm(.r11, next)
+          e.store(hostMem(), .r11)
+          e.store(reg(4), .r8)
+        }
+        if chain { jumpCacheLookup() }
+        exit(nil)
+        return finish(&e, sideExits, count, top: top, rip: start, length: length)
       default:  // DC.nop
         break
       }
@@ -810,23 +913,48 @@ struct BlockCompiler {
       e.movImm(.rax, pc)
       e.ret()
     }
-    let entry = e.bytes.count
-    chainEntry(&e, count, top: top, rip: start, length: length)
+    let (entry, pageEntry) = chainEntry(&e, count, top: top, rip: start, length: length)
     precondition(e.isResolved)
-    return Compiled(bytes: e.bytes, chainEntry: entry)
+    return Compiled(bytes: e.bytes, chainEntry: entry, pageEntry: pageEntry)
   }
 
-  /// The entry a chained predecessor jumps to, guest flags in EFLAGS: it takes this
-  /// block's instructions from the budget and checks that the guest bytes are still the
-  /// ones translated (stores and DMA need no invalidation hook), then runs the block; if
-  /// either fails it leaves for Swift at the block's RIP, the budget untouched.
-  func chainEntry(_ e: inout X86Encoder, _ count: Int32, top: Label, rip: UInt64, length: Int) {
+  /// The entries a chained predecessor jumps to, guest flags in EFLAGS: the chain entry
+  /// takes this block's instructions from the budget and checks that the guest bytes are
+  /// still the ones translated (stores and DMA need no invalidation hook), then runs the
+  /// block; if either fails it leaves for Swift at the block's RIP, the budget untouched.
+  /// The page entry (64-bit mode only; nil otherwise), for a predecessor on another page,
+  /// first checks that the fetch TLB still maps this block's RIP (its linear address) to
+  /// the host page it was translated from, as Swift's entry does. Returns their offsets.
+  func chainEntry(
+    _ e: inout X86Encoder, _ count: Int32, top: Label, rip: UInt64, length: Int
+  ) -> (Int, Int?) {
     let ctx = Self.ctx
     let fail = e.newLabel()
+    let failEarly = e.newLabel()
+    let checked = e.newLabel()
+    var pageEntry: Int?
+    if mode64 {
+      pageEntry = e.bytes.count
+      let slot = Int(truncatingIfNeeded: rip >> 12) & TLB.mask
+      e.lahf()
+      e.setcc(.o, .rax)
+      e.movImm(.rcx, (rip & ~0xFFF) | (user ? 1 : 0))
+      e.movImm(.rdx, UInt64(UInt(bitPattern: tlb.xtag + slot)))
+      e.alu(.cmp, .rcx, HostMem(.rdx))
+      e.jcc(.ne, failEarly)
+      let addend = Int(bitPattern: UInt(bitPattern: guest)) &- Int(bitPattern: UInt(rip))
+      e.movImm(.rcx, UInt64(UInt(bitPattern: addend)))
+      e.movImm(.rdx, UInt64(UInt(bitPattern: tlb.xadd + slot)))
+      e.alu(.cmp, .rcx, HostMem(.rdx))
+      e.jcc(.ne, failEarly)
+      e.jmp(checked)
+    }
+    let entry = e.bytes.count
     e.lahf()
     e.setcc(.o, .rax)
+    e.bind(checked)
     e.alu(.sub, HostMem(ctx, 8), imm: count)
-    e.jcc(.b, fail)
+    e.jcc(.b, fail)  // the SUB happened: undone at `fail`
     // 8-byte words covering the bytes, the last one overlapping; a block shorter than 8
     // bytes compares 8 anyway (it starts at most 4080 bytes into its page).
     e.movImm(.rcx, UInt64(UInt(bitPattern: guest)))
@@ -842,6 +970,7 @@ struct BlockCompiler {
     e.jmp(top)
     e.bind(fail)
     e.alu(.add, HostMem(ctx, 8), imm: count)
+    e.bind(failEarly)
     e.alu(.add, .rax, imm: 0x7F, .b8)
     e.sahf()
     e.pushfq()
@@ -849,6 +978,7 @@ struct BlockCompiler {
     e.store(HostMem(ctx, 0), .rcx)
     e.movImm(.rax, rip)
     e.ret()
+    return (entry, pageEntry)
   }
 
   /// A direct branch's target, as the interpreter computes it.

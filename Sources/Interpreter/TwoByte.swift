@@ -44,7 +44,7 @@ extension InterpreterCPU {
       // Hint NOPs (PREFETCHh, NOP Ev, ENDBR...).
       try decodeModRM()
     case 0x20, 0x22:
-      try decodeModRM()
+      try decodeRegisterModRM()
       try requireCPL0()
       let n = modReg
       let s = mode64 ? 8 : 4
@@ -54,7 +54,7 @@ extension InterpreterCPU {
         try writeCR(n, getReg(modRM, s))
       }
     case 0x21, 0x23:
-      try decodeModRM()
+      try decodeRegisterModRM()
       try requireCPL0()
       var n = modReg & 7
       if modReg > 7 { throw Fault.ud() }

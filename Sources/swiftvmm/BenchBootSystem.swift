@@ -1,4 +1,6 @@
+import BenchStats
 import Boot
+import Engine
 import Foundation
 import VMM
 
@@ -6,9 +8,10 @@ import VMM
   import Glibc
 #endif
 
-/// `bench boot --system`: seconds from start to the serial login prompt of the Debian
-/// system image (systemd on /dev/vda), on the interpreter, the translator and QEMU TCG, each on a fresh sparse copy
-/// of the same image with the same kernel, initramfs and command line.
+/// `bench boot --system`: CPU and wall seconds from start to the serial login prompt of the
+/// Debian system image (systemd on /dev/vda), on the interpreter, the translator and QEMU
+/// TCG, interleaved, each on a fresh sparse copy of the same image with the same kernel,
+/// initramfs and command line.
 extension BenchBoot {
   /// What the serial getty prints, automatic login or not.
   static let loginMarker = " login: "
@@ -45,69 +48,81 @@ extension BenchBoot {
       guard cp.terminationStatus == 0 else { throw BenchError.cannotStart("cp \(image)") }
     }
 
-    var doc: [String: Any] = [:]
-    var qemuTimes: [Double] = []
+    // Contenders: QEMU TCG, then our engines, each round booting each once (interleaved).
+    var contenders: [(label: String, exe: String, args: [String])] = []
     if let qemu = BenchMeasure.qemuPath {
-      for _ in 0..<runs {
-        try freshCopy()
-        let (t, tail) = timeToMarker(
-          qemu,
+      contenders.append(
+        (
+          "QEMU TCG", qemu,
           [
             "-accel", "tcg", "-m", "\(memoryMiB)M", "-display", "none", "-serial", "stdio",
             "-no-reboot", "-nic", "none", "-kernel", guest.bzImage, "-initrd", initrd,
             "-append", cmdline, "-drive", "file=\(disk),format=raw,if=virtio",
-          ])
-        guard let t else {
-          print("Debian system, QEMU TCG: no login prompt\n\(tail)")
-          qemuTimes = []
-          break
-        }
-        qemuTimes.append(t)
-      }
+          ]
+        ))
     } else {
       print("Debian system, QEMU TCG: qemu-system-x86_64 not installed")
     }
-    let qemu = median(qemuTimes)
-    if let qemu {
-      print(BenchSupport.pad("Debian system to login, QEMU TCG", 36) + "\(fmt(qemu)) s")
-      doc["qemuSeconds"] = qemu
-    }
-    var interpreterSeconds: Double?
     for engine in Self.engines {
-      var ours: [Double] = []
-      for _ in 0..<runs {
-        try freshCopy()
-        let (t, tail) = timeToMarker(
-          Bundle.main.executablePath ?? CommandLine.arguments[0],
+      contenders.append(
+        (
+          engine.rawValue, Bundle.main.executablePath ?? CommandLine.arguments[0],
           [
             "linux", "--root", "--engine", engine.rawValue, "--disk", disk, "--memory",
             "\(memoryMiB)M", "--cmdline", "no_timer_check",
-          ])
+          ]
+        ))
+    }
+    var cpu: [[Double]] = Array(repeating: [], count: contenders.count)
+    var wall: [[Double]] = Array(repeating: [], count: contenders.count)
+    var failed = Set<Int>()
+    for _ in 0..<repeats {
+      for (i, c) in contenders.enumerated() where !failed.contains(i) {
+        try freshCopy()
+        let (t, cpuSeconds, tail) = timeToMarker(c.exe, c.args)
         guard let t else {
-          print("Debian system, SwiftVMM \(engine.rawValue): no login prompt\n\(tail)")
-          ours = []
-          break
+          print("Debian system, \(c.label): no login prompt\n\(tail)")
+          failed.insert(i)
+          continue
         }
-        ours.append(t)
+        wall[i].append(t)
+        cpu[i].append(cpuSeconds)
       }
-      guard let t = median(ours) else { continue }
-      var line = BenchSupport.pad("Debian system to login, \(engine.rawValue)", 36) + "\(fmt(t)) s"
-      if let qemu { line += "   \(fmt(t / qemu, 1))x QEMU" }
-      if let base = interpreterSeconds, engine != .interpreter {
-        line += "   \(fmt(t / base, 2))x interpreter"
-      }
-      if engine == .interpreter { interpreterSeconds = t }
+    }
+    var doc: [String: Any] = [:]
+    var qemuCPU: Double?
+    var interpreterCPU: Double?
+    for (i, c) in contenders.enumerated() where !failed.contains(i) && !cpu[i].isEmpty {
+      let s = BenchSummary(cpu[i])
+      let w = BenchStats.median(wall[i])
+      var line =
+        BenchSupport.pad("Debian system to login, \(c.label)", 36)
+        + "\(fmt(s.median)) CPU s +-\(fmt(100 * s.relativeSpread, 0))%   \(fmt(w)) wall s"
+      if let q = qemuCPU { line += "   \(fmt(s.median / q, 2))x QEMU" }
+      if let b = interpreterCPU { line += "   \(fmt(s.median / b, 2))x interpreter" }
       print(line)
-      doc[engine.rawValue + "Seconds"] = t
-      // The interpreter's figure keeps its old key for earlier JSON readers.
-      if engine == .interpreter { doc["seconds"] = t }
+      let key = c.label == "QEMU TCG" ? "qemu" : c.label
+      doc[key] = [
+        "cpuSeconds": s.median, "cpuSpreadSeconds": s.spread, "cpuRuns": cpu[i],
+        "wallSeconds": w, "wallRuns": wall[i],
+      ]
+      if c.label == "QEMU TCG" { qemuCPU = s.median }
+      if c.label == EngineKind.interpreter.rawValue { interpreterCPU = s.median }
     }
     return doc
   }
 
   /// Wall seconds from starting `exe` until its output shows the login marker (then it
-  /// is killed), or nil and the output's tail when it exits or 30 minutes pass first.
-  func timeToMarker(_ exe: String, _ args: [String]) -> (Double?, String) {
+  /// is killed) and the CPU seconds it used, or nil and the output's tail when it exits or
+  /// 30 minutes pass first. The CPU time is that of this process's reaped children, which
+  /// is only `exe` while it runs.
+  func timeToMarker(_ exe: String, _ args: [String]) -> (Double?, Double, String) {
+    func childrenCPU() -> Double {
+      var u = rusage()
+      getrusage(RUSAGE_CHILDREN.rawValue, &u)
+      return BenchMeasure.seconds(u.ru_utime) + BenchMeasure.seconds(u.ru_stime)
+    }
+    let before = childrenCPU()
     let p = Process()
     p.executableURL = URL(fileURLWithPath: exe)
     p.arguments = args
@@ -116,7 +131,7 @@ extension BenchBoot {
     p.standardError = pipe
     p.standardInput = FileHandle.nullDevice
     let start = DispatchTime.now().uptimeNanoseconds
-    do { try p.run() } catch { return (nil, "cannot start \(exe): \(error)") }
+    do { try p.run() } catch { return (nil, 0, "cannot start \(exe): \(error)") }
     let watchdog = DispatchWorkItem { kill(p.processIdentifier, SIGKILL) }
     DispatchQueue.global().asyncAfter(deadline: .now() + 1800, execute: watchdog)
     defer { watchdog.cancel() }
@@ -131,10 +146,10 @@ extension BenchBoot {
         let secs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
-        return (secs, "")
+        return (secs, childrenCPU() - before, "")
       }
     }
     p.waitUntilExit()
-    return (nil, String(decoding: tail.suffix(2000), as: UTF8.self))
+    return (nil, 0, String(decoding: tail.suffix(2000), as: UTF8.self))
   }
 }

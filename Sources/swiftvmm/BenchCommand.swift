@@ -1,4 +1,5 @@
 import ArgumentParser
+import BenchStats
 import Engine
 import Foundation
 import VMM
@@ -12,9 +13,15 @@ struct Bench: ParsableCommand {
 
 enum BenchSupport {
   static func fmt(_ v: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", v) }
+  /// Two significant digits, no exponent below 100: ratios and rates that span 0.05 to 50.
+  static func fmt2(_ v: Double) -> String {
+    abs(v) >= 100 ? String(format: "%.0f", v) : String(format: "%.2g", v)
+  }
   static func pad(_ s: String, _ n: Int) -> String {
     s.count >= n ? s : s + String(repeating: " ", count: n - s.count)
   }
+  /// Benches run for minutes: print each line as it comes, even into a file or a pipe.
+  static func lineBufferedOutput() { setvbuf(stdout, nil, _IOLBF, 0) }
 }
 
 /// A CPU workload: its guest, the command-line key that sets its amount of work, and the
@@ -69,11 +76,14 @@ struct BenchCPU: ParsableCommand {
     abstract:
       "CPU-bound guest suite on SwiftVMM's engines, QEMU TCG and natively: MIPS and ratios.",
     discussion: """
-      Each engine runs each workload at two sizes, N and 3N units, several times, interleaved; \
-      N is first grown per engine until the difference takes --target CPU seconds. The difference of the median CPU times (user + system) over 2N units is the cost per unit, \
-      so every engine's start-up and the workload's set-up cancel out. Instructions per unit come \
-      from SwiftVMM's own count. A figure whose difference is within the run-to-run spread is not \
-      printed. Native runs the same kernels as host programs (build them with bench/native/build.sh).
+      Each engine runs each workload in pairs of runs, N then 3N units back to back, the pairs \
+      interleaved across engines; N is first grown per engine until a pair's difference takes \
+      --target CPU seconds (user + system). The median of the pairs' differences over 2N units is \
+      the cost per unit, so every engine's start-up and the workload's set-up cancel out. After \
+      --repeats pairs, an engine whose differences still spread by more than 10% (median absolute \
+      deviation) gets up to as many pairs again. Instructions per unit come from SwiftVMM's own \
+      count. A figure whose spread is over 25% of its difference is not printed. Native runs \
+      the same kernels as host programs (build them with bench/native/build.sh).
       """)
 
   @Option(help: "Directory with the bench_*.elf guests (built by Guests/build.sh).")
@@ -87,7 +97,7 @@ struct BenchCPU: ParsableCommand {
   @Option(
     help: "Each engine's work grows until its N-to-3N difference takes this many CPU seconds.")
   var target: Double = 0.5
-  @Option(help: "Runs of each size on each engine; medians are taken.")
+  @Option(help: "Pairs of runs (N and 3N units) per engine; the median difference is taken.")
   var repeats: Int = 3
   @Option(help: "Comma-separated workloads.")
   var only: String = "loop,sort,crc32,mem,chase"
@@ -97,6 +107,7 @@ struct BenchCPU: ParsableCommand {
 
   func run() throws {
     _ = try logging.bootstrap()
+    BenchSupport.lineBufferedOutput()
     var chosen: [BenchEngine] = []
     for n in engines.split(separator: ",").map(String.init) {
       guard let e = BenchEngine(name: n) else {
@@ -129,7 +140,8 @@ struct BenchCPU: ParsableCommand {
     if chosen.contains(.native) && !FileManager.default.fileExists(atPath: native + "/bench_loop") {
       unavailable["native"] = "not built (run bench/native/build.sh)"
     }
-    print("CPU seconds (user+system), medians of \(repeats); per-unit cost from N and 3N units.")
+    print(
+      "CPU seconds (user+system); per-unit cost: median over \(repeats)+ pairs of (3N - N units).")
 
     var rows: [[String: Any]] = []
     var table: [[String]] = []
@@ -143,7 +155,8 @@ struct BenchCPU: ParsableCommand {
       var instructionsPerUnit: Double?
       var notes: [String] = []
       var reference: [UInt64: String] = [:]  // result line per size, from the first engine
-      var samples: [String: [[BenchSample]]] = [:]  // engine -> [small runs, large runs]
+      // engine -> [small runs, large runs]; small[i] and large[i] ran back to back.
+      var samples: [String: [[BenchSample]]] = [:]
       func measure(_ e: BenchEngine, _ units: UInt64) throws -> BenchSample {
         let cmd = w.cmdline(units: units)
         switch e {
@@ -161,16 +174,20 @@ struct BenchCPU: ParsableCommand {
       }
       // Calibration: each engine's work is scaled (exactly, in whole units) until its
       // difference between N and 3N units clears --target, so fast engines are not
-      // measured on start-up noise and slow ones are not run for minutes.
+      // measured on start-up noise and slow ones are not run for minutes. The pair that
+      // clears it is the first of the measured pairs.
       var scales: [String: UInt64] = [:]
       for e in chosen where unavailable[e.name] == nil {
         var m = size
         do {
-          for _ in 0..<8 {
+          for step in 0..<8 {
             let a = try measure(e, w.smallUnits * m)
             let b = try measure(e, 3 * w.smallUnits * m)
             let d = b.cpuSeconds - a.cpuSeconds
-            if !a.ok || !b.ok || d >= target { break }
+            if !a.ok || !b.ok || d >= target || step == 7 {
+              samples[e.name] = [[a], [b]]
+              break
+            }
             m *= d < target / 64 ? 64 : max(2, UInt64((target / d * 1.2).rounded(.up)))
           }
         } catch {
@@ -178,25 +195,43 @@ struct BenchCPU: ParsableCommand {
         }
         scales[e.name] = m
       }
-      for _ in 0..<repeats {
-        for e in chosen where unavailable[e.name] == nil {
-          let scale = scales[e.name]!
-          var pair = samples[e.name] ?? [[], []]
-          for (i, units) in [w.smallUnits * scale, 3 * w.smallUnits * scale].enumerated() {
-            do {
-              pair[i].append(try measure(e, units))
-            } catch {
-              unavailable[e.name] = "\(error)"
-              break
-            }
+      // Pairs of runs, interleaved across engines so a burst of load hits them alike:
+      // --repeats pairs each, then up to as many again for engines whose figure has not
+      // settled (BenchStats.UnitCost.isSettled).
+      func addPair(_ e: BenchEngine) {
+        let scale = scales[e.name]!
+        var pair = samples[e.name] ?? [[], []]
+        for (i, units) in [w.smallUnits * scale, 3 * w.smallUnits * scale].enumerated() {
+          do {
+            pair[i].append(try measure(e, units))
+          } catch {
+            unavailable[e.name] = "\(error)"
+            break
           }
-          samples[e.name] = pair
+        }
+        samples[e.name] = pair
+      }
+      func failed(_ e: BenchEngine) -> Bool {
+        (samples[e.name] ?? []).joined().contains { !$0.ok }
+      }
+      func settled(_ e: BenchEngine) -> Bool {
+        guard let pair = samples[e.name] else { return true }
+        let small = w.smallUnits * scales[e.name]!
+        return UnitCost(
+          small: pair[0].map(\.cpuSeconds), large: pair[1].map(\.cpuSeconds),
+          smallUnits: small, largeUnits: 3 * small
+        ).isSettled
+      }
+      for round in 1..<(2 * repeats) {
+        for e in chosen where unavailable[e.name] == nil && scales[e.name] != nil && !failed(e) {
+          if round >= repeats && settled(e) { continue }
+          addPair(e)
         }
       }
       var line = [w.name]
       var row: [String: Any] = ["workload": w.name]
       for e in chosen {
-        guard unavailable[e.name] == nil, let pair = samples[e.name], pair[1].count == repeats
+        guard unavailable[e.name] == nil, let pair = samples[e.name], !pair[1].isEmpty
         else { continue }
         let small = w.smallUnits * scales[e.name]!
         if let bad = (pair[0] + pair[1]).first(where: { !$0.ok }) {
@@ -224,18 +259,20 @@ struct BenchCPU: ParsableCommand {
         } else {
           notes.append(
             "\(e.name): difference \(BenchSupport.fmt(c.deltaSeconds, 3)) s is within its noise "
-              + "(spread \(BenchSupport.fmt(c.noiseSeconds, 3)) s); raise --target")
+              + "(spread \(BenchSupport.fmt(c.spreadSeconds, 3)) s over \(c.pairs) pairs); raise --target"
+          )
         }
         row[e.name] = [
           "secondsPerUnit": c.secondsPerUnit, "startupSeconds": c.startupSeconds,
-          "noiseSeconds": c.noiseSeconds, "measured": c.isMeasurement,
+          "deltaSeconds": c.deltaSeconds, "spreadSeconds": c.spreadSeconds, "pairs": c.pairs,
+          "measured": c.isMeasurement,
         ]
       }
       if let ipu = instructionsPerUnit { row["instructionsPerUnit"] = ipu }
       line.append(instructionsPerUnit.map { BenchSupport.fmt($0, 0) } ?? "-")
       for e in chosen {
         if let c = costs[e.name], let ipu = instructionsPerUnit {
-          line.append(BenchSupport.fmt(ipu / c.secondsPerUnit / 1e6, 0))
+          line.append(BenchSupport.fmt2(ipu / c.secondsPerUnit / 1e6))
         } else {
           line.append("-")
         }
@@ -245,7 +282,7 @@ struct BenchCPU: ParsableCommand {
         guard case .swiftvmm = e else { continue }
         for other in ["qemu", "native"] where chosen.contains(where: { $0.name == other }) {
           if let a = costs[e.name], let b = costs[other] {
-            line.append(BenchSupport.fmt(a.secondsPerUnit / b.secondsPerUnit, 1) + "x")
+            line.append(BenchSupport.fmt2(a.secondsPerUnit / b.secondsPerUnit) + "x")
           } else {
             line.append("-")
           }
@@ -254,8 +291,11 @@ struct BenchCPU: ParsableCommand {
       table.append(line)
       for (name, c) in costs.sorted(by: { $0.key < $1.key }) {
         notes.append(
-          "\(name): \(w.smallUnits * scales[name]!)/\(3 * w.smallUnits * scales[name]!) \(w.unitKey), start-up \(BenchSupport.fmt(c.startupSeconds, 3)) s, spread \(BenchSupport.fmt(c.noiseSeconds, 3)) s, "
-            + "\(String(format: "%.3g", c.secondsPerUnit * 1e9)) ns/\(w.unitKey)")
+          "\(name): \(w.smallUnits * scales[name]!)/\(3 * w.smallUnits * scales[name]!) "
+            + "\(w.unitKey), start-up \(BenchSupport.fmt(c.startupSeconds, 3)) s, difference "
+            + "\(BenchSupport.fmt(c.deltaSeconds, 3)) s +-\(BenchSupport.fmt(100 * c.relativeSpread, 0))% "
+            + "(\(c.pairs) pairs), \(String(format: "%.3g", c.secondsPerUnit * 1e9)) ns/\(w.unitKey)"
+        )
       }
       for n in notes { print("  \(w.name) \(n)") }
       rows.append(row)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BenchStats
 import Boot
 import Engine
 import Foundation
@@ -505,7 +506,7 @@ struct BenchIOReport {
     _ runs: [[String: BenchIOPhase]], _ phase: String, _ f: (BenchIOPhase) -> Double?
   ) -> Double? {
     let v = runs.compactMap { $0[phase].flatMap(f) }
-    return v.isEmpty ? nil : BenchMeasure.median(v)
+    return v.isEmpty ? nil : BenchStats.median(v)
   }
 
   /// Rows of (label, SwiftVMM, QEMU, host) figures; nil is "-".
@@ -549,7 +550,7 @@ struct BenchIOReport {
           guard let a = run["iops"], let b = run["iopsbase"], a.wall > b.wall else { return nil }
           return Double(self.plan.reads) / (a.wall - b.wall)
         }
-        return v.isEmpty ? nil : BenchMeasure.median(v)
+        return v.isEmpty ? nil : BenchStats.median(v)
       }
       r.append(("virtio-blk 4 KiB random read IOPS", iops(ours), iops(qemu), nil))
       both("  (\(plan.reads) dd processes, s)", "iopsbase") { $0.wall }

@@ -9,6 +9,10 @@ struct BenchSample {
   var instructions: UInt64?
   var ok: Bool
   var output: String
+  /// Wall seconds, a secondary figure (the machine is shared; CPU time is the measure).
+  var wallSeconds: Double = 0
+  /// Peak resident set of a child, in KiB (0 for runs in this process).
+  var peakRSSKiB = 0
 
   /// The guest's `result=...` line, the figure every engine must agree on.
   var result: String? {
@@ -31,6 +35,7 @@ enum BenchMeasure {
     _ engine: EngineKind, kernel: [UInt8], name: String, cmdline: String, memory: UInt64
   ) throws -> BenchSample {
     let before = processCPUSeconds()
+    let start = DispatchTime.now().uptimeNanoseconds
     var c = MachineConfig(kernel: kernel, kernelName: name, engine: engine)
     c.commandLine = cmdline
     c.memorySize = memory
@@ -42,12 +47,16 @@ enum BenchMeasure {
     if case .debugExit(status: 1) = o { ok = true }
     return BenchSample(
       cpuSeconds: cpu, instructions: m.statistics()["instructions"], ok: ok,
-      output: console.capturedText)
+      output: console.capturedText,
+      wallSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
   }
 
   /// Runs a program as a child and charges it the CPU time wait4 reports for it alone.
-  /// `okStatus` is the exit status of a successful run. Throws when it cannot start.
-  static func runChild(_ path: String, _ args: [String], okStatus: Int32) throws -> BenchSample {
+  /// `okStatus` is the exit status of a successful run; a child still running after
+  /// `timeout` seconds is killed (not ok). Throws when it cannot start.
+  static func runChild(
+    _ path: String, _ args: [String], okStatus: Int32, timeout: Double = 1800
+  ) throws -> BenchSample {
     let outPath = NSTemporaryDirectory() + "swiftvmm-bench-\(getpid()).out"
     defer { unlink(outPath) }
     var actions = posix_spawn_file_actions_t()
@@ -59,24 +68,31 @@ enum BenchMeasure {
     let argv = ([path] + args).map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
     var pid: pid_t = 0
+    let start = DispatchTime.now().uptimeNanoseconds
     let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
     guard rc == 0 else {
       throw BenchError.cannotStart("\(path): \(String(cString: strerror(rc)))")
     }
+    // The watchdog only ever kills an unreaped child (whose pid cannot have been reused):
+    // the child is reaped after the watchdog is cancelled on its own serial queue.
+    let child = pid
+    let watchdog = DispatchWorkItem { kill(child, SIGKILL) }
+    let queue = DispatchQueue(label: "swiftvmm.bench.watchdog")
+    queue.asyncAfter(deadline: .now() + timeout, execute: watchdog)
+    var info = siginfo_t()
+    while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
+    queue.sync { watchdog.cancel() }
     var status: Int32 = 0
     var usage = rusage()
     while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+    let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     let exited = status & 0x7F == 0
     let code = (status >> 8) & 0xFF
     let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
     return BenchSample(
       cpuSeconds: seconds(usage.ru_utime) + seconds(usage.ru_stime), instructions: nil,
-      ok: exited && code == okStatus, output: out)
-  }
-
-  static func median(_ v: [Double]) -> Double {
-    let s = v.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+      ok: exited && code == okStatus, output: out, wallSeconds: wall,
+      peakRSSKiB: Int(usage.ru_maxrss))
   }
 
   /// The QEMU binary, if installed.
@@ -105,27 +121,4 @@ enum BenchError: Error, CustomStringConvertible {
     case .cannotStart(let s): return "cannot start \(s)"
     }
   }
-}
-
-/// Per-unit cost of a workload on one engine, from runs at two sizes: the difference
-/// cancels the engine's start-up and the workload's fixed set-up.
-struct UnitCost {
-  var secondsPerUnit: Double
-  var startupSeconds: Double
-  /// The spread of repeated runs: a difference smaller than this is not a measurement.
-  var noiseSeconds: Double
-  var deltaSeconds: Double
-
-  init(small: [Double], large: [Double], smallUnits: UInt64, largeUnits: UInt64) {
-    let s = BenchMeasure.median(small)
-    let l = BenchMeasure.median(large)
-    deltaSeconds = l - s
-    secondsPerUnit = deltaSeconds / Double(largeUnits - smallUnits)
-    startupSeconds = s - secondsPerUnit * Double(smallUnits)
-    let spread = { (v: [Double]) in (v.max() ?? 0) - (v.min() ?? 0) }
-    noiseSeconds = max(spread(small), spread(large))
-  }
-
-  /// True when the work difference stands clear of run-to-run noise, so the figure means something.
-  var isMeasurement: Bool { deltaSeconds > 0.05 && deltaSeconds > 3 * noiseSeconds }
 }

@@ -322,3 +322,42 @@ extension LocalAPICTests {
     XCTAssertEqual(r(0x80), 0x30)
   }
 }
+
+/// LAPIC behaviour kvm-unit-tests' apic checks (docs/KVM-UNIT-TESTS.md).
+extension LocalAPICTests {
+  /// "change mode": one-shot to periodic keeps counting from the current count and
+  /// then reloads; periodic to one-shot counts down to 0 and stops there.
+  func testTimerModeChangeKeepsTheCount() {
+    enable()
+    w(0x3E0, 0xB)  // divide by 1
+    w(0x320, 0x00030)  // one-shot
+    w(0x380, 100)
+    clock.set(to: 60)
+    w(0x320, 0x20030)  // periodic
+    XCTAssertEqual(r(0x390), 40, "not reset, not stopped")
+    XCTAssertEqual(apic.nextDeadline, 100)
+    apic.poll(now: 100)
+    clock.set(to: 110)
+    XCTAssertEqual(r(0x390), 90, "reloaded from the initial count")
+    clock.set(to: 170)
+    w(0x320, 0x00030)  // back to one-shot at count 30
+    XCTAssertEqual(r(0x390), 30)
+    XCTAssertEqual(apic.nextDeadline, 200)
+    apic.poll(now: 200)
+    clock.set(to: 250)
+    XCTAssertEqual(r(0x390), 0, "one-shot ends at 0")
+    w(0x320, 0x20030)
+    XCTAssertEqual(r(0x390), 0, "an expired one-shot count stays 0 in periodic mode")
+    XCTAssertNil(apic.nextDeadline)
+  }
+
+  /// "correct xapic id after reset": a global disable and enable restore the power-up ID.
+  func testGlobalReenableRestoresThePowerUpID() {
+    enable()
+    w(0x20, 0x0500_0000)
+    XCTAssertEqual(r(0x20), 0x0500_0000, "the xAPIC ID is writable")
+    XCTAssertTrue(apic.writeAPICBase(0xFEE0_0100))
+    XCTAssertTrue(apic.writeAPICBase(0xFEE0_0900))
+    XCTAssertEqual(r(0x20), 0)
+  }
+}

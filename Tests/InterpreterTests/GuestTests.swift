@@ -69,6 +69,14 @@ final class GuestTests: XCTestCase {
     XCTAssertTrue(m.serial.contains("PASS modes"), m.serial)
   }
 
+  /// 32/16-bit protected-mode segment checks; the cases QEMU cannot judge are
+  /// checked by the guest against the SDM (QEMUCrossCheckTests compares the rest).
+  func testSegments() throws {
+    let m = try runGuest("segments")
+    XCTAssertTrue(m.serial.hasSuffix("segments: done\n"), m.serial)
+    XCTAssertFalse(m.serial.contains("FAIL"), m.serial)
+  }
+
   /// A small run of a scalable benchmark guest (timings: `swiftvmm bench cpu`).
   func testBenchmarksSmall() throws {
     for b in ["bench_loop"] {

@@ -161,6 +161,84 @@ final class SegmentCheckTests: XCTestCase {
     XCTAssertEqual(r.eip, SegmentCheckTests.code)
   }
 
+  /// Flat 32-bit code whose CS limit ends `limit` bytes past the code's start.
+  func limitCS(_ m: TestMachine, _ limit: UInt64) throws {
+    var cs = SegmentRegister.flatCode32(selector: 0x08)
+    cs.limit = UInt32(SegmentCheckTests.code + limit)
+    try setSegment(m, \.cs, cs)
+  }
+
+  /// The handler's ESP: 16 bytes (EFLAGS, CS, EIP, error code) below the fault's ESP.
+  func faultESP(_ m: TestMachine) throws -> UInt64 { try m.cpu.getState().general.rsp + 16 }
+
+  func testNearJumpPastCSLimitFaultsAtTheJump() throws {
+    // jmp +0x1b (to code+0x20, past a limit of code+0x10)
+    let m = try machine32([0xE9, 0x1B, 0, 0, 0, 0xF4])
+    try limitCS(m, 0x10)
+    let r = try run(m)
+    XCTAssertEqual(r.vector, 13)
+    XCTAssertEqual(r.code, 0)
+    XCTAssertEqual(r.eip, SegmentCheckTests.code, "the JMP faults, not the fetch at its target")
+  }
+
+  func testNearCallPastCSLimitPushesNothing() throws {
+    // call +0x1b
+    let m = try machine32([0xE8, 0x1B, 0, 0, 0, 0xF4])
+    try limitCS(m, 0x10)
+    let r = try run(m)
+    XCTAssertEqual(r.vector, 13)
+    XCTAssertEqual(r.eip, SegmentCheckTests.code)
+    XCTAssertEqual(try faultESP(m), 0x80000, "ESP as before the CALL")
+  }
+
+  func testNearRetPastCSLimitLeavesESP() throws {
+    // push 0x20000 ; ret
+    let m = try machine32([0x68, 0, 0, 2, 0, 0xC3, 0xF4])
+    try limitCS(m, 0x10)
+    let r = try run(m)
+    XCTAssertEqual(r.vector, 13)
+    XCTAssertEqual(r.eip, SegmentCheckTests.code + 5)
+    XCTAssertEqual(try faultESP(m), 0x80000 - 4, "the return address is still on the stack")
+  }
+
+  func testLoopPastCSLimitLeavesECX() throws {
+    // mov ecx,2 ; loop +0x10 (to code+0x17, past a limit of code+0x10) ; hlt
+    let m = try machine32([0xB9, 2, 0, 0, 0, 0xE2, 0x10, 0xF4])
+    try limitCS(m, 0x10)
+    let r = try run(m)
+    XCTAssertEqual(r.vector, 13)
+    XCTAssertEqual(r.eip, SegmentCheckTests.code + 5)
+    XCTAssertEqual(try m.cpu.getState().general.rcx, 2, "ECX is not decremented by a faulting LOOP")
+  }
+
+  /// An instruction at IP 0xFFFF of a 16-bit segment (limit 0xFFFF) whose
+  /// immediate lies at 0x10000 faults; it does not wrap to offset 0.
+  func test16BitInstructionCrossing64KIsGP() throws {
+    let m = try machine32([0xF4])
+    try m.load([0xB0], at: 0x2FFFF)  // mov al, imm8
+    try m.load([0x12, 0xF4], at: 0x20000)  // what a wrapped fetch would run
+    try setSegment(
+      m, \.cs, SegmentRegister(selector: 0x18, base: 0x20000, limit: 0xFFFF, type: 0xB, db: false))
+    var s = try m.cpu.getState()
+    s.general.rip = 0xFFFF
+    try m.cpu.setState(s)
+    let r = try run(m)
+    XCTAssertEqual(r.vector, 13)
+    XCTAssertEqual(r.code, 0)
+    XCTAssertEqual(r.eip, 0xFFFF)
+  }
+
+  /// The translator compiles no block under a CS limit (its code checks none).
+  func testTranslatorStopsAtCSLimit() throws {
+    // nop ; nop ; mov eax,imm32 (straddles the limit) ; hlt
+    let m = try machine32([0x90, 0x90, 0xB8, 1, 2, 3, 4, 0xF4])
+    try m.cpu.enableTranslation()
+    try limitCS(m, 3)
+    let r = try run(m)
+    XCTAssertEqual(r.vector, 13)
+    XCTAssertEqual(r.eip, SegmentCheckTests.code + 2)
+  }
+
   /// Real mode checks the cached limit: a word at 0xFFFF overruns a 64 KiB DS (#GP via
   /// the IVT), while a DS left with a 4 GiB limit ("unreal mode") reaches past 1 MiB.
   func testRealModeLimitAndUnrealMode() throws {

@@ -343,6 +343,66 @@ final class TranslatorTests: XCTestCase {
     XCTAssertEqual(st["instructions"], 2 + 5 * 10000)
   }
 
+  /// Runs `code` on the translator and on the interpreter: the same RAX and RBX and the same
+  /// instruction count; returns the translator's statistics.
+  func compareWithInterpreter(_ code: [UInt8], rax: UInt64) throws -> [String: UInt64] {
+    let m = try machine64(code)
+    try m.cpu.enableTranslation()
+    let g = try runToHalt(m)
+    XCTAssertEqual(g.rax, rax)
+    let i = try machine64(code)
+    let h = try runToHalt(i)
+    XCTAssertEqual(g.rax, h.rax)
+    XCTAssertEqual(g.rbx, h.rbx)
+    let st = m.cpu.statistics()
+    XCTAssertEqual(st["instructions"], i.cpu.statistics()["instructions"])
+    return st
+  }
+
+  /// A loop whose two blocks lie on different pages is chained both ways (through the
+  /// page entry, which checks the fetch TLB): Swift is entered about once per batch.
+  func testBranchesAcrossPagesAreChained() throws {
+    var code: [UInt8] = [
+      0xB9, 0x10, 0x27, 0, 0,  // mov ecx,10000
+      0x48, 0x83, 0xC0, 0x01,  // L: add rax,1
+      0xE9, 0xF2, 0x10, 0, 0,  // jmp B (0x1100)
+      0xF4,  // E: hlt
+    ]
+    code += [UInt8](repeating: 0x90, count: 0x1100 - code.count)
+    code += [
+      0x48, 0x83, 0xC3, 0x01,  // B: add rbx,1
+      0xFF, 0xC9,  // dec ecx
+      0x0F, 0x85, 0xF9, 0xEE, 0xFF, 0xFF,  // jnz L (5)
+      0xE9, 0xFD, 0xEE, 0xFF, 0xFF,  // jmp E (14)
+    ]
+    let st = try compareWithInterpreter(code, rax: 10000)
+    XCTAssertLessThan(st["translator.blocks_run"] ?? .max, 1000)
+  }
+
+  /// Indirect CALL and JMP (register and memory operands) go through the jump cache in
+  /// host code, as RET does.
+  func testIndirectJumpsAndCallsUseTheJumpCache() throws {
+    let f = UnitTests.codeBase + 16
+    var code: [UInt8] = [
+      0xB9, 0x10, 0x27, 0, 0,  // mov ecx,10000
+      0xFF, 0x15, 29, 0, 0, 0,  // L: call [rip+slot] (f)
+      0xFF, 0xC9,  // dec ecx
+      0x75, 0xF6,  // jnz L
+      0xF4,  // hlt
+      0x48, 0x83, 0xC0, 0x01,  // f: add rax,1
+      0x48, 0x8D, 0x15, 5, 0, 0, 0,  // lea rdx,[rip+g]
+      0xFF, 0xE2,  // jmp rdx
+      0x90, 0x90, 0x90,
+      0x48, 0x83, 0xC3, 0x01,  // g: add rbx,1
+      0xC3,  // ret
+      0x90, 0x90, 0x90,
+    ]
+    code += withUnsafeBytes(of: f.littleEndian) { Array($0) }  // slot
+    let st = try compareWithInterpreter(code, rax: 10000)
+    XCTAssertEqual(st["instructions"], 2 + 8 * 10000)
+    XCTAssertLessThan(st["translator.blocks_run"] ?? .max, 1000)
+  }
+
   /// Untranslatable instructions are counted by opcode, digit and prefix each time one is
   /// interpreted at a block start (what `--stats` shows to choose the next forms).
   func testUntranslatableInstructionsAreCountedByClass() throws {

@@ -199,7 +199,7 @@ final class CLIOptionTests: XCTestCase {
       (["linux", "--log-level", "loud"], "unknown log level 'loud'", "linux"),
       (["linux", "--cmdline", "a", "--append", "b"], "not both", "linux"),
       (["bench", "boot", "--memory=-1"], "--memory: cannot parse", "bench boot"),
-      (["bench", "boot", "--memory", "4096K", "--runs", "0"], "--runs 0", "bench boot"),
+      (["bench", "boot", "--memory", "4096K", "--repeats", "0"], "--repeats 0", "bench boot"),
       (["cpuid", "--engine", "vmware"], "unknown engine 'vmware'", "cpuid"),
       (
         ["initramfs", "--output", "/tmp/x"], "exactly one of --from DIR and --standard", "initramfs"

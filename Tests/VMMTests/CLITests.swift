@@ -145,16 +145,28 @@ final class CLITests: XCTestCase {
     guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
       throw XCTSkip("swiftvmm binary not built next to the test runner at \(Self.binary)")
     }
-    let image = try tempFile(FlatMultiboot.image(code: [0xEB, 0xFE]))  // jmp $
+    // mov al,'R'; mov dx,0x3F8; out dx,al; jmp $: the byte on the console says the guest
+    // runs, so the signal handlers are in place (a fixed sleep raced them under load).
+    let image = try tempFile(
+      FlatMultiboot.image(code: [0xB0, 0x52, 0x66, 0xBA, 0xF8, 0x03, 0xEE, 0xEB, 0xFE]))
     let p = Process()
     p.executableURL = URL(fileURLWithPath: Self.binary)
     p.arguments = ["run", "--engine", "interpreter", "--kernel", image]
     let err = Pipe()
+    let out = Pipe()
     p.standardError = err
-    p.standardOutput = FileHandle.nullDevice
+    p.standardOutput = out
     p.standardInput = FileHandle.nullDevice
     try p.run()
-    usleep(1_000_000)
+    let running = DispatchSemaphore(value: 0)
+    out.fileHandleForReading.readabilityHandler = { h in
+      let d = h.availableData
+      if d.contains(0x52) || d.isEmpty {
+        h.readabilityHandler = nil
+        running.signal()
+      }
+    }
+    XCTAssertEqual(running.wait(timeout: .now() + 60), .success, "the guest never ran")
     kill(p.processIdentifier, SIGINT)
     let deadline = Date().addingTimeInterval(10)
     while p.isRunning && Date() < deadline { usleep(50_000) }
