@@ -61,6 +61,7 @@ public final class ConsoleOutput {
       }
       return
     }
+    if buffer.isEmpty, let onPending { onPending() }
     buffer.append(byte)
     if buffer.count >= ConsoleOutput.bufferLimit {
       flush()
@@ -69,6 +70,11 @@ public final class ConsoleOutput {
       if now &- lastFlush >= ConsoleOutput.newlineFlushNanoseconds { flush(at: now) }
     }
   }
+
+  /// Called on the vCPU thread when bytes start waiting in the buffer: the machine
+  /// makes sure a flush follows within a few milliseconds even if the guest spins
+  /// without another exit (a prompt without a newline, then a busy loop).
+  public var onPending: (() -> Void)?
 
   public static let bufferLimit = 4096
   /// A line is shown at once unless the last flush was more recent than this.

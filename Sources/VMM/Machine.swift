@@ -293,9 +293,17 @@ public final class Machine {
       }
     }
     hostLoop.start()
+    // Output waiting in the console buffer is shown within 10 ms: a kick makes the vCPU
+    // leave guest code, and that exit flushes.
+    console.onPending = { [weak self] in
+      DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(10)) {
+        self?.kickCPUs()
+      }
+    }
     defer {
       hostLoop.stop()
       platform?.onDeadlineChange = nil
+      console.onPending = nil
     }
     while true {
       if let o = takeHostEvents() { return o }
