@@ -667,22 +667,31 @@ struct Counters {
   var cr3Loads: UInt64 = 0
   var invlpg: UInt64 = 0
   var pauseYields: UInt64 = 0
+  /// Rare exits by name (the MMU modes' own exits).
   var exits = [String: UInt64]()
+  /// Exits by kind, counted without hashing a name on every exit (`exitNames`).
+  var exitCounts = [UInt64](repeating: 0, count: 9)
+  static let exitNames = [
+    "exits.io", "exits.mmio", "exits.halt", "exits.shutdown", "exits.hypercall",
+    "exits.internal_error", "exits.instruction_limit",
+    "host_kicks",  // the VMM's own kicks, not guest exits
+    "exits.debug",
+  ]
 
   mutating func countExit(_ e: VMExit) {
-    let k: String
+    let i: Int
     switch e {
-    case .portIO: k = "exits.io"
-    case .mmio: k = "exits.mmio"
-    case .halt: k = "exits.halt"
-    case .shutdown: k = "exits.shutdown"
-    case .hypercall: k = "exits.hypercall"
-    case .internalError: k = "exits.internal_error"
-    case .instructionLimit: k = "exits.instruction_limit"
-    case .interrupted: k = "host_kicks"  // the VMM's own kicks, not guest exits
-    case .debug: k = "exits.debug"
+    case .portIO: i = 0
+    case .mmio: i = 1
+    case .halt: i = 2
+    case .shutdown: i = 3
+    case .hypercall: i = 4
+    case .internalError: i = 5
+    case .instructionLimit: i = 6
+    case .interrupted: i = 7
+    case .debug: i = 8
     }
-    exits[k, default: 0] &+= 1
+    exitCounts[i] &+= 1
   }
 
   func dictionary(instructions: UInt64) -> [String: UInt64] {
@@ -698,7 +707,9 @@ struct Counters {
       "pause_yields": pauseYields,
     ]
     var total: UInt64 = 0
-    for (k, v) in exits {
+    var named = exits
+    for (k, v) in zip(Self.exitNames, exitCounts) where v != 0 { named[k, default: 0] &+= v }
+    for (k, v) in named {
       d[k] = v
       if k.hasPrefix("exits.") { total &+= v }
     }
