@@ -37,10 +37,12 @@
 #define SEL_USTK   0x70   /* DPL3 data, base 16M, limit 0xFFF */
 #define SEL_USTKED 0x78   /* DPL3 expand-down, B=1, limit 0xFFF */
 #define SEL_CMID   0x80   /* readable code32, base 0x20000, limit 0x7FF (mid-page) */
+#define SEL_CNP    0x88   /* code32, not present */
+#define SEL_CCONF  0x90   /* conforming readable code32, DPL 0 */
 #define SEL_BEYOND 0x1F8  /* past the GDT limit */
 
 #define VEC_DONE   0x40
-#define SG_MAX     128    /* room in sg_results */
+#define SG_MAX     256    /* room in sg_results */
 
 /* show bits (which registers segments.c prints) */
 #define S_EAX 1
@@ -416,6 +418,23 @@ CASE ring3_load_ss_dpl0, 0
     movw %ax, %ss
     DONE
 
+CASE load_ds_rpl3_dpl0, 0
+    movw $(SEL_KDATA | 3), %ax
+    movw %ax, %ds
+    DONE
+CASE ring3_load_ds_conforming, 0
+    TO_RING3
+    movw $(SEL_CCONF | 3), %ax
+    movw %ax, %ds
+    DONE
+CASE lss_read_only, S_ESP
+    movl $sg_farptr_ro, %ebx
+    lssl (%ebx), %esp
+    DONE
+CASE mov_cs, 0
+    .byte 0x8E, 0xC8        /* mov %ax, %cs */
+    DONE
+
 /* ------------------------------------------------------------- stack limit */
 SDMCASE ss_pop_past_limit, S_ESP, 12, 0, 9f
     movw $SEL_DLIM, %ax
@@ -507,6 +526,18 @@ CASE far_jmp_to_data, 0
     ljmp $SEL_KDATA, $0
 SDMCASE fetch_straddles_limit, 0, 13, 0, BOFF(sg_b_straddle)
     ljmp $SEL_CRD, $BOFF(sg_b_nops)
+CASE far_jmp_code_not_present, 0
+    ljmp $SEL_CNP, $0
+CASE far_jmp_rpl3_to_dpl0, 0
+    ljmp $(SEL_KCODE | 3), $0
+CASE ring3_far_call_to_dpl0, S_ESP
+    TO_RING3
+    lcall $SEL_KCODE, $0
+CASE ring3_far_jmp_conforming, S_EAX
+    TO_RING3
+    ljmp $SEL_CCONF, $3f
+3:  movl %cs, %eax          /* RPL = CPL 3: a conforming segment keeps CPL */
+    DONE
 SDMCASE fetch_straddles_limit_midpage, 0, 13, 0, BOFF(sg_b_straddle_mid)
     ljmp $SEL_CMID, $BOFF(sg_b_nops_mid)
 SDMCASE loop_past_limit, S_ECX, 13, 0, BOFF(sg_b_loopout_f), 2
@@ -955,6 +986,8 @@ sg_gdt:
     .quad 0x0140F20000000FFF        /* 0x70 DPL3 data base 16M limit 0xFFF */
     .quad 0x0140F60000000FFF        /* 0x78 DPL3 expand-down B=1 */
     .quad 0x00409A02000007FF        /* 0x80 readable code32, base 0x20000, limit 0x7FF */
+    .quad 0x00CF1A000000FFFF        /* 0x88 code32, not present */
+    .quad 0x00CF9E000000FFFF        /* 0x90 conforming readable code32, DPL 0 */
 sg_gdt_end:
     .balign 8
 sg_gdt_desc:
@@ -973,6 +1006,9 @@ sg_farptr_np:   .long 0x100
     .balign 4
 sg_farptr_past: .long 0x1000
                 .word SEL_CRD
+    .balign 4
+sg_farptr_ro:   .long 0x800
+                .word SEL_DRO
     .balign 4
 sg_saved_esp:   .long 0
 sg_case_esp:    .long 0

@@ -236,6 +236,10 @@ public final class UART16550: PortIODevice {
 
 extension UART16550: TimedDevice {
   public var nextDeadline: UInt64? { transmitDoneAt }
+  /// THRE only refills the FIFO: a driver writing a burst exits for every byte
+  /// anyway, so the deadline moving with each byte must not re-arm a host timer
+  /// (nor kick the vCPU) per byte.
+  public var deadlineWakesRunningCPU: Bool { false }
 
   public func poll(now: UInt64) {
     guard let t = transmitDoneAt, t <= now else { return }

@@ -1,7 +1,7 @@
 import X86
 
 // One decoder and one representation for the hot integer forms (MOV/ALU/TEST/LEA r/m,
-// Jcc/JMP/CALL/RET, PUSH/POP, shifts, INC/DEC, MOVZX/MOVSX, IMUL, CMOVcc/SETcc).
+// Jcc/JMP/CALL/RET, PUSH/POP, shifts, INC/DEC, NOT/NEG, MOVZX/MOVSX, IMUL, CMOVcc/SETcc).
 //
 // `step()` decodes every instruction's prefixes with `decodeStart`, then these forms with
 // `decodeForm` into a `DecodedInsn` and runs it with `runDecoded` (FormSemantics.swift);
@@ -97,6 +97,9 @@ enum DC {
   static let movEI: UInt8 = 28
   static let leave: UInt8 = 29
   static let nop: UInt8 = 30
+  // Forms added for the translator (numbered apart from the ones above).
+  static let not: UInt8 = 40
+  static let neg: UInt8 = 41
 }
 
 extension InterpreterCPU {
@@ -313,9 +316,21 @@ extension InterpreterCPU {
       kind = DC.jmp
     case 0xF6, 0xF7:
       try decodeOperand(e)
-      if e.pointee.reg & 7 > 1 { return false }  // NOT NEG MUL IMUL DIV IDIV
       size = b == 0xF6 ? 1 : os
+      switch e.pointee.reg & 7 {
+      case 0, 1:
+        e.pointee.imm = try imm(size) & sizeMask(size)
+        kind = DC.testI
+      case 2: kind = DC.not
+      case 3: kind = DC.neg
+      default: return false  // MUL IMUL DIV IDIV
+      }
+    case 0xA8, 0xA9:
+      // TEST AL/eAX, imm: TEST r/m, imm with the accumulator as the register operand.
+      size = b == 0xA8 ? 1 : os
       e.pointee.imm = try imm(size) & sizeMask(size)
+      e.pointee.operandFlags = 1
+      e.pointee.rm = 0
       kind = DC.testI
     case 0xFE:
       try decodeOperand(e)

@@ -385,12 +385,6 @@ extension InterpreterCPU {
     case 0xA4, 0xA5, 0xA6, 0xA7, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xAF:
       try stringOp(b)
       return
-    case 0xA8:
-      setLogicFlags(1, r[0] & UInt64(try fetch8()))
-    case 0xA9:
-      let s = opSize
-      let i = try imm(s)
-      setLogicFlags(s, getReg(0, s) & i & sizeMask(s))
     case 0xC4, 0xC5:
       if try isVEX() {
         try execVEX(b)  // VEX.swift
@@ -568,16 +562,9 @@ extension InterpreterCPU {
 
   // MARK: Groups
 
-  /// F6/F7 /2-/7 (/0 and /1, TEST, are decoded forms).
+  /// F6/F7 /4-/7 (/0-/3, TEST, NOT and NEG, are decoded forms).
   func group3(_ s: Int) throws(Fault) {
     switch modReg & 7 {
-    case 2:
-      try writeE(s, ~(try readE(s)) & sizeMask(s))
-    case 3:
-      let v = try readE(s)
-      let res = (0 &- v) & sizeMask(s)
-      setFlags(.sub, s, res, 0, v)
-      try writeE(s, res)
     case 4, 5:
       let v = try readE(s)
       let signed = modReg & 7 == 5
@@ -621,7 +608,7 @@ extension InterpreterCPU {
     case 6, 7:
       try divide(try readE(s), s, signed: modReg & 7 == 7)
     default:
-      break  // TEST: decodeForm takes every F6/F7 /0 and /1
+      break  // decodeForm takes every F6/F7 /0-/3
     }
   }
 

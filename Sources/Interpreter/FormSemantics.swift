@@ -130,6 +130,14 @@ extension InterpreterCPU {
       try writeOperand(e, s, shift(Int(e.pointee.op), v, c, s))
     case DC.incdec:
       try writeOperand(e, s, incdec(try readOperand(e, s), s, dec: e.pointee.op == 1))
+    case DC.not:
+      try writeOperand(e, s, ~(try readOperand(e, s)) & sizeMask(s))
+    case DC.neg:
+      // The flags change only once the write succeeded (a faulting NEG leaves them).
+      let v = try readOperand(e, s)
+      let res = (0 &- v) & sizeMask(s)
+      try writeOperand(e, s, res)
+      setFlags(.sub, s, res, 0, v)
     case DC.callInd:
       let v = try readOperand(e, s)
       let t = s == 2 ? v & 0xFFFF : v

@@ -417,6 +417,9 @@ struct BlockCompiler {
       return operandOK
     case DC.movzx:
       return sized && operandOK
+    case DC.movsx, DC.movsxd, DC.cmov, DC.setcc: return operandOK
+    case DC.leave: return mode64 && d.size == 8
+    case DC.not, DC.neg: return operandOK
     case DC.aluAI, DC.movRI:
       return true
     case DC.cli, DC.sti, DC.pushf, DC.popf:
@@ -441,7 +444,7 @@ struct BlockCompiler {
   static func readsFlags(_ d: DecodedInsn) -> Bool {
     switch d.kind {
     case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI: return d.op == 2 || d.op == 3  // ADC, SBB
-    case DC.jcc, DC.pushf: return true
+    case DC.jcc, DC.pushf, DC.cmov, DC.setcc: return true
     case DC.shift: return d.op == 2 || d.op == 3  // RCL, RCR
     default: return false
     }
@@ -458,14 +461,16 @@ struct BlockCompiler {
   /// the block)?
   static func accessesMemory(_ d: DecodedInsn) -> Bool {
     switch d.kind {
-    case DC.pushR, DC.popR, DC.call, DC.ret, DC.callInd, DC.pushf, DC.popf: return true
+    case DC.pushR, DC.popR, DC.call, DC.ret, DC.callInd, DC.pushf, DC.popf, DC.leave:
+      return true
     case DC.lea, DC.nop, DC.jcc, DC.jmp, DC.aluAI, DC.movRI: return false
     default: return !d.isReg
     }
   }
   static func writesAllFlags(_ d: DecodedInsn) -> Bool {
     switch d.kind {
-    case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI, DC.test, DC.testI, DC.imul, DC.popf: return true
+    case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI, DC.test, DC.testI, DC.imul, DC.popf, DC.neg:
+      return true
     default: return false  // shifts may count 0; INC/DEC keep CF
     }
   }
@@ -666,6 +671,13 @@ struct BlockCompiler {
       func writeE(_ src: HostReg) {
         if d.isReg { setReg(d.rm, src) } else { e.store(hostMem(), src, s) }
       }
+      /// The E operand of `size` bytes to read (a memory operand after its TLB check).
+      func sourceE(_ size: OpSize) -> HostMem {
+        if d.isReg { return reg(d.rm, size, rex: d.rex) }
+        address(d, next: next)
+        tlbCheck(i, pc: pc, size: size.rawValue, write: false)
+        return hostMem()
+      }
       switch d.kind {
       case DC.aluEG:
         readE(.r10, write: op != .cmp)
@@ -798,6 +810,42 @@ struct BlockCompiler {
           return finish(&e, sideExits, count, top: top, rip: start, length: length)
         }
         e.store(reg(d.reg), .r10)  // after RSP: POP RSP loads the popped value
+      case DC.movsx, DC.movsxd:
+        // MOVSXD without REX.W moves 32 bits (or their low 16): a plain load.
+        let from: OpSize = d.kind == DC.movsxd ? .b32 : d.op == 1 ? .b8 : .b16
+        let src = sourceE(from)
+        if from.rawValue < s.rawValue { e.loadSX(.r10, src, from, s) } else { e.load(.r10, src, s) }
+        setReg(d.reg, .r10)
+      case DC.cmov:
+        // The source is read (and may fault) whatever the condition, as on the hardware.
+        e.load(.r11, sourceE(s), s)
+        e.load(.r10, greg(d.reg), s)
+        e.cmov(Cond(rawValue: d.op & 0xF)!, .r10, .r11, s)
+        setReg(d.reg, .r10)
+      case DC.setcc:
+        let dst: HostMem
+        if d.isReg {
+          dst = reg(d.rm, .b8, rex: d.rex)
+        } else {
+          address(d, next: next)
+          tlbCheck(i, pc: pc, size: 1, write: true)
+          dst = hostMem()
+        }
+        e.setcc(Cond(rawValue: d.op & 0xF)!, .r10)
+        e.store(dst, .r10, .b8)
+      case DC.not, DC.neg:
+        readE(.r10, write: true)
+        if d.kind == DC.not { e.not(.r10, s) } else { e.neg(.r10, s) }
+        writeE(.r10)
+      case DC.leave:
+        // RSP = RBP, then POP RBP (64-bit mode: SS base 0); RSP and RBP change only after
+        // the access succeeded.
+        e.load(.r8, reg(5))
+        tlbCheck(i, pc: pc, size: 8, write: false)
+        e.load(.r10, hostMem())
+        e.lea(.r8, HostMem(.r8, 8))
+        e.store(reg(4), .r8)
+        e.store(reg(5), .r10)
       // IF and the system flags: BlockCompilerSystem.swift.
       case DC.cli, DC.sti:
         emitInterruptFlag(&e, set: d.kind == DC.sti)

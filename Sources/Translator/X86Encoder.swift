@@ -59,14 +59,14 @@ public struct X86Encoder {
 
   public var count: Int { bytes.count }
 
-  // MARK: Prefixes and operand bytes
+  // MARK: Prefixes and operand bytes (internal: X86EncoderForms.swift uses them too)
 
-  private mutating func emit(_ b: UInt8) { bytes.append(b) }
-  private mutating func emit32(_ v: Int32) {
+  mutating func emit(_ b: UInt8) { bytes.append(b) }
+  mutating func emit32(_ v: Int32) {
     let u = UInt32(bitPattern: v)
     for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: u >> (8 * UInt32(i)))) }
   }
-  private mutating func emit16(_ v: UInt16) {
+  mutating func emit16(_ v: UInt16) {
     bytes.append(UInt8(truncatingIfNeeded: v))
     bytes.append(UInt8(truncatingIfNeeded: v >> 8))
   }
@@ -74,7 +74,7 @@ public struct X86Encoder {
   /// The 66 prefix and REX for an instruction with `reg` in ModRM.reg (a register number)
   /// and `rm` in ModRM.rm or a memory operand. `byteRegs` are byte registers, which need a
   /// REX to mean SPL/BPL/SIL/DIL instead of AH/CH/DH/BH.
-  private mutating func prefixes(
+  mutating func prefixes(
     size: OpSize, reg: UInt8, rmReg: HostReg? = nil, mem: HostMem? = nil,
     byteRegs: [HostReg] = []
   ) {
@@ -92,12 +92,12 @@ public struct X86Encoder {
   }
 
   /// ModRM (and SIB and displacement) for a register-direct operand.
-  private mutating func modrm(reg: UInt8, rm: HostReg) {
+  mutating func modrm(reg: UInt8, rm: HostReg) {
     emit(0xC0 | (reg & 7) << 3 | rm.low)
   }
 
   /// ModRM, SIB and displacement for a memory operand, in the shortest form.
-  private mutating func modrm(reg: UInt8, mem m: HostMem) {
+  mutating func modrm(reg: UInt8, mem m: HostMem) {
     let needsSIB = m.index != nil || m.base.low == 4
     // [rbp]/[r13] have no no-displacement form: mod 00 with rm 101 means RIP-relative.
     let mod: UInt8
@@ -284,7 +284,7 @@ public struct X86Encoder {
   }
 
   /// An immediate of the operand size (at most 32 bits; 64-bit operands sign-extend it).
-  private mutating func emitImm(_ imm: Int32, _ size: OpSize) {
+  mutating func emitImm(_ imm: Int32, _ size: OpSize) {
     switch size {
     case .b8: emit(UInt8(truncatingIfNeeded: imm))
     case .b16: emit16(UInt16(truncatingIfNeeded: imm))

@@ -3,8 +3,10 @@
 #endif
 
 /// Where the guest's serial output goes: a host file descriptor (stdout) or,
-/// for tests, a capture buffer. Buffered; flushed on newline, when full, and
-/// whenever the VM stops running guest code.
+/// for tests, a capture buffer. Buffered; flushed when full, on a newline at most
+/// every `newlineFlushNanoseconds` (a guest printing line after line costs one
+/// write per few milliseconds, not one per line), and whenever the vCPU leaves
+/// guest code for anything but a device access (halt, timer kick, stop).
 public final class ConsoleOutput {
   private var buffer: [UInt8] = []
   private let fd: Int32?
@@ -60,7 +62,26 @@ public final class ConsoleOutput {
       return
     }
     buffer.append(byte)
-    if byte == 0x0A || buffer.count >= 4096 { flush() }
+    if buffer.count >= ConsoleOutput.bufferLimit {
+      flush()
+    } else if byte == 0x0A {
+      let now = ConsoleOutput.coarseNow()
+      if now &- lastFlush >= ConsoleOutput.newlineFlushNanoseconds { flush(at: now) }
+    }
+  }
+
+  public static let bufferLimit = 4096
+  /// A line is shown at once unless the last flush was more recent than this.
+  public static let newlineFlushNanoseconds: UInt64 = 5_000_000
+  private var lastFlush: UInt64 = 0
+  /// Writes to the descriptor or handler (not captures), for tests and `--stats`.
+  public private(set) var flushes: UInt64 = 0
+
+  /// CLOCK_MONOTONIC_COARSE: a few ns from the vDSO, good to a tick.
+  private static func coarseNow() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
   }
 
   /// Text from the VMM itself (the escape key's help), written at once from
@@ -73,8 +94,12 @@ public final class ConsoleOutput {
     _ = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
   }
 
-  public func flush() {
+  public func flush() { flush(at: ConsoleOutput.coarseNow()) }
+
+  private func flush(at now: UInt64) {
     guard let fd, !buffer.isEmpty else { return }
+    lastFlush = now
+    flushes &+= 1
     if let handler {
       handler(buffer)
       buffer.removeAll(keepingCapacity: true)

@@ -51,6 +51,17 @@ public final class HostEventLoop: @unchecked Sendable {
   private var timerHandler: (() -> Void)?
   /// Absolute CLOCK_MONOTONIC ns the timerfd is armed for; 0 = disarmed.
   private var armedAt: UInt64 = 0
+  /// The deadline asked for last (0: none). The timerfd may be armed earlier than it:
+  /// a deadline that moves later (the UART's, once per byte) costs no syscall, and an
+  /// early expiry re-arms for it on the loop thread instead of calling the handler.
+  private var wantedAt: UInt64 = 0
+  private var programCount: UInt64 = 0
+  /// timerfd_settime calls, for tests and `--stats`.
+  public var timerPrograms: UInt64 {
+    lock.lock()
+    defer { lock.unlock() }
+    return programCount
+  }
   private var started = false
   private let exited = DispatchSemaphore(value: 0)
   private var wakeupCount: UInt64 = 0
@@ -111,12 +122,21 @@ public final class HostEventLoop: @unchecked Sendable {
   }
 
   /// Arms the deadline timer for absolute CLOCK_MONOTONIC `ns` (0 disarms).
-  /// Any thread may call it; the kernel is asked only when the time changes.
+  /// Any thread may call it; the kernel is asked only when the deadline comes
+  /// earlier than the armed one. A later or no deadline just waits for the
+  /// armed expiry, which then re-arms (or does nothing) without a handler call.
   public func armTimer(atMonotonicNanoseconds ns: UInt64) {
     lock.lock()
     defer { lock.unlock() }
-    guard ns != armedAt else { return }
+    wantedAt = ns
+    guard ns != 0, armedAt == 0 || ns < armedAt else { return }
+    program(ns)
+  }
+
+  /// Sets the timerfd; the caller holds `lock`.
+  private func program(_ ns: UInt64) {
     armedAt = ns
+    programCount &+= 1
     _ = chostio_timerfd_arm(timerfd, ns)
   }
 
@@ -145,6 +165,12 @@ public final class HostEventLoop: @unchecked Sendable {
     _ = chostio_drain(stopfd)
   }
 
+  static func monotonicNow() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+  }
+
   private func loop() {
     var tokens = [UInt64](repeating: 0, count: 16)
     while true {
@@ -162,6 +188,13 @@ public final class HostEventLoop: @unchecked Sendable {
           guard chostio_drain(timerfd) > 0 else { continue }
           lock.lock()
           armedAt = 0
+          let wanted = wantedAt
+          if wanted == 0 || wanted > HostEventLoop.monotonicNow() {
+            // Expired early: the deadline moved later or went away since it was armed.
+            if wanted != 0 { program(wanted) }
+            lock.unlock()
+            continue
+          }
           let h = timerHandler
           lock.unlock()
           h?()

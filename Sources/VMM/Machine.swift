@@ -288,7 +288,7 @@ public final class Machine {
         loop.armTimer(
           atMonotonicNanoseconds: d == .max ? 0 : clock.monotonicNanoseconds(atGuest: d))
       }
-      if let d = platform.earliestDeadline {
+      if let d = platform.earliestWakingDeadline {
         loop.armTimer(atMonotonicNanoseconds: clock.monotonicNanoseconds(atGuest: d))
       }
     }
@@ -423,6 +423,8 @@ public final class Machine {
         clock.skip(to: deadline)
         continue
       }
+      // Host time: what no running vCPU waits for is met now, not after a sleep.
+      if platform.completeIdleDeadlines() { continue }
       let now = platform.clock.nanoseconds
       if deadline > now { doorbell.wait(timeoutNanoseconds: deadline - now) }
     }
@@ -490,6 +492,7 @@ public final class Machine {
     s["vmm.exits.internal_error"] = exits.internalError
     s["vmm.host_kicks"] = exits.interrupted
     s["vmm.host_loop.wakeups"] = hostLoop.wakeups
+    s["vmm.host_loop.timer_programs"] = hostLoop.timerPrograms
     s["uart.bytes_transmitted"] = uart.bytesTransmitted
     if let mmu { s.merge(mmu.statistics()) { a, _ in a } }
     if let v = virtio { s.merge(v.statistics()) { a, _ in a } }

@@ -32,7 +32,9 @@ final class PCPlatform {
 
   /// Earliest device deadline (guest ns), UInt64.max for none.
   private(set) var nextDeadline = UInt64.max
-  /// Told each new earliest deadline (UInt64.max: none), on the vCPU thread,
+  /// Earliest deadline that must interrupt a running vCPU (`deadlineWakesRunningCPU`).
+  private(set) var nextWakingDeadline = UInt64.max
+  /// Told each new earliest waking deadline (UInt64.max: none), on the vCPU thread,
   /// so the host event loop can arm its timer for it.
   var onDeadlineChange: ((UInt64) -> Void)?
 
@@ -92,15 +94,41 @@ final class PCPlatform {
 
   func updateDeadline() {
     var earliest = UInt64.max
-    for d in timed { if let t = d.nextDeadline { earliest = min(earliest, t) } }
-    guard earliest != nextDeadline else { return }
+    var waking = UInt64.max
+    for d in timed {
+      guard let t = d.nextDeadline else { continue }
+      earliest = min(earliest, t)
+      if d.deadlineWakesRunningCPU { waking = min(waking, t) }
+    }
     nextDeadline = earliest
-    onDeadlineChange?(earliest)
+    guard waking != nextWakingDeadline else { return }
+    nextWakingDeadline = waking
+    onDeadlineChange?(waking)
+  }
+
+  /// Every vCPU is halted (host time): deadlines that need not wake a running vCPU
+  /// (`deadlineWakesRunningCPU`, the UART's transmit time) are met at once instead of
+  /// after a host sleep; a halted guest cannot tell. Returns whether any was due.
+  @discardableResult
+  func completeIdleDeadlines() -> Bool {
+    var any = false
+    for d in timed where !d.deadlineWakesRunningCPU {
+      guard let t = d.nextDeadline else { continue }
+      d.poll(now: max(t, clock.nanoseconds))
+      any = true
+    }
+    if any { updateDeadline() }
+    return any
   }
 
   /// Guest ns of the earliest armed timer, or nil when nothing is armed.
   var earliestDeadline: UInt64? {
     nextDeadline == .max ? nil : nextDeadline
+  }
+
+  /// Guest ns of the earliest timer the host must kick a running vCPU for, or nil.
+  var earliestWakingDeadline: UInt64? {
+    nextWakingDeadline == .max ? nil : nextWakingDeadline
   }
 
   /// The platform as vCPU `index` sees it: its own APIC and kvm-clock area.

@@ -530,6 +530,19 @@ struct BenchIOReport {
         both("\(dev): exits per KiB", phase) { p in
           p.counters["exits.total"].map { Double($0) / kib }
         }
+        // Where an exit's time goes: guest instructions between exits, and how many
+        // of them ran as translated code.
+        both("\(dev): guest instructions per exit", phase) { p in
+          guard let n = p.counters["instructions"], let e = p.counters["exits.total"], e > 0
+          else { return nil }
+          return Double(n) / Double(e)
+        }
+        both("\(dev): % instructions translated", phase) { p in
+          guard let n = p.counters["instructions"], n > 0,
+            let t = p.counters["translator.block_instructions"]
+          else { return nil }
+          return 100 * Double(t) / Double(n)
+        }
         both("\(dev): \(plan.consoleKiB) KiB wall s", phase) { $0.wall }
         both("\(dev): \(plan.consoleKiB) KiB CPU s", phase) { $0.cpu }
       }

@@ -81,11 +81,11 @@ final class TranslatorTests: XCTestCase {
     return bytes
   }
 
-  func run(_ code: [UInt8], translate: Bool, seed: UInt64) throws -> (
+  func run(_ code: [UInt8], translate: Bool, seed: UInt64, lockstep: Bool = false) throws -> (
     GeneralRegisters, UInt64, [String: UInt64]
   ) {
     let m = try machine64(code)
-    if translate { try m.cpu.enableTranslation() }
+    if translate { try m.cpu.enableTranslation(lockstep: lockstep) }
     var rng = SeededRandom(seed: seed ^ 0x5EED)
     var s = try m.cpu.getState()
     for i in 0..<16 where i != 4 { s.general[i] = rng.next() }

@@ -40,6 +40,36 @@ final class HostEventLoopTests: XCTestCase {
     XCTAssertEqual(fired.wait(timeout: .now() + 0.1), .timedOut)
   }
 
+  /// The UART moves its deadline later with every byte: that must not cost a
+  /// timerfd_settime each time, nor call the handler before the deadline.
+  func testMovingTheDeadlineLaterReprogramsOnlyAtTheEarlyExpiry() throws {
+    let loop = try HostEventLoop()
+    let fired = DispatchSemaphore(value: 0)
+    let lock = NSLock()
+    var firedAt: [UInt64] = []
+    loop.setTimerHandler { [self] in
+      lock.lock()
+      firedAt.append(monotonicNow())
+      lock.unlock()
+      fired.signal()
+    }
+    loop.start()
+    defer { loop.stop() }
+    let t0 = monotonicNow()
+    for i in 0..<100 {
+      loop.armTimer(atMonotonicNanoseconds: t0 + 20_000_000 + UInt64(i) * 400_000)
+    }
+    XCTAssertEqual(loop.timerPrograms, 1, "later deadlines wait for the armed expiry")
+    XCTAssertEqual(fired.wait(timeout: .now() + 3), .success)
+    lock.lock()
+    let first = firedAt.first ?? 0
+    lock.unlock()
+    XCTAssertGreaterThanOrEqual(
+      first, t0 + 20_000_000 + 99 * 400_000, "not before the last deadline")
+    XCTAssertEqual(loop.timerPrograms, 2, "one re-arm at the early expiry")
+    XCTAssertEqual(fired.wait(timeout: .now() + 0.1), .timedOut, "one call for one deadline")
+  }
+
   func testAnIdleLoopDoesNotWakeUp() throws {
     let loop = try HostEventLoop()
     loop.start()
