@@ -193,9 +193,12 @@ public final class CMOSRTC: PortIODevice, TimedDevice {
   }
 
   public var nextDeadline: UInt64? {
+    let b = cmos[Reg.b]
+    // No interrupt enabled (the usual case under Linux): no clock read, which the VMM
+    // would otherwise pay at every exit.
+    guard b & (B.pie | B.aie | B.uie) != 0 else { return nil }
     let now = clock.nanoseconds
     var best: UInt64?
-    let b = cmos[Reg.b]
     if b & B.pie != 0, let p = periodicTicks {
       let tick = (CMOSRTC.divider.ticks(in: now) / p &+ 1) &* p
       best = CMOSRTC.divider.nanoseconds(for: tick)
