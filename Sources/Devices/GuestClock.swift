@@ -23,15 +23,13 @@ public protocol TimedDevice: AnyObject {
   var nextDeadline: UInt64? { get }
   /// Fires everything due at or before `now` (raises IRQ lines).
   func poll(now: UInt64)
-  /// False when the deadline need not interrupt a running vCPU: it is met at the
-  /// vCPU's next exit (or timer tick), exactly under instruction-count time, and at
-  /// once when every vCPU halts under host time (the guest cannot tell). Such a
-  /// deadline arms no host timer.
-  var deadlineWakesRunningCPU: Bool { get }
+  /// True when the deadline may be met early once every vCPU halts under host time
+  /// (a transmit time: the halted guest cannot tell), instead of after a host sleep.
+  var completesEarlyWhenIdle: Bool { get }
 }
 
 extension TimedDevice {
-  public var deadlineWakesRunningCPU: Bool { true }
+  public var completesEarlyWhenIdle: Bool { false }
 }
 
 /// CLOCK_MONOTONIC relative to the moment the clock was created.

@@ -236,10 +236,11 @@ public final class UART16550: PortIODevice {
 
 extension UART16550: TimedDevice {
   public var nextDeadline: UInt64? { transmitDoneAt }
-  /// THRE only refills the FIFO: a driver writing a burst exits for every byte
-  /// anyway, so the deadline moving with each byte must not re-arm a host timer
-  /// (nor kick the vCPU) per byte.
-  public var deadlineWakesRunningCPU: Bool { false }
+  /// The deadline wakes a running vCPU (a driver's last burst waits for THRE with no
+  /// exit to come; met only at the next exit, THRE came after a poweroff, and the tty's
+  /// tail was lost), but the host timer is re-programmed only for an earlier deadline
+  /// (HostEventLoop.armTimer), so a burst costs no timer syscall per byte.
+  public var completesEarlyWhenIdle: Bool { true }
 
   public func poll(now: UInt64) {
     guard let t = transmitDoneAt, t <= now else { return }

@@ -288,15 +288,16 @@ public final class Machine {
         loop.armTimer(
           atMonotonicNanoseconds: d == .max ? 0 : clock.monotonicNanoseconds(atGuest: d))
       }
-      if let d = platform.earliestWakingDeadline {
+      if let d = platform.earliestDeadline {
         loop.armTimer(atMonotonicNanoseconds: clock.monotonicNanoseconds(atGuest: d))
       }
     }
     hostLoop.start()
     // Output waiting in the console buffer is shown within 10 ms: a kick makes the vCPU
     // leave guest code, and that exit flushes.
-    console.onPending = { [weak self] in
-      DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(10)) {
+    // (The cycle through `console` is broken when run() returns.)
+    console.onPending = {
+      DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(10)) { [weak self] in
         self?.kickCPUs()
       }
     }

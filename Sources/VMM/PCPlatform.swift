@@ -32,8 +32,6 @@ final class PCPlatform {
 
   /// Earliest device deadline (guest ns), UInt64.max for none.
   private(set) var nextDeadline = UInt64.max
-  /// Earliest deadline that must interrupt a running vCPU (`deadlineWakesRunningCPU`).
-  private(set) var nextWakingDeadline = UInt64.max
   /// Told each new earliest waking deadline (UInt64.max: none), on the vCPU thread,
   /// so the host event loop can arm its timer for it.
   var onDeadlineChange: ((UInt64) -> Void)?
@@ -94,25 +92,22 @@ final class PCPlatform {
 
   func updateDeadline() {
     var earliest = UInt64.max
-    var waking = UInt64.max
     for d in timed {
       guard let t = d.nextDeadline else { continue }
       earliest = min(earliest, t)
-      if d.deadlineWakesRunningCPU { waking = min(waking, t) }
     }
+    guard earliest != nextDeadline else { return }
     nextDeadline = earliest
-    guard waking != nextWakingDeadline else { return }
-    nextWakingDeadline = waking
-    onDeadlineChange?(waking)
+    onDeadlineChange?(earliest)
   }
 
-  /// Every vCPU is halted (host time): deadlines that need not wake a running vCPU
-  /// (`deadlineWakesRunningCPU`, the UART's transmit time) are met at once instead of
+  /// Every vCPU is halted (host time): deadlines that may complete early
+  /// (`completesEarlyWhenIdle`, the UART's transmit time) are met at once instead of
   /// after a host sleep; a halted guest cannot tell. Returns whether any was due.
   @discardableResult
   func completeIdleDeadlines() -> Bool {
     var any = false
-    for d in timed where !d.deadlineWakesRunningCPU {
+    for d in timed where d.completesEarlyWhenIdle {
       guard let t = d.nextDeadline else { continue }
       d.poll(now: max(t, clock.nanoseconds))
       any = true
@@ -124,11 +119,6 @@ final class PCPlatform {
   /// Guest ns of the earliest armed timer, or nil when nothing is armed.
   var earliestDeadline: UInt64? {
     nextDeadline == .max ? nil : nextDeadline
-  }
-
-  /// Guest ns of the earliest timer the host must kick a running vCPU for, or nil.
-  var earliestWakingDeadline: UInt64? {
-    nextWakingDeadline == .max ? nil : nextWakingDeadline
   }
 
   /// The platform as vCPU `index` sees it: its own APIC and kvm-clock area.
