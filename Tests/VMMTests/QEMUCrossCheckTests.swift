@@ -21,8 +21,10 @@ final class QEMUCrossCheckTests: XCTestCase {
     lock.lock()
     defer { lock.unlock() }
     if let c = qemuCache[key] { return c }
+    // One TCG thread: with a thread per vCPU on a loaded 2-core host, the smp guest's
+    // ticket lock (holders preempted) once took QEMU past the 60 s limit.
     var args = [
-      "-accel", "tcg", "-m", "128", "-display", "none", "-serial", "stdio", "-no-reboot",
+      "-accel", "tcg,thread=single", "-m", "128", "-display", "none", "-serial", "stdio", "-no-reboot",
       "-kernel", kernel, "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
     ]
     if !cmdline.isEmpty { args += ["-append", cmdline] }
