@@ -295,10 +295,13 @@ public final class Machine {
     hostLoop.start()
     // Output waiting in the console buffer is shown within 10 ms: a kick makes the vCPU
     // leave guest code, and that exit flushes.
-    // (The cycle through `console` is broken when run() returns.)
-    console.onPending = {
-      DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(10)) { [weak self] in
-        self?.kickCPUs()
+    // (The cycle through `console` is broken when run() returns.) Not under
+    // --deterministic: a kick at a host-time moment must not touch the schedule there.
+    if !config.deterministic {
+      console.onPending = {
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(10)) { [weak self] in
+          self?.kickCPUs()
+        }
       }
     }
     defer {
