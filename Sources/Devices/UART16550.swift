@@ -236,10 +236,10 @@ public final class UART16550: PortIODevice {
 
 extension UART16550: TimedDevice {
   public var nextDeadline: UInt64? { transmitDoneAt }
-  /// The deadline wakes a running vCPU (a driver's last burst waits for THRE with no
-  /// exit to come; met only at the next exit, THRE came after a poweroff, and the tty's
-  /// tail was lost), but the host timer is re-programmed only for an earlier deadline
-  /// (HostEventLoop.armTimer), so a burst costs no timer syscall per byte.
+  /// A halted guest gets THRE at once. A running one is woken by the host timer like
+  /// any deadline (a driver's last burst waits for THRE with no exit to come); the
+  /// timer is re-programmed only for an earlier deadline, so a burst costs no syscall
+  /// per byte (HostEventLoop.armTimer).
   public var completesEarlyWhenIdle: Bool { true }
 
   public func poll(now: UInt64) {

@@ -32,7 +32,7 @@ final class PCPlatform {
 
   /// Earliest device deadline (guest ns), UInt64.max for none.
   private(set) var nextDeadline = UInt64.max
-  /// Told each new earliest waking deadline (UInt64.max: none), on the vCPU thread,
+  /// Told each new earliest deadline (UInt64.max: none), on the vCPU thread,
   /// so the host event loop can arm its timer for it.
   var onDeadlineChange: ((UInt64) -> Void)?
 
@@ -92,10 +92,7 @@ final class PCPlatform {
 
   func updateDeadline() {
     var earliest = UInt64.max
-    for d in timed {
-      guard let t = d.nextDeadline else { continue }
-      earliest = min(earliest, t)
-    }
+    for d in timed { if let t = d.nextDeadline { earliest = min(earliest, t) } }
     guard earliest != nextDeadline else { return }
     nextDeadline = earliest
     onDeadlineChange?(earliest)
