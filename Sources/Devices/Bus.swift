@@ -184,7 +184,13 @@ public final class MMIOBus {
     m.device.mmioWrite(offset: address - m.range.lowerBound, size: size, value: value)
   }
 
+  /// The last unassigned address through `warned`: a guest polling one address (the
+  /// `exits` guest, a probe loop) then costs a compare per access, not a set lookup.
+  private var lastUnmapped: UInt64?
+
   private func unmapped(_ address: UInt64, _ what: String) {
+    if address == lastUnmapped { return }
+    lastUnmapped = address
     if warned.firstTime(address, logger: logger, what: "MMIO") {
       logger.debug(
         "unassigned MMIO address 0x\(String(address, radix: 16)) (\(what)); reads as all-ones")

@@ -517,18 +517,19 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
         if let e = finishBatch() { return e }
         continue
       }
-      // NMI: not masked by IF; blocked from its delivery until the next IRET.
-      if !nmiBlocked, let input = interruptInput, input.hasPendingNMI {
-        input.acknowledgeNMI()
-        halted = false
-        nmiBlocked = true
-        stats.externalInterrupts &+= 1
-        raise(2, 0, false, external: true)
-        if let e = finishBatch() { return e }
-        continue
-      }
-      if rfl & RFLAGS.if != 0, let input = interruptInput, input.hasPendingInterrupt {
-        if let v = input.acknowledgeInterrupt() {
+      // One load of the input for both checks: each load was a retain and a release.
+      if let input = interruptInput {
+        // NMI: not masked by IF; blocked from its delivery until the next IRET.
+        if !nmiBlocked, input.hasPendingNMI {
+          input.acknowledgeNMI()
+          halted = false
+          nmiBlocked = true
+          stats.externalInterrupts &+= 1
+          raise(2, 0, false, external: true)
+          if let e = finishBatch() { return e }
+          continue
+        }
+        if rfl & RFLAGS.if != 0, input.hasPendingInterrupt, let v = input.acknowledgeInterrupt() {
           halted = false
           stats.externalInterrupts &+= 1
           raise(UInt16(v), 0, false, external: true)

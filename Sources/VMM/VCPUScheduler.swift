@@ -72,6 +72,8 @@ final class VCPUScheduler {
       }
     }
     let n = cpus.count
+    // One vCPU (every exit comes here): `current` and the APIC bus's stay 0.
+    if n == 1 { return canRun(0) ? 0 : nil }
     for k in 1...n {
       let i = (current + k) % n
       if canRun(i) {
