@@ -28,9 +28,10 @@ final class PCPlatform {
   let interrupts: [PlatformInterrupts]
   /// kvm-clock areas are per vCPU (each writes its own MSR).
   let kvmClocks: [KVMClock]
-  /// The devices with timers. A `let`: `poll`, on every exit, then needs no retain and
-  /// release around each device's call (a `var` array could change under the call).
-  private let timed: [TimedDevice]
+  /// The local APICs for `poll`, which runs on every exit: unretained, where each
+  /// call through an array (of `TimedDevice`s, or of `LocalAPIC`s) cost a retain and
+  /// a release. `lapics` keeps them.
+  private let lapicRefs: [Unmanaged<LocalAPIC>]
 
   /// Earliest device deadline (guest ns), UInt64.max for none.
   private(set) var nextDeadline = UInt64.max
@@ -67,7 +68,7 @@ final class PCPlatform {
     try rtc.register(on: portBus, ports: layout.rtcPorts)
     try ioapic.register(on: mmioBus, base: layout.ioapicBase)
     try apicBus.register(on: mmioBus)
-    timed = [pit, rtc] + lapics
+    lapicRefs = lapics.map { Unmanaged.passUnretained($0) }
     let wallNs = UInt64(max(0, wallClockAtBoot)) &* 1_000_000_000
     kvmClocks = (0..<cpuCount).map { _ in
       KVMClock(
@@ -85,9 +86,9 @@ final class PCPlatform {
     if earliest != .max {
       let now = clock.nanoseconds
       if earliest <= now {
-        for d in timed {
-          if let t = d.nextDeadline, t <= now { d.poll(now: now) }
-        }
+        fireIfDue(pit, now)
+        fireIfDue(rtc, now)
+        for a in lapicRefs { a._withUnsafeGuaranteedRef { fireIfDue($0, now) } }
         earliest = devicesEarliestDeadline()
       }
     }
@@ -96,10 +97,17 @@ final class PCPlatform {
 
   func updateDeadline() { publish(devicesEarliestDeadline()) }
 
+  /// The earliest deadline of the devices with timers: the PIT, the RTC and the local APICs.
   private func devicesEarliestDeadline() -> UInt64 {
-    var earliest = UInt64.max
-    for d in timed { if let t = d.nextDeadline { earliest = min(earliest, t) } }
+    var earliest = min(pit.nextDeadline ?? .max, rtc.nextDeadline ?? .max)
+    for a in lapicRefs {
+      if let t = a._withUnsafeGuaranteedRef({ $0.nextDeadline }) { earliest = min(earliest, t) }
+    }
     return earliest
+  }
+
+  @inline(__always) private func fireIfDue<D: TimedDevice>(_ d: D, _ now: UInt64) {
+    if let t = d.nextDeadline, t <= now { d.poll(now: now) }
   }
 
   private func publish(_ earliest: UInt64) {
