@@ -940,6 +940,7 @@ extension InterpreterCPU {
       }
       try stringElement(b, s, srcSeg, delta, am)
       setIndex(1, (c &- 1) & am)
+      mmioElementRetired()
       if isCmp {
         let z = cond(4)
         if (rep == 0xF3 && !z) || (rep == 0xF2 && z) {
