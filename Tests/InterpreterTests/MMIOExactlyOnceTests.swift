@@ -118,6 +118,33 @@ final class MMIOExactlyOnceTests: XCTestCase {
     XCTAssertTrue(dev.trace.allSatisfy(\.isWrite))
   }
 
+  /// PUSH and CALL through an MMIO pointer onto an MMIO stack; CMPXCHG16B on MMIO
+  /// (two reads, then two writes).
+  func testPushCallAndCmpxchg16bOnMMIO() throws {
+    let m = try machine([
+      0xBC, 0x00, 0x01, 0x00, 0xD0,  // mov esp,0xD0000100
+      0xBB, 0x00, 0x02, 0x00, 0xD0,  // mov ebx,0xD0000200
+      0xFF, 0x33,  // push qword [rbx]
+      0xFF, 0x13,  // call qword [rbx] (to the next instruction)
+      0xBE, 0x00, 0x03, 0x00, 0xD0,  // mov esi,0xD0000300
+      0x31, 0xC0, 0x31, 0xD2,  // xor eax,eax ; xor edx,edx
+      0xBB, 0x11, 0x11, 0, 0, 0xB9, 0x22, 0x22, 0, 0,  // mov ebx,0x1111 ; mov ecx,0x2222
+      0xF0, 0x48, 0x0F, 0xC7, 0x0E,  // lock cmpxchg16b [rsi]
+      0xF4,
+    ])
+    let dev = RecordingDevice()
+    let target = UnitTests.codeBase + 14
+    dev.preset(Self.base + 0x200, target)
+    XCTAssertEqual(try dev.drive { m.cpu }, .halt)
+    XCTAssertEqual(
+      dev.trace,
+      [
+        r(0x200, 8, target), w(0xF8, 8, target), r(0x200, 8, target), w(0xF0, 8, target),
+        r(0x300, 8, 0), r(0x308, 8, 0), w(0x300, 8, 0x1111), w(0x308, 8, 0x2222),
+      ])
+    XCTAssertEqual(try m.cpu.getState().general.rsp, 0xD000_00F0)
+  }
+
   /// ENTER, ADD and XCHG on MMIO, REP MOVSQ MMIO to MMIO, POP to MMIO from an MMIO stack.
   lazy var mixed: [UInt8] =
     enter2 + [
