@@ -391,6 +391,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   public func setState(_ state: CPUState) throws {
     stepTrapOnResume = false
     mmioCompleted.removeAll()
+    mmioRestart = false
     for i in 0..<16 { r[i] = state.general[i] }
     rip = state.general.rip
     flags = state.general.rflags

@@ -52,6 +52,7 @@ extension InterpreterCPU {
   func dropMMIOProgress() {
     mmioCompleted.removeAll(keepingCapacity: true)
     mmioReplayed = 0
+    mmioRestart = false
     if case .mmio(let a)? = pendingExit, a.isWrite {
       pendingExit = nil
       queuedMMIOWrites.removeAll(keepingCapacity: true)

@@ -118,6 +118,32 @@ final class MMIOExactlyOnceTests: XCTestCase {
     XCTAssertTrue(dev.trace.allSatisfy(\.isWrite))
   }
 
+  /// A data breakpoint on ENTER's first push, which goes to the device before ENTER's
+  /// read: the #DB trap comes once ENTER has retired, not at that early exit.
+  func testDataBreakpointTrapsAfterTheWholeInstruction() throws {
+    // mov eax,0xD00000F8 ; mov dr0,rax ; mov eax,0x90001 (L0, write, 8 bytes) ; mov dr7,rax
+    let m = try machine(
+      [
+        0xB8, 0xF8, 0x00, 0x00, 0xD0, 0x0F, 0x23, 0xC0, 0xB8, 0x01, 0x00, 0x09, 0x00, 0x0F, 0x23,
+        0xF8,
+      ]
+        + enter2 + [0xF4])
+    let dev = RecordingDevice()
+    dev.preset(Self.base + 0x78, v)
+    XCTAssertEqual(try dev.drive { m.cpu }, .halt)
+    XCTAssertEqual(try m.cpu.getState().general.rax, 1, "the #DB handler ran")
+    XCTAssertEqual(m.cpu.dr[6] & 0xF, 1, "DR6.B0")
+    XCTAssertEqual(
+      Array(dev.trace.prefix(5)),
+      [
+        w(0xF8, 8, 0xD000_0080), r(0x78, 8, v), w(0xF0, 8, v), w(0xE8, 8, 0xD000_00F8),
+        r(0xE8, 1, 0xF8),
+      ])
+    // The #DB frame below ENTER's (RSP aligned down to 16): RIP last, after ENTER.
+    XCTAssertEqual(dev.trace.count, 10)
+    XCTAssertEqual(dev.trace.last, w(0xB8, 8, UnitTests.codeBase + 30))
+  }
+
   /// PUSH and CALL through an MMIO pointer onto an MMIO stack; CMPXCHG16B on MMIO
   /// (two reads, then two writes).
   func testPushCallAndCmpxchg16bOnMMIO() throws {
