@@ -40,11 +40,15 @@ extension InterpreterCPU {
           + String(Self.mmioAccessesPerInstruction) + " MMIO accesses")
       throw Fault.exit
     }
-    guard case .mmio(let first)? = pendingExit, first.isWrite else { return }
-    mmioCompleted.append(first)
+    // The held writes: `pendingExit` (unless a debugger's watchpoint took it) and the queue.
+    if case .mmio(let first)? = pendingExit, first.isWrite {
+      mmioCompleted.append(first)
+    } else if queuedMMIOWrites.isEmpty {
+      return
+    }
     mmioCompleted.append(contentsOf: queuedMMIOWrites)
     mmioRestart = true
-    throw Fault.exit  // `pendingExit` is the first write; `run()` returns the queued ones next
+    throw Fault.exit  // `run()` returns `pendingExit`, then the queued writes
   }
 
   /// The instruction is abandoned (a fault): it replays nothing and its held writes
@@ -53,10 +57,9 @@ extension InterpreterCPU {
     mmioCompleted.removeAll(keepingCapacity: true)
     mmioReplayed = 0
     mmioRestart = false
-    if case .mmio(let a)? = pendingExit, a.isWrite {
-      pendingExit = nil
-      queuedMMIOWrites.removeAll(keepingCapacity: true)
-    }
+    if case .mmio(let a)? = pendingExit, a.isWrite { pendingExit = nil }
+    // Only this instruction's: `run()` hands out the queue before running anything.
+    queuedMMIOWrites.removeAll(keepingCapacity: true)
   }
 
   /// A REP element retired (its registers are updated): the next element's accesses are new.
