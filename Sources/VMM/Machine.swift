@@ -179,10 +179,9 @@ public final class Machine {
       mmu = nil
     }
 
-    uart = UART16550(
-      irq: IRQLine(Int(layout.com1IRQ), lines: engine.interruptLines), clock: platform?.clock
-    ) { [console] b in console.write(b) }
-    platform?.addTimedDevice(uart)
+    uart = UART16550(irq: IRQLine(Int(layout.com1IRQ), lines: engine.interruptLines)) {
+      [console] b in console.write(b)
+    }
     try portBus.register(uart, ports: layout.com1Ports, name: "uart0 (16550A)")
     kbc.irq = IRQLine(Int(layout.i8042IRQ), lines: engine.interruptLines)
     if config.qemuCompat {
@@ -435,8 +434,6 @@ public final class Machine {
         clock.skip(to: deadline)
         continue
       }
-      // Host time: what no running vCPU waits for is met now, not after a sleep.
-      if platform.completeIdleDeadlines() { continue }
       let now = platform.clock.nanoseconds
       if deadline > now { doorbell.wait(timeoutNanoseconds: deadline - now) }
     }

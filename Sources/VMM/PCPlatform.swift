@@ -98,21 +98,6 @@ final class PCPlatform {
     onDeadlineChange?(earliest)
   }
 
-  /// Every vCPU is halted (host time): deadlines that may complete early
-  /// (`completesEarlyWhenIdle`, the UART's transmit time) are met at once instead of
-  /// after a host sleep; a halted guest cannot tell. Returns whether any was due.
-  @discardableResult
-  func completeIdleDeadlines() -> Bool {
-    var any = false
-    for d in timed where d.completesEarlyWhenIdle {
-      guard let t = d.nextDeadline else { continue }
-      d.poll(now: max(t, clock.nanoseconds))
-      any = true
-    }
-    if any { updateDeadline() }
-    return any
-  }
-
   /// Guest ns of the earliest armed timer, or nil when nothing is armed.
   var earliestDeadline: UInt64? {
     nextDeadline == .max ? nil : nextDeadline
