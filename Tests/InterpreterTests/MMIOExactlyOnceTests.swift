@@ -171,6 +171,35 @@ final class MMIOExactlyOnceTests: XCTestCase {
     XCTAssertEqual(try m.cpu.getState().general.rsp, 0xD000_00F0)
   }
 
+  /// A far CALL through an MMIO pointer onto an MMIO stack, then IRETQ from it: the
+  /// pointer read, both pushes and the five frame reads, each once.
+  func testFarCallAndIretFramesInMMIO() throws {
+    let m = try machine([
+      0xBC, 0x00, 0x01, 0x00, 0xD0,  // mov esp,0xD0000100
+      0xBB, 0x00, 0x02, 0x00, 0xD0,  // mov ebx,0xD0000200
+      0x48, 0xFF, 0x1B,  // call far qword [rbx] (to +14)
+      0xF4,  // +13: hlt (IRETQ returns here)
+      0x48, 0xCF,  // +14: iretq
+    ])
+    let dev = RecordingDevice()
+    let ret = UnitTests.codeBase + 13
+    dev.preset(Self.base + 0x200, UnitTests.codeBase + 14)
+    dev.preset(Self.base + 0x208, 0x08)
+    dev.preset(Self.base + 0x100, 0x2)  // RFLAGS
+    dev.preset(Self.base + 0x108, 0x80000)  // RSP
+    dev.preset(Self.base + 0x110, 0x10)  // SS
+    XCTAssertEqual(try dev.drive { m.cpu }, .halt)
+    XCTAssertEqual(
+      dev.trace,
+      [
+        r(0x200, 8, UnitTests.codeBase + 14), r(0x208, 2, 8), w(0xF8, 8, 8), w(0xF0, 8, ret),
+        r(0xF0, 8, ret), r(0xF8, 2, 8), r(0x100, 8, 2), r(0x108, 8, 0x80000), r(0x110, 2, 0x10),
+      ])
+    let g = try m.cpu.getState().general
+    XCTAssertEqual(g.rsp, 0x80000)
+    XCTAssertEqual(g.rip, ret + 1)
+  }
+
   /// ENTER, ADD and XCHG on MMIO, REP MOVSQ MMIO to MMIO, POP to MMIO from an MMIO stack.
   lazy var mixed: [UInt8] =
     enter2 + [
