@@ -144,6 +144,30 @@ final class MMIOExactlyOnceTests: XCTestCase {
     XCTAssertEqual(dev.trace.last, w(0xB8, 8, UnitTests.codeBase + 30))
   }
 
+  /// Single-stepping ENTER on an MMIO stack: one #DB, after ENTER has retired, however
+  /// many exits ENTER took.
+  func testSingleStepTrapsOnceAfterTheWholeInstruction() throws {
+    let m = try machine([0xC8, 0x00, 0x00, 0x02, 0xF4])  // enter 0,2 ; hlt
+    var st = try m.cpu.getState()
+    st.general.rsp = 0xD000_0100
+    st.general.rbp = 0xD000_0080
+    st.general.rflags |= 0x100  // TF
+    try m.cpu.setState(st)
+    let dev = RecordingDevice()
+    dev.preset(Self.base + 0x78, v)
+    XCTAssertEqual(try dev.drive { m.cpu }, .halt)
+    XCTAssertEqual(try m.cpu.getState().general.rax, 1, "the #DB handler ran")
+    XCTAssertNotEqual(m.cpu.dr[6] & 0x4000, 0, "DR6.BS")
+    XCTAssertEqual(
+      Array(dev.trace.prefix(5)),
+      [
+        w(0xF8, 8, 0xD000_0080), r(0x78, 8, v), w(0xF0, 8, v), w(0xE8, 8, 0xD000_00F8),
+        r(0xE8, 1, 0xF8),
+      ])
+    XCTAssertEqual(dev.trace.count, 10, "ENTER's accesses, then one #DB frame")
+    XCTAssertEqual(dev.trace.last, w(0xB8, 8, UnitTests.codeBase + 4))
+  }
+
   /// PUSH and CALL through an MMIO pointer onto an MMIO stack; CMPXCHG16B on MMIO
   /// (two reads, then two writes).
   func testPushCallAndCmpxchg16bOnMMIO() throws {
