@@ -23,13 +23,6 @@ public protocol TimedDevice: AnyObject {
   var nextDeadline: UInt64? { get }
   /// Fires everything due at or before `now` (raises IRQ lines).
   func poll(now: UInt64)
-  /// True when the deadline may be met early once every vCPU halts under host time
-  /// (a transmit time: the halted guest cannot tell), instead of after a host sleep.
-  var completesEarlyWhenIdle: Bool { get }
-}
-
-extension TimedDevice {
-  public var completesEarlyWhenIdle: Bool { false }
 }
 
 /// CLOCK_MONOTONIC relative to the moment the clock was created.

@@ -8,7 +8,8 @@ extension UART16550: CodableSnapshotPart {
     var hostBacklog: [UInt8]
     var bytesTransmitted: UInt64
     var irqLevel: Bool
-    /// Guest time at which THR empties (the clock continues from the snapshot).
+    /// Only in snapshots from before THR emptied at once (a transmit time was
+    /// pending): the byte has left by now. Never written.
     var transmitDoneAt: UInt64?
   }
   public static let stateVersion = 1
@@ -19,8 +20,7 @@ extension UART16550: CodableSnapshotPart {
       ier: ier, lcr: lcr, mcr: mcr, scr: scr, dll: dll, dlm: dlm, msrDeltas: msrDeltas,
       fifoEnabled: fifoEnabled, overrun: overrun, thrEmptyPending: thrEmptyPending,
       triggerLevel: triggerLevel, rxFIFO: rxFIFO, hostBacklog: Array(hostBacklog[backlogHead...]),
-      bytesTransmitted: bytesTransmitted, irqLevel: irq?.level ?? false,
-      transmitDoneAt: transmitDoneAt)
+      bytesTransmitted: bytesTransmitted, irqLevel: irq?.level ?? false, transmitDoneAt: nil)
   }
 
   public func applyState(_ s: State) throws {
@@ -36,13 +36,12 @@ extension UART16550: CodableSnapshotPart {
     msrDeltas = s.msrDeltas
     fifoEnabled = s.fifoEnabled
     overrun = s.overrun
-    thrEmptyPending = s.thrEmptyPending
+    thrEmptyPending = s.thrEmptyPending || s.transmitDoneAt != nil
     triggerLevel = s.triggerLevel
     rxFIFO = s.rxFIFO
     hostBacklog = s.hostBacklog
     backlogHead = 0
     bytesTransmitted = s.bytesTransmitted
-    transmitDoneAt = s.transmitDoneAt
     // The controller's own record of the line comes back with its state.
     irq?.level = s.irqLevel
   }

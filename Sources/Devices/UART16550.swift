@@ -20,13 +20,6 @@ public final class UART16550: PortIODevice {
   var msrDeltas: UInt8 = 0
   /// THR-empty interrupt is pending until IIR reports it or THR is written.
   var thrEmptyPending = false
-  /// With a clock, a transmitted byte empties THR `transmitNanoseconds` later
-  /// (guest time), as a real UART's shift register does: a driver that writes a
-  /// burst and then masks THRE (Linux's 8250 when its buffer runs dry) then takes
-  /// no second, spurious THRE interrupt for it. Without a clock, THR empties at once.
-  private let clock: GuestClock?
-  var transmitDoneAt: UInt64?
-  public static let transmitNanoseconds: UInt64 = 10_000
 
   var rxFIFO: [UInt8] = []
   /// Bytes from the host not yet in the FIFO: flow control instead of overruns.
@@ -35,9 +28,8 @@ public final class UART16550: PortIODevice {
   /// Bytes the guest transmitted to the host (for `--stats` and `bench io`).
   public internal(set) var bytesTransmitted: UInt64 = 0
 
-  public init(irq: IRQLine? = nil, clock: GuestClock? = nil, output: @escaping (UInt8) -> Void) {
+  public init(irq: IRQLine? = nil, output: @escaping (UInt8) -> Void) {
     self.irq = irq
-    self.clock = clock
     self.output = output
   }
 
@@ -192,12 +184,13 @@ public final class UART16550: PortIODevice {
         bytesTransmitted &+= 1
         output(v)
       }
-      if let clock, !loopback {
-        thrEmptyPending = false  // writing THR clears the THRE interrupt
-        transmitDoneAt = clock.nanoseconds &+ UART16550.transmitNanoseconds
-      } else {
-        thrEmptyPending = true  // the byte leaves at once, so THR is empty again
-      }
+      // The byte leaves at once, as in QEMU: no transmit time, so no timer. THRE drops
+      // and rises again within the write, an edge for an edge-triggered pin even while
+      // the interrupt is in service, so a driver that leaves its handler with bytes
+      // still queued (Linux's 8250 after its pass limit) gets another interrupt.
+      thrEmptyPending = false
+      updateInterrupt()
+      thrEmptyPending = true
     case 1:
       if dlab {
         dlm = v
@@ -231,21 +224,5 @@ public final class UART16550: PortIODevice {
     case 7: scr = v
     default: break
     }
-  }
-}
-
-extension UART16550: TimedDevice {
-  public var nextDeadline: UInt64? { transmitDoneAt }
-  /// A halted guest gets THRE at once. A running one is woken by the host timer like
-  /// any deadline (a driver's last burst waits for THRE with no exit to come); the
-  /// timer is re-programmed only for an earlier deadline, so a burst costs no syscall
-  /// per byte (HostEventLoop.armTimer).
-  public var completesEarlyWhenIdle: Bool { true }
-
-  public func poll(now: UInt64) {
-    guard let t = transmitDoneAt, t <= now else { return }
-    transmitDoneAt = nil
-    thrEmptyPending = true
-    updateInterrupt()
   }
 }

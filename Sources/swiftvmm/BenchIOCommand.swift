@@ -221,10 +221,8 @@ struct BenchIO: ParsableCommand {
     _ qemu: String, plan: BenchIOPlan, kernel: String, initrd: String, disk: String
   ) throws -> [String: BenchIOPhase]? {
     let (sink, source) = try plan.hostEnds()
-    let cpuModel = CPUIDPolicy.default.masked(to: EngineFeatures.implemented(by: .interpreter))
-      .qemuCPUModel
     var args = BenchMeasure.qemuArguments(
-      kernel: kernel, cmdline: plan.commandLine(sink: sink), memoryMiB: 512, cpu: cpuModel)
+      kernel: kernel, cmdline: plan.commandLine(sink: sink), memoryMiB: 512)
     args += ["-initrd", initrd, "-nodefaults", "-no-user-config"]
     if plan.groups.contains("console") {
       args += [
@@ -370,6 +368,10 @@ struct BenchIOPlan {
     "console=ttyS0 panic=-1 quiet" + (sink.map { " benchio.sink=\($0.port)" } ?? "")
   }
 
+  /// Lines of `seq` written to ttyS0 line by line: about as many bytes as the
+  /// `--console-kib` phase.
+  var consoleLines: Int { max(1, consoleKiB * 1024 / 7) }
+
   /// The init commands. Markers go to the kernel console (ttyS0); payloads do not.
   var guestScript: String {
     var s = "mark() { echo; echo \"BENCHIO $1 $2\"; }\n"
@@ -379,6 +381,8 @@ struct BenchIOPlan {
         s += "dd if=/dev/zero bs=1024 count=\(consoleKiB) 2>/dev/null | tr '\\0' x > \(dev)\n"
         s += "mark end \(phase)\n"
       }
+      // What a shell user sees: one write(2) per line, each a burst of a few bytes.
+      s += "mark begin uartlines\nseq 1 \(consoleLines) > /dev/ttyS0\nmark end uartlines\n"
     }
     if groups.contains("blk") {
       let blocks = sizeMiB * 256
@@ -546,6 +550,12 @@ struct BenchIOReport {
         both("\(dev): \(plan.consoleKiB) KiB wall s", phase) { $0.wall }
         both("\(dev): \(plan.consoleKiB) KiB CPU s", phase) { $0.cpu }
       }
+      let lines = "16550A ttyS0: seq 1 \(plan.consoleLines), line by line"
+      both("\(lines): exits per line", "uartlines") { p in
+        p.counters["exits.total"].map { Double($0) / Double(plan.consoleLines) }
+      }
+      both("\(lines): wall s", "uartlines") { $0.wall }
+      both("\(lines): CPU s", "uartlines") { $0.cpu }
     }
     if plan.groups.contains("blk") {
       let mib = Double(plan.sizeMiB)
@@ -578,17 +588,21 @@ struct BenchIOReport {
     return r
   }
 
+  /// Wide enough for the longest label plus a space.
+  static let labelWidth = 56
+
   var table: String {
     let cell = { (v: Double?) -> String in
       guard let v else { return "-" }
       return BenchSupport.fmt(v, v >= 100 ? 0 : v >= 10 ? 1 : 2)
     }
     var s =
-      "\n" + BenchSupport.pad("", 40) + BenchSupport.pad("SwiftVMM", 12)
+      "\n" + BenchSupport.pad("", Self.labelWidth) + BenchSupport.pad("SwiftVMM", 12)
       + BenchSupport.pad("QEMU TCG", 12) + "host\n"
     for (label, a, b, c) in rows {
       s +=
-        BenchSupport.pad(label, 40) + BenchSupport.pad(cell(a), 12) + BenchSupport.pad(cell(b), 12)
+        BenchSupport.pad(label, Self.labelWidth) + BenchSupport.pad(cell(a), 12)
+        + BenchSupport.pad(cell(b), 12)
         + cell(c) + "\n"
     }
     s +=

@@ -14,17 +14,7 @@ final class UnitTests: XCTestCase {
 
   /// 64-bit IDT whose vector v handler is `mov rax, v ; hlt`.
   func installIDT(_ m: TestMachine) throws {
-    for v in 0..<256 {
-      let h = UnitTests.handlerBase + UInt64(v) * 16
-      try m.load([0x48, 0xC7, 0xC0, UInt8(v), 0, 0, 0, 0xF4], at: h)
-      let lo = (h & 0xFFFF) | (0x08 << 16) | (UInt64(0x8E) << 40) | ((h >> 16) & 0xFFFF) << 48
-      try m.memory.write(GuestPhysicalAddress(UnitTests.idtBase + UInt64(v) * 16), value: lo)
-      try m.memory.write(
-        GuestPhysicalAddress(UnitTests.idtBase + UInt64(v) * 16 + 8), value: h >> 32)
-    }
-    var s = try m.cpu.getState()
-    s.special.idt = DescriptorTableRegister(base: UnitTests.idtBase, limit: 4095)
-    try m.cpu.setState(s)
+    try m.installHaltingIDT(idtBase: UnitTests.idtBase, handlerBase: UnitTests.handlerBase)
   }
 
   func machine64(_ code: [UInt8], options: InterpreterOptions = .init(), idt: Bool = true) throws
