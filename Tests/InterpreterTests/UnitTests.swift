@@ -13,7 +13,7 @@ final class UnitTests: XCTestCase {
   static let handlerBase: UInt64 = 0x20000
 
   /// 64-bit IDT whose vector v handler is `mov rax, v ; hlt`.
-  func installIDT(_ m: TestMachine) throws {
+  static func installIDT(_ m: TestMachine) throws {
     for v in 0..<256 {
       let h = UnitTests.handlerBase + UInt64(v) * 16
       try m.load([0x48, 0xC7, 0xC0, UInt8(v), 0, 0, 0, 0xF4], at: h)
@@ -33,7 +33,7 @@ final class UnitTests: XCTestCase {
     let m = try TestMachine(ramMiB: 64, options: options)
     try m.load(code, at: UnitTests.codeBase)
     try m.setLongMode(rip: UnitTests.codeBase)
-    if idt { try installIDT(m) }
+    if idt { try Self.installIDT(m) }
     return m
   }
 
