@@ -40,7 +40,15 @@ public final class PortIOBus {
     let base: UInt16
     let device: PortIODevice
   }
+  /// What an access needs, without the name: copying a `Mapping` per access cost a
+  /// retain and release of its name and its device. Unowned: `mappings` keeps the device.
+  private struct Route {
+    let base: UInt16
+    unowned(unsafe) let device: PortIODevice
+  }
   private var mappings: [Mapping] = []
+  /// `routes[i]` is `mappings[i]` for accesses (ports are never unregistered).
+  private var routes: [Route] = []
   /// Index+1 into `mappings` for every port; 0 = nothing there. One load per access.
   private var owner = [UInt16](repeating: 0, count: 65536)
   private(set) var warned = BoundedWarnings<UInt16>()
@@ -58,6 +66,7 @@ public final class PortIOBus {
         new: name, existing: mappings[Int(owner[Int(p)]) - 1].name, at: UInt64(p))
     }
     mappings.append(Mapping(name: name, base: ports.lowerBound &- firstOffset, device: device))
+    routes.append(Route(base: ports.lowerBound &- firstOffset, device: device))
     for p in ports { owner[Int(p)] = UInt16(mappings.count) }
   }
 
@@ -70,18 +79,25 @@ public final class PortIOBus {
       unmapped(port, "read")
       return UInt32(truncatingIfNeeded: allOnes(size))
     }
-    let m = mappings[i - 1]
+    let m = routes[i - 1]
     return m.device.ioRead(offset: port &- m.base, size: size)
   }
 
   public func write(port: UInt16, size: Int, value: UInt32) {
     let i = Int(owner[Int(port)])
     guard i != 0 else { return unmapped(port, "write") }
-    let m = mappings[i - 1]
+    let m = routes[i - 1]
     m.device.ioWrite(offset: port &- m.base, size: size, value: value)
   }
 
+  /// One bit per port already through `warned`: a guest polling an empty port (0x80)
+  /// then costs a bit test per access, not a set lookup.
+  private var quiet = [UInt64](repeating: 0, count: 65536 / 64)
+
   private func unmapped(_ port: UInt16, _ what: String) {
+    let (word, bit) = (Int(port >> 6), UInt64(1) << (port & 63))
+    if quiet[word] & bit != 0 { return }
+    quiet[word] |= bit
     if warned.firstTime(port, logger: logger, what: "I/O port") {
       logger.debug("unassigned I/O port 0x\(String(port, radix: 16)) (\(what)); reads as all-ones")
     }
@@ -95,7 +111,14 @@ public final class MMIOBus {
     let range: ClosedRange<UInt64>
     let device: MMIODevice
   }
+  /// As `PortIOBus.Route`: an access copies no name and retains no device.
+  private struct Route {
+    let range: ClosedRange<UInt64>
+    unowned(unsafe) let device: MMIODevice
+  }
+  /// Sorted by address. `routes[i]` is `mappings[i]` for accesses; `mappings` keeps the devices.
   private var mappings: [Mapping] = []
+  private var routes: [Route] = []
   private(set) var warned = BoundedWarnings<UInt64>()
   private let logger: Logger
 
@@ -109,46 +132,55 @@ public final class MMIOBus {
     }
     mappings.append(Mapping(name: name, range: range, device: device))
     mappings.sort { $0.range.lowerBound < $1.range.lowerBound }
+    updateRoutes()
   }
 
   /// Removes every range `device` was registered at (a PCI BAR the guest moved).
   public func unregister(_ device: MMIODevice) {
     mappings.removeAll { $0.device === device }
+    updateRoutes()
+  }
+
+  private func updateRoutes() {
+    routes = mappings.map { Route(range: $0.range, device: $0.device) }
   }
 
   /// Each registered device once, in registration order.
   public var devices: [AnyObject] { uniqueDevices(mappings.map(\.device)) }
 
   /// The name of the device at `address`, if any.
-  public func name(at address: UInt64) -> String? { find(address)?.name }
+  public func name(at address: UInt64) -> String? { find(address).map { mappings[$0].name } }
 
-  private func find(_ address: UInt64) -> Mapping? {
+  /// The index of the range holding `address` (binary search).
+  private func find(_ address: UInt64) -> Int? {
     var lo = 0
-    var hi = mappings.count
+    var hi = routes.count
     while lo < hi {
       let mid = (lo + hi) / 2
-      let m = mappings[mid]
-      if address < m.range.lowerBound {
+      let r = routes[mid].range
+      if address < r.lowerBound {
         hi = mid
-      } else if address > m.range.upperBound {
+      } else if address > r.upperBound {
         lo = mid + 1
       } else {
-        return m
+        return mid
       }
     }
     return nil
   }
 
   public func read(address: UInt64, size: Int) -> UInt64 {
-    guard let m = find(address) else {
+    guard let i = find(address) else {
       unmapped(address, "read")
       return allOnes(size)
     }
+    let m = routes[i]
     return m.device.mmioRead(offset: address - m.range.lowerBound, size: size)
   }
 
   public func write(address: UInt64, size: Int, value: UInt64) {
-    guard let m = find(address) else { return unmapped(address, "write") }
+    guard let i = find(address) else { return unmapped(address, "write") }
+    let m = routes[i]
     m.device.mmioWrite(offset: address - m.range.lowerBound, size: size, value: value)
   }
 

@@ -1,6 +1,6 @@
 import X86
 
-// The guest's own debug registers (SDM 17.2-17.3): DR0-DR3 instruction and data
+// The guest's own debug registers (SDM 17.2-17.3): DR0-DR3 instruction, data and I/O
 // breakpoints enabled by DR7, reported by #DB with DR6.B0-B3; DR7.GD; and MOV SS /
 // POP SS blocking #DB traps for one instruction. They share the debugger's
 // machinery (InterpreterDebug.swift): while DR7 enables a breakpoint, instructions
@@ -28,15 +28,16 @@ extension InterpreterCPU {
   func debugRegistersChanged() {
     var exec = false
     var data = false
+    var io = false
     for i in 0..<4 where drEnabled(i) {
       switch drKind(i) {
       case 0: exec = true
       case 1, 3: data = true
-      default: break  // I/O breakpoints need CR4.DE and are not offered
+      default: io = true
       }
     }
     let dataChanged = data || drDataActive
-    drActive = exec || data
+    drActive = exec || data || io
     drDataActive = data
     debugActive = !debug.isEmpty || drActive
     watchActive = !debug.watchpoints.isEmpty || drDataActive
@@ -80,6 +81,20 @@ extension InterpreterCPU {
       guard k == 3 || (k == 1 && write) else { continue }
       let r = drRange(i)
       if lin &+ UInt64(size) > r.start && lin < r.start &+ r.length { drHits |= 1 << UInt64(i) }
+    }
+  }
+
+  /// IN, OUT, INS or OUTS completed an access to `size` ports from `port`: notes the
+  /// I/O breakpoints (R/W = 10) it hits, reported as a trap after the instruction (a
+  /// REP INS/OUTS after the element). The SDM defines R/W = 10 only with CR4.DE set and
+  /// leaves it undefined without; like QEMU, this CPU takes it as an I/O breakpoint
+  /// either way.
+  func drNoteIO(_ port: UInt16, _ size: Int) {
+    for i in 0..<4 where drEnabled(i) && drKind(i) == 2 {
+      let r = drRange(i)
+      if UInt64(port) &+ UInt64(size) > r.start && UInt64(port) < r.start &+ r.length {
+        drHits |= 1 << UInt64(i)
+      }
     }
   }
 

@@ -468,6 +468,7 @@ extension InterpreterCPU {
       let port = b < 0xE8 ? UInt16(try fetch8()) : UInt16(truncatingIfNeeded: r[2])
       let s = b & 1 == 0 ? 1 : (opSize == 2 ? 2 : 4)
       try checkIOPL()
+      if drActive { drNoteIO(port, s) }
       exit(
         .portIO(
           PortIOAccess(
@@ -827,6 +828,7 @@ extension InterpreterCPU {
     try checkIOPL()
     if let v = takeIOValue(port, s) {
       setReg(0, s, v & sizeMask(s))
+      if drActive { drNoteIO(port, s) }
       return
     }
     try exitForIn(port, s)
@@ -868,10 +870,12 @@ extension InterpreterCPU {
       }
       try writeMem(ES, di, s, v & sizeMask(s))
       setIndex(7, (di &+ delta) & am)
+      if drActive { drNoteIO(port, s) }
     } else {
       let si = getReg(6, adSize)
       let v = try readMem(segOvr >= 0 ? segOvr : DS, si, s)
       setIndex(6, (si &+ delta) & am)
+      if drActive { drNoteIO(port, s) }
       exit(
         .portIO(
           PortIOAccess(port: port, size: s, direction: .out, value: UInt32(truncatingIfNeeded: v))))
@@ -926,6 +930,7 @@ extension InterpreterCPU {
       }
       try stringElement(b, s, srcSeg, delta, am)
       setIndex(1, (c &- 1) & am)
+      mmioElementRetired()
       if isCmp {
         let z = cond(4)
         if (rep == 0xF3 && !z) || (rep == 0xF2 && z) {

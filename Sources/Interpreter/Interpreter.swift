@@ -203,19 +203,21 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   var ioValue: UInt64?
   /// Port | size << 16 of the IN that `ioValue` completes.
   var ioKey: UInt32 = 0
-  /// MMIO reads the VMM completed for the instruction being restarted, in
-  /// the order it makes them (`repe cmps` with both operands in MMIO makes
-  /// two): each restart replays them, then exits for the next one.
-  var mmioCompleted: [(address: UInt64, value: UInt64)] = []
+  /// The MMIO accesses the device has seen for the instruction being restarted, in
+  /// program order (reads with the value the VMM returned): each restart replays
+  /// them (MMIOReplay.swift), so every access reaches the device exactly once.
+  var mmioCompleted: [MMIOAccess] = []
   /// How many of `mmioCompleted` this execution of the instruction has used.
   var mmioReplayed = 0
   /// MMIO writes an instruction made after its first exit: `run()` returns
   /// them in order before running anything else (MMU.swift `writeSlow`).
   var queuedMMIOWrites: [MMIOAccess] = []
-  /// Guest-physical address of the MMIO read awaiting `completeIO`.
-  var mmioKey: UInt64 = 0
-  /// An instruction making more MMIO reads than this starts over (bounds memory).
-  static let mmioReadsPerInstruction = 16
+  /// The MMIO read awaiting `completeIO`.
+  var mmioAwaited = MMIOAccess(address: GuestPhysicalAddress(0), size: 0, isWrite: false)
+  /// The instruction stopped to be restarted after an MMIO exit: keep `mmioCompleted`.
+  var mmioRestart = false
+  /// Past this many MMIO accesses in one instruction the VM stops (bounds memory).
+  static let mmioAccessesPerInstruction = 1024
   /// Exit budget.
   var instructions: UInt64 = 0
   var limit: UInt64 = .max
@@ -389,6 +391,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   public func setState(_ state: CPUState) throws {
     stepTrapOnResume = false
     mmioCompleted.removeAll()
+    mmioRestart = false
     for i in 0..<16 { r[i] = state.general[i] }
     rip = state.general.rip
     flags = state.general.rflags
@@ -423,8 +426,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     if pendingIn {
       ioValue = value; pendingIn = false
     } else if pendingMMIORead {
-      if mmioCompleted.count >= Self.mmioReadsPerInstruction { mmioCompleted.removeAll() }
-      mmioCompleted.append((mmioKey, value))
+      mmioAwaited.value = value
+      mmioCompleted.append(mmioAwaited)
       pendingMMIORead = false
     }
   }
@@ -468,9 +471,10 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     if ioValue != nil || !mmioCompleted.isEmpty {
       let before = deliveries
       mmioReplayed = 0
+      mmioRestart = false
       single()
-      // Done with them unless it exits for one more read.
-      if !pendingMMIORead { mmioCompleted.removeAll(keepingCapacity: true) }
+      // Done with them unless it stopped again for one more access.
+      if !mmioRestart { mmioCompleted.removeAll(keepingCapacity: true) }
       if deliveries != before { stepTrapOnResume = false }
       if drActive && !stepTrapOnResume { drAfterInstruction(singleStep: false) }
       if let e = finishBatch() { return e }
@@ -622,7 +626,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     // The faulting instruction is abandoned: a value the VMM completed for it must not
     // be handed to whatever IN or MMIO read runs next (the handler's, for one).
     ioValue = nil
-    mmioCompleted.removeAll(keepingCapacity: true)
+    dropMMIOProgress()
     raise(f.vector, f.code, f.hasCode, external: false)
     drHits = 0  // a faulting instruction reports no data breakpoint
   }

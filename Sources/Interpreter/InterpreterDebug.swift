@@ -59,9 +59,10 @@ extension InterpreterCPU {
   }
 
   /// After an instruction with debug registers on: its #DB trap, unless it has not
-  /// completed (it restarts once the VMM supplies a value, and notes its accesses again).
+  /// completed (it restarts once the VMM supplies a value or has taken the writes it
+  /// sent ahead of a read, and notes its accesses again).
   func drAfterInstruction(singleStep: Bool) {
-    if pendingIn || pendingMMIORead {
+    if pendingIn || mmioRestart {
       drHits = 0
       return
     }

@@ -1,4 +1,5 @@
 import Engine
+import Memory
 import X86
 
 // The interpreter's side of a snapshot: its whole register file as an
@@ -8,7 +9,7 @@ import X86
 extension InterpreterCPU {
   public func saveVCPU() throws -> VCPUSnapshot {
     // An exit handed out but not answered yet cannot be saved; an answered one can.
-    guard !pendingIn, !pendingMMIORead, mmioCompleted.count <= 1 else {
+    guard !pendingIn, !pendingMMIORead else {
       throw EngineError.failed("vCPU is waiting for an I/O answer; cannot save it")
     }
     var msrs: [UInt32: UInt64] = [:]
@@ -22,8 +23,12 @@ extension InterpreterCPU {
       instructionsRetired: instructions)
     if let v = ioValue {
       s.pendingRead = .init(mmio: false, key: UInt64(ioKey), value: v)
-    } else if let m = mmioCompleted.first {
-      s.pendingRead = .init(mmio: true, key: m.address, value: m.value)
+    }
+    if !mmioCompleted.isEmpty || !queuedMMIOWrites.isEmpty {
+      func saved(_ a: MMIOAccess) -> VCPUSnapshot.MMIOProgress.Access {
+        .init(address: a.address.rawValue, size: a.size, isWrite: a.isWrite, value: a.value)
+      }
+      s.mmio = .init(done: mmioCompleted.map(saved), queuedWrites: queuedMMIOWrites.map(saved))
     }
     return s
   }
@@ -53,11 +58,20 @@ extension InterpreterCPU {
     nmiBlocked = s.nmiBlocked
     halted = s.halted
     ioValue = nil
-    mmioCompleted.removeAll()
     mmioReplayed = 0
+    func restored(_ a: VCPUSnapshot.MMIOProgress.Access) -> MMIOAccess {
+      MMIOAccess(
+        address: GuestPhysicalAddress(a.address), size: a.size, isWrite: a.isWrite,
+        value: a.value)
+    }
+    mmioCompleted = s.mmio?.done.map(restored) ?? []
+    queuedMMIOWrites = s.mmio?.queuedWrites.map(restored) ?? []
     if let p = s.pendingRead {
       if p.mmio {
-        mmioCompleted = [(p.key, p.value)]
+        // Older snapshots: one completed read, its size not saved (0 matches any size).
+        mmioCompleted = [
+          MMIOAccess(address: GuestPhysicalAddress(p.key), size: 0, isWrite: false, value: p.value)
+        ]
       } else {
         ioKey = UInt32(truncatingIfNeeded: p.key)
         ioValue = p.value

@@ -264,19 +264,13 @@ extension InterpreterCPU {
       }
     }
     // MMIO read: restart the instruction once the VMM supplies the value.
-    if mmioReplayed < mmioCompleted.count {
-      let done = mmioCompleted[mmioReplayed]
-      if done.address == gpa {
-        mmioReplayed += 1
-        return done.value & sizeMask(size)
-      }
-      mmioCompleted.removeSubrange(mmioReplayed...)  // not the same reads: start over from here
-    }
-    mmioKey = gpa
+    let a = MMIOAccess(address: GuestPhysicalAddress(gpa), size: size, isWrite: false)
+    if let v = replayMMIO(a) { return v & sizeMask(size) }
+    try issueHeldMMIOWrites()
+    mmioAwaited = a
     pendingMMIORead = true
-    // The restart makes this instruction's writes again.
-    queuedMMIOWrites.removeAll(keepingCapacity: true)
-    pendingExit = .mmio(MMIOAccess(address: GuestPhysicalAddress(gpa), size: size, isWrite: false))
+    mmioRestart = true
+    pendingExit = .mmio(a)
     throw Fault.exit
   }
 
@@ -308,6 +302,7 @@ extension InterpreterCPU {
     // into bytes, ENTER's pushes) queues the later writes behind the first.
     let w = MMIOAccess(
       address: GuestPhysicalAddress(gpa), size: size, isWrite: true, value: v & sizeMask(size))
+    if replayMMIO(w) != nil { return }  // a restart: the device has this write already
     if pendingExit == nil { exit(.mmio(w)) } else { queuedMMIOWrites.append(w) }
   }
 

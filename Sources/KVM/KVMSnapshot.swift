@@ -39,9 +39,9 @@ extension KVMVirtualCPU {
     guard s.fxsave.count == 512 else {
       throw EngineError.failed("vCPU snapshot has a malformed FPU image")
     }
-    guard s.pendingRead == nil else {
+    guard s.pendingRead == nil, s.mmio == nil else {
       throw EngineError.unsupported(
-        "the vCPU was saved in the middle of an I/O read, which KVM cannot resume")
+        "the vCPU was saved in the middle of an I/O instruction, which KVM cannot resume")
     }
     try setState(s.registers)
     let r = ckvm_set_fpu(fd, s.fxsave)

@@ -63,14 +63,19 @@ enum EngineFactory {
         cpu.platform = platform?.hooks(forCPU: i)
         cpus.append(cpu)
       }
-      let retired: [() -> UInt64] = cpus.map { cpu in { [unowned cpu] in cpu.instructionsRetired } }
+      // unowned(unsafe): the scheduler calls these per exit, and checked `unowned` cost an
+      // atomic retain and release per call; `EngineInstance.cpus` keeps every vCPU alive.
+      let retired: [() -> UInt64] = cpus.map { cpu in
+        { [unowned(unsafe) cpu] in cpu.instructionsRetired }
+      }
       if let clock = platform?.clock as? InstructionClock {
         // One thread runs the vCPUs in turn: guest time is everything retired.
         clock.instructions = { retired.reduce(0) { $0 &+ $1() } }
       }
       return EngineInstance(
         cpus: cpus, interruptLines: platform?.irqs, interruptsCanWake: platform != nil, owner: nil,
-        pauseAt: cpus.map { cpu in { [unowned cpu] in cpu.pauseAt = $0 } }, retired: retired)
+        pauseAt: cpus.map { cpu in { [unowned(unsafe) cpu] in cpu.pauseAt = $0 } }, retired: retired
+      )
     }
   }
 }

@@ -308,6 +308,12 @@ public final class Machine {
       platform?.onDeadlineChange = nil
       console.onPending = nil
     }
+    // Held in locals for the loop: read from `self` on every exit, each cost a retain
+    // and a release (and the clock a dynamic cast).
+    let cpus = self.cpus
+    let scheduler = self.scheduler
+    let platform = self.platform
+    let instructionClock = platform?.clock as? InstructionClock
     while true {
       if let o = takeHostEvents() { return o }
       if inputStalled && consoleRoom > 0 { moveInputToConsole() }
@@ -317,11 +323,11 @@ public final class Machine {
         continue
       }
       scheduler.pace(
-        clock: platform?.clock as? InstructionClock, deadline: platform?.earliestDeadline,
-        stopAt: stopAtInstruction)
+        clock: instructionClock, deadline: platform?.earliestDeadline, stopAt: stopAtInstruction)
+      let cpu = cpus[i]
       let exit: VMExit
       do {
-        exit = try cpus[i].run()
+        exit = try cpu.run()
       } catch {
         return .guestFailure("\(error)")
       }
@@ -333,7 +339,7 @@ public final class Machine {
         // the engine still holds the kick and returns before running anything.
         scheduler.resumeAfterHostKick()
       }
-      if let o = handle(exit, cpu: cpus[i]) { return o }
+      if let o = handle(exit, cpu: cpu) { return o }
       if let r = control.stopRequest { return outcome(for: r) }
       platform?.poll()
       if let n = stopAtInstruction, instructionsRetired >= n {

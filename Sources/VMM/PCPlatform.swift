@@ -28,7 +28,9 @@ final class PCPlatform {
   let interrupts: [PlatformInterrupts]
   /// kvm-clock areas are per vCPU (each writes its own MSR).
   let kvmClocks: [KVMClock]
-  private var timed: [TimedDevice]
+  /// The devices with timers. A `let`: `poll`, on every exit, then needs no retain and
+  /// release around each device's call (a `var` array could change under the call).
+  private let timed: [TimedDevice]
 
   /// Earliest device deadline (guest ns), UInt64.max for none.
   private(set) var nextDeadline = UInt64.max
@@ -75,24 +77,32 @@ final class PCPlatform {
     updateDeadline()
   }
 
-  /// Adds a device outside the platform (the UART) to the deadlines polled.
-  func addTimedDevice(_ d: TimedDevice) {
-    timed.append(d)
-    updateDeadline()
-  }
-
-  /// Fires whatever is due; returns the earliest remaining deadline.
+  /// Fires whatever is due, then publishes the earliest remaining deadline. Called after
+  /// every exit: the clock is read only when some timer is armed, and the devices are
+  /// asked twice only when one is due.
   func poll() {
-    let now = clock.nanoseconds
-    for d in timed {
-      if let t = d.nextDeadline, t <= now { d.poll(now: now) }
+    var earliest = devicesEarliestDeadline()
+    if earliest != .max {
+      let now = clock.nanoseconds
+      if earliest <= now {
+        for d in timed {
+          if let t = d.nextDeadline, t <= now { d.poll(now: now) }
+        }
+        earliest = devicesEarliestDeadline()
+      }
     }
-    updateDeadline()
+    publish(earliest)
   }
 
-  func updateDeadline() {
+  func updateDeadline() { publish(devicesEarliestDeadline()) }
+
+  private func devicesEarliestDeadline() -> UInt64 {
     var earliest = UInt64.max
     for d in timed { if let t = d.nextDeadline { earliest = min(earliest, t) } }
+    return earliest
+  }
+
+  private func publish(_ earliest: UInt64) {
     guard earliest != nextDeadline else { return }
     nextDeadline = earliest
     onDeadlineChange?(earliest)

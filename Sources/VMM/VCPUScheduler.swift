@@ -41,6 +41,8 @@ final class VCPUScheduler {
   private var resumingQuantum = false
   /// Retired count at which the current vCPU was armed to stop (nil: not armed).
   private var armedStop: UInt64?
+  /// The lone vCPU was armed with no stop (host time): `pace` need not arm it again.
+  private var armedUnbounded = false
   /// Times the scheduler moved from one vCPU to another.
   private(set) var switches: UInt64 = 0
   private(set) var startups: UInt64 = 0
@@ -100,6 +102,18 @@ final class VCPUScheduler {
   /// `stopAt`: total retired instructions (all vCPUs) at which to stop (`--snapshot-at`).
   func pace(clock: InstructionClock?, deadline: UInt64?, stopAt: UInt64? = nil) {
     guard !pauseAt.isEmpty else { return }
+    if cpus.count == 1 && clock == nil && stopAt == nil {
+      // One vCPU on host time (every exit comes here): no quantum, no instruction
+      // deadline, and the vCPU keeps an unbounded stop once armed.
+      resumingQuantum = false
+      armedStop = nil
+      if !armedUnbounded {
+        pauseAt[current](.max)
+        armedUnbounded = true
+      }
+      return
+    }
+    armedUnbounded = false
     let now = retired[current]()
     var budget = cpus.count > 1 ? VCPUScheduler.quantum : UInt64.max
     if let end = quantumEnd, resumingQuantum { budget = end > now ? end - now : 0 }

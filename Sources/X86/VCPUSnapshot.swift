@@ -36,6 +36,33 @@ public struct VCPUSnapshot: Equatable, Sendable, Codable {
     }
   }
 
+  /// Interpreter engines between two exits of one instruction: the MMIO accesses the
+  /// device has seen for it, and the writes of a retired instruction not yet handed to
+  /// the VMM. Absent (nil) in snapshots taken between instructions and in older files.
+  public var mmio: MMIOProgress?
+
+  public struct MMIOProgress: Equatable, Sendable, Codable {
+    /// Accesses already made, in program order; a read carries the value it returned.
+    public var done: [Access]
+    public var queuedWrites: [Access]
+    public struct Access: Equatable, Sendable, Codable {
+      public var address: UInt64
+      public var size: Int
+      public var isWrite: Bool
+      public var value: UInt64
+      public init(address: UInt64, size: Int, isWrite: Bool, value: UInt64) {
+        self.address = address
+        self.size = size
+        self.isWrite = isWrite
+        self.value = value
+      }
+    }
+    public init(done: [Access], queuedWrites: [Access]) {
+      self.done = done
+      self.queuedWrites = queuedWrites
+    }
+  }
+
   public init(
     registers: CPUState, fxsave: [UInt8], xcr0: UInt64 = 1, debugRegisters: [UInt64] = [],
     msrs: [UInt32: UInt64] = [:], interruptShadow: Bool = false, nmiBlocked: Bool = false,

@@ -122,8 +122,8 @@ struct BenchBoot: ParsableCommand {
         } else {
           sample = try BenchMeasure.runChild(
             BenchMeasure.qemuPath!,
-            [
-              "-accel", "tcg", "-m", "\(memoryBytes >> 20)M", "-display", "none", "-serial",
+            BenchMeasure.qemuTCG + [
+              "-m", "\(memoryBytes >> 20)M", "-display", "none", "-serial",
               "stdio", "-no-reboot", "-kernel", guest.bzImage, "-initrd", initrdPath,
               "-append", cmdline,
             ], okStatus: 0)

@@ -54,8 +54,8 @@ extension BenchBoot {
       contenders.append(
         (
           "QEMU TCG", qemu,
-          [
-            "-accel", "tcg", "-m", "\(memoryMiB)M", "-display", "none", "-serial", "stdio",
+          BenchMeasure.qemuTCG + [
+            "-m", "\(memoryMiB)M", "-display", "none", "-serial", "stdio",
             "-no-reboot", "-nic", "none", "-kernel", guest.bzImage, "-initrd", initrd,
             "-append", cmdline, "-drive", "file=\(disk),format=raw,if=virtio",
           ]

@@ -131,14 +131,12 @@ struct BenchCPU: ParsableCommand {
       }
       workloads.append(w)
     }
-    let qemuCPU = CPUIDPolicy.default.masked(to: EngineFeatures.implemented(by: .interpreter))
-      .qemuCPUModel
     var unavailable: [String: String] = [:]
     if chosen.contains(.qemu) {
       if BenchMeasure.qemuPath == nil {
         unavailable["qemu"] = "qemu-system-x86_64 not installed"
       } else {
-        print("QEMU: -accel tcg,thread=single -cpu \(qemuCPU)")
+        print("QEMU: " + BenchMeasure.qemuTCG.joined(separator: " "))
       }
     }
     if chosen.contains(.native) && !FileManager.default.fileExists(atPath: native + "/bench_loop") {
@@ -170,7 +168,7 @@ struct BenchCPU: ParsableCommand {
         case .qemu:
           return try BenchMeasure.runChild(
             BenchMeasure.qemuPath!,
-            BenchMeasure.qemuArguments(kernel: path, cmdline: cmd, memoryMiB: 256, cpu: qemuCPU),
+            BenchMeasure.qemuArguments(kernel: path, cmdline: cmd, memoryMiB: 256),
             okStatus: 1)  // isa-debug-exit: (0 << 1) | 1
         case .native:
           return try BenchMeasure.runChild("\(native)/bench_\(w.name)", [cmd], okStatus: 0)

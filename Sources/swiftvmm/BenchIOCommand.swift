@@ -221,10 +221,8 @@ struct BenchIO: ParsableCommand {
     _ qemu: String, plan: BenchIOPlan, kernel: String, initrd: String, disk: String
   ) throws -> [String: BenchIOPhase]? {
     let (sink, source) = try plan.hostEnds()
-    let cpuModel = CPUIDPolicy.default.masked(to: EngineFeatures.implemented(by: .interpreter))
-      .qemuCPUModel
     var args = BenchMeasure.qemuArguments(
-      kernel: kernel, cmdline: plan.commandLine(sink: sink), memoryMiB: 512, cpu: cpuModel)
+      kernel: kernel, cmdline: plan.commandLine(sink: sink), memoryMiB: 512)
     args += ["-initrd", initrd, "-nodefaults", "-no-user-config"]
     if plan.groups.contains("console") {
       args += [

@@ -1,4 +1,5 @@
 import Foundation
+import Engine
 import Glibc
 import VMM
 
@@ -101,13 +102,19 @@ enum BenchMeasure {
       .first(where: { FileManager.default.isExecutableFile(atPath: $0) })
   }
 
-  /// QEMU TCG arguments for a bench guest: one TCG thread, a CPU like our CPUID policy,
-  /// and the debug-exit port the guests stop through.
-  static func qemuArguments(kernel: String, cmdline: String, memoryMiB: Int, cpu: String)
-    -> [String]
-  {
-    [
-      "-accel", "tcg,thread=single", "-cpu", cpu, "-m", "\(memoryMiB)", "-display", "none",
+  /// QEMU's CPU model for our default CPUID policy as the software engines offer it.
+  static var qemuCPUModel: String {
+    CPUIDPolicy.default.masked(to: EngineFeatures.implemented(by: .interpreter)).qemuCPUModel
+  }
+
+  /// How every bench runs QEMU: TCG on one thread (our vCPUs share one thread too)
+  /// with a CPU like our CPUID policy.
+  static var qemuTCG: [String] { ["-accel", "tcg,thread=single", "-cpu", qemuCPUModel] }
+
+  /// QEMU TCG arguments for a bench guest, with the debug-exit port the guests stop through.
+  static func qemuArguments(kernel: String, cmdline: String, memoryMiB: Int) -> [String] {
+    qemuTCG + [
+      "-m", "\(memoryMiB)", "-display", "none",
       "-serial", "stdio", "-no-reboot", "-kernel", kernel, "-append", cmdline, "-device",
       "isa-debug-exit,iobase=0xf4,iosize=4",
     ]

@@ -56,6 +56,37 @@ final class BusTests: XCTestCase {
     XCTAssertEqual(bus.read(address: 0xFEC0_1000, size: 4), 0xFFFF_FFFF)
   }
 
+  /// The bus keeps a second, access-only table (`routes`): it must follow every
+  /// register and unregister, a moved BAR included.
+  func testMMIOAccessesFollowUnregisterAndMoves() throws {
+    let bus = MMIOBus()
+    let a = RecordingDevice()
+    let b = RecordingDevice()
+    b.readValue = 0x100
+    try bus.register(a, base: 0xE000_0000, size: 0x1000, name: "bar-a")
+    try bus.register(b, base: 0xD000_0000, size: 0x1000, name: "bar-b")
+    XCTAssertEqual(bus.read(address: 0xD000_0004, size: 4), 0x104)
+    bus.unregister(a)
+    XCTAssertEqual(bus.read(address: 0xE000_0000, size: 4), 0xFFFF_FFFF)
+    XCTAssertNil(bus.name(at: 0xE000_0000))
+    try bus.register(a, base: 0xC000_0000, size: 0x1000, name: "bar-a moved")
+    XCTAssertEqual(bus.read(address: 0xC000_0008, size: 4), 0x4A)
+    XCTAssertEqual(bus.name(at: 0xC000_0008), "bar-a moved")
+    XCTAssertEqual(bus.read(address: 0xD000_0004, size: 4), 0x104)
+    bus.write(address: 0xC000_0010, size: 4, value: 5)
+    XCTAssertEqual(a.writes.last?.0, 0x10)
+  }
+
+  /// A port polled again and again is warned about once, and still reads as all-ones.
+  func testRepeatedUnassignedPortIsWarnedOnce() {
+    let bus = PortIOBus()
+    for _ in 0..<3 { XCTAssertEqual(bus.read(port: 0x80, size: 4), 0xFFFF_FFFF) }
+    bus.write(port: 0x80, size: 1, value: 0)
+    XCTAssertEqual(bus.warned.seen, [0x80])
+    XCTAssertEqual(bus.read(port: 0x81, size: 1), 0xFF)
+    XCTAssertEqual(bus.warned.seen, [0x80, 0x81])
+  }
+
   func testUnassignedMMIOWarningsStayBounded() {
     let bus = MMIOBus()
     for i in 0..<UInt64(5000) { _ = bus.read(address: 0xD000_0000 + i * 8, size: 4) }

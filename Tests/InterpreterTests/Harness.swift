@@ -155,3 +155,20 @@ final class TestMachine {
   }
 
 }
+
+extension TestMachine {
+  /// 64-bit IDT whose vector v handler is `mov rax, v ; hlt`.
+  func installHaltingIDT(idtBase: UInt64, handlerBase: UInt64) throws {
+    for v in 0..<256 {
+      let h = handlerBase + UInt64(v) * 16
+      try load([0x48, 0xC7, 0xC0, UInt8(v), 0, 0, 0, 0xF4], at: h)
+      let lo = (h & 0xFFFF) | (0x08 << 16) | (UInt64(0x8E) << 40) | ((h >> 16) & 0xFFFF) << 48
+      try memory.write(GuestPhysicalAddress(idtBase + UInt64(v) * 16), value: lo)
+      try memory.write(
+        GuestPhysicalAddress(idtBase + UInt64(v) * 16 + 8), value: h >> 32)
+    }
+    var s = try cpu.getState()
+    s.special.idt = DescriptorTableRegister(base: idtBase, limit: 4095)
+    try cpu.setState(s)
+  }
+}

@@ -132,7 +132,7 @@ extension TranslatorTests {
         let m = try TestMachine(ramMiB: 64)
         try m.load(bytes, at: UnitTests.codeBase)
         try m.setLongMode(rip: UnitTests.codeBase)
-        try UnitTests.installIDT(m)
+        try m.installHaltingIDT(idtBase: UnitTests.idtBase, handlerBase: UnitTests.handlerBase)
         if translate { try m.cpu.enableTranslation() }
         XCTAssertEqual(try m.cpu.run(), .halt)
         let g = try m.cpu.getState().general
@@ -168,7 +168,7 @@ extension TranslatorTests {
       let m = try TestMachine(ramMiB: 64)
       try m.load(code, at: UnitTests.codeBase)
       try m.setLongMode(rip: UnitTests.codeBase)
-      try UnitTests.installIDT(m)
+      try m.installHaltingIDT(idtBase: UnitTests.idtBase, handlerBase: UnitTests.handlerBase)
       if translate { try m.cpu.enableTranslation() }
       XCTAssertEqual(try m.cpu.run(), .halt)
       let g = try m.cpu.getState().general

@@ -13,18 +13,8 @@ final class UnitTests: XCTestCase {
   static let handlerBase: UInt64 = 0x20000
 
   /// 64-bit IDT whose vector v handler is `mov rax, v ; hlt`.
-  static func installIDT(_ m: TestMachine) throws {
-    for v in 0..<256 {
-      let h = UnitTests.handlerBase + UInt64(v) * 16
-      try m.load([0x48, 0xC7, 0xC0, UInt8(v), 0, 0, 0, 0xF4], at: h)
-      let lo = (h & 0xFFFF) | (0x08 << 16) | (UInt64(0x8E) << 40) | ((h >> 16) & 0xFFFF) << 48
-      try m.memory.write(GuestPhysicalAddress(UnitTests.idtBase + UInt64(v) * 16), value: lo)
-      try m.memory.write(
-        GuestPhysicalAddress(UnitTests.idtBase + UInt64(v) * 16 + 8), value: h >> 32)
-    }
-    var s = try m.cpu.getState()
-    s.special.idt = DescriptorTableRegister(base: UnitTests.idtBase, limit: 4095)
-    try m.cpu.setState(s)
+  func installIDT(_ m: TestMachine) throws {
+    try m.installHaltingIDT(idtBase: UnitTests.idtBase, handlerBase: UnitTests.handlerBase)
   }
 
   func machine64(_ code: [UInt8], options: InterpreterOptions = .init(), idt: Bool = true) throws
@@ -33,7 +23,7 @@ final class UnitTests: XCTestCase {
     let m = try TestMachine(ramMiB: 64, options: options)
     try m.load(code, at: UnitTests.codeBase)
     try m.setLongMode(rip: UnitTests.codeBase)
-    if idt { try Self.installIDT(m) }
+    if idt { try installIDT(m) }
     return m
   }
 
