@@ -121,8 +121,10 @@ extension InterpreterCPU {
     ipos = 0
     do {
       let b = try decodeStart()
-      if rep != 0 || lockPrefix || adSize != codeSize { return }
-      guard try decodeForm(b, ep) else {
+      if rep != 0 || adSize != codeSize { return }
+      // LOCK only where it is allowed (`step()` raises #UD elsewhere): Linux's spinlocks
+      // and atomics are LOCK CMPXCHG, XADD and ALU on memory.
+      guard try decodeForm(b, ep), !lockPrefix || ep.pointee.lockable else {
         ep.pointee = e
         return
       }

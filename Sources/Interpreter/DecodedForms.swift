@@ -1,7 +1,8 @@
 import X86
 
 // One decoder and one representation for the hot integer forms (MOV/ALU/TEST/LEA r/m,
-// Jcc/JMP/CALL/RET, PUSH/POP, shifts, INC/DEC, NOT/NEG, MOVZX/MOVSX, IMUL, CMOVcc/SETcc).
+// Jcc/JMP/CALL/RET, PUSH/POP, shifts, INC/DEC, NOT/NEG, MOVZX/MOVSX, IMUL, CMOVcc/SETcc,
+// MUL/IMUL/DIV/IDIV, CMPXCHG/XADD, CBW/CWD and their wider forms).
 //
 // `step()` decodes every instruction's prefixes with `decodeStart`, then these forms with
 // `decodeForm` into a `DecodedInsn` and runs it with `runDecoded` (FormSemantics.swift);
@@ -57,6 +58,16 @@ struct DecodedInsn {
     set { operandFlags = newValue ? operandFlags | 2 : operandFlags & ~2 }
   }
 
+  /// A LOCK prefix is allowed: a read-modify-write of memory (`checkLock`'s forms).
+  var lockable: Bool {
+    if isReg { return false }
+    switch kind {
+    case DC.aluEG, DC.aluEI: return op & 7 != 7  // not CMP
+    case DC.incdec, DC.not, DC.neg, DC.cmpxchg, DC.xadd: return true
+    default: return false
+    }
+  }
+
   /// Displacements are at most 32 bits (sign-extended), or an unsigned disp16/rel16.
   var disp: UInt64 {
     @inline(__always) get { UInt64(bitPattern: Int64(disp32)) }
@@ -100,6 +111,14 @@ enum DC {
   // Forms added for the translator (numbered apart from the ones above).
   static let not: UInt8 = 40
   static let neg: UInt8 = 41
+  /// CMPXCHG and XADD r/m, r (0F B0/B1, 0F C0/C1); LOCK allowed on a memory operand.
+  static let cmpxchg: UInt8 = 42
+  static let xadd: UInt8 = 43
+  /// CBW/CWDE/CDQE (98) and CWD/CDQ/CQO (99).
+  static let cbw: UInt8 = 44
+  static let cwd: UInt8 = 45
+  /// F6/F7 /4-/7: MUL, IMUL, DIV, IDIV (`op` is the /digit).
+  static let mulDiv: UInt8 = 46
 }
 
 extension InterpreterCPU {
@@ -323,8 +342,12 @@ extension InterpreterCPU {
         kind = DC.testI
       case 2: kind = DC.not
       case 3: kind = DC.neg
-      default: return false  // MUL IMUL DIV IDIV
+      default:
+        e.pointee.op = e.pointee.reg & 7
+        kind = DC.mulDiv
       }
+    case 0x98: kind = DC.cbw
+    case 0x99: kind = DC.cwd
     case 0xA8, 0xA9:
       // TEST AL/eAX, imm: TEST r/m, imm with the accumulator as the register operand.
       size = b == 0xA8 ? 1 : os
@@ -379,6 +402,10 @@ extension InterpreterCPU {
       case 0xAF:
         try decodeOperand(e)
         kind = DC.imul
+      case 0xB0, 0xB1, 0xC0, 0xC1:
+        try decodeOperand(e)
+        size = b2 & 1 == 0 ? 1 : os
+        kind = b2 < 0xC0 ? DC.cmpxchg : DC.xadd
       case 0xB6, 0xB7:
         try decodeOperand(e)
         e.pointee.op = b2 == 0xB6 ? 1 : 2

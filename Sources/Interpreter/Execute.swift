@@ -344,15 +344,6 @@ extension InterpreterCPU {
       let a = getReg(i, opSize)
       setReg(i, opSize, getReg(0, opSize))
       setReg(0, opSize, a)
-    case 0x98:
-      switch opSize {
-      case 2: setReg(0, 2, sext(r[0], 1))
-      case 4: setReg(0, 4, sext(r[0], 2))
-      default: r[0] = sext(r[0], 4)
-      }
-    case 0x99:
-      let s = opSize
-      setReg(2, s, getReg(0, s) & signBit(s) != 0 ? ~0 : 0)
     case 0x9A:
       if mode64 { throw Fault.ud() }
       let off = try imm(opSize)
@@ -501,9 +492,6 @@ extension InterpreterCPU {
     case 0xF5:
       let f = statusFlags()
       setStatus(f ^ RFLAGS.cf)
-    case 0xF6, 0xF7:
-      try decodeModRM()
-      try group3(b == 0xF6 ? 1 : opSize)
     case 0xF8: setStatus(0, mask: RFLAGS.cf)
     case 0xF9: setStatus(RFLAGS.cf, mask: RFLAGS.cf)
     case 0xFA:
@@ -563,12 +551,12 @@ extension InterpreterCPU {
 
   // MARK: Groups
 
-  /// F6/F7 /4-/7 (/0-/3, TEST, NOT and NEG, are decoded forms).
-  func group3(_ s: Int) throws(Fault) {
-    switch modReg & 7 {
+  /// F6/F7 /4-/7 (`op`) with source operand `v`: MUL, IMUL, DIV, IDIV (the decoded form
+  /// DC.mulDiv).
+  func mulDiv(_ op: UInt8, _ v: UInt64, _ s: Int) throws(Fault) {
+    switch op {
     case 4, 5:
-      let v = try readE(s)
-      let signed = modReg & 7 == 5
+      let signed = op == 5
       let a = getReg(0, s)
       var lo: UInt64
       var hi: UInt64
@@ -606,10 +594,8 @@ extension InterpreterCPU {
         setReg(2, s, hi)
       }
       mulFlags(lo, s, overflow)
-    case 6, 7:
-      try divide(try readE(s), s, signed: modReg & 7 == 7)
     default:
-      break  // decodeForm takes every F6/F7 /0-/3
+      try divide(v, s, signed: op == 7)
     }
   }
 

@@ -178,6 +178,37 @@ extension InterpreterCPU {
       let v = try readMem(SS, sp, s)
       setSP(sp &+ UInt64(s))
       setReg(5, s, v)
+    case DC.cmpxchg:
+      // One vCPU thread runs every vCPU, so LOCK needs no host atomics.
+      let d = try readOperand(e, s)
+      let acc = getReg(0, s)
+      _ = alu(7, acc, d, s)
+      if acc == d {
+        try writeOperand(e, s, getReg(Int(e.pointee.reg), s))
+      } else {
+        try writeOperand(e, s, d)
+        setReg(0, s, d)
+      }
+    case DC.xadd:
+      let d = try readOperand(e, s)
+      let sum = alu(0, d, getReg(Int(e.pointee.reg), s), s)
+      if e.pointee.isReg {
+        setReg(Int(e.pointee.reg), s, d)
+        setReg(Int(e.pointee.rm), s, sum)  // XADD r, r: the sum wins
+      } else {
+        try writeOperand(e, s, sum)
+        setReg(Int(e.pointee.reg), s, d)
+      }
+    case DC.cbw:
+      switch s {
+      case 2: setReg(0, 2, sext(r[0], 1))
+      case 4: setReg(0, 4, sext(r[0], 2))
+      default: r[0] = sext(r[0], 4)
+      }
+    case DC.cwd:
+      setReg(2, s, getReg(0, s) & signBit(s) != 0 ? ~0 : 0)
+    case DC.mulDiv:
+      try mulDiv(e.pointee.op, try readOperand(e, s), s)
     default:  // DC.nop
       break
     }

@@ -424,6 +424,8 @@ struct BlockCompiler {
       return true
     case DC.cli, DC.sti, DC.pushf, DC.popf:
       return translatableSystem(d)
+    case DC.cmpxchg, DC.xadd, DC.cbw, DC.cwd, DC.mulDiv:
+      return translatableArith(d)  // BlockCompilerArith.swift
     default:
       return false
     }
@@ -446,7 +448,7 @@ struct BlockCompiler {
     case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI: return d.op == 2 || d.op == 3  // ADC, SBB
     case DC.jcc, DC.pushf, DC.cmov, DC.setcc: return true
     case DC.shift: return d.op == 2 || d.op == 3  // RCL, RCR
-    default: return false
+    default: return arithReadsFlags(d)
     }
   }
   /// Branches end a block.
@@ -463,7 +465,7 @@ struct BlockCompiler {
     switch d.kind {
     case DC.pushR, DC.popR, DC.call, DC.ret, DC.callInd, DC.pushf, DC.popf, DC.leave:
       return true
-    case DC.lea, DC.nop, DC.jcc, DC.jmp, DC.aluAI, DC.movRI: return false
+    case DC.lea, DC.nop, DC.jcc, DC.jmp, DC.aluAI, DC.movRI, DC.cbw, DC.cwd: return false
     default: return !d.isReg
     }
   }
@@ -471,7 +473,7 @@ struct BlockCompiler {
     switch d.kind {
     case DC.aluEG, DC.aluGE, DC.aluAI, DC.aluEI, DC.test, DC.testI, DC.imul, DC.popf, DC.neg:
       return true
-    default: return false  // shifts may count 0; INC/DEC keep CF
+    default: return arithWritesAllFlags(d)  // shifts may count 0; INC/DEC keep CF
     }
   }
 
@@ -846,6 +848,41 @@ struct BlockCompiler {
         e.lea(.r8, HostMem(.r8, 8))
         e.store(reg(4), .r8)
         e.store(reg(5), .r10)
+      case DC.cmpxchg:
+        // CMP acc, dest; equal: dest = src, else dest written back and acc = dest
+        // (BlockCompilerArith.swift: no host atomics for LOCK).
+        readE(.r10, write: true)
+        let fail = e.newLabel()
+        let done = e.newLabel()
+        e.load(.r11, greg(0), s)
+        e.alu(.cmp, .r11, .r10, s)
+        e.jcc(.ne, fail)
+        e.load(.r11, greg(d.reg), s)
+        writeE(.r11)
+        e.jmp(done)
+        e.bind(fail)
+        writeE(.r10)
+        setReg(0, .r10)
+        e.bind(done)
+      case DC.xadd:
+        readE(.r10, write: true)
+        e.load(.r11, greg(d.reg), s)
+        e.mov(.rcx, .r10)
+        e.alu(.add, .r10, .r11, s)
+        if d.isReg {
+          setReg(d.reg, .rcx)
+          setReg(d.rm, .r10)  // XADD r, r: the sum wins
+        } else {
+          e.store(hostMem(), .r10, s)
+          setReg(d.reg, .rcx)
+        }
+      case DC.cbw, DC.cwd:
+        emitSignExtendAccumulator(&e, d, s)
+      case DC.mulDiv:
+        readE(.r11, write: false)
+        let slow = e.newLabel()
+        if d.op >= 6 { sideExits.append((slow, i, pc)) }
+        emitMulDiv(&e, d, s, slow: slow)
       // IF and the system flags: BlockCompilerSystem.swift.
       case DC.cli, DC.sti:
         emitInterruptFlag(&e, set: d.kind == DC.sti)

@@ -136,18 +136,6 @@ extension InterpreterCPU {
     case 0xAE:
       try decodeModRM()
       try group15()
-    case 0xB0, 0xB1:
-      try decodeModRM()
-      let s = b == 0xB0 ? 1 : opSize
-      let d = try readE(s)
-      let acc = getReg(0, s)
-      _ = alu(7, acc, d, s)
-      if acc == d {
-        try writeE(s, getReg(modReg, s))
-      } else {
-        try writeE(s, d)
-        setReg(0, s, d)
-      }
     case 0xB2, 0xB4, 0xB5:
       try decodeModRM()
       if modIsReg { throw Fault.ud() }
@@ -184,19 +172,6 @@ extension InterpreterCPU {
         let n = b == 0xBC ? v.trailingZeroBitCount : 63 - v.leadingZeroBitCount
         setReg(modReg, s, UInt64(n))
         setStatus(0, mask: RFLAGS.zf)
-      }
-    case 0xC0, 0xC1:
-      try decodeModRM()
-      let s = b == 0xC0 ? 1 : opSize
-      let d = try readE(s)
-      let src = getReg(modReg, s)
-      let sum = alu(0, d, src, s)
-      if modIsReg {
-        setReg(modReg, s, d)
-        setReg(modRM, s, sum)
-      } else {
-        try writeE(s, sum)
-        setReg(modReg, s, d)
       }
     case 0xC7:
       try decodeModRM()

@@ -120,4 +120,51 @@ extension X86Encoder {
     if size == .b64 { emit(0x48) }
     emit(0x98)
   }
+
+  /// One-operand mul/imul/div/idiv src (F6/F7 /4-/7): rdx:rax (ax for bytes) with src.
+  public mutating func mul(_ src: HostReg, _ size: OpSize = .b64) { mulDiv(4, src, size) }
+  public mutating func imul1(_ src: HostReg, _ size: OpSize = .b64) { mulDiv(5, src, size) }
+  public mutating func div(_ src: HostReg, _ size: OpSize = .b64) { mulDiv(6, src, size) }
+  public mutating func idiv(_ src: HostReg, _ size: OpSize = .b64) { mulDiv(7, src, size) }
+  private mutating func mulDiv(_ digit: UInt8, _ src: HostReg, _ size: OpSize) {
+    prefixes(size: size, reg: 0, rmReg: src, byteRegs: [src])
+    emit(size == .b8 ? 0xF6 : 0xF7)
+    modrm(reg: digit, rm: src)
+  }
+
+  /// cmpxchg/xadd [mem], src (`lock`: with the LOCK prefix) and dst, src (0F B0/B1, 0F C0/C1).
+  public mutating func cmpxchg(
+    _ m: HostMem, _ src: HostReg, _ size: OpSize = .b64, lock: Bool = false
+  ) {
+    exchange(0xB0, m, src, size, lock: lock)
+  }
+  public mutating func xadd(_ m: HostMem, _ src: HostReg, _ size: OpSize = .b64, lock: Bool = false)
+  {
+    exchange(0xC0, m, src, size, lock: lock)
+  }
+  public mutating func cmpxchg(_ dst: HostReg, _ src: HostReg, _ size: OpSize = .b64) {
+    exchange(0xB0, dst, src, size)
+  }
+  public mutating func xadd(_ dst: HostReg, _ src: HostReg, _ size: OpSize = .b64) {
+    exchange(0xC0, dst, src, size)
+  }
+  private mutating func exchange(
+    _ op8: UInt8, _ m: HostMem, _ src: HostReg, _ size: OpSize, lock: Bool
+  ) {
+    // 66 F0 as assemblers order them, then REX.
+    if lock {
+      if size == .b16 { emit(0x66) }
+      emit(0xF0)
+    }
+    prefixes(size: lock && size == .b16 ? .b32 : size, reg: src.rawValue, mem: m, byteRegs: [src])
+    emit(0x0F)
+    emit(size == .b8 ? op8 : op8 + 1)
+    modrm(reg: src.rawValue, mem: m)
+  }
+  private mutating func exchange(_ op8: UInt8, _ dst: HostReg, _ src: HostReg, _ size: OpSize) {
+    prefixes(size: size, reg: src.rawValue, rmReg: dst, byteRegs: [dst, src])
+    emit(0x0F)
+    emit(size == .b8 ? op8 : op8 + 1)
+    modrm(reg: src.rawValue, rm: dst)
+  }
 }

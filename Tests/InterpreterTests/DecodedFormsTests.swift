@@ -46,9 +46,13 @@ final class DecodedFormsTests: XCTestCase {
     (ok, d) = try decode(m, [0x67, 0x8B, 0x54, 0x88, 0x08])
     XCTAssertTrue(ok)
     XCTAssertEqual([d.reg, d.rm, d.index, d.scale, d.seg, d.asize], [2, 0, 1, 2, 3, 4])
-    // Not decoded forms: LEA of a register (#UD), F7 /6 (DIV), FF /3 (far CALL).
+    // F7 /6 (DIV si) is a decoded form since the translator compiles it.
+    (ok, d) = try decode(m, [0xF7, 0xF6])
+    XCTAssertTrue(ok)
+    XCTAssertEqual([d.kind, d.op, d.rm, d.size], [DC.mulDiv, 6, 6, 2])
+    // Not decoded forms: LEA of a register (#UD), CPUID, FF /3 (far CALL).
     XCTAssertFalse(try decode(m, [0x8D, 0xC0]).0)
-    XCTAssertFalse(try decode(m, [0xF7, 0xF1]).0)
+    XCTAssertFalse(try decode(m, [0x0F, 0xA2]).0)
     XCTAssertFalse(try decode(m, [0xFF, 0x1F]).0)
   }
 

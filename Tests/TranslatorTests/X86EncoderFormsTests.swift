@@ -69,6 +69,28 @@ extension X86EncoderTests {
     for (t, s) in [("cbw", OpSize.b16), ("cwde", .b32), ("cdqe", .b64)] {
       add(t) { $0.cdqe(s) }
     }
+    for s in OpSize.allCases {
+      for r in regs {
+        add("mul \(name(r, s))") { $0.mul(r, s) }
+        add("imul \(name(r, s))") { $0.imul1(r, s) }
+        add("div \(name(r, s))") { $0.div(r, s) }
+        add("idiv \(name(r, s))") { $0.idiv(r, s) }
+        for b in [HostReg.rax, .rcx, .rsi, .r8, .r15] where b != r {
+          add("cmpxchg \(name(r, s)), \(name(b, s))") { $0.cmpxchg(r, b, s) }
+          add("xadd \(name(r, s)), \(name(b, s))") { $0.xadd(r, b, s) }
+        }
+      }
+      for m in memories {
+        for r in [HostReg.rax, .rdx, .rsp, .rdi, .r9, .r13] {
+          add("cmpxchg \(ptr(s))\(text(m)), \(name(r, s))") { $0.cmpxchg(m, r, s) }
+          add("xadd \(ptr(s))\(text(m)), \(name(r, s))") { $0.xadd(m, r, s) }
+          add("lock cmpxchg \(ptr(s))\(text(m)), \(name(r, s))") {
+            $0.cmpxchg(m, r, s, lock: true)
+          }
+          add("lock xadd \(ptr(s))\(text(m)), \(name(r, s))") { $0.xadd(m, r, s, lock: true) }
+        }
+      }
+    }
     return out
   }
 
