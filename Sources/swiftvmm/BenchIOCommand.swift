@@ -383,6 +383,9 @@ struct BenchIOPlan {
       }
       // What a shell user sees: one write(2) per line, each a burst of a few bytes.
       s += "mark begin uartlines\nseq 1 \(consoleLines) > /dev/ttyS0\nmark end uartlines\n"
+      // The same lines into a pipe: what they cost without a console (issue 8's baseline).
+      s += "mark begin uartlinesbase\nseq 1 \(consoleLines) | wc -l > /dev/null\n"
+      s += "mark end uartlinesbase\n"
     }
     if groups.contains("blk") {
       let blocks = sizeMiB * 256
@@ -556,6 +559,12 @@ struct BenchIOReport {
       }
       both("\(lines): wall s", "uartlines") { $0.wall }
       both("\(lines): CPU s", "uartlines") { $0.cpu }
+      both("seq 1 \(plan.consoleLines) | wc -l: CPU s", "uartlinesbase") { $0.cpu }
+      r.append(
+        (
+          "\(lines): CPU s beyond the pipe",
+          Self.consoleShare(ours), Self.consoleShare(qemu), nil
+        ))
     }
     if plan.groups.contains("blk") {
       let mib = Double(plan.sizeMiB)
@@ -588,8 +597,16 @@ struct BenchIOReport {
     return r
   }
 
+  /// Median CPU seconds of the line-by-line console phase minus the same lines into a
+  /// pipe: what the console itself costs.
+  static func consoleShare(_ runs: [[String: BenchIOPhase]]) -> Double? {
+    median(runs, "uartlines") { $0.cpu }.flatMap { a in
+      median(runs, "uartlinesbase") { $0.cpu }.map { a - $0 }
+    }
+  }
+
   /// Wide enough for the longest label plus a space.
-  static let labelWidth = 56
+  static let labelWidth = 64
 
   var table: String {
     let cell = { (v: Double?) -> String in
