@@ -62,22 +62,10 @@ extension TranslatorTests {
   }
 
   func testMoreFormsMatchTheInterpreter() throws {
-    var translated: UInt64 = 0
-    var total: UInt64 = 0
-    for seed in UInt64(1)...50 {
+    let (translated, total) = try assertProgramsMatchTheInterpreter(seeds: 1...50, lockstep: true) {
+      seed in
       var rng = SeededRandom(seed: seed &* 7919)
-      let code = formsProgram(&rng, length: 1 + Int(seed % 30), loops: UInt32(1 + seed % 200))
-      let (a, na, _) = try run(code, translate: false, seed: seed)
-      let (b, nb, st) = try run(code, translate: true, seed: seed)
-      let (_, _, ls) = try run(code, translate: true, seed: seed, lockstep: true)
-      translated += st["translator.block_instructions"] ?? 0
-      total += na
-      XCTAssertEqual(na, nb, "seed \(seed): instruction count")
-      for i in 0..<16 { XCTAssertEqual(a[i], b[i], "seed \(seed): register \(i)") }
-      XCTAssertEqual(a.rip, b.rip, "seed \(seed): rip")
-      XCTAssertEqual(a.rflags, b.rflags, "seed \(seed): rflags")
-      XCTAssertEqual(ls["translator.lockstep_mismatches"], 0, "seed \(seed): lockstep")
-      if a != b { break }
+      return formsProgram(&rng, length: 1 + Int(seed % 30), loops: UInt32(1 + seed % 200))
     }
     XCTAssertGreaterThan(translated, total * 3 / 4, "blocks must have run")
   }

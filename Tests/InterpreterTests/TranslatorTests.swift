@@ -104,21 +104,43 @@ final class TranslatorTests: XCTestCase {
     return (g, st["instructions"] ?? 0, st)
   }
 
-  func testRandomCodeMatchesTheInterpreter() throws {
+  /// Runs `program(seed)` for each seed on the interpreter and on the translator (and, with
+  /// `lockstep`, in lockstep) and asserts equal counts, registers and flags. Returns the
+  /// instructions retired in translated blocks and in all.
+  func assertProgramsMatchTheInterpreter(
+    seeds: ClosedRange<UInt64>, lockstep: Bool, program: (UInt64) -> [UInt8],
+    file: StaticString = #filePath, line: UInt = #line
+  ) throws -> (translated: UInt64, total: UInt64) {
     var translated: UInt64 = 0
     var total: UInt64 = 0
-    for seed in UInt64(1)...60 {
-      var rng = SeededRandom(seed: seed)
-      let code = randomProgram(&rng, length: 1 + Int(seed % 40), loops: UInt32(1 + seed % 300))
+    for seed in seeds {
+      let code = program(seed)
       let (a, na, _) = try run(code, translate: false, seed: seed)
       let (b, nb, st) = try run(code, translate: true, seed: seed)
       translated += st["translator.block_instructions"] ?? 0
       total += na
-      XCTAssertEqual(na, nb, "seed \(seed): instruction count")
-      for i in 0..<16 { XCTAssertEqual(a[i], b[i], "seed \(seed): register \(i)") }
-      XCTAssertEqual(a.rip, b.rip, "seed \(seed): rip")
-      XCTAssertEqual(a.rflags, b.rflags, "seed \(seed): rflags")
+      XCTAssertEqual(na, nb, "seed \(seed): instruction count", file: file, line: line)
+      for i in 0..<16 {
+        XCTAssertEqual(a[i], b[i], "seed \(seed): register \(i)", file: file, line: line)
+      }
+      XCTAssertEqual(a.rip, b.rip, "seed \(seed): rip", file: file, line: line)
+      XCTAssertEqual(a.rflags, b.rflags, "seed \(seed): rflags", file: file, line: line)
+      if lockstep {
+        let (_, _, ls) = try run(code, translate: true, seed: seed, lockstep: true)
+        XCTAssertEqual(
+          ls["translator.lockstep_mismatches"], 0, "seed \(seed): lockstep", file: file, line: line)
+      }
       if a != b { break }
+    }
+    return (translated, total)
+  }
+
+  func testRandomCodeMatchesTheInterpreter() throws {
+    let (translated, total) = try assertProgramsMatchTheInterpreter(seeds: 1...60, lockstep: false)
+    {
+      seed in
+      var rng = SeededRandom(seed: seed)
+      return randomProgram(&rng, length: 1 + Int(seed % 40), loops: UInt32(1 + seed % 300))
     }
     // TEST with the accumulator (A9) is not a decode-cache form, so some code is interpreted.
     XCTAssertGreaterThan(translated, total / 2, "blocks must have run")
