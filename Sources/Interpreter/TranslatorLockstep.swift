@@ -3,8 +3,8 @@ import X86
 
 // Lockstep (a test mode of `--engine translator`): each translated block runs in host
 // code, then its effects are undone and the interpreter runs the same number of
-// instructions from the same state; registers, RIP, status flags and stored bytes must
-// agree. The interpreter's result is kept.
+// instructions from the same state; registers (XMM too), RIP, status flags and stored
+// bytes must agree. The interpreter's result is kept.
 //
 // Stores are seen by snapshotting every page the write TLB maps before the block: a
 // translated block can store only through a write-TLB hit, so it cannot write elsewhere.
@@ -75,6 +75,7 @@ extension InterpreterCPU {
     let ls = t.lockstep!
     ls.blocks &+= 1
     let regs0 = Array(UnsafeBufferPointer(start: r, count: 16))
+    let xmm0 = Array(UnsafeRawBufferPointer(start: xmm, count: 256))
     let rip0 = rip
     let flags0 = t.context[0]
     // Every page the write TLB maps, once: (guest linear page, host page).
@@ -100,6 +101,7 @@ extension InterpreterCPU {
     let flagsT = t.context[0]
     let systemT = t.context[3]  // IF and the other non-status bits (BlockCompilerSystem.swift)
     let regsT = Array(UnsafeBufferPointer(start: r, count: 16))
+    let xmmT = Array(UnsafeRawBufferPointer(start: xmm, count: 256))
     let n = t.context[1] <= budget ? budget &- t.context[1] : budget
     for (k, p) in pages.enumerated() {
       (after + k << 12).copyMemory(from: p.1, byteCount: 4096)
@@ -107,6 +109,7 @@ extension InterpreterCPU {
     }
 
     for i in 0..<16 { r[i] = regs0[i] }
+    xmm0.withUnsafeBytes { xmm.copyMemory(from: $0.baseAddress!, byteCount: 256) }
     rip = rip0
     fOp = .none
     rfl = (rfl & ~RFLAGS.status) | (flags0 & RFLAGS.status)
@@ -126,6 +129,10 @@ extension InterpreterCPU {
       func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
       for i in 0..<16 where r[i] != regsT[i] {
         problems.append("r\(i): translator \(hex(regsT[i])) interpreter \(hex(r[i]))")
+      }
+      let xmmI = Array(UnsafeRawBufferPointer(start: xmm, count: 256))
+      for i in 0..<16 where xmmI[i * 16..<i * 16 + 16] != xmmT[i * 16..<i * 16 + 16] {
+        problems.append("xmm\(i) differs")
       }
       if rip != nextT { problems.append("rip: translator \(hex(nextT)) interpreter \(hex(rip))") }
       let at = ls.undefinedAt[slot] ?? []

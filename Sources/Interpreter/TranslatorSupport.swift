@@ -230,6 +230,7 @@ extension InterpreterCPU {
     // CPL is in the key: generated code compares TLB tags with the privilege built in.
     let key =
       host | UInt(codeSize | (mode64 ? 0x10 : 0) | (cpl == 3 ? 0x20 : cpl != 0 ? 0x40 : 0)) &<< 56
+      | (sseUsable ? BlockCompiler.sseKeyBit &<< 56 : 0)
     let site = t.chainSite
     let flushes = t.flushes  // a flush while translating drops the code `site` is in
     t.chainSite = 0
@@ -328,12 +329,13 @@ extension InterpreterCPU {
       mode64: mode64, codeMask: codeMask, user: cpl == 3, tlb: tlb, segBase: segBase,
       hostPage: UInt(bitPattern: p) >> 12, guest: p, chain: t.lockstep == nil,
       codeAt: UInt(bitPattern: t.code.nextAddress), keyMode: (key >> 56) << 56,
-      jumpCache: t.jumpCache)
+      jumpCache: t.jumpCache, xmm: xmm)
     while insns.count < BlockTranslator.maxInstructions
       && Int(lin & 0xFFF) + offset <= 4096 - 16
     {
       withUnsafeMutablePointer(to: &d) { dcDecode(p + offset, $0, mode, key) }
       BlockCompiler.decodeSystem(p + offset, &d, mode: mode)
+      decodeSSE(p + offset, &d, mode: mode)  // BlockCompilerSSE.swift
       guard compiler.translatable(d) else { break }
       insns.append(d)
       offset += Int(d.len)
@@ -397,6 +399,8 @@ struct BlockCompiler {
   /// The block key's mode bits (top byte) and the jump cache, for RET's inline lookup.
   let keyMode: UInt
   let jumpCache: UnsafeMutablePointer<UInt>
+  /// The guest's XMM registers (the interpreter's `xmm`), for SSE forms.
+  let xmm: UnsafeMutableRawPointer
 
   static let g = HostReg.rdi  // guest GPRs
   static let ctx = HostReg.rsi  // context words
@@ -426,6 +430,8 @@ struct BlockCompiler {
       return translatableSystem(d)
     case DC.cmpxchg, DC.xadd, DC.cbw, DC.cwd, DC.mulDiv:
       return translatableArith(d)  // BlockCompilerArith.swift
+    case DC.sse, DC.pushI:
+      return translatableSSE(d)  // BlockCompilerSSE.swift
     default:
       return false
     }
@@ -463,7 +469,7 @@ struct BlockCompiler {
   /// the block)?
   static func accessesMemory(_ d: DecodedInsn) -> Bool {
     switch d.kind {
-    case DC.pushR, DC.popR, DC.call, DC.ret, DC.callInd, DC.pushf, DC.popf, DC.leave:
+    case DC.pushR, DC.popR, DC.call, DC.ret, DC.callInd, DC.pushf, DC.popf, DC.leave, DC.pushI:
       return true
     case DC.lea, DC.nop, DC.jcc, DC.jmp, DC.aluAI, DC.movRI, DC.cbw, DC.cwd: return false
     default: return !d.isReg
@@ -576,7 +582,7 @@ struct BlockCompiler {
     /// The inline soft-TLB check for `size` bytes at R8; on a hit R9 + R8 is the host
     /// address. A miss, a page-crossing access, or (for a write) a store into this
     /// block's own page leaves the block before instruction `i`, for the interpreter.
-    func tlbCheck(_ i: Int, pc: UInt64, size: Int, write: Bool) {
+    func tlbCheck(_ i: Int, pc: UInt64, size: Int, write: Bool, aligned: Bool = false) {
       let slow = e.newLabel()
       sideExits.append((slow, i, pc))
       e.lahf()
@@ -591,6 +597,10 @@ struct BlockCompiler {
       e.movImm(.r9, UInt64(UInt(bitPattern: write ? tlb.wtag : tlb.rtag)))
       e.alu(.cmp, .rcx, HostMem(.r9, 0, index: .rdx, scale: 8))
       e.jcc(.ne, slow)
+      if aligned {
+        e.test(.r8, imm: 15)  // misaligned: #GP from the interpreter
+        e.jcc(.ne, slow)
+      }
       e.movImm(.r9, UInt64(UInt(bitPattern: write ? tlb.wadd : tlb.radd)))
       e.load(.r9, HostMem(.r9, 0, index: .rdx, scale: 8))
       if write {
@@ -883,6 +893,26 @@ struct BlockCompiler {
         let slow = e.newLabel()
         if d.op >= 6 { sideExits.append((slow, i, pc)) }
         emitMulDiv(&e, d, s, slow: slow)
+      // SSE forms and PUSH imm: BlockCompilerSSE.swift.
+      case DC.sse:
+        var mem: HostMem?
+        if !d.isReg {
+          let f = Self.sseForm(d)
+          address(d, next: next)
+          tlbCheck(
+            i, pc: pc, size: Self.sseAccessSize(d, f),
+            write: f.shape == .store || f.shape == .fromXMM,
+            aligned: f.aligned)
+          mem = hostMem()
+        }
+        emitSSE(&e, d, mem: mem)
+      case DC.pushI:
+        e.load(.r8, reg(4))
+        e.lea(.r8, HostMem(.r8, -8))
+        tlbCheck(i, pc: pc, size: 8, write: true)
+        e.movImm(.r10, d.imm)
+        e.store(hostMem(), .r10)
+        e.store(reg(4), .r8)
       // IF and the system flags: BlockCompilerSystem.swift.
       case DC.cli, DC.sti:
         emitInterruptFlag(&e, set: d.kind == DC.sti)

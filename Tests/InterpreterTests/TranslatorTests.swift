@@ -92,6 +92,7 @@ final class TranslatorTests: XCTestCase {
     // Data in the code's own page for odd seeds (stores there leave the block), else apart.
     s.general[15] = UnitTests.codeBase + (seed & 1 == 1 ? 0x800 : 0x10000)
     s.general.rflags = 2 | (rng.next() & RFLAGS.status)
+    s.special.cr4 |= CR4.osfxsr  // SSE usable (TranslatorSSEFormsTests)
     try m.cpu.setState(s)
     var g = try runToHalt(m)
     // Fold the data area into r15's slot so callers compare memory too.
