@@ -49,7 +49,8 @@ public final class IOAPIC: MMIODevice, InterruptLines {
 
   /// Sends messages to the APICs on `bus`, and routes their level-triggered EOIs back here.
   public func connect(to bus: APICBus) {
-    sink = { [weak bus] m in bus?.accept(m) }
+    // Strong: the bus and its APICs never hold the IOAPIC (their EOI hook is weak).
+    sink = { m in bus.accept(m) }
     for lapic in bus.apics {
       lapic.onLevelTriggeredEOI = { [weak self] v in self?.endOfInterrupt(vector: v) }
     }

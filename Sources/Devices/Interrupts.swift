@@ -5,9 +5,11 @@ public protocol InterruptLines: AnyObject {
 }
 
 /// One line of an `InterruptLines`, remembered so a device raises it only on change.
+/// It holds its lines strongly: they (the interrupt controllers) never hold devices, and a
+/// weak reference cost a side-table retain and release on every change of the line.
 public final class IRQLine {
   public let number: Int
-  private weak var lines: InterruptLines?
+  private let lines: InterruptLines?
   public internal(set) var level = false
 
   public init(_ number: Int, lines: InterruptLines?) {

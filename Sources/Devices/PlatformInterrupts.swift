@@ -7,7 +7,6 @@
 //   let lapic = LocalAPIC(clock: clock, tsc: tsc); try lapic.register(on: mmioBus)
 //   ioapic.connect(to: lapic)                                    // messages + EOI broadcast
 //   let irqs = ISAInterruptRouter(pic: pic, ioapic: ioapic)      // devices' InterruptLines
-//   (keep `irqs` alive in the machine: an IRQLine holds its lines weakly)
 //   let pit = PIT8254(clock: clock, irq0: IRQLine(0, lines: irqs)); try pit.register(on: portBus)
 //   let rtc = CMOSRTC(clock: clock, irq: IRQLine(8, lines: irqs), memoryBelow4G: ..., ...)
 //   let cpuInput = PlatformInterrupts(lapic: lapic, pic: pic)    // the interpreter's InterruptInput

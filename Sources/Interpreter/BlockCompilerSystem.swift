@@ -22,6 +22,11 @@ extension DC {
   static let sti: UInt8 = 0xF1
   static let pushf: UInt8 = 0xF2
   static let popf: UInt8 = 0xF3
+  /// CLD and STD (DF in context word 3, as IF).
+  static let cld: UInt8 = 0xF4
+  static let std: UInt8 = 0xF5
+  /// BSWAP r32/r64 (0F C8+r), compiled in BlockCompilerArith.swift.
+  static let bswap: UInt8 = 0xF6
 }
 
 extension BlockCompiler {
@@ -34,23 +39,42 @@ extension BlockCompiler {
   static let stopForSTI: UInt64 = 2
 
   /// Fills in a translator-only kind for the instructions the decode cache left undecoded
-  /// (`kind == DC.none`) that this file compiles: unprefixed FA, FB, 9C, 9D, in 32- and
-  /// 64-bit code (16-bit code is never translated).
+  /// (`kind == DC.none`) that this file compiles: unprefixed FA, FB, 9C, 9D, FC, FD; the
+  /// fences (0F AE E8/F0/F8: NOPs, as one host thread runs every vCPU) and BSWAP (0F C8+r,
+  /// REX allowed); in 32- and 64-bit code (16-bit code is never translated).
   static func decodeSystem(_ p: UnsafeRawPointer, _ d: inout DecodedInsn, mode: UInt8) {
     guard d.kind == DC.none, mode & 0x0F != 2 else { return }
     let mode64 = mode & 0x10 != 0
+    func byte(_ i: Int) -> UInt8 { p.load(fromByteOffset: i, as: UInt8.self) }
     let kind: UInt8
-    switch p.load(as: UInt8.self) {
+    var len: UInt8 = 1
+    d.size = mode64 ? 8 : 4
+    d.isReg = true  // no memory operand
+    switch byte(0) {
     case 0xFA: kind = DC.cli
     case 0xFB: kind = DC.sti
     case 0x9C: kind = DC.pushf
     case 0x9D: kind = DC.popf
+    case 0xFC: kind = DC.cld
+    case 0xFD: kind = DC.std
+    case 0x0F where byte(1) == 0xAE && (byte(2) == 0xE8 || byte(2) == 0xF0 || byte(2) == 0xF8):
+      kind = DC.nop
+      len = 3
+    case 0x0F where byte(1) & 0xF8 == 0xC8:
+      kind = DC.bswap
+      d.reg = byte(1) & 7
+      d.size = 4
+      len = 2
+    case 0x40...0x4F where mode64 && byte(1) == 0x0F && byte(2) & 0xF8 == 0xC8:
+      kind = DC.bswap
+      d.reg = byte(2) & 7 | (byte(0) & 1) << 3
+      d.size = byte(0) & 8 != 0 ? 8 : 4
+      len = 3
     default: return
     }
     d.kind = kind
-    d.len = 1
-    d.size = mode64 ? 8 : 4
-    d.isReg = kind == DC.cli || kind == DC.sti  // no memory operand
+    d.len = len
+    d.isReg = kind != DC.pushf && kind != DC.popf
   }
 
   /// Block keys carry CPL 0 apart from CPL 1-2 and 3 (`runBlock`): only CPL 0 may skip the
@@ -61,6 +85,7 @@ extension BlockCompiler {
     switch d.kind {
     case DC.cli, DC.sti: return cpl0
     case DC.pushf, DC.popf: return cpl0 && mode64 && d.size == 8
+    case DC.cld, DC.std, DC.bswap: return true
     default: return false
     }
   }
@@ -81,6 +106,20 @@ extension BlockCompiler {
       e.bind(wasSet)
     } else {
       e.alu(.and, word3, imm: Int32(truncatingIfNeeded: ~RFLAGS.if))
+    }
+    e.alu(.add, .rax, imm: 0x7F, .b8)
+    e.sahf()
+  }
+
+  /// CLD or STD: DF in context word 3; the guest's status flags (in EFLAGS) are kept.
+  func emitDirectionFlag(_ e: inout X86Encoder, set: Bool) {
+    let word3 = HostMem(Self.ctx, 24)
+    e.lahf()
+    e.setcc(.o, .rax)
+    if set {
+      e.alu(.or, word3, imm: Int32(RFLAGS.df))
+    } else {
+      e.alu(.and, word3, imm: Int32(truncatingIfNeeded: ~RFLAGS.df))
     }
     e.alu(.add, .rax, imm: 0x7F, .b8)
     e.sahf()

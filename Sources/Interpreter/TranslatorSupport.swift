@@ -426,7 +426,7 @@ struct BlockCompiler {
     case DC.not, DC.neg: return operandOK
     case DC.aluAI, DC.movRI:
       return true
-    case DC.cli, DC.sti, DC.pushf, DC.popf:
+    case DC.cli, DC.sti, DC.pushf, DC.popf, DC.cld, DC.std, DC.bswap:
       return translatableSystem(d)
     case DC.cmpxchg, DC.xadd, DC.cbw, DC.cwd, DC.mulDiv:
       return translatableArith(d)  // BlockCompilerArith.swift
@@ -920,6 +920,12 @@ struct BlockCompiler {
           exit(next, chainable: false)
           return finish(&e, sideExits, count, top: top, rip: start, length: length)
         }
+      case DC.cld, DC.std:
+        emitDirectionFlag(&e, set: d.kind == DC.std)
+      case DC.bswap:
+        e.load(.r10, reg(d.reg))
+        e.bswap(.r10, s)
+        e.store(reg(d.reg), .r10)  // BSWAP r32 zero-extends
       case DC.pushf:
         e.load(.r8, reg(4))
         e.lea(.r8, HostMem(.r8, -8))

@@ -167,4 +167,12 @@ extension X86Encoder {
     emit(size == .b8 ? op8 : op8 + 1)
     modrm(reg: src.rawValue, rm: dst)
   }
+
+  /// bswap r32/r64
+  public mutating func bswap(_ r: HostReg, _ size: OpSize = .b64) {
+    precondition(size == .b32 || size == .b64)
+    prefixes(size: size, reg: 0, rmReg: r)
+    emit(0x0F)
+    emit(0xC8 + r.low)
+  }
 }

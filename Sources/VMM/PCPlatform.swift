@@ -136,14 +136,17 @@ private final class VCPUPlatformHooks: PlatformHooks {
   unowned let platform: PCPlatform
   let lapic: LocalAPIC
   let kvmClock: KVMClock
+  /// RDTSC's, held here: through `platform` (unowned) each read paid a refcount round trip.
+  let tsc: GuestTSC
 
   init(platform: PCPlatform, cpu: Int) {
     self.platform = platform
+    tsc = platform.tsc
     lapic = platform.lapics[cpu]
     kvmClock = platform.kvmClocks[cpu]
   }
 
-  func readTSC() -> UInt64 { platform.tsc.read() }
+  func readTSC() -> UInt64 { tsc.read() }
 
   func writeTSC(_ value: UInt64) {
     platform.tsc.write(value)

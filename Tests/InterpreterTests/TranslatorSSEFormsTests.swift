@@ -6,7 +6,8 @@ import XCTest
 @testable import Translator
 
 /// SSE moves, logic and packed-integer forms, PUSH imm and PAUSE translated
-/// (BlockCompilerSSE.swift) against the interpreter.
+/// (BlockCompilerSSE.swift), and CLD/STD, fences and BSWAP (BlockCompilerSystem.swift),
+/// against the interpreter.
 extension TranslatorTests {
   /// The SSE forms blocks compile, as (prefix, opcode) for `X86Encoder.sse`.
   static let sseOps: [(UInt8?, UInt8)] = [
@@ -122,8 +123,15 @@ extension TranslatorTests {
         }
         e.pop(pick())
       case 10:
-        e.emit(0xF3)
-        e.emit(0x90)  // PAUSE
+        // PAUSE, CLD, STD, LFENCE/MFENCE/SFENCE, BSWAP (BlockCompilerSystem.swift).
+        switch rng.next() % 5 {
+        case 0: e.emit(0xF3); e.emit(0x90)
+        case 1: e.emit(0xFC)
+        case 2: e.emit(0xFD)
+        case 3:
+          for b: UInt8 in [0x0F, 0xAE, [0xE8, 0xF0, 0xF8][Int(rng.next() % 3)]] { e.emit(b) }
+        default: e.bswap(pick(), rng.next() & 1 == 0 ? .b32 : .b64)
+        }
       case 11: e.alu(ALUOp(rawValue: UInt8(rng.next() % 8))!, pick(), pick())
       case 12: e.test(pick(), pick())
       default: e.alu(.adc, pick(), imm: 3)

@@ -57,6 +57,10 @@ extension X86EncoderTests {
       }
     }
     add("leave") { $0.leave() }
+    for r in regs {
+      add("bswap \(name(r, .b32))") { $0.bswap(r, .b32) }
+      add("bswap \(name(r, .b64))") { $0.bswap(r, .b64) }
+    }
     for s in OpSize.allCases {
       for m in memories {
         add("not \(ptr(s))\(text(m))") { $0.not(m, s) }
