@@ -224,6 +224,8 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
   /// The VMM's next timer deadline in retired instructions: `run()` returns
   /// `.interrupted` there (instruction-count time needs exact, repeatable stops).
   public var pauseAt: UInt64 = .max
+  /// `runBatch`: a translated block too long for the rest of the batch ends it.
+  var budgetMissEndsBatch = false
   var hypercallPending = false
   var deliveringDepth = 0
   /// Events delivered (exceptions and interrupts); lets single-step see a delivery.
@@ -576,6 +578,11 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
     stop = false
     // Unretained: a strong local was still retained and released around every call.
     let translator = self.translator.map { Unmanaged.passUnretained($0) }
+    // With no instruction count to stop at exactly (no limit, no armed stop, host time),
+    // a block that does not fit what is left of the batch ends it early (`runBlock`),
+    // rather than being interpreted an instruction at a time, each step a block lookup
+    // that translated the block's suffixes as blocks of their own.
+    budgetMissEndsBatch = limit == .max && pauseAt == .max && options.timeSource == .hostClock
     while n != 0 {
       // Translated blocks check no CS limit: code under one is interpreted.
       if let t = translator, !csLimited {
@@ -585,6 +592,7 @@ public final class InterpreterCPU: VirtualCPU, SoftwareMMUHardware {
           if stop { break }  // an STI or POPF set IF: interrupts come first
           continue
         }
+        if stop { break }  // the block at RIP did not fit: the next batch runs it
       }
       do {
         try stepCached()

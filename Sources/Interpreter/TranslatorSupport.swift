@@ -93,6 +93,8 @@ final class BlockTranslator {
   var missNoTLB: UInt64 = 0
   var missUntranslatable: UInt64 = 0
   var missBudget: UInt64 = 0
+  /// Batches a block too long for their rest ended (`budgetMissEndsBatch`).
+  var batchesEndedEarly: UInt64 = 0
   var missFirstExit: UInt64 = 0
   /// `missUntranslatable` by instruction class.
   let stops = StopCounts()
@@ -202,6 +204,7 @@ final class BlockTranslator {
       "translator.interpreted_no_tlb": missNoTLB,
       "translator.interpreted_untranslatable": missUntranslatable,
       "translator.interpreted_budget": missBudget,
+      "translator.batches_ended_early": batchesEndedEarly,
       "translator.interpreted_side_exit": missFirstExit,
     ].merging(lockstep?.statistics ?? [:]) { a, _ in a }.merging(stops.top) { a, _ in a }
   }
@@ -269,7 +272,12 @@ extension InterpreterCPU {
     }
     let count = UInt64(ep.pointee.count)
     guard count <= budget else {
-      t.missBudget &+= 1
+      if budgetMissEndsBatch {
+        t.batchesEndedEarly &+= 1
+        stop = true
+      } else {
+        t.missBudget &+= 1
+      }
       return 0
     }
     materialize()
