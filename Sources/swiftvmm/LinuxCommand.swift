@@ -14,7 +14,7 @@ struct LinuxCommand: ParsableCommand {
     discussion: """
       The kernel and busybox come from Debian's linux-image-cloud-amd64 and busybox-static, \
       downloaded with apt-get into the cache on first use. Type `poweroff` to end the VM. \
-      Defaults here: --memory 512M, --cpuid kvm, --engine interpreter; --cmdline is added \
+      Defaults here: --memory 512M, --cpuid kvm, --engine translator; --cmdline is added \
       to the kernel's own command line.
       """)
 
