@@ -13,11 +13,20 @@ import Translator
 //   or a divisor of -1) leaves the block before the instruction, and the interpreter
 //   raises #DE exactly as it does without the translator. Their flags are unchanged
 //   (the interpreter leaves them), so the host's are saved around the host DIV.
+// - BSF/BSR of 0 leave the block before the instruction (the destination is the
+//   interpreter's to keep); otherwise ZF is cleared and the other flags kept, as the
+//   interpreter does (the host leaves them undefined).
+
+extension DC {
+  /// BSF (`op` 0) and BSR (`op` 1), 32- and 64-bit; translator-only (decoded in
+  /// BlockCompilerSSE.swift's `decodeSSE`).
+  static let bitScan: UInt8 = 0xE2
+}
 
 extension BlockCompiler {
   func translatableArith(_ d: DecodedInsn) -> Bool {
     switch d.kind {
-    case DC.cmpxchg, DC.xadd, DC.mulDiv: return d.isReg || mode64
+    case DC.cmpxchg, DC.xadd, DC.mulDiv, DC.bitScan: return d.isReg || mode64
     case DC.cbw, DC.cwd: return d.size >= 2
     default: return false
     }
@@ -26,7 +35,7 @@ extension BlockCompiler {
   /// DIV/IDIV read the flags in the sense that their check may leave the block with them
   /// (and they keep them).
   static func arithReadsFlags(_ d: DecodedInsn) -> Bool {
-    d.kind == DC.mulDiv && d.op >= 6
+    d.kind == DC.mulDiv && d.op >= 6 || d.kind == DC.bitScan  // BSF/BSR keep all but ZF
   }
 
   static func arithWritesAllFlags(_ d: DecodedInsn) -> Bool {
@@ -112,6 +121,20 @@ extension BlockCompiler {
       e.shift(.shl, .rcx, imm: 8, .b32)
       e.alu(.or, .rax, .rcx, .b32)
     }
+    e.alu(.add, .rax, imm: 0x7F, .b8)
+    e.sahf()
+  }
+
+  /// BSF/BSR with the source in R11 and the guest flags in EFLAGS: a zero source goes
+  /// to `slow` (flags in RAX); else the index to the destination, ZF clear.
+  func emitBitScan(_ e: inout X86Encoder, _ d: DecodedInsn, _ s: OpSize, slow: Label) {
+    e.lahf()
+    e.setcc(.o, .rax)
+    e.test(.r11, .r11, s)
+    e.jcc(.e, slow)
+    e.bitScan(reverse: d.op == 1, .r10, .r11, s)
+    e.store(reg(d.reg), .r10)  // 32-bit: zero-extended, as the interpreter writes it
+    e.alu(.and, .rax, imm: ~0x4000)  // ZF (AH bit 6)
     e.alu(.add, .rax, imm: 0x7F, .b8)
     e.sahf()
   }

@@ -176,8 +176,8 @@ extension InterpreterCPU {
   /// SSE is usable: the block key's `sseKeyBit`.
   var sseUsable: Bool { cr0 & (CR0.em | CR0.ts) == 0 && cr4 & CR4.osfxsr != 0 }
 
-  /// Fills in a translator-only kind (this file's forms) for an instruction the decode
-  /// cache left undecoded (`kind == DC.none`), in 64-bit code.
+  /// Fills in a translator-only kind (this file's forms, and BSF/BSR) for an instruction
+  /// the decode cache left undecoded (`kind == DC.none`), in 64-bit code.
   func decodeSSE(_ p: UnsafeRawPointer, _ d: inout DecodedInsn, mode: UInt8) {
     guard d.kind == DC.none, mode & 0x10 != 0 else { return }
     fetchPtr = UnsafeMutableRawPointer(mutating: p)
@@ -199,6 +199,18 @@ extension InterpreterCPU {
         e.isReg = true
       case 0x0F:
         let op = try fetch8()
+        if op == 0xBC || op == 0xBD {
+          // BSF/BSR (not TZCNT/LZCNT): BlockCompilerArith.swift.
+          if rep != 0 || opSize == 2 { return }
+          try withUnsafeMutablePointer(to: &e) { ep throws(Fault) in try decodeOperand(ep) }
+          e.kind = DC.bitScan
+          e.op = op == 0xBD ? 1 : 0
+          e.rex = rex
+          e.size = UInt8(opSize)
+          e.len = UInt8(ipos)
+          d = e
+          return
+        }
         let prefix: UInt8 = rep != 0 ? rep : has66 ? 0x66 : 0
         guard let f = BlockCompiler.sseForm(prefix, op) else { return }
         try withUnsafeMutablePointer(to: &e) { ep throws(Fault) in try decodeOperand(ep) }

@@ -436,7 +436,7 @@ struct BlockCompiler {
       return true
     case DC.cli, DC.sti, DC.pushf, DC.popf, DC.cld, DC.std, DC.bswap:
       return translatableSystem(d)
-    case DC.cmpxchg, DC.xadd, DC.cbw, DC.cwd, DC.mulDiv:
+    case DC.cmpxchg, DC.xadd, DC.cbw, DC.cwd, DC.mulDiv, DC.bitScan:
       return translatableArith(d)  // BlockCompilerArith.swift
     case DC.sse, DC.pushI:
       return translatableSSE(d)  // BlockCompilerSSE.swift
@@ -901,6 +901,11 @@ struct BlockCompiler {
         let slow = e.newLabel()
         if d.op >= 6 { sideExits.append((slow, i, pc)) }
         emitMulDiv(&e, d, s, slow: slow)
+      case DC.bitScan:
+        readE(.r11, write: false)
+        let slow = e.newLabel()
+        sideExits.append((slow, i, pc))
+        emitBitScan(&e, d, s, slow: slow)
       // SSE forms and PUSH imm: BlockCompilerSSE.swift.
       case DC.sse:
         var mem: HostMem?

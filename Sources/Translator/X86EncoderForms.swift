@@ -175,4 +175,14 @@ extension X86Encoder {
     emit(0x0F)
     emit(0xC8 + r.low)
   }
+
+  /// bsf/bsr dst, src (16-, 32- or 64-bit)
+  public mutating func bitScan(reverse: Bool, _ dst: HostReg, _ src: HostReg, _ size: OpSize = .b64)
+  {
+    precondition(size != .b8)
+    prefixes(size: size, reg: dst.rawValue, rmReg: src)
+    emit(0x0F)
+    emit(reverse ? 0xBD : 0xBC)
+    modrm(reg: dst.rawValue, rm: src)
+  }
 }

@@ -1,11 +1,11 @@
 import TestSupport
-import Translator
 import X86
 import XCTest
 
 @testable import Interpreter
+@testable import Translator
 
-/// CMPXCHG, XADD (with and without LOCK), CBW/CWD, MUL/IMUL/DIV/IDIV translated
+/// CMPXCHG, XADD (with and without LOCK), CBW/CWD, MUL/IMUL/DIV/IDIV, BSF/BSR translated
 /// (BlockCompilerArith.swift) against the interpreter.
 extension TranslatorTests {
   /// Random code of these forms mixed with flag-setting ALU instructions, register and
@@ -25,7 +25,7 @@ extension TranslatorTests {
       let b = pick()
       let disp = Int32(rng.next() % 0x1FF8)
       let m = HostMem(.r15, rng.next() % 4 == 0 ? 0xFFC + Int32(rng.next() % 4) : disp)
-      switch rng.next() % 12 {
+      switch rng.next() % 13 {
       case 0: e.alu(ALUOp(rawValue: UInt8(rng.next() % 8))!, a, b, s)
       case 1:
         if rng.next() & 1 == 0 { e.load(.rax, m, s) }  // often equal: the store path
@@ -72,6 +72,22 @@ extension TranslatorTests {
           e.div(.r11, s == .b8 ? .b16 : s)  // high half < 4 < divisor
         }
       case 10: e.alu(.sub, a, m, s)
+      case 11:
+        // BSF/BSR (16-bit ones stay interpreted), a third of them of zero (left to the
+        // interpreter), from a register or memory.
+        let w = s == .b64 ? OpSize.b64 : .b32
+        let reverse = rng.next() & 1 == 0
+        if rng.next() % 3 == 0 { e.alu(.and, b, imm: 0, w) }
+        if rng.next() & 1 == 0 {
+          e.bitScan(reverse: reverse, a, b, w)
+        } else {
+          if rng.next() % 3 == 0 { e.storeImm(m, 0, w) }
+          e.prefixes(size: w, reg: a.rawValue, mem: m)
+          e.emit(0x0F)
+          e.emit(reverse ? 0xBD : 0xBC)
+          e.modrm(reg: a.rawValue, mem: m)
+        }
+        e.setcc(.e, pick())  // ZF: the one flag BSF/BSR define
       default: e.test(a, b, s)
       }
     }

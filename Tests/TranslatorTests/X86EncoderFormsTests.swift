@@ -60,6 +60,11 @@ extension X86EncoderTests {
     for r in regs {
       add("bswap \(name(r, .b32))") { $0.bswap(r, .b32) }
       add("bswap \(name(r, .b64))") { $0.bswap(r, .b64) }
+      for s in [OpSize.b16, .b32, .b64] {
+        let b = regs[(Int(r.rawValue) * 7 + 3) % 16]
+        add("bsf \(name(r, s)), \(name(b, s))") { $0.bitScan(reverse: false, r, b, s) }
+        add("bsr \(name(b, s)), \(name(r, s))") { $0.bitScan(reverse: true, b, r, s) }
+      }
     }
     for s in OpSize.allCases {
       for m in memories {
