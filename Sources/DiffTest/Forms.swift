@@ -1132,17 +1132,28 @@ public final class FormTable {
         for s in allSizes {
           for a32 in [false, true] {
             add("\(rn)\(o.name)\(suffix[s]!)\(a32 ? " (a32)" : "")") { g in
-              // With 0x67 only ECX/ESI/EDI count: give the upper halves junk.
-              let junk: () -> UInt64 = { a32 ? g.rng.next() << 32 : 0 }
-              let low: (UInt64) -> UInt64 = { a32 ? $0 & 0xFFFF_FFFF : $0 }
+              // With 0x67 only ECX/ESI/EDI count: give the upper halves junk. Vendor
+              // difference: with a count of 0, Intel still zeroes bits 63:32 of RCX, RSI
+              // and RDI, AMD (and the interpreter) leave them; keep them zero then, so
+              // both behaviours agree (docs/DIFFTEST.md).
               var count: UInt64 = 1
+              var junk: () -> UInt64 = { a32 ? g.rng.next() << 32 : 0 }
+              let low: (UInt64) -> UInt64 = { a32 ? $0 & 0xFFFF_FFFF : $0 }
               if rp != nil {
                 guard
                   let c = g.knownValue(
-                    1, or: { junk() | (g.rng.chance(15) ? 0 : UInt64(g.rng.below(9))) })
+                    1,
+                    or: {
+                      let n = g.rng.chance(15) ? 0 : UInt64(g.rng.below(9))
+                      return (n == 0 ? 0 : junk()) | n
+                    })
                 else { return false }
                 guard low(c) <= 16 else { return false }
                 count = low(c)
+                if count == 0 {
+                  guard c >> 32 == 0 else { return false }
+                  junk = { 0 }
+                }
               }
               func pointer(_ r: Int) -> Bool {
                 guard
@@ -1154,6 +1165,7 @@ public final class FormTable {
                     })
                 else { return false }
                 let v = low(raw)
+                if count == 0 && raw >> 32 != 0 { return false }
                 guard v >= Layout.data + 0x100, v <= Layout.data + Layout.dataSize - 0x100 else {
                   return false
                 }
