@@ -4,8 +4,9 @@ import X86
 
 // The translator engine's first stage: runs of integer instructions (register operands;
 // in 64-bit mode also memory operands, PUSH/POP/CALL/RET and indirect JMP/CALL through an
-// inline TLB check) are compiled to host code and run in place of the interpreter;
-// everything else (string, system, SSE/x87 instructions, ...) is interpreted as before.
+// inline TLB check) are compiled to host code and run in place of the interpreter, with
+// a few system, arithmetic and SSE forms (BlockCompilerSystem/Arith/SSE.swift);
+// everything else (string, most system, x87, SSE arithmetic, ...) is interpreted.
 //
 // - Decoding is the decode cache's (`dcDecode`): one decoder for both engines.
 // - Blocks are keyed by the host address of their first byte (the guest-physical
@@ -807,8 +808,12 @@ struct BlockCompiler {
         return finish(&e, sideExits, count, top: top, rip: start, length: length)
       // The stack in 64-bit mode (SS base 0, 8-byte slots): RSP changes only after the
       // access succeeded, so a side exit leaves it as the interpreter expects.
-      case DC.pushR, DC.call:
-        if d.kind == DC.pushR { e.load(.r10, reg(d.reg)) } else { e.movImm(.r10, next) }
+      case DC.pushR, DC.pushI, DC.call:
+        switch d.kind {
+        case DC.pushR: e.load(.r10, reg(d.reg))
+        case DC.pushI: e.movImm(.r10, d.imm)  // PUSH imm: BlockCompilerSSE.swift
+        default: e.movImm(.r10, next)
+        }
         e.load(.r8, reg(4))
         e.lea(.r8, HostMem(.r8, -8))
         tlbCheck(i, pc: pc, size: 8, write: true)
@@ -906,7 +911,7 @@ struct BlockCompiler {
         let slow = e.newLabel()
         sideExits.append((slow, i, pc))
         emitBitScan(&e, d, s, slow: slow)
-      // SSE forms and PUSH imm: BlockCompilerSSE.swift.
+      // SSE forms: BlockCompilerSSE.swift.
       case DC.sse:
         var mem: HostMem?
         if !d.isReg {
@@ -919,13 +924,6 @@ struct BlockCompiler {
           mem = hostMem()
         }
         emitSSE(&e, d, mem: mem)
-      case DC.pushI:
-        e.load(.r8, reg(4))
-        e.lea(.r8, HostMem(.r8, -8))
-        tlbCheck(i, pc: pc, size: 8, write: true)
-        e.movImm(.r10, d.imm)
-        e.store(hostMem(), .r10)
-        e.store(reg(4), .r8)
       // IF and the system flags: BlockCompilerSystem.swift.
       case DC.cli, DC.sti:
         emitInterruptFlag(&e, set: d.kind == DC.sti)
