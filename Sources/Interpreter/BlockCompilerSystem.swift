@@ -25,7 +25,7 @@ extension DC {
   /// CLD and STD (DF in context word 3, as IF).
   static let cld: UInt8 = 0xF4
   static let std: UInt8 = 0xF5
-  /// BSWAP r32/r64 (0F C8+r), compiled in BlockCompilerArith.swift.
+  /// BSWAP r32/r64 (0F C8+r): the host's BSWAP on the register (`compile`).
   static let bswap: UInt8 = 0xF6
 }
 
@@ -48,8 +48,8 @@ extension BlockCompiler {
     func byte(_ i: Int) -> UInt8 { p.load(fromByteOffset: i, as: UInt8.self) }
     let kind: UInt8
     var len: UInt8 = 1
-    d.size = mode64 ? 8 : 4
-    d.isReg = true  // no memory operand
+    var size: UInt8 = mode64 ? 8 : 4
+    var reg: UInt8 = 0
     switch byte(0) {
     case 0xFA: kind = DC.cli
     case 0xFB: kind = DC.sti
@@ -62,19 +62,21 @@ extension BlockCompiler {
       len = 3
     case 0x0F where byte(1) & 0xF8 == 0xC8:
       kind = DC.bswap
-      d.reg = byte(1) & 7
-      d.size = 4
+      reg = byte(1) & 7
+      size = 4
       len = 2
     case 0x40...0x4F where mode64 && byte(1) == 0x0F && byte(2) & 0xF8 == 0xC8:
       kind = DC.bswap
-      d.reg = byte(2) & 7 | (byte(0) & 1) << 3
-      d.size = byte(0) & 8 != 0 ? 8 : 4
+      reg = byte(2) & 7 | (byte(0) & 1) << 3
+      size = byte(0) & 8 != 0 ? 8 : 4
       len = 3
     default: return
     }
     d.kind = kind
     d.len = len
-    d.isReg = kind != DC.pushf && kind != DC.popf
+    d.size = size
+    d.reg = reg
+    d.isReg = kind != DC.pushf && kind != DC.popf  // the stack is their only memory operand
   }
 
   /// Block keys carry CPL 0 apart from CPL 1-2 and 3 (`runBlock`): only CPL 0 may skip the

@@ -85,19 +85,14 @@ extension TranslatorTests {
         } else {
           e.sse(p, op, reg: a, mem: mem(true), imm: imm)
         }
-      case 5:
+      case 5, 6:
+        // MOVD/MOVQ xmm, r/m (6E) and r/m, xmm (7E).
+        let op: UInt8 = rng.next() & 1 == 0 ? 0x6E : 0x7E
         let w = rng.next() & 1 == 0
         if rng.next() & 1 == 0 {
-          e.sse(0x66, 0x6E, reg: a, rm: pick().rawValue, w: w)
+          e.sse(0x66, op, reg: a, rm: pick().rawValue, w: w)
         } else {
-          e.sse(0x66, 0x6E, reg: a, mem: mem(false), w: w)
-        }
-      case 6:
-        let w = rng.next() & 1 == 0
-        if rng.next() & 1 == 0 {
-          e.sse(0x66, 0x7E, reg: a, rm: pick().rawValue, w: w)
-        } else {
-          e.sse(0x66, 0x7E, reg: a, mem: mem(false), w: w)
+          e.sse(0x66, op, reg: a, mem: mem(false), w: w)
         }
       case 7:
         if rng.next() & 1 == 0 {

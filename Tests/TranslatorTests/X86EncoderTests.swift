@@ -64,101 +64,110 @@ final class X86EncoderTests: XCTestCase {
   let immediates: [Int32] = [0, 1, -1, 127, -128, 128, 1000, -32768, 0x7FFF_FFFF, Int32.min]
   let regs = HostReg.allCases
 
-  /// The cases: the assembler text, and what our encoder produced for it.
-  func cases() -> [(String, [UInt8])] {
+  /// (assembler text, what our encoder produced for it) pairs, from `add(text) { encoder }`
+  /// calls in `build`: every golden-test file's cases go through here.
+  func collect(
+    _ build: (_ add: (String, (inout X86Encoder) -> Void) -> Void) -> Void
+  ) -> [(String, [UInt8])] {
     var out: [(String, [UInt8])] = []
-    func add(_ t: String, _ body: (inout X86Encoder) -> Void) {
+    build { t, body in
       var e = X86Encoder()
       body(&e)
       out.append((t, e.bytes))
     }
-    let sizes = OpSize.allCases
-    for s in sizes {
-      for a in regs {
-        for b in regs {
-          add("mov \(name(a, s)), \(name(b, s))") { $0.mov(a, b, s) }
-          for op in ALUOp.allCases {
-            add("\(op) \(name(a, s)), \(name(b, s))") { $0.alu(op, a, b, s) }
+    return out
+  }
+
+  /// The cases: the assembler text, and what our encoder produced for it.
+  func cases() -> [(String, [UInt8])] {
+    collect { add in
+      let sizes = OpSize.allCases
+      for s in sizes {
+        for a in regs {
+          for b in regs {
+            add("mov \(name(a, s)), \(name(b, s))") { $0.mov(a, b, s) }
+            for op in ALUOp.allCases {
+              add("\(op) \(name(a, s)), \(name(b, s))") { $0.alu(op, a, b, s) }
+            }
+            add("test \(name(a, s)), \(name(b, s))") { $0.test(a, b, s) }
+            if s != .b8 { add("imul \(name(a, s)), \(name(b, s))") { $0.imul(a, b, s) } }
           }
-          add("test \(name(a, s)), \(name(b, s))") { $0.test(a, b, s) }
-          if s != .b8 { add("imul \(name(a, s)), \(name(b, s))") { $0.imul(a, b, s) } }
-        }
-        for imm in immediates {
-          let v =
-            s == .b8
-            ? Int32(Int8(truncatingIfNeeded: imm))
-            : s == .b16 ? Int32(Int16(truncatingIfNeeded: imm)) : imm
-          for op in ALUOp.allCases {
-            add("\(op) \(name(a, s)), \(v)") { $0.alu(op, a, imm: v, s) }
+          for imm in immediates {
+            let v =
+              s == .b8
+              ? Int32(Int8(truncatingIfNeeded: imm))
+              : s == .b16 ? Int32(Int16(truncatingIfNeeded: imm)) : imm
+            for op in ALUOp.allCases {
+              add("\(op) \(name(a, s)), \(v)") { $0.alu(op, a, imm: v, s) }
+            }
+            add("test \(name(a, s)), \(v)") { $0.test(a, imm: v, s) }
           }
-          add("test \(name(a, s)), \(v)") { $0.test(a, imm: v, s) }
-        }
-        for (op, t) in [("inc", 0), ("dec", 1), ("not", 2), ("neg", 3)] {
-          add("\(op) \(name(a, s))") { e in
-            switch t {
-            case 0: e.inc(a, s)
-            case 1: e.dec(a, s)
-            case 2: e.not(a, s)
-            default: e.neg(a, s)
+          for (op, t) in [("inc", 0), ("dec", 1), ("not", 2), ("neg", 3)] {
+            add("\(op) \(name(a, s))") { e in
+              switch t {
+              case 0: e.inc(a, s)
+              case 1: e.dec(a, s)
+              case 2: e.not(a, s)
+              default: e.neg(a, s)
+              }
             }
           }
-        }
-        for op in ShiftOp.allCases {
-          for n: UInt8 in [1, 2, 31] {
-            add("\(op) \(name(a, s)), \(n)") { $0.shift(op, a, imm: n, s) }
-          }
-          add("\(op) \(name(a, s)), cl") { $0.shiftCL(op, a, s) }
-        }
-      }
-      for m in memories {
-        for r in [HostReg.rax, .rcx, .rsp, .rdi, .r8, .r15] {
-          add("mov \(name(r, s)), \(ptr(s))\(text(m))") { $0.load(r, m, s) }
-          add("mov \(ptr(s))\(text(m)), \(name(r, s))") { $0.store(m, r, s) }
-          for op in [ALUOp.add, .sub, .cmp, .xor] {
-            add("\(op) \(name(r, s)), \(ptr(s))\(text(m))") { $0.alu(op, r, m, s) }
-            add("\(op) \(ptr(s))\(text(m)), \(name(r, s))") { $0.alu(op, m, r, s) }
+          for op in ShiftOp.allCases {
+            for n: UInt8 in [1, 2, 31] {
+              add("\(op) \(name(a, s)), \(n)") { $0.shift(op, a, imm: n, s) }
+            }
+            add("\(op) \(name(a, s)), cl") { $0.shiftCL(op, a, s) }
           }
         }
-        for imm: Int32 in [5, -100, 1000] {
-          let v = s == .b8 ? Int32(Int8(truncatingIfNeeded: imm)) : imm
-          add("mov \(ptr(s))\(text(m)), \(v)") { $0.storeImm(m, v, s) }
-          add("and \(ptr(s))\(text(m)), \(v)") { $0.alu(.and, m, imm: v, s) }
+        for m in memories {
+          for r in [HostReg.rax, .rcx, .rsp, .rdi, .r8, .r15] {
+            add("mov \(name(r, s)), \(ptr(s))\(text(m))") { $0.load(r, m, s) }
+            add("mov \(ptr(s))\(text(m)), \(name(r, s))") { $0.store(m, r, s) }
+            for op in [ALUOp.add, .sub, .cmp, .xor] {
+              add("\(op) \(name(r, s)), \(ptr(s))\(text(m))") { $0.alu(op, r, m, s) }
+              add("\(op) \(ptr(s))\(text(m)), \(name(r, s))") { $0.alu(op, m, r, s) }
+            }
+          }
+          for imm: Int32 in [5, -100, 1000] {
+            let v = s == .b8 ? Int32(Int8(truncatingIfNeeded: imm)) : imm
+            add("mov \(ptr(s))\(text(m)), \(v)") { $0.storeImm(m, v, s) }
+            add("and \(ptr(s))\(text(m)), \(v)") { $0.alu(.and, m, imm: v, s) }
+          }
         }
       }
-    }
-    for r in regs {
-      for v: UInt64 in [
-        0, 1, 0xFFFF_FFFF, 0x1_0000_0000, 0xFFFF_FFFF_FFFF_FFFF, 0xFFFF_FFFF_8000_0000,
-        0x8000_0000_0000_0000,
-      ] {
-        let t: String
-        if v <= 0xFFFF_FFFF {
-          t = "mov \(name(r, .b32)), \(v)"
-        } else if Int64(bitPattern: v) >= Int64(Int32.min) && Int64(bitPattern: v) < 0 {
-          t = "mov \(name(r, .b64)), \(Int64(bitPattern: v))"
-        } else {
-          t = "movabs \(name(r, .b64)), \(v)"
+      for r in regs {
+        for v: UInt64 in [
+          0, 1, 0xFFFF_FFFF, 0x1_0000_0000, 0xFFFF_FFFF_FFFF_FFFF, 0xFFFF_FFFF_8000_0000,
+          0x8000_0000_0000_0000,
+        ] {
+          let t: String
+          if v <= 0xFFFF_FFFF {
+            t = "mov \(name(r, .b32)), \(v)"
+          } else if Int64(bitPattern: v) >= Int64(Int32.min) && Int64(bitPattern: v) < 0 {
+            t = "mov \(name(r, .b64)), \(Int64(bitPattern: v))"
+          } else {
+            t = "movabs \(name(r, .b64)), \(v)"
+          }
+          add(t) { $0.movImm(r, v) }
         }
-        add(t) { $0.movImm(r, v) }
+        for m in memories.prefix(40) {
+          add("lea \(name(r, .b64)), \(text(m))") { $0.lea(r, m) }
+          add("lea \(name(r, .b32)), \(text(m))") { $0.lea(r, m, .b32) }
+          add("movzx \(name(r, .b32)), byte ptr \(text(m))") { $0.loadZX(r, m, .b8) }
+          add("movzx \(name(r, .b32)), word ptr \(text(m))") { $0.loadZX(r, m, .b16) }
+        }
+        for c in Cond.allCases { add("set\(c) \(name(r, .b8))") { $0.setcc(c, r) } }
+        add("push \(name(r, .b64))") { $0.push(r) }
+        add("pop \(name(r, .b64))") { $0.pop(r) }
+        add("call \(name(r, .b64))") { $0.call(r) }
+        add("jmp \(name(r, .b64))") { $0.jmp(r) }
       }
-      for m in memories.prefix(40) {
-        add("lea \(name(r, .b64)), \(text(m))") { $0.lea(r, m) }
-        add("lea \(name(r, .b32)), \(text(m))") { $0.lea(r, m, .b32) }
-        add("movzx \(name(r, .b32)), byte ptr \(text(m))") { $0.loadZX(r, m, .b8) }
-        add("movzx \(name(r, .b32)), word ptr \(text(m))") { $0.loadZX(r, m, .b16) }
-      }
-      for c in Cond.allCases { add("set\(c) \(name(r, .b8))") { $0.setcc(c, r) } }
-      add("push \(name(r, .b64))") { $0.push(r) }
-      add("pop \(name(r, .b64))") { $0.pop(r) }
-      add("call \(name(r, .b64))") { $0.call(r) }
-      add("jmp \(name(r, .b64))") { $0.jmp(r) }
+      add("lahf") { $0.lahf() }
+      add("sahf") { $0.sahf() }
+      add("pushfq") { $0.pushfq() }
+      add("popfq") { $0.popfq() }
+      add("ret") { $0.ret() }
     }
-    add("lahf") { $0.lahf() }
-    add("sahf") { $0.sahf() }
-    add("pushfq") { $0.pushfq() }
-    add("popfq") { $0.popfq() }
-    add("ret") { $0.ret() }
-    return out
   }
 
   static func tool(_ name: String) -> String? {
@@ -207,6 +216,7 @@ final class X86EncoderTests: XCTestCase {
 
   /// Each (assembly text, our bytes) pair against llvm-mc's encoding of the text.
   func assertMatchesAssembler(_ c: [(String, [UInt8])]) throws {
+    XCTAssertGreaterThan(c.count, 100, "too few cases to be a golden test")
     let golden = try assemble(c.map(\.0))
     XCTAssertEqual(golden.count, c.count, "llvm-mc returned a different number of encodings")
     var mismatches = 0
